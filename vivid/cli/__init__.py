@@ -1,0 +1,53 @@
+"""The `vivid` command line. Each subcommand lives in its own module with `register(subparsers)`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Modules under vivid.cli (or elsewhere) that define `register(subparsers) -> None`. Each registered parser
+# sets `func=handler`, a callable taking the parsed args and returning an exit code.
+COMMAND_MODULES = [
+    "vivid.cli.init_tiny",
+    "vivid.cli.edit",
+    "vivid.cli.data",
+]
+
+
+class CLIError(Exception):
+    """An error to print as one line (no traceback) before exiting with status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vivid", description="VIVID video local editing: add, modify, delete.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from vivid.media import MediaError
+
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, MediaError, FileNotFoundError, ValueError) as err:
+        if args.verbose:
+            raise
+        print(f"vivid {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vivid {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

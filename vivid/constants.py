@@ -1,0 +1,25 @@
+"""Numbers and strings fixed by the VIVID recipe (see shared reference, sections 1, 2 and 5)."""
+
+TASKS = ("add", "modify", "delete")
+
+# All deletion samples are trained with this one caption; at inference "delete" uses it unless told otherwise.
+DELETE_CAPTION = "remove objects and generate areas that blend with the background"
+
+LATENT_CHANNELS = 16  # CogVideoX VAE latent channels (noise and masked-video latents each)
+MASK_CHANNELS = 4  # the binary mask packed like the VAE packs time: 4 frames -> 4 channels
+VIVID_IN_CHANNELS = 2 * LATENT_CHANNELS + MASK_CHANNELS  # noise | masked-video latents | mask = 36
+
+VAE_SPATIAL = 8
+VAE_TEMPORAL = 4
+MAX_CLIP_FRAMES = 49  # CogVideoX-5B's training length: 4 * 12 + 1
+
+LORA_RANK = 32
+LORA_ALPHA = 32
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+BASE_MODEL_ID = "THUDM/CogVideoX-5b"
+
+# File names of the VIVID weights folder (written by save_vivid_weights, read by load_vivid_weights).
+LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # diffusers' LoRA file name and key layout
+PATCH_EMBED_WEIGHTS_NAME = "patch_embed.safetensors"
+VIVID_CONFIG_NAME = "vivid_config.json"

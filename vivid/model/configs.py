@@ -1,0 +1,97 @@
+"""Architecture configs of the CogVideoX family: the published 5B and a tiny one of the same classes.
+
+The 5B values are those of THUDM/CogVideoX-5b (text-to-video). The tiny family keeps every structural
+feature (3D rotary embeddings, 8x/4x VAE, v-prediction with zero-terminal-SNR) at a size that trains on a CPU.
+"""
+
+from __future__ import annotations
+
+COGVIDEOX_5B_TRANSFORMER = dict(
+    num_attention_heads=48,
+    attention_head_dim=64,
+    in_channels=16,
+    out_channels=16,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    time_embed_dim=512,
+    text_embed_dim=4096,
+    num_layers=42,
+    dropout=0.0,
+    attention_bias=True,
+    sample_width=90,
+    sample_height=60,
+    sample_frames=49,
+    patch_size=2,
+    temporal_compression_ratio=4,
+    max_text_seq_length=226,
+    activation_fn="gelu-approximate",
+    timestep_activation_fn="silu",
+    norm_elementwise_affine=True,
+    norm_eps=1e-5,
+    spatial_interpolation_scale=1.875,
+    temporal_interpolation_scale=1.0,
+    use_rotary_positional_embeddings=True,
+    use_learned_positional_embeddings=False,
+)
+
+COGVIDEOX_5B_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("CogVideoXDownBlock3D",) * 4,
+    up_block_types=("CogVideoXUpBlock3D",) * 4,
+    block_out_channels=(128, 256, 256, 512),
+    latent_channels=16,
+    layers_per_block=3,
+    act_fn="silu",
+    norm_eps=1e-6,
+    norm_num_groups=32,
+    temporal_compression_ratio=4,
+    sample_height=480,
+    sample_width=720,
+    scaling_factor=0.7,
+    use_quant_conv=False,
+    use_post_quant_conv=False,
+)
+
+# CogVideoX-5b's scheduler: v-prediction, zero-terminal-SNR, trailing spacing.
+COGVIDEOX_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=True,
+    steps_offset=0,
+    prediction_type="v_prediction",
+    timestep_spacing="trailing",
+    rescale_betas_zero_snr=True,
+    snr_shift_scale=1.0,
+)
+
+# T5-v1.1-XXL encoder as used by CogVideoX.
+T5_XXL = dict(d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64, vocab_size=32128)
+
+TINY_TRANSFORMER = dict(
+    COGVIDEOX_5B_TRANSFORMER,
+    num_attention_heads=4,
+    attention_head_dim=16,
+    time_embed_dim=64,
+    text_embed_dim=64,
+    num_layers=4,
+    sample_width=12,  # latent cells: 96 px
+    sample_height=8,  # 64 px
+    sample_frames=9,
+    max_text_seq_length=16,
+)
+
+TINY_VAE = dict(
+    COGVIDEOX_5B_VAE,
+    block_out_channels=(16, 32, 32, 32),
+    layers_per_block=1,
+    norm_num_groups=8,
+    sample_height=64,
+    sample_width=96,
+    scaling_factor=1.0,
+)
+
+TINY_T5 = dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4, relative_attention_num_buckets=8)

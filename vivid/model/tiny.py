@@ -1,0 +1,73 @@
+"""`vivid init-tiny`: a seeded, randomly initialised tiny CogVideoX family written as a diffusers folder.
+
+Same classes as THUDM/CogVideoX-5b (transformer, VAE, T5 encoder, tokenizer, scheduler), so every code
+path that loads the real model (`from_pretrained` on a folder or hub id) is exercised offline.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+from vivid.model.configs import COGVIDEOX_SCHEDULER, TINY_T5, TINY_TRANSFORMER, TINY_VAE
+from vivid.synthetic_world import corpus
+
+
+def build_tiny_tokenizer(max_length: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained, deterministically and offline, on the synthetic world's captions.
+
+    Byte-level means any caption can be encoded; the synthetic words get tokens of their own.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<pad>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus(), trainer=trainer)
+    eos = tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", model_max_length=max_length, padding_side="right"
+    )
+
+
+def build_tiny_components(seed: int = 0) -> dict:
+    """The five components of a tiny CogVideoX pipeline, randomly initialised from `seed`."""
+    tokenizer = build_tiny_tokenizer(TINY_TRANSFORMER["max_text_seq_length"])
+    torch.manual_seed(seed)
+    transformer = CogVideoXTransformer3DModel(**TINY_TRANSFORMER)
+    vae = AutoencoderKLCogVideoX(**TINY_VAE)
+    t5_config = T5Config(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        is_encoder_decoder=False,
+        use_cache=False,
+        **TINY_T5,
+    )
+    text_encoder = T5EncoderModel(t5_config)
+    if text_encoder.config.d_model != TINY_TRANSFORMER["text_embed_dim"]:
+        raise AssertionError("tiny T5 width must equal the transformer's text_embed_dim")
+    scheduler = CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER)
+    return dict(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler)
+
+
+def write_tiny_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+    """Write the tiny family as a diffusers folder loadable by `VIVIDPipeline.from_pretrained`."""
+    from diffusers import CogVideoXPipeline
+
+    out_dir = Path(out_dir)
+    pipe = CogVideoXPipeline(**build_tiny_components(seed))
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    return out_dir

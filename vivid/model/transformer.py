@@ -1,0 +1,82 @@
+"""The VIVID transformer: CogVideoX with a widened patch embedding and a LoRA on its attention."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from diffusers import CogVideoXTransformer3DModel
+from peft import LoraConfig
+
+from vivid.constants import LATENT_CHANNELS, LORA_ALPHA, LORA_RANK, LORA_TARGETS, VIVID_IN_CHANNELS
+
+
+def widen_patch_embed(transformer: CogVideoXTransformer3DModel, in_channels: int = VIVID_IN_CHANNELS) -> None:
+    """Give `patch_embed.proj` `in_channels` inputs: noise | masked-video latents | mask latents.
+
+    The first 16 input channels keep the pretrained weights and the new ones start at zero, so that before
+    training the model computes exactly what CogVideoX computes. A no-op if already widened.
+    """
+    proj = transformer.patch_embed.proj
+    if not isinstance(proj, torch.nn.Conv2d):
+        raise TypeError(
+            "only CogVideoX 1.0 transformers (Conv2d patch embedding, patch_size_t=None) are supported, "
+            f"got {type(proj).__name__}"
+        )
+    if proj.in_channels == in_channels:
+        return
+    if proj.in_channels != LATENT_CHANNELS:
+        raise ValueError(f"patch embedding has {proj.in_channels} input channels, expected {LATENT_CHANNELS}")
+    wide = torch.nn.Conv2d(
+        in_channels,
+        proj.out_channels,
+        kernel_size=proj.kernel_size,
+        stride=proj.stride,
+        bias=proj.bias is not None,
+        device=proj.weight.device,
+        dtype=proj.weight.dtype,
+    )
+    with torch.no_grad():
+        wide.weight.zero_()
+        wide.weight[:, : proj.in_channels] = proj.weight
+        if proj.bias is not None:
+            wide.bias.copy_(proj.bias)
+    transformer.patch_embed.proj = wide
+    transformer.register_to_config(in_channels=in_channels, out_channels=LATENT_CHANNELS)
+
+
+def lora_config(rank: int = LORA_RANK, alpha: int = LORA_ALPHA, targets: Sequence[str] = LORA_TARGETS) -> LoraConfig:
+    return LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), init_lora_weights=True)
+
+
+def make_vivid_transformer(
+    transformer: CogVideoXTransformer3DModel,
+    rank: int = LORA_RANK,
+    alpha: int = LORA_ALPHA,
+    targets: Sequence[str] = LORA_TARGETS,
+) -> CogVideoXTransformer3DModel:
+    """Turn a CogVideoX transformer into VIVID's, in place: widen the patch embedding and add the LoRA.
+
+    Trainable afterwards: the LoRA (B starts at zero) and `patch_embed.proj`; everything else is frozen.
+    """
+    widen_patch_embed(transformer)
+    transformer.requires_grad_(False)
+    if not getattr(transformer, "_hf_peft_config_loaded", False):
+        transformer.add_adapter(lora_config(rank, alpha, targets))
+    for name, param in transformer.named_parameters():
+        param.requires_grad_("lora_" in name or name.startswith("patch_embed.proj."))
+    return transformer
+
+
+def parameter_report(model: torch.nn.Module) -> dict[str, float]:
+    """Trainable and total parameter counts (works on the meta device)."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"trainable": trainable, "total": total, "trainable_fraction": trainable / max(total, 1)}
+
+
+def format_parameter_report(report: dict[str, float]) -> str:
+    return (
+        f"trainable {report['trainable']:,} / total {report['total']:,} parameters "
+        f"({100 * report['trainable_fraction']:.2f}%)"
+    )

@@ -1,0 +1,137 @@
+"""Saving and loading the VIVID weights: the LoRA and the widened patch embedding, safetensors only.
+
+A weights folder holds
+- `pytorch_lora_weights.safetensors`: the LoRA in diffusers' layout (keys `transformer.<module>.lora_A.weight`),
+- `patch_embed.safetensors`: `patch_embed.proj.weight` / `.bias` (diffusers' LoRA loader cannot widen a conv),
+- `vivid_config.json`: base model, LoRA rank/alpha/targets, mask encoding and channel layout.
+Keys are written without DeepSpeed/DDP `module.` prefixes, and such prefixes are stripped on load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from diffusers import CogVideoXTransformer3DModel
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+
+from vivid.constants import (
+    BASE_MODEL_ID,
+    LORA_ALPHA,
+    LORA_RANK,
+    LORA_TARGETS,
+    LORA_WEIGHTS_NAME,
+    PATCH_EMBED_WEIGHTS_NAME,
+    VIVID_CONFIG_NAME,
+    VIVID_IN_CHANNELS,
+)
+from vivid.model.transformer import make_vivid_transformer
+
+
+@dataclass
+class VIVIDWeightsConfig:
+    base_model: str = BASE_MODEL_ID
+    lora_rank: int = LORA_RANK
+    lora_alpha: int = LORA_ALPHA
+    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    mask_encoding: str = "packed"  # 4 channels: 4 frames per latent frame, 8x max-pooled
+    in_channels: int = VIVID_IN_CHANNELS
+    channel_order: str = "noise|masked_video_latents|mask_latents"
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "VIVIDWeightsConfig":
+        path = Path(folder) / VIVID_CONFIG_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: not a VIVID weights folder")
+        data = json.loads(path.read_text())
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in prefixes:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix) :], True
+        out[key] = value
+    return out
+
+
+def vivid_state_dicts(transformer: CogVideoXTransformer3DModel) -> tuple[dict, dict]:
+    """(LoRA state in diffusers' layout, patch-embedding state), contiguous CPU tensors, no `module.` prefixes."""
+    model = getattr(transformer, "module", transformer)  # unwrap DDP / DeepSpeed engines
+    lora = get_peft_model_state_dict(model)
+    lora = _strip_prefixes(lora, ("module.", "base_model.model."))
+    lora = {f"transformer.{k}": v.detach().cpu().contiguous() for k, v in lora.items()}
+    proj = model.patch_embed.proj
+    patch = {"patch_embed.proj.weight": proj.weight.detach().cpu().contiguous()}
+    if proj.bias is not None:
+        patch["patch_embed.proj.bias"] = proj.bias.detach().cpu().contiguous()
+    return lora, patch
+
+
+def save_vivid_weights(
+    transformer: CogVideoXTransformer3DModel, folder: str | os.PathLike, config: VIVIDWeightsConfig
+) -> Path:
+    """Write the VIVID weights folder atomically (a temporary folder renamed into place)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lora, patch = vivid_state_dicts(transformer)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        save_file(lora, tmp / LORA_WEIGHTS_NAME, metadata={"format": "pt"})
+        save_file(patch, tmp / PATCH_EMBED_WEIGHTS_NAME, metadata={"format": "pt"})
+        (tmp / VIVID_CONFIG_NAME).write_text(json.dumps(asdict(config), indent=2) + "\n")
+        if folder.exists():
+            old = folder.with_name(folder.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_vivid_weights(transformer: CogVideoXTransformer3DModel, folder: str | os.PathLike) -> VIVIDWeightsConfig:
+    """Make `transformer` a VIVID transformer (if it is not yet) and load the weights of `folder` into it."""
+    folder = Path(folder)
+    config = VIVIDWeightsConfig.load(folder)
+    for name in (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} not found: incomplete VIVID weights folder")
+    if config.mask_encoding != "packed" or config.in_channels != VIVID_IN_CHANNELS:
+        raise ValueError(
+            f"{folder}: mask encoding {config.mask_encoding!r} with {config.in_channels} channels is not supported"
+        )
+    make_vivid_transformer(transformer, config.lora_rank, config.lora_alpha, config.lora_targets)
+    lora = _strip_prefixes(load_file(folder / LORA_WEIGHTS_NAME), ("module.", "transformer."))
+    patch = _strip_prefixes(load_file(folder / PATCH_EMBED_WEIGHTS_NAME), ("module.",))
+    proj = transformer.patch_embed.proj
+    if patch["patch_embed.proj.weight"].shape != proj.weight.shape:
+        raise ValueError(
+            f"{folder / PATCH_EMBED_WEIGHTS_NAME}: patch embedding {tuple(patch['patch_embed.proj.weight'].shape)} "
+            f"does not fit the base model's {tuple(proj.weight.shape)} (wrong base model?)"
+        )
+    result = set_peft_model_state_dict(transformer, lora)
+    unexpected = getattr(result, "unexpected_keys", None) or []
+    if unexpected:
+        raise ValueError(f"{folder / LORA_WEIGHTS_NAME}: keys that fit no LoRA layer of the base model: {unexpected[:5]}")
+    with torch.no_grad():
+        proj.weight.copy_(patch["patch_embed.proj.weight"])
+        if proj.bias is not None:
+            proj.bias.copy_(patch["patch_embed.proj.bias"])
+    return config
