@@ -1,0 +1,5 @@
+import sys
+
+from vivid.cli import main
+
+sys.exit(main())
