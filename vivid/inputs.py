@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from vivid.constants import DELETE_CAPTION, TASKS
-from vivid.media import MediaError, binarize, is_image_path, read_image, read_mask, read_video
+from vivid.media import binarize, is_image_path, read_image, read_mask, read_video
 
 
 class EditInputError(ValueError):
@@ -143,10 +142,7 @@ def load_edit_inputs(
             frames, fps = read_video(video)
     else:
         frames = as_frames(video)
-    try:
-        mask_arr = as_mask(mask)
-    except MediaError:
-        raise
+    mask_arr = as_mask(mask)
     key = None
     if keyframe is not None:
         key = read_image(keyframe, "keyframe") if isinstance(keyframe, (str, os.PathLike)) else as_frames(keyframe, "keyframe")
@@ -156,7 +152,3 @@ def load_edit_inputs(
             key = key[0]
     mask_arr = validate(frames, mask_arr, key)
     return EditInputs(frames=frames, mask=mask_arr, keyframe=key, prompt=prompt, task=task, fps=fps)
-
-
-def source_path_kind(path: str | os.PathLike) -> str:
-    return "image" if is_image_path(Path(path)) else "video"

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (CLIError, MediaError, FileNotFoundError, ValueError) as err:
+    except (CLIError, MediaError, OSError, ValueError) as err:  # OSError: missing files, hub not reachable
         if args.verbose:
             raise
         print(f"vivid {args.command}: error: {err}", file=sys.stderr)
