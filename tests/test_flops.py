@@ -1,0 +1,153 @@
+"""The analytic FLOPs count against torch's FlopCounterMode on the tiny model, and the 5B numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from vivid.flops import (
+    PUBLISHED_PFLOPS,
+    edit_flops,
+    kive_comparison,
+    t5_flops,
+    token_counts,
+    transformer_forward_flops,
+    transformer_train_flops,
+    vae_decode_flops,
+    vae_encode_flops,
+)
+from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, TINY_T5, TINY_TRANSFORMER, TINY_VAE
+
+H, W = 64, 96
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from vivid.model.tiny import build_tiny_components
+    from vivid.model.transformer import make_vivid_transformer
+
+    components = build_tiny_components(0)
+    components["transformer"] = make_vivid_transformer(components["transformer"])
+    return components
+
+
+def _measured(fn) -> int:
+    # CPU SDPA kernels are invisible to the counter; the math backend is the same product, as bmm calls.
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def _transformer_call(transformer, frames: int, batch: int):
+    from vivid.model.conditioning import rotary_embeddings
+
+    t = (frames - 1) // 4 + 1
+    x = torch.randn(batch, t, 36, H // 8, W // 8)
+    text = torch.randn(batch, TINY_TRANSFORMER["max_text_seq_length"], TINY_TRANSFORMER["text_embed_dim"])
+    rot = rotary_embeddings(transformer, H, W, t, torch.device("cpu"))
+    return lambda: transformer(
+        hidden_states=x, encoder_hidden_states=text, timestep=torch.full((batch,), 500), image_rotary_emb=rot
+    )[0]
+
+
+@pytest.mark.parametrize("frames,batch", [(9, 2), (1, 1)])
+def test_transformer_forward_matches_flop_counter(tiny, frames, batch):
+    call = _transformer_call(tiny["transformer"], frames, batch)
+    with torch.no_grad():
+        measured = _measured(call)
+    analytic = sum(transformer_forward_flops(TINY_TRANSFORMER, frames, H, W, batch=batch).values())
+    assert measured > 0
+    assert analytic == pytest.approx(measured, rel=0.05)
+
+
+def test_stock_transformer_forward_matches_flop_counter():
+    from diffusers import CogVideoXTransformer3DModel
+
+    from vivid.model.conditioning import rotary_embeddings
+
+    torch.manual_seed(0)
+    stock = CogVideoXTransformer3DModel(**TINY_TRANSFORMER)
+    x = torch.randn(1, 3, 16, H // 8, W // 8)
+    text = torch.randn(1, 16, 64)
+    rot = rotary_embeddings(stock, H, W, 3, torch.device("cpu"))
+    with torch.no_grad():
+        measured = _measured(lambda: stock(hidden_states=x, encoder_hidden_states=text, timestep=torch.tensor([1]),
+                                           image_rotary_emb=rot))
+    analytic = sum(transformer_forward_flops(TINY_TRANSFORMER, 9, H, W, in_channels=16, lora_rank=0).values())
+    assert analytic == pytest.approx(measured, rel=0.05)
+
+
+def test_lora_training_step_matches_flop_counter(tiny):
+    call = _transformer_call(tiny["transformer"], 9, 2)
+    measured = _measured(lambda: call().float().pow(2).mean().backward())
+    tiny["transformer"].zero_grad(set_to_none=True)
+    analytic = transformer_train_flops(TINY_TRANSFORMER, 9, H, W, batch=2)
+    assert analytic["total"] == pytest.approx(measured, rel=0.05)
+    assert 2.0 < analytic["total"] / analytic["forward"] < 3.0
+
+
+@pytest.mark.parametrize("frames", [1, 17])  # 17: two encoder batches (9 + 8), decoder batches 3 + 2
+def test_vae_matches_flop_counter(tiny, frames):
+    vae = tiny["vae"]
+    video = torch.randn(1, 3, frames, H, W)
+    with torch.no_grad():
+        latents = vae.encode(video).latent_dist.mode()
+        enc = _measured(lambda: vae.encode(video))
+        dec = _measured(lambda: vae.decode(latents))
+    assert vae_encode_flops(TINY_VAE, frames, H, W) == pytest.approx(enc, rel=0.05)
+    assert vae_decode_flops(TINY_VAE, frames, H, W) == pytest.approx(dec, rel=0.05)
+
+
+def test_t5_matches_flop_counter(tiny):
+    encoder = tiny["text_encoder"]
+    ids = torch.randint(0, 300, (2, 16))
+    with torch.no_grad():
+        measured = _measured(lambda: encoder(ids))
+    assert t5_flops(TINY_T5, 16, gated=False, batch=2) == pytest.approx(measured, rel=0.05)
+
+
+def test_5b_tokens_and_per_forward_cost():
+    assert token_counts(COGVIDEOX_5B_TRANSFORMER, 49, 480, 720) == (17_550, 226)
+    fwd = transformer_forward_flops(COGVIDEOX_5B_TRANSFORMER, 49, 480, 720, in_channels=16, lora_rank=0)
+    # reference §6: linear ~2 x 5e9 x 17.8k tokens, attention ~1.6e14, a forward ~3.3-3.5e14
+    assert fwd["linear"] == pytest.approx(2 * 4.75e9 * 17_776, rel=0.03)
+    assert fwd["attention"] == pytest.approx(4 * 17_776**2 * 3072 * 42)
+    assert 3.2e14 < sum(fwd.values()) < 3.5e14
+
+
+def test_5b_edit_and_published_kive_numbers():
+    edit = edit_flops("5b", 49, 480, 720, 50, guidance=True)
+    assert 33e15 < edit.total < 35e15
+    assert edit.components["transformer_attention"] / edit.total > 0.45
+    no_cfg = edit_flops("5b", 49, 480, 720, 50, guidance=False)
+    assert no_cfg.transformer_total == pytest.approx(edit.transformer_total / 2)
+    rows = kive_comparison()["ours_pflops"]["transformer linear layers only, guidance"]
+    for key, published in PUBLISHED_PFLOPS.items():
+        assert rows[key] == pytest.approx(published, rel=0.01), key
+
+
+def test_frames_padded_and_bad_sizes():
+    assert edit_flops("tiny", 7, H, W, 2).frames == 9
+    with pytest.raises(ValueError, match="multiples of 16"):
+        edit_flops("5b", 49, 470, 720)
+    with pytest.raises(ValueError, match="model size"):
+        edit_flops("7b")
+    with pytest.raises(ValueError, match="steps"):
+        edit_flops("tiny", 9, H, W, 0)
+
+
+def test_cli_flops_json(capsys):
+    from vivid.cli import main
+
+    assert main(["flops", "--model-size", "tiny", "--frames", "9", "--height", "64", "--width", "96",
+                 "--steps", "4", "--no-guidance", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["edit"]["guidance"] is False and out["edit"]["video_tokens"] == 72
+    assert out["edit"]["total"] == pytest.approx(sum(out["edit"]["components"].values()))
+    assert main(["flops"]) == 0
+    assert "17.1" in capsys.readouterr().out
+    assert main(["flops", "--height", "100"]) == 2
