@@ -1,0 +1,10 @@
+"""`python -m train` / `accelerate launch -m train --config CONFIG [key=value ...] [--resume latest|PATH]`."""
+
+from __future__ import annotations
+
+import sys
+
+from vivid.cli.train import main
+
+if __name__ == "__main__":
+    sys.exit(main())

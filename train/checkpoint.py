@@ -1,0 +1,217 @@
+"""Crash-safe training checkpoints.
+
+A checkpoint is `<output_dir>/checkpoints/checkpoint-<step>/` holding
+- accelerate's state (`accelerator.save_state`): optimizer, registered LR scheduler, RNG states of every rank
+  (under DeepSpeed, the engine's own checkpoint instead); the trainable weights as `trainable_0.safetensors`
+  (written by the save hook of `register_trainable_state_hooks`, not the multi-GB frozen base weights),
+- `sampler_rank<r>.json`: each rank's data-loader state (exact resume of the sample order),
+- `vivid-weights/`: the LoRA + patch embedding as `vivid export` and `VIVIDPipeline.load_vivid_weights` read them,
+- `trainer_state.json`: step, world size, config, and the run's bookkeeping; written last.
+
+Everything is written into `.tmp-checkpoint-<step>/`, which rank 0 renames into place once all ranks are done,
+so a crash at any point leaves either the complete new checkpoint or none (and the previous ones intact).
+Leftover `.tmp-*` folders are ignored and cleaned by the next save.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS_DIR = "checkpoints"
+PREFIX = "checkpoint-"
+TMP_PREFIX = ".tmp-checkpoint-"
+STATE_NAME = "trainer_state.json"
+WEIGHTS_DIR = "vivid-weights"
+TRAINABLE_NAME = "trainable_{}.safetensors"
+_STEP_RE = re.compile(rf"^{PREFIX}(\d+)$")
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = Path(output_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _STEP_RE.match(child.name)
+        if match and (child / STATE_NAME).is_file():
+            found.append((int(match.group(1)), child))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    checkpoints = list_checkpoints(output_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+def resolve_resume(resume: str, output_dir: str | os.PathLike) -> Path:
+    """`latest` -> the newest complete checkpoint of the run; otherwise a checkpoint folder path."""
+    if resume == "latest":
+        path = latest_checkpoint(output_dir)
+        if path is None:
+            raise FileNotFoundError(f"--resume latest: no checkpoint in {Path(output_dir) / CHECKPOINTS_DIR}")
+        return path
+    path = Path(resume)
+    if not (path / STATE_NAME).is_file():
+        raise FileNotFoundError(f"--resume {resume}: not a checkpoint folder (no {STATE_NAME})")
+    return path
+
+
+def read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    return json.loads((Path(checkpoint) / STATE_NAME).read_text())
+
+
+# --------------------------------------------------------------------------- trainable weights in save_state
+
+
+def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    model = getattr(model, "module", model)
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def register_trainable_state_hooks(accelerator: Any, is_main: Callable[[], bool]) -> None:
+    """Make `accelerator.save_state/load_state` keep only the trainable weights (safetensors) of each model.
+
+    The frozen base weights come from the pretrained model and are not copied into every checkpoint. Not
+    used under DeepSpeed, whose engine checkpoint replaces accelerate's model files.
+    """
+
+    def save_hook(models: list, weights: list, output_dir: str) -> None:
+        if is_main():
+            for i, model in enumerate(models):
+                save_file(trainable_state_dict(model), os.path.join(output_dir, TRAINABLE_NAME.format(i)))
+        weights.clear()  # accelerate writes no model files of its own
+
+    def load_hook(models: list, input_dir: str) -> None:
+        for i, model in enumerate(models):
+            path = Path(input_dir) / TRAINABLE_NAME.format(i)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found: incomplete checkpoint")
+            state = load_file(path)
+            bare = getattr(model, "module", model)
+            params = dict(bare.named_parameters())
+            expected = {n for n, p in params.items() if p.requires_grad}
+            if set(state) != expected:
+                missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+                raise ValueError(f"{path}: trainable weights do not fit the model (missing {missing[:3]}, extra {extra[:3]})")
+            with torch.no_grad():
+                for name, value in state.items():
+                    params[name].copy_(value)
+        models.clear()
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
+# --------------------------------------------------------------------------- save / load
+
+
+def save_checkpoint(
+    accelerator: Any,
+    output_dir: str | os.PathLike,
+    step: int,
+    rank: int,
+    world_size: int,
+    trainer_state: dict[str, Any],
+    loader_state: dict[str, Any],
+    save_weights: Callable[[Path], Any],
+    keep_last: int = 0,
+) -> Path:
+    """Write checkpoint-<step> atomically (collective: all ranks call it).
+
+    `save_weights(folder)` writes the VIVID weights folder; it is called on every rank (under ZeRO-3 the
+    weights must be gathered collectively) and must write on rank 0 only.
+    """
+    root = Path(output_dir) / CHECKPOINTS_DIR
+    final = root / f"{PREFIX}{step}"
+    tmp = root / f"{TMP_PREFIX}{step}"
+    if rank == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        for leftover in root.glob(f"{TMP_PREFIX}*"):  # from a crash in an earlier save
+            shutil.rmtree(leftover, ignore_errors=True)
+        tmp.mkdir()
+    barrier()
+    accelerator.save_state(str(tmp))
+    write_json_atomic(tmp / f"sampler_rank{rank}.json", loader_state)
+    save_weights(tmp / WEIGHTS_DIR)
+    barrier()
+    if rank == 0:
+        state = dict(trainer_state, step=step, world_size=world_size, written_by_rank=rank)
+        write_json_atomic(tmp / STATE_NAME, state)
+        _fsync_dir(tmp)
+        if final.exists():  # the same step saved again (e.g. the final save right after a periodic one)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        prune_checkpoints(output_dir, keep_last)
+        logger.info("saved checkpoint %s", final)
+    barrier()
+    return final
+
+
+def prune_checkpoints(output_dir: str | os.PathLike, keep_last: int) -> list[Path]:
+    """Delete all but the newest `keep_last` complete checkpoints (0 keeps all). Returns the deleted ones."""
+    if keep_last <= 0:
+        return []
+    old = list_checkpoints(output_dir)[:-keep_last]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return old
+
+
+def load_checkpoint(accelerator: Any, checkpoint: str | os.PathLike, rank: int, world_size: int) -> tuple[dict, dict]:
+    """Restore accelerate's state; return (trainer state, this rank's data-loader state)."""
+    checkpoint = Path(checkpoint)
+    state = read_trainer_state(checkpoint)
+    if state.get("world_size") != world_size:
+        raise ValueError(
+            f"{checkpoint} was written by {state.get('world_size')} processes, this run has {world_size}: "
+            "the data order cannot be resumed exactly (resume with the same number of processes)"
+        )
+    sampler_path = checkpoint / f"sampler_rank{rank}.json"
+    if not sampler_path.is_file():
+        raise FileNotFoundError(f"{sampler_path} not found: incomplete checkpoint")
+    accelerator.load_state(str(checkpoint))
+    return state, json.loads(sampler_path.read_text())

@@ -1,0 +1,270 @@
+"""Training configuration: typed dataclasses loaded from YAML, with dotted `key=value` overrides.
+
+    config = load_config("configs/tiny.yaml", ["optim.lr=1e-4", "data.frames=9"])
+
+Every key is checked against the dataclasses: an unknown key or a value of the wrong type is a `ConfigError`
+naming the key (and the file). Values on the command line are parsed as YAML (`true`, `[0.9, 0.99]`, `null`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from data_loaders.config import DataConfig
+from vivid.constants import LORA_ALPHA, LORA_RANK, LORA_TARGETS
+
+TINY = "tiny"  # reserved `model.pretrained` value: the built-in tiny CogVideoX family
+
+
+class ConfigError(ValueError):
+    """A bad configuration key or value; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    pretrained: str = TINY  # hub id, local diffusers folder, or "tiny" (written to <output_dir>/tiny-model)
+    tiny_seed: int = 0
+    lora_rank: int = LORA_RANK
+    lora_alpha: int = LORA_ALPHA
+    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    gradient_checkpointing: bool = True
+    vae_slicing: bool = False  # encode the batch one video at a time (lower peak memory)
+    vae_tiling: bool = False
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    weight_decay: float = 1e-4
+    eps: float = 1e-8
+    warmup_steps: int = 100
+    lr_scheduler: str = "constant_with_warmup"  # any name of diffusers.optimization.get_scheduler
+    max_grad_norm: float = 1.0
+    gradient_accumulation_steps: int = 1
+    use_8bit_adam: bool = False  # bitsandbytes AdamW8bit; needs bitsandbytes and a GPU
+    max_steps: int = 1000  # optimizer steps
+
+
+@dataclass
+class LoggingConfig:
+    wandb: Literal["online", "offline", "disabled"] = "disabled"
+    project: str = "vivid"
+    run_name: str | None = None
+    log_every: int = 1  # progress-bar / wandb cadence; metrics.jsonl gets every step
+    log_sample_ids: bool = False  # write sample_ids_rank<r>.jsonl (which samples each rank trained on)
+
+
+@dataclass
+class ValidationConfig:
+    every_n_steps: int = 0  # 0 = never
+    num_samples: int = 2  # held-out eval samples edited at each validation
+    steps: int = 50  # denoising steps
+    guidance: float = 6.0
+    seed: int = 0
+
+
+@dataclass
+class CheckpointConfig:
+    output_dir: str = "runs/vivid"  # the run folder: checkpoints/, metrics.jsonl, validation/, tiny-model/
+    every_n_steps: int = 500  # 0 = only the final checkpoint
+    keep_last: int = 3  # 0 = keep all
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "bf16"
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    cache_text_embeddings: bool = False  # keep T5 embeddings of seen captions on the CPU
+    offload_encoders: bool = False  # keep VAE and T5 on the CPU between uses (GPU memory)
+    seed: int = 0
+    max_bad_steps: int = 5  # non-finite losses in a row before training stops
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.checkpoint.output_dir)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp` (and convert the few safe cases); ConfigError otherwise."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return _build(tp, value, key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} is not a {_type_name(tp)}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
+        return value
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        out = [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if (origin is tuple or tp is tuple) else out
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown key {where}{unknown[0]} (known in {cls.__name__}: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:  # a dataclass's own __post_init__ checks
+        raise ConfigError(f"{prefix or cls.__name__}: {err}") from err
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
+    """["optim.lr=1e-4", "data.frames=9"] -> {"optim": {"lr": "1e-4"}, "data": {"frames": 9}} (values as YAML)."""
+    data: dict[str, Any] = {}
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {key}: cannot parse {raw!r}: {err}") from err
+        _set_dotted(data, key, value)
+    return data
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    config = _build(TrainConfig, data)
+    validate(config)
+    return config
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (or the defaults when `path` is None) and apply dotted overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} not found")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        data = loaded or {}
+    data = _merge(data, parse_overrides(overrides))
+    try:
+        return config_from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}" if path else str(err)) from err
+
+
+def validate(config: TrainConfig) -> None:
+    """Cross-field checks the types cannot express."""
+    o = config.optim
+    checks = [
+        (o.lr > 0, "optim.lr must be > 0"),
+        (len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "optim.betas must be two numbers in [0, 1)"),
+        (o.max_steps >= 1, "optim.max_steps must be >= 1"),
+        (o.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
+        (o.gradient_accumulation_steps >= 1, "optim.gradient_accumulation_steps must be >= 1"),
+        (o.max_grad_norm > 0, "optim.max_grad_norm must be > 0"),
+        (config.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
+        (config.checkpoint.every_n_steps >= 0, "checkpoint.every_n_steps must be >= 0"),
+        (config.checkpoint.keep_last >= 0, "checkpoint.keep_last must be >= 0"),
+        (config.validation.every_n_steps >= 0, "validation.every_n_steps must be >= 0"),
+        (config.logging.log_every >= 1, "logging.log_every must be >= 1"),
+        (config.model.lora_rank >= 1, "model.lora_rank must be >= 1"),
+        (bool(config.model.lora_targets), "model.lora_targets must not be empty"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    from diffusers.optimization import SchedulerType
+
+    names = [s.value for s in SchedulerType]
+    if o.lr_scheduler not in names:
+        raise ConfigError(f"optim.lr_scheduler: {o.lr_scheduler!r} is not one of {names}")

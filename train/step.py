@@ -1,0 +1,155 @@
+"""The model-specific part of a VIVID training step, small and free of accelerate.
+
+CogVideoX's objective as diffusers' CogVideoX LoRA example trains it: a timestep drawn uniformly from
+[0, num_train_timesteps), noise added with the scheduler, the transformer's v-prediction turned into an x0
+prediction with `scheduler.get_velocity(model_output, noisy, t)`, and the squared error to the clean latents
+weighted by 1 / (1 - alphas_cumprod[t]). VIVID only changes the transformer input: noise | conditions.
+
+`training_step` runs one whole step (encode, forward, backward, optimizer) and is what benchmarks time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
+
+from vivid.model.conditioning import (
+    encode_conditions,
+    encode_video_latents,
+    rotary_embeddings,
+    to_unit_range,
+    transformer_input,
+)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare model under a DDP / DeepSpeed wrapper (for its config)."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+@torch.no_grad()
+def encode_batch(
+    vae: AutoencoderKLCogVideoX, batch: dict[str, Any], generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A loader batch -> (target latents (B, T, 16, h, w) sampled from the posterior, conditions (B, T, 20, h, w)).
+
+    The VAE is frozen; nothing here keeps a graph.
+    """
+    for name in ("video", "masked_video", "mask"):
+        if name not in batch:
+            raise KeyError(f"batch has no {name!r} (keys: {sorted(batch)})")
+    video, masked, mask = batch["video"], batch["masked_video"], batch["mask"]
+    if video.dim() != 5 or video.shape[2] != 3 or masked.shape != video.shape:
+        raise ValueError(
+            f"batch video {tuple(video.shape)} / masked_video {tuple(masked.shape)} must both be (B, F, 3, H, W)"
+        )
+    if mask.shape != (*video.shape[:2], 1, *video.shape[3:]):
+        raise ValueError(f"batch mask {tuple(mask.shape)} must be (B, F, 1, H, W) for video {tuple(video.shape)}")
+    latents = encode_video_latents(vae, to_unit_range(video), generator=generator, sample=True)
+    conditions = encode_conditions(vae, to_unit_range(masked), mask.float())
+    return latents, conditions
+
+
+def compute_loss(
+    transformer: torch.nn.Module,
+    scheduler: CogVideoXDDIMScheduler,
+    latents: torch.Tensor,
+    conditions: torch.Tensor,
+    prompt_embeds: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The weighted v-prediction loss (a scalar) for clean `latents` (B, T, 16, h, w) and their conditions.
+
+    `transformer` may be wrapped (DDP, DeepSpeed); `generator` draws the timesteps and the noise, so a step
+    is reproducible from its generator's seed alone.
+    """
+    b, t, _, h, w = latents.shape
+    device = latents.device
+    num_train_timesteps = scheduler.config.num_train_timesteps
+    timesteps = torch.randint(0, num_train_timesteps, (b,), device=device, generator=generator).long()
+    noise = torch.randn(latents.shape, device=device, dtype=latents.dtype, generator=generator)
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+
+    height, width = h * 8, w * 8  # pixel size, for the rotary grid
+    rotary = rotary_embeddings(unwrap(transformer), height, width, t, device)
+    model_dtype = next(p.dtype for p in unwrap(transformer).parameters() if not p.requires_grad)
+    model_output = transformer(
+        hidden_states=transformer_input(noisy, conditions).to(model_dtype),
+        encoder_hidden_states=prompt_embeds.to(model_dtype),
+        timestep=timesteps,
+        image_rotary_emb=rotary,
+        return_dict=False,
+    )[0]
+    model_pred = scheduler.get_velocity(model_output.float(), noisy.float(), timesteps)
+    alphas_cumprod = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)[timesteps]
+    weights = (1.0 / (1.0 - alphas_cumprod)).view(b, 1, 1, 1, 1)
+    loss = (weights * (model_pred - latents.float()) ** 2).reshape(b, -1).mean(dim=1)
+    return loss.mean()
+
+
+@torch.no_grad()
+def encode_prompts(
+    tokenizer: Any,
+    text_encoder: torch.nn.Module,
+    prompts: Sequence[str],
+    max_length: int,
+    device: torch.device | str | None = None,
+    cache: dict[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """T5 embeddings (B, max_length, D) of `prompts`, as CogVideoX's pipeline computes them.
+
+    With `cache`, captions seen before are taken from it (CPU tensors) and new ones are added to it.
+    """
+    device = device or text_encoder.device
+    missing = [p for p in dict.fromkeys(prompts) if cache is None or p not in cache]
+    fresh: dict[str, torch.Tensor] = {}
+    if missing:
+        ids = tokenizer(
+            list(missing), padding="max_length", max_length=max_length, truncation=True,
+            add_special_tokens=True, return_tensors="pt",
+        ).input_ids
+        embeds = text_encoder(ids.to(text_encoder.device))[0]
+        fresh = dict(zip(missing, embeds))
+        if cache is not None:
+            cache.update({p: e.detach().cpu() for p, e in fresh.items()})
+    rows = [fresh[p] if p in fresh else cache[p] for p in prompts]
+    return torch.stack([r.to(device) for r in rows])
+
+
+def training_step(
+    transformer: torch.nn.Module,
+    vae: AutoencoderKLCogVideoX,
+    scheduler: CogVideoXDDIMScheduler,
+    batch: dict[str, Any],
+    prompt_embeds: torch.Tensor,
+    optimizer: torch.optim.Optimizer | None = None,
+    generator: torch.Generator | None = None,
+    max_grad_norm: float | None = 1.0,
+    autocast_dtype: torch.dtype | None = None,
+) -> dict[str, float]:
+    """One full VIVID training step without accelerate: VAE encoding (no grad), forward, backward, clipping
+    and (if `optimizer` is given) the optimizer step. Returns {"loss", "grad_norm"}.
+
+    For benchmarks: put the batch and the models on the GPU, build `transformer` with
+    `make_vivid_transformer` (+ `enable_gradient_checkpointing()`), and time this function after a warm-up
+    call (synchronise the device around it).
+    """
+    latents, conditions = encode_batch(vae, batch, generator)
+    device_type = latents.device.type
+    with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        loss = compute_loss(transformer, scheduler, latents, conditions, prompt_embeds, generator)
+    loss.backward()
+    params = [p for p in transformer.parameters() if p.requires_grad]
+    if max_grad_norm is not None:
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    else:
+        grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+    if optimizer is not None:
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return {"loss": float(loss.detach()), "grad_norm": float(grad_norm)}

@@ -1,0 +1,443 @@
+"""The VIVID trainer, top to bottom: setup, the training loop, checkpoints, logging, validation.
+
+    from train.config import load_config
+    from train.trainer import train
+    result = train(load_config("configs/tiny.yaml", ["optim.max_steps=10"]))
+
+Run it with `accelerate launch -m train --config CONFIG` (or `vivid train`, or `./launch.sh`). The loss itself
+lives in `train/step.py`; checkpoint files in `train/checkpoint.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
+from diffusers import CogVideoXPipeline
+from diffusers.optimization import get_scheduler
+from tqdm.auto import tqdm
+
+from data_loaders.loader import build_train_loader
+from train import checkpoint as ckpt
+from train import step as step_lib
+from train.config import TINY, TrainConfig
+from vivid.model.transformer import format_parameter_report, make_vivid_transformer, parameter_report
+from vivid.model.weights import VIVIDWeightsConfig, save_vivid_weights
+
+logger = logging.getLogger("vivid.train")
+
+METRICS_NAME = "metrics.jsonl"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many non-finite losses in a row; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    step: int  # the last optimizer step done
+    loss: float | None  # its loss (mean over ranks and accumulation)
+    checkpoint: Path | None  # the final checkpoint
+    output_dir: Path
+
+
+# --------------------------------------------------------------------------- setup helpers
+
+
+def distributed_rank_world(accelerator: Accelerator) -> tuple[int, int]:
+    """Rank and world size as torch.distributed sees them.
+
+    Under DeepSpeed on CPU accelerate's state has been seen to report one process (main on every rank) while
+    torch.distributed has the real world size; torch.distributed is the truth.
+    """
+    if dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if (rank, world) != (accelerator.process_index, accelerator.num_processes):
+            logger.warning(
+                "accelerate reports process %d of %d but torch.distributed rank %d of %d; using torch.distributed",
+                accelerator.process_index, accelerator.num_processes, rank, world,
+            )
+        return rank, world
+    return accelerator.process_index, accelerator.num_processes
+
+
+def all_reduce(value: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+    return value
+
+
+def resolve_pretrained(config: TrainConfig, rank: int) -> str:
+    """The base model path; `tiny` is written once into <output_dir>/tiny-model (rank 0, atomically)."""
+    if config.model.pretrained != TINY:
+        return config.model.pretrained
+    path = config.output_dir / "tiny-model"
+    if rank == 0 and not (path / "model_index.json").is_file():
+        from vivid.model.tiny import write_tiny_model
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tiny-model.", dir=path.parent))
+        write_tiny_model(tmp, seed=config.model.tiny_seed)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    ckpt.barrier()
+    return str(path)
+
+
+def build_optimizer(params: list[torch.nn.Parameter], config: TrainConfig, device: torch.device):
+    o = config.optim
+    kwargs = dict(lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps)
+    if not o.use_8bit_adam:
+        return torch.optim.AdamW(params, **kwargs)
+    if device.type != "cuda":
+        raise ValueError("optim.use_8bit_adam needs a CUDA GPU (bitsandbytes); set optim.use_8bit_adam=false")
+    try:
+        import bitsandbytes as bnb
+    except ImportError as err:
+        raise ValueError("optim.use_8bit_adam needs bitsandbytes: pip install bitsandbytes") from err
+    return bnb.optim.AdamW8bit(params, **kwargs)
+
+
+@contextlib.contextmanager
+def on_device(module: torch.nn.Module, device: torch.device, offload: bool):
+    """With `offload`, keep `module` on the CPU except inside this block (GPU memory for the transformer)."""
+    if offload and device.type != "cpu":
+        module.to(device)
+        try:
+            yield module
+        finally:
+            module.to("cpu")
+    else:
+        yield module
+
+
+def step_generator(config: TrainConfig, step: int, micro: int, rank: int, world: int, device: torch.device):
+    """A generator seeded from (seed, step, micro-batch, rank) alone: timesteps, noise and VAE posterior samples
+    are a function of the step, so a resumed run draws exactly what an uninterrupted one would."""
+    index = (step * config.optim.gradient_accumulation_steps + micro) * world + rank
+    return torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + index)
+
+
+# --------------------------------------------------------------------------- logging helpers
+
+
+class MetricsWriter:
+    """metrics.jsonl (rank 0): one JSON object per optimizer step; a resumed run first drops the steps after
+    its checkpoint, so the file always reads as one uninterrupted run."""
+
+    def __init__(self, path: Path, enabled: bool, resume_step: int | None):
+        self.path, self.enabled = path, enabled
+        if not enabled:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            path.write_text("")
+        elif path.exists():
+            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def start_wandb(config: TrainConfig, run_id: str | None):
+    if config.logging.wandb == "disabled":
+        return None
+    try:
+        import wandb
+    except ImportError as err:
+        raise ValueError("logging.wandb needs wandb (pip install wandb), or set logging.wandb=disabled") from err
+    return wandb.init(
+        project=config.logging.project,
+        name=config.logging.run_name,
+        mode=config.logging.wandb,
+        dir=str(config.output_dir),
+        config=config.to_dict(),
+        id=run_id,
+        resume="allow",
+    )
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def validate(components: dict, transformer: torch.nn.Module, config: TrainConfig, step: int, device, wandb_run):
+    """Edit held-out eval samples with the current weights; videos to <output_dir>/validation/step-N/ and wandb."""
+    from data_loaders.loader import load_eval_samples
+    from vivid.pipeline import VIVIDPipeline
+
+    samples = load_eval_samples(config.data, config.validation.num_samples)
+    pipe = VIVIDPipeline(
+        tokenizer=components["tokenizer"],
+        text_encoder=components["text_encoder"],
+        vae=components["vae"],
+        transformer=step_lib.unwrap(transformer),
+        scheduler=components["scheduler"],
+    )
+    pipe.set_progress_bar_config(disable=True)
+    out_dir = config.output_dir / "validation" / f"step-{step}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    was_training = pipe.transformer.training
+    pipe.transformer.eval()
+    logged = {}
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(on_device(pipe.vae, device, config.offload_encoders))
+        stack.enter_context(on_device(pipe.text_encoder, device, config.offload_encoders))
+        for i, sample in enumerate(samples):
+            logged.update(_validate_one(pipe, sample, i, config, device, out_dir))
+    if was_training:
+        pipe.transformer.train()
+    if wandb_run is not None:
+        import wandb
+
+        wandb_run.log({k: wandb.Video(str(p), format="mp4") for k, p in logged.items()}, step=step)
+    logger.info("validation at step %d: %d videos in %s", step, len(logged), out_dir)
+
+
+def _validate_one(pipe, sample: dict, i: int, config: TrainConfig, device, out_dir: Path) -> dict[str, Path]:
+    from vivid.media import write_video
+
+    generator = torch.Generator(device=device).manual_seed(config.validation.seed + i)
+    frames = pipe(
+        video=sample["video"], mask=sample["mask"], prompt=sample["prompt"], task=sample["task"],
+        num_inference_steps=config.validation.steps, guidance_scale=config.validation.guidance,
+        generator=generator, output_type="np",
+    ).frames[0]
+    path = out_dir / f"{i:02d}-{sample['task']}-{sample['id']}.mp4"
+    write_video(path, (frames * 255).round().astype("uint8"), fps=config.data.fps)
+    return {f"validation/{i:02d}": path}
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
+    """Train VIVID as `config` says; `resume` = "latest" or a checkpoint folder."""
+    output_dir = config.output_dir
+    o = config.optim
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=o.gradient_accumulation_steps,
+        project_config=ProjectConfiguration(project_dir=str(output_dir)),
+    )
+    rank, world = distributed_rank_world(accelerator)
+    is_main = rank == 0
+    device = accelerator.device
+    set_seed(config.seed + rank)
+    if is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.write_json_atomic(output_dir / "config.json", config.to_dict())
+    logging.basicConfig(level=logging.INFO, format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s")
+
+    # ---- models: VAE and T5 frozen (no grad), the transformer made VIVID (LoRA + widened patch embedding)
+    weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
+    pretrained = resolve_pretrained(config, rank)
+    base = CogVideoXPipeline.from_pretrained(pretrained, dtype=weight_dtype)
+    components = dict(
+        tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=base.vae,
+        transformer=base.transformer, scheduler=base.scheduler,
+    )
+    vae, text_encoder, tokenizer, scheduler = base.vae, base.text_encoder, base.tokenizer, base.scheduler
+    vae.requires_grad_(False).eval()
+    text_encoder.requires_grad_(False).eval()
+    if config.model.vae_slicing:
+        vae.enable_slicing()
+    if config.model.vae_tiling:
+        vae.enable_tiling()
+    encoder_device = torch.device("cpu") if config.offload_encoders else device
+    vae.to(encoder_device)
+    text_encoder.to(encoder_device)
+    transformer = make_vivid_transformer(
+        base.transformer, config.model.lora_rank, config.model.lora_alpha, config.model.lora_targets
+    ).to(device)
+    for p in transformer.parameters():  # trainable weights in fp32, frozen ones in the compute dtype
+        if p.requires_grad:
+            p.data = p.data.float()
+    if config.model.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    transformer.train()
+    if is_main:
+        logger.info("transformer: %s", format_parameter_report(parameter_report(transformer)))
+    max_text_len = int(transformer.config.max_text_seq_length)
+    weights_config = VIVIDWeightsConfig(
+        base_model=config.model.pretrained if config.model.pretrained != TINY else pretrained,
+        lora_rank=config.model.lora_rank,
+        lora_alpha=config.model.lora_alpha,
+        lora_targets=list(config.model.lora_targets),
+    )
+
+    # ---- optimizer, LR schedule (stepped once per optimizer step; not prepared, see accelerate's
+    # AcceleratedScheduler, which would step it once per process), data
+    params = [p for p in transformer.parameters() if p.requires_grad]
+    optimizer = build_optimizer(params, config, device)
+    lr_scheduler = get_scheduler(
+        o.lr_scheduler, optimizer, num_warmup_steps=o.warmup_steps, num_training_steps=o.max_steps
+    )
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
+        ds_config["train_micro_batch_size_per_gpu"] = config.data.video_batch_size
+        ds_config["gradient_accumulation_steps"] = o.gradient_accumulation_steps
+        ds_config["gradient_clipping"] = o.max_grad_norm
+    else:
+        ckpt.register_trainable_state_hooks(accelerator, lambda: is_main)
+    transformer, optimizer = accelerator.prepare(transformer, optimizer)
+    accelerator.register_for_checkpointing(lr_scheduler)
+    loader = build_train_loader(config.data, rank=rank, world_size=world)
+
+    # ---- resume
+    start_step, state = 0, {}
+    if resume:
+        path = ckpt.resolve_resume(resume, output_dir)
+        state, loader_state = ckpt.load_checkpoint(accelerator, path, rank, world)
+        loader.load_state_dict(loader_state)
+        start_step = int(state["step"])
+        if is_main:
+            logger.info("resumed from %s at step %d", path, start_step)
+    metrics = MetricsWriter(output_dir / METRICS_NAME, is_main, start_step if resume else None)
+    wandb_run = start_wandb(config, state.get("wandb_run_id")) if is_main else None
+    ids_file = None
+    if config.logging.log_sample_ids:
+        ids_path = output_dir / f"sample_ids_rank{rank}.jsonl"
+        if not resume:
+            ids_path.unlink(missing_ok=True)
+        ids_file = open(ids_path, "a")
+    text_cache: dict[str, torch.Tensor] | None = {} if config.cache_text_embeddings else None
+    zero3 = accelerator.distributed_type == DistributedType.DEEPSPEED and (
+        accelerator.state.deepspeed_plugin.zero_stage == 3
+    )
+
+    def save_weights(folder: Path) -> None:
+        model = step_lib.unwrap(transformer)
+        if zero3:  # parameters are partitioned: gather the trainable ones on every rank, write on rank 0
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+                if is_main:
+                    save_vivid_weights(model, folder, weights_config)
+        elif is_main:
+            save_vivid_weights(model, folder, weights_config)
+
+    def save(step: int, last_loss: float | None) -> Path:
+        trainer_state = dict(
+            last_loss=last_loss, skipped_steps=skipped_steps,
+            wandb_run_id=wandb_run.id if wandb_run is not None else state.get("wandb_run_id"),
+            config=config.to_dict(),
+        )
+        return ckpt.save_checkpoint(
+            accelerator, output_dir, step, rank, world, trainer_state, loader.state_dict(), save_weights,
+            keep_last=config.checkpoint.keep_last,
+        )
+
+    # ---- the loop: one iteration = one optimizer step over gradient_accumulation_steps micro-batches
+    data = iter(loader)
+    step, last_loss, last_checkpoint = start_step, state.get("last_loss"), None
+    skipped_steps = int(state.get("skipped_steps", 0))
+    bad_in_row = 0
+    bar = tqdm(total=o.max_steps, initial=start_step, desc="train", disable=not is_main, dynamic_ncols=True)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    while step < o.max_steps:
+        t0 = time.perf_counter()
+        losses, samples, finite = [], 0, True
+        for micro in range(o.gradient_accumulation_steps):
+            batch = next(data)
+            samples += len(batch["id"])
+            if ids_file is not None:
+                ids_file.write(json.dumps({"step": step + 1, "micro": micro, "ids": list(batch["id"])}) + "\n")
+                ids_file.flush()
+            generator = step_generator(config, step, micro, rank, world, device)
+            with accelerator.accumulate(transformer):
+                with on_device(vae, device, config.offload_encoders):
+                    latents, conditions = step_lib.encode_batch(vae, batch, generator)
+                with on_device(text_encoder, device, config.offload_encoders):
+                    embeds = step_lib.encode_prompts(
+                        tokenizer, text_encoder, batch["prompt"], max_text_len, device, text_cache
+                    )
+                with accelerator.autocast():
+                    loss = step_lib.compute_loss(transformer, scheduler, latents, conditions, embeds, generator)
+                # every rank must agree to skip, or the gradient all-reduce of the others would hang
+                ok = all_reduce(torch.isfinite(loss.detach()).logical_not().float().reshape(1), "max").item() == 0
+                if ok and finite:
+                    accelerator.backward(loss)
+                finite = finite and ok
+                losses.append(loss.detach().float())
+        # accumulation boundary: clip, then step unless something was non-finite
+        grad_norm = None
+        if finite:
+            grad_norm = accelerator.clip_grad_norm_(params, o.max_grad_norm)
+            if grad_norm is None and hasattr(transformer, "get_global_grad_norm"):  # DeepSpeed clips itself
+                grad_norm = transformer.get_global_grad_norm()
+            grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
+            finite = math.isfinite(grad_norm) or accelerator.distributed_type == DistributedType.DEEPSPEED
+        if finite:
+            optimizer.step()
+            lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+
+        mean_loss = float(all_reduce(torch.stack(losses).mean().reshape(1).to(device)).item() / world)
+        global_samples = int(all_reduce(torch.tensor([samples], device=device)).item())
+        elapsed = time.perf_counter() - t0
+        if finite:
+            bad_in_row, last_loss = 0, mean_loss
+        else:
+            bad_in_row += 1
+            skipped_steps += 1
+            logger.warning("step %d: non-finite loss or gradient (%s); step skipped (%d in a row)",
+                           step, mean_loss, bad_in_row)
+        record = dict(
+            step=step, loss=mean_loss if math.isfinite(mean_loss) else None, lr=lr_scheduler.get_last_lr()[0],
+            grad_norm=grad_norm, samples_per_s=global_samples / elapsed, step_time_s=elapsed,
+            samples=global_samples, kind=batch.get("kind"), skipped=not finite, skipped_steps=skipped_steps,
+            skipped_samples=int(getattr(loader, "skipped_samples", 0)),
+        )
+        if torch.cuda.is_available():
+            record["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        metrics.write(record)
+        bar.update(1)
+        if step % config.logging.log_every == 0 or step == o.max_steps:
+            bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{record['lr']:.2e}", sps=f"{record['samples_per_s']:.2f}")
+            if wandb_run is not None:
+                wandb_run.log({f"train/{k}": v for k, v in record.items() if isinstance(v, (int, float))}, step=step)
+        if bad_in_row >= config.max_bad_steps:
+            bar.close()
+            kept = ckpt.latest_checkpoint(output_dir)
+            raise NonFiniteLossError(
+                f"{bad_in_row} non-finite losses in a row (max_bad_steps={config.max_bad_steps}) at step {step}; "
+                f"stopped. Last good checkpoint: {kept or 'none'}. Lower optim.lr or check the data."
+            )
+
+        every = config.checkpoint.every_n_steps
+        if finite and ((every and step % every == 0) or step == o.max_steps):
+            last_checkpoint = save(step, last_loss)
+        if config.validation.every_n_steps and step % config.validation.every_n_steps == 0:
+            if is_main or zero3:  # under ZeRO-3 every rank takes part in the forward passes
+                validate(components, transformer, config, step, device, wandb_run if is_main else None)
+            ckpt.barrier()
+
+    bar.close()
+    if ids_file is not None:
+        ids_file.close()
+    if wandb_run is not None:
+        wandb_run.finish()
+    if last_checkpoint is None:
+        last_checkpoint = ckpt.latest_checkpoint(output_dir)
+    accelerator.end_training()
+    return TrainResult(step=step, loss=last_loss, checkpoint=last_checkpoint, output_dir=output_dir)

@@ -1,0 +1,227 @@
+"""Export trained VIVID weights as a Hub-ready folder, and upload it.
+
+    export_weights("runs/vivid/checkpoints/checkpoint-2000", "vivid-lora")   # weights + config + model card
+    push_to_hub("vivid-lora", "me/vivid-cogvideox-5b", private=True)
+
+The folder holds the VIVID weights (`pytorch_lora_weights.safetensors`, `patch_embed.safetensors`), their
+`vivid_config.json` (base model, LoRA, mask encoding, channel order), `training_config.json` when the source is a
+training checkpoint, and `README.md`, a model card whose YAML header carries the Hub metadata.
+`VIVIDPipeline.from_vivid(folder)` loads it onto the base model. The Hub token comes from the environment
+(`HF_TOKEN`) or the cached login and is never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vivid.constants import LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME
+from vivid.model.weights import VIVIDWeightsConfig
+
+TRAINING_CONFIG_NAME = "training_config.json"
+CARD_NAME = "README.md"
+TAGS = ["vivid", "video-editing", "video-inpainting", "cogvideox", "lora", "diffusers"]
+COGVIDEOX_LICENSE = dict(
+    license="other",
+    license_name="cogvideox-license",
+    license_link="https://huggingface.co/THUDM/CogVideoX-5b/blob/main/LICENSE",
+)
+
+
+@dataclass
+class ExportSource:
+    weights_dir: Path  # the VIVID weights folder
+    trainer_state: dict[str, Any] | None  # the checkpoint's trainer_state.json, if any
+
+
+def find_weights(path: str | os.PathLike) -> ExportSource:
+    """A VIVID weights folder, a training checkpoint (its vivid-weights/), or a run folder (its newest checkpoint)."""
+    from train.checkpoint import STATE_NAME, WEIGHTS_DIR, latest_checkpoint
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--checkpoint {path}: no such folder")
+    if (path / VIVID_CONFIG_NAME).is_file():
+        return ExportSource(path, None)
+    if (path / WEIGHTS_DIR / VIVID_CONFIG_NAME).is_file():
+        state = json.loads((path / STATE_NAME).read_text()) if (path / STATE_NAME).is_file() else None
+        return ExportSource(path / WEIGHTS_DIR, state)
+    latest = latest_checkpoint(path)
+    if latest is not None:
+        return find_weights(latest)
+    raise FileNotFoundError(
+        f"--checkpoint {path}: neither a VIVID weights folder ({VIVID_CONFIG_NAME}), a training checkpoint "
+        f"({WEIGHTS_DIR}/) nor a run folder with checkpoints/"
+    )
+
+
+def _is_hub_id(name: str) -> bool:
+    return name.count("/") == 1 and not Path(name).exists() and not name.startswith((".", "/", "~"))
+
+
+def _recipe_lines(state: dict[str, Any] | None, config: VIVIDWeightsConfig) -> list[str]:
+    lines = [
+        f"- LoRA rank {config.lora_rank}, alpha {config.lora_alpha}, on `{'`, `'.join(config.lora_targets)}` of every "
+        "transformer block; the patch embedding widened to "
+        f"{config.in_channels} input channels ({config.channel_order}) and trained in full; everything else frozen.",
+        f"- Mask encoding: `{config.mask_encoding}` (4 frames per latent frame as 4 channels, 8x max-pooled).",
+        "- Objective: CogVideoX's v-prediction with the loss weighting of diffusers' CogVideoX LoRA example.",
+    ]
+    if not state or "config" not in state:
+        return lines
+    c = state["config"]
+    d, o = c.get("data", {}), c.get("optim", {})
+    world = state.get("world_size", 1)
+    lines += [
+        f"- Trained {state.get('step')} optimizer steps on {world} process(es), mixed precision "
+        f"`{c.get('mixed_precision')}`, final training loss {state.get('last_loss')}.",
+        f"- Data: {d.get('frames')} frames at {d.get('height')}x{d.get('width')}, {d.get('fps')} fps; video batch "
+        f"{d.get('video_batch_size')}, image batch {d.get('image_batch_size')} per process, image:video batches "
+        f"{d.get('image_video_ratio')}:1, deletion fraction {d.get('delete_ratio')}, KIVE probability "
+        f"{d.get('kive_prob')}, caption dropout {d.get('caption_dropout')}.",
+        f"- AdamW{' (8-bit)' if o.get('use_8bit_adam') else ''}: lr {o.get('lr')}, betas {o.get('betas')}, weight "
+        f"decay {o.get('weight_decay')}, {o.get('warmup_steps')} warm-up steps, `{o.get('lr_scheduler')}` schedule, "
+        f"gradient clipping {o.get('max_grad_norm')}, accumulation {o.get('gradient_accumulation_steps')}.",
+    ]
+    return lines
+
+
+def model_card(config: VIVIDWeightsConfig, state: dict[str, Any] | None, repo_id: str | None = None,
+               license: str | None = None) -> str:
+    """The README.md of an exported folder: Hub metadata (YAML header), the recipe, and a usage snippet."""
+    from huggingface_hub import ModelCardData
+
+    base = config.base_model
+    meta: dict[str, Any] = dict(library_name="diffusers", tags=list(TAGS), pipeline_tag="video-to-video")
+    if _is_hub_id(base):
+        meta["base_model"] = base
+    if license:
+        meta["license"] = license
+    elif base.startswith("THUDM/CogVideoX"):
+        meta.update(COGVIDEOX_LICENSE)
+    else:
+        meta["license"] = "apache-2.0"
+    header = ModelCardData(**meta).to_yaml()
+    name = repo_id or "path/to/this/folder"
+    base_line = f"[{base}](https://huggingface.co/{base})" if _is_hub_id(base) else f"`{base}` (a local model)"
+    recipe = "\n".join(_recipe_lines(state, config))
+    return f"""---
+{header}
+---
+
+# VIVID weights for video local editing
+
+Add, modify or delete an entity inside a mask of a video or an image: VIVID (arXiv 2411.15260) on {base_line}.
+This repository holds only the trained part, a LoRA and the widened patch embedding; the base model is loaded
+from its own repository.
+
+## Training recipe
+
+{recipe}
+
+## Usage
+
+```python
+import torch
+from vivid.pipeline import VIVIDPipeline
+
+pipe = VIVIDPipeline.from_vivid("{name}", base_model="{base}", torch_dtype=torch.bfloat16).to("cuda")
+frames = pipe(video="input.mp4", mask="mask.mp4", prompt="a red car", task="modify").frames[0]
+```
+
+or from the command line:
+
+```bash
+vivid edit --model {base} --weights {name} --video input.mp4 --mask mask.mp4 --task modify \\
+    --prompt "a red car" --out edited.mp4
+```
+
+## Files
+
+- `{LORA_WEIGHTS_NAME}`: the LoRA in diffusers' layout (`transformer.<module>.lora_A/B.weight`)
+- `{PATCH_EMBED_WEIGHTS_NAME}`: `patch_embed.proj.weight` / `.bias`, {config.in_channels} input channels
+- `{VIVID_CONFIG_NAME}`: base model, LoRA rank/alpha/targets, mask encoding and channel order
+"""
+
+
+def export_weights(
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    base_model: str | None = None,
+    repo_id: str | None = None,
+    license: str | None = None,
+) -> Path:
+    """Write the export folder (atomically: a temporary folder renamed into place). `base_model` overrides the
+    base recorded at training time (e.g. the hub id of a local copy)."""
+    source = find_weights(checkpoint)
+    config = VIVIDWeightsConfig.load(source.weights_dir)
+    if base_model:
+        config.base_model = base_model
+    for name in (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME):
+        if not (source.weights_dir / name).is_file():
+            raise FileNotFoundError(f"{source.weights_dir / name} not found: incomplete VIVID weights folder")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / VIVID_CONFIG_NAME).is_file():
+        raise FileExistsError(f"--out {out_dir} exists and is not an earlier export; choose an empty folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        for name in (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME):
+            shutil.copy2(source.weights_dir / name, tmp / name)
+        (tmp / VIVID_CONFIG_NAME).write_text(json.dumps(asdict(config), indent=2) + "\n")
+        if source.trainer_state and "config" in source.trainer_state:
+            (tmp / TRAINING_CONFIG_NAME).write_text(json.dumps(source.trainer_state["config"], indent=2) + "\n")
+        (tmp / CARD_NAME).write_text(model_card(config, source.trainer_state, repo_id, license))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def token_source() -> str:
+    """Where the Hub token would come from, without revealing it."""
+    from huggingface_hub import get_token
+
+    if os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"):
+        return "the HF_TOKEN environment variable"
+    return "the cached `hf auth login`" if get_token() else "none (set HF_TOKEN or run `hf auth login`)"
+
+
+def upload_plan(folder: str | os.PathLike) -> list[tuple[str, int]]:
+    folder = Path(folder)
+    return [(str(p.relative_to(folder)), p.stat().st_size) for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
+def push_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = False, dry_run: bool = False) -> str:
+    """Create (if needed) the model repository and upload the folder; returns a one-paragraph report.
+
+    With `dry_run` nothing is contacted: the report lists what would be uploaded and where the token would
+    come from. The token itself never appears in the report or the logs.
+    """
+    if repo_id.count("/") != 1 or any(not part for part in repo_id.split("/")):
+        raise ValueError(f"--push-to-hub {repo_id!r}: expected a repository id of the form owner/name")
+    plan = upload_plan(folder)
+    lines = [f"{'would upload' if dry_run else 'uploading'} to https://huggingface.co/{repo_id} "
+             f"({'private' if private else 'public'}), token from {token_source()}:"]
+    lines += [f"  {name}  ({size:,} bytes)" for name, size in plan]
+    if dry_run:
+        return "\n".join(lines)
+    from huggingface_hub import HfApi, get_token
+
+    token = get_token()
+    if not token:
+        raise ValueError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+    api = HfApi(token=token)
+    url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                      commit_message="Upload VIVID weights")
+    lines.append(f"uploaded: {url}")
+    return "\n".join(lines)
