@@ -1,0 +1,205 @@
+"""The on-disk data set format: sharded JSON Lines manifests of local-editing samples (docs/data_format.md).
+
+One JSON object per line. Media paths are relative to the manifest's folder (absolute paths also work), so a
+data set folder can be moved or mounted anywhere. A data set is any number of shards; a manifest argument may
+be a glob ("data/train-*.jsonl").
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vivid.media import atomic_path
+
+from .errors import BadSample
+
+KINDS = ("video", "image")
+TASKS = ("add_modify", "delete")
+EVAL_TASKS = ("add", "modify", "delete")
+_KNOWN_FIELDS = {
+    "id", "kind", "media", "mask", "captions", "task", "entity_masks", "start", "end", "fps",
+    "attributes", "eval_task", "target",
+}
+
+
+@dataclass
+class Record:
+    """One sample, with paths resolved to absolute paths."""
+
+    id: str
+    kind: str  # "video" | "image"
+    media: str  # video file, or image file for kind == "image"
+    mask: str  # mask video, folder of PNGs, image, or .npz/.npy array; one mask frame per media frame
+    captions: list[str] = field(default_factory=list)  # one to three local captions, short to long
+    task: str = "add_modify"  # "add_modify" | "delete"
+    entity_masks: list[str] = field(default_factory=list)  # other known entities (kept clear by deletion synthesis)
+    start: int = 0  # clip range in media frames, [start, end)
+    end: int | None = None
+    fps: float | None = None  # overrides the container's fps
+    attributes: dict[str, Any] = field(default_factory=dict)
+    eval_task: str | None = None  # eval split: "add" | "modify" | "delete"
+    target: str | None = None  # eval split: ground-truth edited video, if known
+    source: str = ""  # "manifest:line", for messages
+
+    def to_json(self, base_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+        """The manifest line, with paths made relative to `base_dir` (the manifest's folder) when given."""
+
+        def rel(p: str) -> str:
+            return os.path.relpath(p, base_dir) if base_dir is not None else p
+
+        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "media": rel(self.media), "mask": rel(self.mask)}
+        if self.captions:
+            out["captions"] = list(self.captions)
+        out["task"] = self.task
+        if self.entity_masks:
+            out["entity_masks"] = [rel(p) for p in self.entity_masks]
+        if self.start:
+            out["start"] = self.start
+        if self.end is not None:
+            out["end"] = self.end
+        if self.fps is not None:
+            out["fps"] = self.fps
+        if self.attributes:
+            out["attributes"] = self.attributes
+        if self.eval_task is not None:
+            out["eval_task"] = self.eval_task
+        if self.target is not None:
+            out["target"] = rel(self.target)
+        return out
+
+
+def _bad(detail: str, sample_id: str | None, source: str, reason: str = "invalid_record") -> BadSample:
+    return BadSample(reason, detail, sample_id=sample_id, path=source)
+
+
+def parse_record(obj: Any, base_dir: str | os.PathLike, source: str = "") -> Record:
+    """Validate one manifest object and resolve its paths; BadSample("invalid_record" | "no_caption") otherwise."""
+    if not isinstance(obj, dict):
+        raise _bad(f"a record must be a JSON object, got {type(obj).__name__}", None, source)
+    sid = obj.get("id")
+    if not isinstance(sid, str) or not sid:
+        raise _bad("missing or empty 'id' (a non-empty string)", None, source)
+    unknown = sorted(set(obj) - _KNOWN_FIELDS)
+    if unknown:
+        raise _bad(f"unknown field {unknown[0]!r}", sid, source)
+    kind = obj.get("kind")
+    if kind not in KINDS:
+        raise _bad(f"'kind' must be one of {list(KINDS)}, got {kind!r}", sid, source)
+    task = obj.get("task", "add_modify")
+    if task not in TASKS:
+        raise _bad(f"'task' must be one of {list(TASKS)}, got {task!r}", sid, source)
+    base = Path(base_dir)
+
+    def path_field(name: str, required: bool = True) -> str | None:
+        value = obj.get(name)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value:
+            raise _bad(f"'{name}' must be a non-empty path string, got {value!r}", sid, source)
+        return str(base / value) if not os.path.isabs(value) else value
+
+    media = path_field("media")
+    mask = path_field("mask")
+    captions = obj.get("captions", [])
+    if isinstance(captions, str):
+        captions = [captions]
+    if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions) or len(captions) > 3:
+        raise _bad(f"'captions' must be a list of one to three strings, got {captions!r}", sid, source)
+    captions = [c.strip() for c in captions if c.strip()]
+    if task == "add_modify" and not captions:
+        raise _bad("add_modify record has no caption", sid, source, reason="no_caption")
+    entity = obj.get("entity_masks", [])
+    if not isinstance(entity, list) or not all(isinstance(p, str) and p for p in entity):
+        raise _bad(f"'entity_masks' must be a list of paths, got {entity!r}", sid, source)
+    start, end, fps = obj.get("start", 0), obj.get("end"), obj.get("fps")
+    if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+        raise _bad(f"'start' must be an integer >= 0, got {start!r}", sid, source)
+    if end is not None and (not isinstance(end, int) or isinstance(end, bool) or end <= start):
+        raise _bad(f"'end' must be an integer > start ({start}), got {end!r}", sid, source)
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0):
+        raise _bad(f"'fps' must be a number > 0, got {fps!r}", sid, source)
+    attributes = obj.get("attributes", {})
+    if not isinstance(attributes, dict):
+        raise _bad(f"'attributes' must be an object, got {attributes!r}", sid, source)
+    eval_task = obj.get("eval_task")
+    if eval_task is not None and eval_task not in EVAL_TASKS:
+        raise _bad(f"'eval_task' must be one of {list(EVAL_TASKS)}, got {eval_task!r}", sid, source)
+    return Record(
+        id=sid, kind=kind, media=media, mask=mask, captions=captions, task=task,
+        entity_masks=[p if os.path.isabs(p) else str(base / p) for p in entity],
+        start=start, end=end, fps=None if fps is None else float(fps), attributes=attributes,
+        eval_task=eval_task, target=path_field("target", required=False), source=source,
+    )
+
+
+def expand_manifests(patterns: Iterable[str | os.PathLike]) -> list[Path]:
+    """Manifest paths from paths or globs, in a stable order; FileNotFoundError for a pattern matching nothing."""
+    out: list[Path] = []
+    for pattern in patterns:
+        pattern = str(pattern)
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not matches or not all(Path(m).is_file() for m in matches):
+            raise FileNotFoundError(f"manifest {pattern} not found")
+        out += [Path(m) for m in matches]
+    return out
+
+
+def iter_manifest(path: str | os.PathLike) -> Iterator[Record | BadSample]:
+    """Each non-blank line of one shard as a Record, or a BadSample saying what is wrong with it."""
+    path = Path(path)
+    base = path.parent
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            source = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield _bad(f"not valid JSON: {err.msg} at column {err.colno}", None, source)
+                continue
+            try:
+                yield parse_record(obj, base, source)
+            except BadSample as bad:
+                yield bad
+
+
+def read_manifests(patterns: Iterable[str | os.PathLike]) -> tuple[list[Record], list[BadSample]]:
+    """All records of all shards, and every invalid line (including duplicate ids, which keep the first)."""
+    records: list[Record] = []
+    bad: list[BadSample] = []
+    seen: dict[str, str] = {}
+    for path in expand_manifests(patterns):
+        for item in iter_manifest(path):
+            if isinstance(item, BadSample):
+                bad.append(item)
+            elif item.id in seen:
+                bad.append(_bad(f"duplicate id (first at {seen[item.id]})", item.id, item.source))
+            else:
+                seen[item.id] = item.source
+                records.append(item)
+    return records, bad
+
+
+def write_manifest(records: Iterable[Record], path: str | os.PathLike) -> Path:
+    """Write one shard atomically, media paths relative to its folder."""
+    path = Path(path)
+    base = path.parent.resolve()
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record.to_json(base), ensure_ascii=False) + "\n")
+    return path
+
+
+def write_shards(records: list[Record], out_dir: str | os.PathLike, prefix: str, shard_size: int = 10000) -> list[Path]:
+    """Split records into `<prefix>-00000.jsonl`, `<prefix>-00001.jsonl`, ... of at most `shard_size` lines."""
+    out_dir = Path(out_dir)
+    chunks = [records[i : i + shard_size] for i in range(0, len(records), shard_size)] or [[]]
+    return [write_manifest(chunk, out_dir / f"{prefix}-{i:05d}.jsonl") for i, chunk in enumerate(chunks)]

@@ -1,0 +1,308 @@
+"""The public entry points: `build_train_loader` (infinite, resumable training batches) and `build_eval_samples`.
+
+    loader = build_train_loader(config.data, rank=accelerator.process_index, world_size=accelerator.num_processes)
+    for batch in loader: ...                 # video, masked_video, mask, prompt, task, kind, id, kive
+    state = loader.state_dict()              # JSON-able; save it with the checkpoint
+    loader.load_state_dict(state)            # the next batch is the one after the batch `state` was taken at
+
+The plan (which records form which batch) is made in the main process by `sampler.BatchPlanner`; workers only
+decode. Each batch carries the planner state after it, so the state of the last batch handed out is exact even
+though workers run ahead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from vivid.constants import DELETE_CAPTION
+
+from .config import DataConfig
+from .deletion import raft_available
+from .errors import BadSample, BadSampleTracker, DataError
+from .format import Record, read_manifests
+from .samples import build_sample, decode_record
+from .sampler import STREAMS, BatchPlanner, BatchSpec, SampleSpec
+
+logger = logging.getLogger("data_loaders")
+STATE_VERSION = 1
+# Library errors a corrupt file can raise past our own checks; they make the sample bad, not the run.
+_DATA_EXCEPTIONS = (cv2.error, OSError, ValueError, RuntimeError, IndexError, EOFError)
+
+
+def _pools(records: list[Record], config: DataConfig) -> dict[str, list[int]]:
+    pools: dict[str, list[int]] = {s: [] for s in STREAMS}
+    for i, r in enumerate(records):
+        if r.task == "add_modify":
+            pools[f"{r.kind}/add_modify"].append(i)
+        if config.delete_ratio > 0:
+            pools[f"{r.kind}/delete"].append(i)
+    return pools
+
+
+def collate(samples: list[dict[str, Any]], kind: str, shared: bool = False) -> dict[str, Any]:
+    """Stack samples into the batch layout: video / masked_video uint8 (B, F, 3, H, W), mask uint8 (B, F, 1, H, W).
+
+    The masked video is video * (1 - mask), written straight into the output; with KIVE the mask's frame 0 is
+    empty, so masked frame 0 is the real frame 0. `shared` allocates in shared memory (worker processes), which
+    saves the copy torch would otherwise make to send the batch to the main process.
+    """
+    b = len(samples)
+    f, h, w = samples[0]["mask"].shape
+    video = torch.empty((b, f, 3, h, w), dtype=torch.uint8)
+    masked = torch.empty_like(video)
+    mask = torch.empty((b, f, 1, h, w), dtype=torch.uint8)
+    if shared:
+        for t in (video, masked, mask):
+            t.share_memory_()
+    for i, s in enumerate(samples):
+        video[i].copy_(torch.from_numpy(s["video"]).permute(0, 3, 1, 2))
+        mask[i, :, 0].copy_(torch.from_numpy(s["mask"].view(np.uint8)))
+        torch.mul(video[i], 1 - mask[i], out=masked[i])
+    return {
+        "video": video,
+        "masked_video": masked,
+        "mask": mask,
+        "prompt": [s["prompt"] for s in samples],
+        "task": [s["task"] for s in samples],
+        "kind": kind,
+        "id": [s["id"] for s in samples],
+        "kive": torch.tensor([s["kive"] for s in samples], dtype=torch.bool),
+    }
+
+
+class _BatchDataset(Dataset):
+    """Maps a BatchSpec to a finished batch (runs in the workers)."""
+
+    def __init__(self, records: list[Record], config: DataConfig, pools: dict[str, list[int]], rank: int, world_size: int):
+        self.records = records
+        self.config = config
+        self.donors = {k: [r for r in records if r.kind == k and r.task == "add_modify"] for k in ("video", "image")}
+        # replacements for bad samples come from this rank's fixed share, so ranks stay disjoint
+        self.replacements = {s: pool[rank::world_size] or pool for s, pool in pools.items()}
+
+    def __len__(self) -> int:  # never used for sampling (the sampler is infinite); here for tools that ask
+        return len(self.records)
+
+    def sample(self, spec: SampleSpec, events: list[tuple[str, str, str]]) -> dict[str, Any]:
+        kind, task = spec.stream.split("/")
+        last = ""
+        for attempt in range(self.config.max_attempts):
+            rng = np.random.default_rng(spec.seed + (attempt,))
+            if attempt == 0:
+                record = self.records[spec.record]
+            else:
+                pool = self.replacements[spec.stream]
+                record = self.records[pool[int(rng.integers(0, len(pool)))]]
+            try:
+                try:
+                    return build_sample(record, task, self.donors[kind], self.config, rng)
+                except _DATA_EXCEPTIONS as err:
+                    if isinstance(err, BadSample):
+                        raise
+                    raise BadSample("unreadable", f"{type(err).__name__}: {err}", record.id, record.media) from None
+            except BadSample as bad:
+                bad.with_context(record.id, record.media)
+                events.append(bad.to_event())
+                last = bad.message
+        raise DataError(
+            f"could not fill a {spec.stream} batch slot: {self.config.max_attempts} bad samples in a row; last: {last}"
+        )
+
+    def __getitem__(self, spec: BatchSpec) -> dict[str, Any]:
+        events: list[tuple[str, str, str]] = []
+        samples = [self.sample(s, events) for s in spec.samples]
+        batch = collate(samples, spec.kind, shared=get_worker_info() is not None)
+        batch["_state"] = spec.state_after
+        batch["_events"] = events
+        return batch
+
+
+class _PlanSampler:
+    """An infinite sampler of BatchSpecs (iterated by torch's DataLoader in the main process)."""
+
+    def __init__(self, planner: BatchPlanner):
+        self.planner = planner
+
+    def __iter__(self) -> Iterator[BatchSpec]:
+        while True:
+            yield self.planner.next_batch()
+
+
+def _identity(batch: Any) -> Any:
+    return batch
+
+
+def _worker_init(_: int) -> None:
+    cv2.setNumThreads(1)  # the workers are the parallelism; cv2's own threads would oversubscribe the cores
+
+
+class TrainLoader:
+    """Infinite iterable of training batches; see the module docstring."""
+
+    def __init__(
+        self,
+        records: list[Record],
+        config: DataConfig,
+        rank: int = 0,
+        world_size: int = 1,
+        tracker: BadSampleTracker | None = None,
+    ):
+        self.config = config
+        self.rank, self.world_size = rank, world_size
+        self.records = records
+        self.pools = _pools(records, config)
+        self._planner_args = dict(
+            seed=config.seed,
+            rank=rank,
+            world_size=world_size,
+            image_video_ratio=config.image_video_ratio,
+            delete_ratio=config.delete_ratio,
+            video_batch_size=config.video_batch_size,
+            image_batch_size=config.image_batch_size,
+        )
+        self._dataset = _BatchDataset(records, config, self.pools, rank, world_size)
+        self._state = self._new_planner().state_dict()
+        self._generation = 0
+        self.tracker = tracker or BadSampleTracker(config.max_bad_fraction, config.bad_window)
+
+    def _new_planner(self) -> BatchPlanner:
+        return BatchPlanner(self.pools, **self._planner_args)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": STATE_VERSION, "planner": dict(self._state)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION or "planner" not in state:
+            raise ValueError(f"not a data loader state of version {STATE_VERSION}: keys {sorted(state)}")
+        planner = self._new_planner()
+        planner.load_state_dict(state["planner"])  # validates seed / rank / world size
+        self._state = planner.state_dict()
+        self._generation += 1  # a running iterator restarts from here at its next step
+
+    def bad_sample_counts(self) -> dict[str, int]:
+        """Bad samples so far by reason (manifest records rejected at load time included)."""
+        return self.tracker.state()
+
+    def _dataloader(self) -> DataLoader:
+        planner = self._new_planner()
+        planner.load_state_dict(self._state)
+        workers = self.config.num_workers
+        return DataLoader(
+            self._dataset,
+            batch_size=None,
+            sampler=_PlanSampler(planner),
+            num_workers=workers,
+            collate_fn=_identity,
+            worker_init_fn=_worker_init if workers else None,
+            prefetch_factor=self.config.prefetch_factor if workers else None,
+            persistent_workers=False,
+        )
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while True:
+            generation = self._generation
+            for batch in self._dataloader():
+                if generation != self._generation:
+                    break  # load_state_dict was called: rebuild from the new state
+                state, events = batch.pop("_state"), batch.pop("_events")
+                for sample_id, reason, message in events:
+                    self.tracker.bad(sample_id, reason, message)
+                self.tracker.good(len(batch["id"]))
+                self._state = state
+                yield batch
+
+
+def build_train_loader(config: DataConfig, rank: int = 0, world_size: int = 1) -> TrainLoader:
+    """Read and validate the train manifests and return this rank's loader.
+
+    Records that are malformed (bad JSON, missing fields or captions) are logged and counted; more than
+    `max_bad_fraction` of them is a DataError. Files are checked lazily, when a sample is loaded.
+    """
+    if not config.train_manifests:
+        raise ValueError("data.train_manifests is empty: give at least one JSONL manifest (or glob)")
+    if config.flow == "raft" and config.delete_ratio > 0 and not raft_available():
+        raise ValueError("data.flow='raft' needs torchvision and its RAFT-small weights in the torch hub cache; use 'farneback'")
+    records, bad = read_manifests(config.train_manifests)
+    tracker = BadSampleTracker(config.max_bad_fraction, config.bad_window)
+    for item in bad:
+        logger.warning("skipping bad manifest record: %s", item.message)
+        tracker.counts[item.reason] += 1
+    total = len(records) + len(bad)
+    if bad and len(bad) > config.max_bad_fraction * total:
+        raise DataError(
+            f"{len(bad)} of {total} manifest records are invalid (limit {config.max_bad_fraction:.1%}); first: "
+            f"{bad[0].message}. Run `vivid data check` to list them all."
+        )
+    if not records:
+        raise DataError(f"the manifests {config.train_manifests} hold no records")
+    return TrainLoader(records, config, rank, world_size, tracker)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class EvalSample:
+    id: str
+    video: np.ndarray  # uint8 (F, H, W, 3): the input video to edit
+    mask: np.ndarray  # bool (F, H, W), True = edit
+    caption: str  # the caption to edit with (the shortest caption; the deletion caption for delete)
+    task: str  # "add" | "modify" | "delete"
+    attributes: dict[str, Any] = field(default_factory=dict)
+    captions: list[str] = field(default_factory=list)
+    target: np.ndarray | None = None  # uint8 (F, H, W, 3) ground truth, where the manifest names one
+    fps: float = 8.0  # fps of the sampled frames
+
+
+def _eval_task(record: Record) -> str:
+    if record.eval_task:
+        return record.eval_task
+    return "delete" if record.task == "delete" else "modify"
+
+
+def build_eval_samples(
+    manifests: str | list[str], config: DataConfig, limit: int | None = None, strict: bool = True
+) -> list[EvalSample]:
+    """Decode eval records deterministically (the first `config.frames` frames at `config.fps` from the clip
+    start, resized and cropped like training, masks not augmented). A bad record is a DataError naming it when
+    `strict`, else logged and skipped."""
+    records, bad = read_manifests([manifests] if isinstance(manifests, str) else manifests)
+    problems = [b.message for b in bad]
+    out: list[EvalSample] = []
+    for record in records:
+        if limit is not None and len(out) >= limit:
+            break
+        try:
+            decoded = decode_record(record, config, None, frames=1 if record.kind == "image" else None)
+            if not decoded.mask.any():
+                raise BadSample("empty_mask", "mask is empty in every frame of the clip", record.id, record.mask)
+            target = None
+            if record.target is not None:
+                target_record = Record(id=record.id, kind=record.kind, media=record.target, mask=record.mask,
+                                       start=record.start, end=record.end, fps=record.fps)
+                target = decode_record(target_record, config, None, frames=len(decoded.frames)).frames
+        except BadSample as err:
+            problems.append(err.message)
+            continue
+        task = _eval_task(record)
+        step = float(np.mean(np.diff(decoded.indices))) if len(decoded.indices) > 1 else 1.0
+        out.append(EvalSample(
+            id=record.id, video=decoded.frames, mask=decoded.mask,
+            caption=DELETE_CAPTION if task == "delete" else (record.captions[0] if record.captions else ""),
+            task=task, attributes=dict(record.attributes), captions=list(record.captions), target=target,
+            fps=decoded.fps / step if decoded.fps else config.fps,
+        ))
+    if problems:
+        if strict:
+            raise DataError(f"{len(problems)} bad eval record(s): " + "; ".join(problems[:5]))
+        for p in problems:
+            logger.warning("skipping bad eval record: %s", p)
+    return out
