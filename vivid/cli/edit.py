@@ -1,4 +1,9 @@
-"""`vivid edit`: add, modify or delete an entity inside a mask of a video or an image."""
+"""`vivid edit`: add, modify or delete an entity inside a mask of a video or an image.
+
+A video longer than one clip of the model (`--clip-frames`, default the model's `sample_frames`) is edited
+clip by clip with KIVE chaining (vivid.longvideo): streamed, with a progress bar over clips, resumable after
+a kill by running the same command again.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +47,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="keep the generated pixels everywhere instead of the source outside the dilated mask")
     p.add_argument("--paste-back-dilation", type=int, default=None, help="pixels (default: one latent cell)")
     p.add_argument("--lossless", action="store_true", help="write the output video losslessly (large files)")
+    p.add_argument("--height", type=int, default=None, help="working height (multiple of 16; default: native area)")
+    p.add_argument("--width", type=int, default=None, help="working width (multiple of 16; default: native area)")
+    add_long_video_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_long_video_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("long videos (more frames than one clip)")
+    g.add_argument("--clip-frames", type=int, default=None,
+                   help="frames per clip, 4k+1 (default: the model's sample_frames, 49 for CogVideoX-5B)")
+    g.add_argument("--boundaries", choices=["adaptive", "fixed"], default="adaptive",
+                   help="clip boundaries: at hard cuts and content changes (adaptive) or every clip-frames (fixed)")
+    g.add_argument("--keyframe-frame", default="0",
+                   help="the frame --keyframe shows (index in the first clip), or 'auto': the most representative "
+                        "frame of the first clip, edited first when no --keyframe is given")
+    g.add_argument("--min-similarity", type=float, default=None, help="adaptive: cut below this mean similarity")
+    g.add_argument("--cut-similarity", type=float, default=None, help="adaptive: hard cut below this histogram overlap")
+    g.add_argument("--work-dir", default=None, help="finished clips and resume state (default: OUT.work)")
+    g.add_argument("--restart", action="store_true", help="discard a previous unfinished run of this edit")
+    g.add_argument("--keep-work", action="store_true", help="keep the work folder after success")
+
+
+def parse_keyframe_frame(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        frame = int(value)
+    except ValueError:
+        raise ValueError(f"--keyframe-frame must be a frame index or 'auto', got {value!r}") from None
+    if frame < 0:
+        raise ValueError(f"--keyframe-frame must be >= 0, got {frame}")
+    return frame
+
+
+def _local_clip_frames(model: str) -> int | None:
+    """The model's clip length from a local folder's transformer config, without loading the model."""
+    import json
+
+    config = Path(model) / "transformer" / "config.json"
+    if not config.is_file():
+        return None
+    n = int(json.loads(config.read_text()).get("sample_frames", 49))
+    return 4 * ((n - 1) // 4) + 1
 
 
 def load_pipeline(args: argparse.Namespace):
@@ -73,21 +120,42 @@ def load_pipeline(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from vivid.inputs import load_edit_inputs
-    from vivid.media import is_image_path, write_image, write_video
+    from vivid.media import is_image_path, video_info
 
     out = Path(args.out)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a file name")
+    keyframe_frame = parse_keyframe_frame(args.keyframe_frame)
+    if args.clip_frames is not None and (args.clip_frames < 5 or (args.clip_frames - 1) % 4):
+        raise ValueError(f"--clip-frames must be 4k+1 and at least 5, got {args.clip_frames}")
+    pipe = None
+    if not is_image_path(args.video):
+        num_frames = video_info(args.video)[0]
+        clip_frames = args.clip_frames or _local_clip_frames(args.model)
+        if clip_frames is None:  # a hub id: the clip length is known once the model is loaded
+            from vivid.longvideo import model_clip_frames
+
+            pipe = load_pipeline(args)
+            clip_frames = model_clip_frames(pipe.transformer)
+        if num_frames > clip_frames or keyframe_frame != 0:
+            return _edit_long(args, pipe, out, keyframe_frame)
     inputs = load_edit_inputs(args.video, args.mask, args.prompt, args.task, args.keyframe)  # fail fast, before loading
     image_in = inputs.frames.shape[0] == 1 and is_image_path(args.video)
     if image_in and not is_image_path(out):
         raise ValueError(f"the input {args.video} is an image, so --out must be an image (.png/.jpg), got {out}")
     if not image_in and is_image_path(out):
         raise ValueError(f"the input {args.video} is a video, so --out must be a video (.mp4), got {out}")
-    pipe = load_pipeline(args)
+    pipe = pipe or load_pipeline(args)
+    return _edit_clip(args, pipe, inputs, image_in, out)
+
+
+def _edit_clip(args: argparse.Namespace, pipe, inputs, image_in: bool, out: Path) -> int:
+    """One pipeline call: an image, or a video of at most one clip."""
+    import torch
+
+    from vivid.media import write_image, write_video
+
     generator = torch.Generator(device="cpu").manual_seed(args.seed)
     frames = pipe(
         video=inputs.frames,
@@ -102,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         output_type="np",
         paste_back_source=args.paste_back,
         paste_back_dilation=args.paste_back_dilation,
+        height=args.height,
+        width=args.width,
     ).frames[0]
     frames = (frames * 255).round().astype("uint8")
     if image_in:
@@ -109,4 +179,40 @@ def run(args: argparse.Namespace) -> int:
     else:
         write_video(out, frames, inputs.fps, lossless=args.lossless)
     print(f"wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]})")
+    return 0
+
+
+def _edit_long(args: argparse.Namespace, pipe, out: Path, keyframe_frame: int | str) -> int:
+    """A video longer than one clip: KIVE chaining over streamed clips (vivid.longvideo)."""
+    from vivid.inputs import resolve_prompt
+    from vivid.keyframes import BoundaryConfig
+    from vivid.longvideo import MaskSource, VideoSource, _load_keyframe, chain_edit
+    from vivid.media import is_image_path
+
+    if is_image_path(out):
+        raise ValueError(f"the input {args.video} is a video, so --out must be a video (.mp4), got {out}")
+    resolve_prompt(args.prompt, args.task)
+    source = VideoSource(args.video)  # fail fast on bad inputs, before loading the model
+    MaskSource(args.mask, len(source), source.height, source.width)
+    _load_keyframe(args.keyframe, source.height, source.width)
+    config = BoundaryConfig()
+    if args.min_similarity is not None:
+        config.min_similarity = args.min_similarity
+    if args.cut_similarity is not None:
+        config.cut_similarity = args.cut_similarity
+    pipe = pipe or load_pipeline(args)
+    result = chain_edit(
+        pipe, args.video, args.mask, args.prompt, args.task, out,
+        keyframe=args.keyframe, keyframe_frame=keyframe_frame, max_frames=args.clip_frames,
+        boundaries=args.boundaries, boundary_config=config, num_inference_steps=args.steps,
+        guidance_scale=args.guidance, seed=args.seed, negative_prompt=args.negative_prompt,
+        paste_back_source=args.paste_back, paste_back_dilation=args.paste_back_dilation,
+        height=args.height, width=args.width, lossless=args.lossless, work_dir=args.work_dir,
+        restart=args.restart, keep_work=args.keep_work,
+    )
+    ran = len(result.seconds_per_clip)
+    per_clip = sum(result.seconds_per_clip) / ran if ran else 0.0
+    resumed = f", {result.resumed_clips} resumed" if result.resumed_clips else ""
+    print(f"wrote {out} ({result.num_frames} frames, {source.width}x{source.height}; "
+          f"{len(result.plan.clips)} clips{resumed}, {per_clip:.1f} s per clip)")
     return 0
