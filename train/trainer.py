@@ -180,10 +180,16 @@ def start_wandb(config: TrainConfig, run_id: str | None):
 @torch.no_grad()
 def validate(components: dict, transformer: torch.nn.Module, config: TrainConfig, step: int, device, wandb_run):
     """Edit held-out eval samples with the current weights; videos to <output_dir>/validation/step-N/ and wandb."""
-    from data_loaders.loader import load_eval_samples
+    from data_loaders.loader import build_eval_samples
     from vivid.pipeline import VIVIDPipeline
 
-    samples = load_eval_samples(config.data, config.validation.num_samples)
+    if not config.data.eval_manifests:
+        raise ValueError("validation.every_n_steps > 0 needs data.eval_manifests (held-out samples to edit)")
+    samples = build_eval_samples(config.data.eval_manifests, config.data, limit=config.validation.num_samples,
+                                 strict=False)
+    if not samples:
+        logger.warning("validation at step %d: no eval sample could be decoded from %s", step, config.data.eval_manifests)
+        return
     pipe = VIVIDPipeline(
         tokenizer=components["tokenizer"],
         text_encoder=components["text_encoder"],
@@ -211,17 +217,17 @@ def validate(components: dict, transformer: torch.nn.Module, config: TrainConfig
     logger.info("validation at step %d: %d videos in %s", step, len(logged), out_dir)
 
 
-def _validate_one(pipe, sample: dict, i: int, config: TrainConfig, device, out_dir: Path) -> dict[str, Path]:
+def _validate_one(pipe, sample, i: int, config: TrainConfig, device, out_dir: Path) -> dict[str, Path]:
     from vivid.media import write_video
 
     generator = torch.Generator(device=device).manual_seed(config.validation.seed + i)
     frames = pipe(
-        video=sample["video"], mask=sample["mask"], prompt=sample["prompt"], task=sample["task"],
+        video=sample.video, mask=sample.mask, prompt=sample.caption, task=sample.task,
         num_inference_steps=config.validation.steps, guidance_scale=config.validation.guidance,
         generator=generator, output_type="np",
     ).frames[0]
-    path = out_dir / f"{i:02d}-{sample['task']}-{sample['id']}.mp4"
-    write_video(path, (frames * 255).round().astype("uint8"), fps=config.data.fps)
+    path = out_dir / f"{i:02d}-{sample.task}-{sample.id}.mp4"
+    write_video(path, (frames * 255).round().astype("uint8"), fps=sample.fps)
     return {f"validation/{i:02d}": path}
 
 
@@ -233,6 +239,9 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
     output_dir = config.output_dir
     o = config.optim
     accelerator = Accelerator(
+        # without a GPU, cpu=True is what makes accelerate see a torchrun launch as MULTI_CPU (gloo) instead of
+        # one process per rank with an unused process group
+        cpu=not torch.cuda.is_available(),
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=o.gradient_accumulation_steps,
         project_config=ProjectConfiguration(project_dir=str(output_dir)),
@@ -293,7 +302,12 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
         ds_config["train_micro_batch_size_per_gpu"] = config.data.video_batch_size
-        ds_config["gradient_accumulation_steps"] = o.gradient_accumulation_steps
+        if accelerator.gradient_accumulation_steps != o.gradient_accumulation_steps:
+            raise ValueError(
+                f"DeepSpeed accumulates {accelerator.gradient_accumulation_steps} micro-batches but the config says "
+                f"optim.gradient_accumulation_steps={o.gradient_accumulation_steps}: launch with launch.sh, or pass "
+                "--gradient_accumulation_steps to accelerate launch"
+            )
         ds_config["gradient_clipping"] = o.max_grad_norm
     else:
         ckpt.register_trainable_state_hooks(accelerator, lambda: is_main)
@@ -406,7 +420,7 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
             step=step, loss=mean_loss if math.isfinite(mean_loss) else None, lr=lr_scheduler.get_last_lr()[0],
             grad_norm=grad_norm, samples_per_s=global_samples / elapsed, step_time_s=elapsed,
             samples=global_samples, kind=batch.get("kind"), skipped=not finite, skipped_steps=skipped_steps,
-            skipped_samples=int(getattr(loader, "skipped_samples", 0)),
+            skipped_samples=sum(loader.bad_sample_counts().values()),
         )
         if torch.cuda.is_available():
             record["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30

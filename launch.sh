@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Launch VIVID training with accelerate: detects the GPUs, picks the DeepSpeed config, passes multi-node args.
+#
+#   ./launch.sh --config configs/vivid-5b.yaml [--zero zero2|zero2_offload|zero3] [--gpus N]
+#               [--num-machines N --machine-rank R --main-address HOST --main-port PORT]
+#               [--resume latest|PATH] [--dry-run] [key=value ...]
+#
+# Without a GPU (or with configs/tiny.yaml) it runs one CPU process (configs/accelerate/cpu.yaml).
+# key=value arguments are config overrides (optim.lr=1e-4 checkpoint.output_dir=runs/x).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+config="" zero="zero2" gpus="" num_machines=1 machine_rank=0 main_address="" main_port=29500 resume="" dry_run=0
+overrides=()
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+need() { [[ $# -ge 2 && -n "$2" ]] || { echo "launch.sh: $1 needs a value" >&2; exit 2; }; }
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --config) need "$@"; config="$2"; shift 2 ;;
+    --zero) need "$@"; zero="$2"; shift 2 ;;
+    --gpus) need "$@"; gpus="$2"; shift 2 ;;
+    --num-machines) need "$@"; num_machines="$2"; shift 2 ;;
+    --machine-rank) need "$@"; machine_rank="$2"; shift 2 ;;
+    --main-address) need "$@"; main_address="$2"; shift 2 ;;
+    --main-port) need "$@"; main_port="$2"; shift 2 ;;
+    --resume) need "$@"; resume="$2"; shift 2 ;;
+    --dry-run) dry_run=1; shift ;;
+    -h|--help) usage 0 ;;
+    *=*) overrides+=("$1"); shift ;;
+    *) echo "launch.sh: unknown argument $1" >&2; usage 2 ;;
+  esac
+done
+[[ -n "$config" ]] || { echo "launch.sh: --config is required" >&2; exit 2; }
+[[ -f "$config" ]] || { echo "launch.sh: config $config not found" >&2; exit 2; }
+case "$zero" in zero2|zero2_offload|zero3) ;; *) echo "launch.sh: --zero must be zero2, zero2_offload or zero3" >&2; exit 2 ;; esac
+if [[ "$num_machines" -gt 1 && -z "$main_address" ]]; then
+  echo "launch.sh: --num-machines $num_machines needs --main-address (the rank-0 machine)" >&2; exit 2
+fi
+
+# Read (and validate) the config: the model and the accumulation/clipping DeepSpeed must be told about.
+read -r pretrained accum clip < <(python - "$config" "${overrides[@]}" <<'PY'
+import sys
+from train.config import load_config
+try:
+    c = load_config(sys.argv[1], sys.argv[2:])
+except (ValueError, FileNotFoundError) as err:
+    sys.exit(f"launch.sh: bad config: {err}")
+print(c.model.pretrained, c.optim.gradient_accumulation_steps, c.optim.max_grad_norm)
+PY
+) || true
+[[ -n "${pretrained:-}" ]] || exit 2
+
+if [[ -z "$gpus" ]]; then
+  gpus=0
+  if command -v nvidia-smi >/dev/null 2>&1; then gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true); fi
+fi
+
+args=()
+if [[ "$gpus" -eq 0 || "$pretrained" == "tiny" ]]; then
+  echo "launch.sh: one CPU process (gpus=$gpus, model=$pretrained)" >&2
+  args=(--config_file configs/accelerate/cpu.yaml --num_processes 1)
+else
+  total=$((gpus * num_machines))
+  echo "launch.sh: $gpus GPU(s) x $num_machines machine(s) = $total processes, DeepSpeed $zero" >&2
+  args=(--config_file "configs/accelerate/$zero.yaml" --num_processes "$total" --num_machines "$num_machines"
+        --machine_rank "$machine_rank" --main_process_port "$main_port"
+        --gradient_accumulation_steps "$accum" --gradient_clipping "$clip")
+  [[ -n "$main_address" ]] && args+=(--main_process_ip "$main_address")
+fi
+
+cmd=(accelerate launch "${args[@]}" -m train --config "$config")
+[[ -n "$resume" ]] && cmd+=(--resume "$resume")
+cmd+=("${overrides[@]}")
+echo "+ ${cmd[*]}" >&2
+[[ "$dry_run" -eq 1 ]] && exit 0
+exec "${cmd[@]}"
