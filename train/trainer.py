@@ -374,7 +374,9 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
             batch = next(data)
             samples += len(batch["id"])
             if ids_file is not None:
-                ids_file.write(json.dumps({"step": step + 1, "micro": micro, "ids": list(batch["id"])}) + "\n")
+                ids_file.write(json.dumps(
+                    {"step": step + 1, "micro": micro, "ids": list(batch["id"]), "tasks": list(batch["task"])}
+                ) + "\n")
                 ids_file.flush()
             generator = step_generator(config, step, micro, rank, world, device)
             with accelerator.accumulate(transformer):

@@ -1,0 +1,86 @@
+"""Slow training tests in subprocesses: SIGKILL + --resume latest, and two processes under accelerate launch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_train import REPO, TINY_YAML, read_metrics, synth_data, tiny_overrides  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", WANDB_MODE="disabled",
+               TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    return env
+
+
+def _train_cmd(data: Path, run: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "train", "--config", str(TINY_YAML),
+            *tiny_overrides(data, run, "optim.max_steps=8", "checkpoint.every_n_steps=3", "checkpoint.keep_last=2",
+                            *extra)]
+
+
+def test_sigkill_then_resume_latest_gives_the_same_losses(synth_data, tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    subprocess.run(_train_cmd(synth_data, full), env=_env(), check=True, capture_output=True, timeout=600)
+
+    proc = subprocess.Popen(_train_cmd(synth_data, killed), env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (killed / "checkpoints" / "checkpoint-3").is_dir():  # kill right after the first checkpoint
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done = [r["step"] for r in read_metrics(killed)]
+    assert done and max(done) < 8
+
+    subprocess.run(_train_cmd(synth_data, killed) + ["--resume", "latest"], env=_env(), check=True,
+                   capture_output=True, timeout=600)
+    expected, resumed = read_metrics(full), read_metrics(killed)
+    assert [r["step"] for r in resumed] == list(range(1, 9))
+    for a, b in zip(expected, resumed):
+        assert abs(a["loss"] - b["loss"]) <= 1e-6, (a["step"], a["loss"], b["loss"])
+        assert a["lr"] == b["lr"]
+
+
+def test_two_processes_train_disjoint_samples_rank0_writes(synth_data, tmp_path):
+    from train.checkpoint import read_trainer_state
+    from vivid.pipeline import VIVIDPipeline
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
+           "-m", "train", "--config", str(TINY_YAML),
+           *tiny_overrides(synth_data, run, "optim.max_steps=3", "checkpoint.every_n_steps=3",
+                           "logging.log_sample_ids=true")]
+    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    per_rank = {}
+    for rank in (0, 1):
+        lines = [json.loads(x) for x in (run / f"sample_ids_rank{rank}.jsonl").read_text().splitlines()]
+        assert [x["step"] for x in lines] == [1, 2, 3]
+        per_rank[rank] = [set(zip(x["ids"], x["tasks"])) for x in lines]  # a record can serve add and delete
+    for step, (a, b) in enumerate(zip(per_rank[0], per_rank[1]), 1):  # (the tiny set wraps over 3 steps)
+        assert a and b and not a & b, (step, a, b)
+    # one checkpoint, written by rank 0, with both ranks' sampler states, and world size 2
+    checkpoint = run / "checkpoints" / "checkpoint-3"
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["checkpoint-3"]
+    state = read_trainer_state(checkpoint)
+    assert state["world_size"] == 2 and state["written_by_rank"] == 0
+    assert {p.name for p in checkpoint.glob("sampler_rank*.json")} == {"sampler_rank0.json", "sampler_rank1.json"}
+    assert {p.name for p in checkpoint.glob("random_states_*.pkl")} == {"random_states_0.pkl", "random_states_1.pkl"}
+    assert out.stderr.count("saved checkpoint") == 1 and "[rank 1] INFO train.checkpoint" not in out.stderr
+    assert "using torch.distributed" not in out.stderr  # accelerate and torch.distributed agree: 2 processes
+    assert len(read_metrics(run)) == 3  # metrics from rank 0 only
+    VIVIDPipeline.from_vivid(checkpoint / "vivid-weights", base_model=str(run / "tiny-model"))
