@@ -29,7 +29,8 @@ class BoundaryConfig:
     min_similarity: float = 0.75  # AdaFlow: cut when the mean best-match similarity to the reference drops below
     min_window_similarity: float = 0.6  # ... or when the mean over the last `window` frames does
     window: int = 4
-    cut_similarity: float = 0.7  # histogram intersection of consecutive frames below this = a hard cut
+    cut_similarity: float = 0.7  # a hard cut: histogram intersection of consecutive frames below this ...
+    cut_contrast: float = 3.0  # ... and its change this many times the median change of the pairs around it
     min_frames: int = 5  # shortest clip (4k+1) an adaptive boundary may make
     crop_margin: float = 0.5  # surroundings: the mask's box grown by this fraction of its size on each side
     grid: int = 32  # crop resized to grid x grid pixels ...
@@ -38,7 +39,7 @@ class BoundaryConfig:
 
 @dataclass
 class FrameFeatures:
-    """Per-frame features: `tokens` (F, T, D) unit-norm patch vectors of the edit region and its surroundings,
+    """Per-frame features (float16, 6 KB a frame): `tokens` (F, T, D) unit-norm patch vectors of the edit region and its surroundings,
     `hists` (F, B) normalised colour histograms of the whole frame."""
 
     tokens: np.ndarray
@@ -88,7 +89,7 @@ def compute_features(
     tokens, hists = [], []
     for frames, masks in chunks:
         for i, frame in enumerate(frames):
-            tokens.append(frame_tokens(frame, None if masks is None else masks[i], config))
+            tokens.append(frame_tokens(frame, None if masks is None else masks[i], config).astype(np.float16))
             hists.append(frame_histogram(frame))
     if not tokens:
         raise ValueError("no frames to compute features of")
@@ -97,17 +98,24 @@ def compute_features(
 
 def best_match_similarity(tokens: np.ndarray, reference: np.ndarray) -> float:
     """AdaFlow's similarity: each token's best cosine match among the reference's tokens, averaged."""
-    return float((tokens @ reference.T).max(axis=1).mean())
+    return float((tokens.astype(np.float32) @ reference.astype(np.float32).T).max(axis=1).mean())
 
 
-def detect_hard_cuts(features: FrameFeatures, config: BoundaryConfig | None = None) -> list[int]:
-    """Frames that start a new shot: histogram intersection with the previous frame below `cut_similarity`."""
+def detect_hard_cuts(features: FrameFeatures, config: BoundaryConfig | None = None, radius: int = 6) -> list[int]:
+    """Frames that start a new shot: the histogram intersection with the previous frame is below
+    `cut_similarity` and the change stands out (`cut_contrast` x the median change of the `radius` pairs on
+    each side), so that fades, dissolves and fast motion, which change every frame a little, are not cuts."""
     config = config or BoundaryConfig()
-    h = features.hists
+    h = features.hists.astype(np.float32)
     if len(h) < 2:
         return []
-    inter = np.minimum(h[1:], h[:-1]).sum(axis=1)
-    return [int(i) + 1 for i in np.flatnonzero(inter < config.cut_similarity)]
+    change = 1.0 - np.minimum(h[1:], h[:-1]).sum(axis=1)
+    cuts = []
+    for i in np.flatnonzero(change > 1.0 - config.cut_similarity):
+        around = np.concatenate([change[max(0, i - radius) : i], change[i + 1 : i + 1 + radius]])
+        if not len(around) or change[i] >= config.cut_contrast * np.median(around):
+            cuts.append(int(i) + 1)
+    return cuts
 
 
 def _round_stop(start: int, stop: int, min_frames: int) -> int:
