@@ -1,0 +1,198 @@
+"""Training benchmark: one VIVID LoRA step (train.step.training_step) vs a step in the style of diffusers'
+CogVideoX LoRA example (stock 16-channel transformer, same LoRA, pre-encoded latents), same process, same shape.
+
+    python benchmarks/bench_train.py --size tiny
+    python benchmarks/bench_train.py --size 5b --gradient-checkpointing --attention-backend auto --compile --json
+
+Rows: stock LoRA step (latents and prompt embeddings precomputed, as the example does with its cached
+tensors); VIVID step on pre-encoded latents + conditions (the same work plus 20 condition channels); VIVID's full
+`training_step` (VAE encodes of the video and the masked video inside the step). Prompt embeddings are cached
+(random, T5 is not loaded: the memory mode of finetrainers). MFU = analytic model FLOPs of the transformer's
+forward + backward (vivid.flops.transformer_train_flops, no recomputation counted) / step time / matmul FLOP/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from common import (
+    SHAPES,
+    build_components,
+    default_dtype,
+    measure_peak_flops,
+    median,
+    new_transformer,
+    peak_memory,
+    pick_device,
+    print_report,
+    sync,
+)
+
+from vivid.flops import transformer_train_flops
+from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, TINY_TRANSFORMER
+from vivid.model.conditioning import rotary_embeddings
+from vivid.speed import ATTENTION_BACKENDS, compile_blocks, set_attention_backend
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", choices=["tiny", "5b"], default="tiny")
+    p.add_argument("--frames", type=int, default=None)
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per configuration (after one warm-up)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--lora-rank", type=int, default=32)
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--attention-backend", choices=ATTENTION_BACKENDS, default=None)
+    p.add_argument("--compile", action="store_true", help="regional torch.compile of the blocks (both models)")
+    p.add_argument("--optimizer", choices=["adamw", "adamw8bit"], default="adamw")
+    p.add_argument("--no-full-step", dest="full_step", action="store_false",
+                   help="skip VIVID's full training_step (with VAE encoding)")
+    p.add_argument("--json", action="store_true")
+    return p.parse_args(argv)
+
+
+def make_optimizer(params, kind: str):
+    if kind == "adamw8bit":
+        try:
+            import bitsandbytes as bnb
+        except ImportError as err:
+            raise SystemExit("--optimizer adamw8bit needs bitsandbytes (pip install bitsandbytes)") from err
+        return bnb.optim.AdamW8bit(params, lr=1e-4)
+    return torch.optim.AdamW(params, lr=1e-4, fused=params[0].is_cuda)
+
+
+def prepare(transformer, args, device, vivid: bool):
+    from vivid.model.transformer import lora_config, make_vivid_transformer
+
+    if vivid:
+        make_vivid_transformer(transformer, rank=args.lora_rank, alpha=args.lora_rank)
+    else:  # diffusers' example: LoRA on to_q/k/v/out.0, everything else frozen
+        transformer.requires_grad_(False)
+        transformer.add_adapter(lora_config(args.lora_rank, args.lora_rank))
+    transformer.train()
+    for p in transformer.parameters():  # trainable parameters in float32, as the example upcasts them
+        if p.requires_grad:
+            p.data = p.data.float()
+    if args.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    if args.attention_backend:
+        set_attention_backend(transformer, args.attention_backend)
+    if args.compile:
+        compile_blocks(transformer)
+    return transformer
+
+
+def stock_lora_step(transformer, scheduler, latents, prompt_embeds, optimizer, generator, autocast):
+    """diffusers' train_cogvideox_lora.py inner loop, in short: noise, v-prediction -> x0, weighted MSE."""
+    b, t, _, h, w = latents.shape
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (b,), device=latents.device,
+                              generator=generator).long()
+    noise = torch.randn(latents.shape, device=latents.device, dtype=latents.dtype, generator=generator)
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    rotary = rotary_embeddings(transformer, h * 8, w * 8, t, latents.device)
+    with torch.autocast(latents.device.type, dtype=autocast, enabled=autocast is not None):
+        pred = transformer(hidden_states=noisy, encoder_hidden_states=prompt_embeds, timestep=timesteps,
+                           image_rotary_emb=rotary, return_dict=False)[0]
+    pred = scheduler.get_velocity(pred.float(), noisy.float(), timesteps)
+    weights = (1 / (1 - scheduler.alphas_cumprod.to(latents.device)[timesteps])).view(b, 1, 1, 1, 1)
+    loss = (weights * (pred - latents.float()) ** 2).reshape(b, -1).mean(1).mean()
+    loss.backward()
+    params = [p for p in transformer.parameters() if p.requires_grad]
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
+def timed_steps(name: str, step, device: torch.device, n: int) -> dict:
+    step()  # warm-up: compilation, allocator, optimizer state
+    row: dict = {"name": name}
+    times = []
+    with peak_memory(device, row):
+        for _ in range(n):
+            sync(device)
+            t0 = time.perf_counter()
+            step()
+            sync(device)
+            times.append(time.perf_counter() - t0)
+    row["step_s"] = median(times)
+    row["total_s"] = sum(times)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = pick_device(args.size, args.device)
+    dtype = default_dtype(device)
+    autocast = torch.bfloat16 if device.type == "cuda" else None
+    frames, height, width = (args.frames or SHAPES[args.size][0], args.height or SHAPES[args.size][1],
+                             args.width or SHAPES[args.size][2])
+    tr_config = COGVIDEOX_5B_TRANSFORMER if args.size == "5b" else TINY_TRANSFORMER
+    peak = measure_peak_flops(device, dtype)
+    b = args.batch_size
+
+    from train.step import compute_loss, encode_batch, training_step
+
+    comps = build_components(args.size, device, dtype, text_encoder=False)
+    vae, scheduler = comps["vae"], comps["scheduler"]
+    vae.requires_grad_(False)
+    gen = torch.Generator(device=device).manual_seed(0)
+    video = torch.randint(0, 256, (b, frames, 3, height, width), dtype=torch.uint8, device=device, generator=gen)
+    mask = torch.zeros(b, frames, 1, height, width, dtype=torch.uint8, device=device)
+    mask[..., height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = 1
+    batch = {"video": video, "masked_video": video * (1 - mask), "mask": mask, "prompt": ["a red ball"] * b}
+    prompt_embeds = torch.randn(b, tr_config["max_text_seq_length"], tr_config["text_embed_dim"], device=device,
+                                dtype=dtype, generator=gen)
+    latents, conditions = encode_batch(vae, batch, gen)  # the pre-encoded tensors of the first two rows
+    rows = []
+
+    stock = prepare(new_transformer(args.size, device, dtype, 20), args, device, vivid=False)
+    opt = make_optimizer([p for p in stock.parameters() if p.requires_grad], args.optimizer)
+    rows.append(timed_steps("stock CogVideoX LoRA step",
+                            lambda: stock_lora_step(stock, scheduler, latents, prompt_embeds, opt, gen, autocast),
+                            device, args.steps))
+    stock_flops = transformer_train_flops(tr_config, frames, height, width, b, in_channels=16,
+                                          lora_rank=args.lora_rank)["total"]
+    rows[-1]["mfu"] = stock_flops / rows[-1]["step_s"] / peak
+    del stock, opt
+
+    vivid = prepare(new_transformer(args.size, device, dtype, 20), args, device, vivid=True)
+    opt = make_optimizer([p for p in vivid.parameters() if p.requires_grad], args.optimizer)
+    vivid_flops = transformer_train_flops(tr_config, frames, height, width, b, lora_rank=args.lora_rank)["total"]
+
+    def vivid_pre_encoded():
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            loss = compute_loss(vivid, scheduler, latents, conditions, prompt_embeds, gen)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in vivid.parameters() if p.requires_grad], 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    rows.append(timed_steps("vivid step (pre-encoded latents)", vivid_pre_encoded, device, args.steps))
+    rows[-1]["mfu"] = vivid_flops / rows[-1]["step_s"] / peak
+    if args.full_step:
+        rows.append(timed_steps(
+            "vivid training_step (+ VAE encode)",
+            lambda: training_step(vivid, vae, scheduler, batch, prompt_embeds, opt, gen, autocast_dtype=autocast),
+            device, args.steps))
+        rows[-1]["mfu"] = vivid_flops / rows[-1]["step_s"] / peak  # VAE FLOPs not counted
+    extra = {
+        "size": args.size, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+        "dtype": str(dtype).replace("torch.", ""), "shape": f"{b}x{frames}x{height}x{width}",
+        "lora_rank": args.lora_rank, "gradient_checkpointing": args.gradient_checkpointing,
+        "attention_backend": args.attention_backend, "compile": args.compile, "optimizer": args.optimizer,
+        "matmul_peak_tflops": peak / 1e12, "train_tflops_per_step_vivid": vivid_flops / 1e12,
+        "train_tflops_per_step_stock": stock_flops / 1e12,
+    }
+    print_report("training: VIVID LoRA step vs stock CogVideoX LoRA step", rows, rows[0]["name"], extra, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
