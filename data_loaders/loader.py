@@ -140,10 +140,6 @@ def _identity(batch: Any) -> Any:
     return batch
 
 
-def _worker_init(_: int) -> None:
-    cv2.setNumThreads(1)  # the workers are the parallelism; cv2's own threads would oversubscribe the cores
-
-
 class TrainLoader:
     """Infinite iterable of training batches; see the module docstring."""
 
@@ -201,7 +197,7 @@ class TrainLoader:
             sampler=_PlanSampler(planner),
             num_workers=workers,
             collate_fn=_identity,
-            worker_init_fn=_worker_init if workers else None,
+            # no cv2.setNumThreads in the workers: after fork it deadlocks if the parent used cv2's thread pool
             prefetch_factor=self.config.prefetch_factor if workers else None,
             persistent_workers=False,
         )

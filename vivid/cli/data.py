@@ -1,0 +1,89 @@
+"""`vivid data check MANIFEST...`, `vivid data synth --out DIR ...` and `vivid data vivid10m ROOT --out DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vivid.cli import CLIError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("data", help="training data: validate manifests, write synthetic data, import VIVID-10M")
+    sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+
+    c = sub.add_parser("check", help="validate data set manifests and every file they name; exit 1 if anything is bad")
+    c.add_argument("manifests", nargs="+", metavar="MANIFEST", help="JSONL manifest shards (globs allowed)")
+    c.add_argument("--frames", type=int, default=None, help="also require clips of at least this many frames")
+    c.set_defaults(func=run_check)
+
+    s = sub.add_parser("synth", help="write a synthetic data set (moving coloured shapes) with a held-out eval split")
+    s.add_argument("--out", required=True, help="output folder (train-*.jsonl, eval-*.jsonl, train/, eval/)")
+    s.add_argument("--videos", type=int, default=32, help="training videos (default 32)")
+    s.add_argument("--images", type=int, default=64, help="training images (default 64)")
+    s.add_argument("--eval", type=int, default=4, dest="eval_per_task", help="eval videos per task: add, modify, delete (default 4)")
+    s.add_argument("--size", default="64x96", help="HxW (default 64x96)")
+    s.add_argument("--frames", type=int, default=9, help="frames per video (default 9)")
+    s.add_argument("--fps", type=float, default=8.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=run_synth)
+
+    v = sub.add_parser("vivid10m", help="write manifests for an extracted VIVID-10M download (see docs/data_format.md)")
+    v.add_argument("root", help="folder holding vivid-video/ and/or vivid-image/")
+    v.add_argument("--out", required=True, help="folder for the manifest shards")
+    v.add_argument("--shard-size", type=int, default=10000)
+    v.set_defaults(func=run_vivid10m)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise CLIError(f"--size must be HxW, e.g. 64x96, got {text!r}") from None
+    return h, w
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from data_loaders.check import check_manifests
+    from data_loaders.errors import REASONS
+
+    report = check_manifests(args.manifests, frames=args.frames)
+    print(f"records: {report.records}  valid: {sum(report.counts.values())}  bad: {len(report.bad)}")
+    for kind in ("video", "image"):
+        for task in ("add_modify", "delete"):
+            print(f"  {kind:5s} {task:10s} {report.counts.get((kind, task), 0)}")
+    if report.bad:
+        by_reason = report.bad_by_reason()
+        print("bad records by reason:")
+        for reason in REASONS:
+            if by_reason.get(reason):
+                print(f"  {reason}: {by_reason[reason]}  ({REASONS[reason]})")
+        for where, bad in report.bad:
+            print(f"BAD {where}: {bad.message}")
+        print(f"vivid data check: {len(report.bad)} bad record(s)", file=sys.stderr)
+        return 1
+    print("ok")
+    return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from data_loaders.synthetic import write_synthetic_dataset
+
+    result = write_synthetic_dataset(
+        args.out, videos=args.videos, images=args.images, size=_parse_size(args.size), frames=args.frames,
+        seed=args.seed, eval_per_task=args.eval_per_task, fps=args.fps,
+    )
+    print(f"wrote {args.videos} videos, {args.images} images and {result.counts['eval']} eval videos to {args.out}")
+    for path in result.train_manifests:
+        print(f"train manifest: {path}")
+    for path in result.eval_manifests:
+        print(f"eval manifest: {path}")
+    return 0
+
+
+def run_vivid10m(args: argparse.Namespace) -> int:
+    from data_loaders.vivid10m import convert_vivid10m
+
+    paths, counts = convert_vivid10m(args.root, args.out, shard_size=args.shard_size)
+    print(f"{counts.get('records', 0)} records ({counts.get('skipped', 0)} skipped) in {len(paths)} shard(s) under {args.out}")
+    return 0
