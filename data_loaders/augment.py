@@ -28,19 +28,26 @@ def _roi(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
 
 
 def dilate(mask: np.ndarray, radius: int, rect: bool = False) -> np.ndarray:
-    """Every frame dilated by a disc (or, with `rect`, a square, which keeps boxes boxes) of `radius` pixels."""
+    """Every frame dilated by a disc (or, with `rect`, a square, which keeps boxes boxes) of `radius` pixels.
+
+    The disc is the set of pixels within Euclidean distance `radius` of the mask (an exact distance transform:
+    its cost does not grow with the radius, unlike a large elliptic structuring element)."""
     if radius <= 0:
         return mask.copy()
     out = np.zeros_like(mask)
     roi = _roi(mask, radius)
     if roi is None:
         return out
-    shape = cv2.MORPH_RECT if rect else cv2.MORPH_ELLIPSE
-    kernel = cv2.getStructuringElement(shape, (2 * radius + 1, 2 * radius + 1))
     ys, xs = roi
-    for i, frame in enumerate(mask[:, ys, xs].view(np.uint8)):
-        if frame.any():
-            out[i, ys, xs] = cv2.dilate(frame, kernel).view(bool)
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8) if rect else None
+    for i, frame in enumerate(mask[:, ys, xs]):
+        if not frame.any():
+            continue
+        if rect:
+            out[i, ys, xs] = cv2.dilate(frame.view(np.uint8), kernel).view(bool)
+        else:
+            dist = cv2.distanceTransform((~frame).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+            out[i, ys, xs] = dist <= radius
     return out
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .decode import MaskSource, probe_video, read_image, read_video_frames, cover_geometry
+from .decode import MaskSource, VideoSource, probe_video, read_image
 from .errors import BadSample
 from .format import Record, read_manifests
 
@@ -58,13 +58,14 @@ def check_record(record: Record, frames: int | None = None) -> None:
             h, w = read_image(record.media).shape[:2]
             count, start, end = 1, 0, 1
         else:
-            count, _, h, w = probe_video(record.media)
+            video = VideoSource(record.media)
+            count, h, w = video.count, video.height, video.width
             start, end = record.start, min(record.end or count, count)
             if start >= count:
                 raise BadSample("no_frames", f"clip start {start} is past the video's {count} frames", record.id, record.media)
             if frames is not None and end - start < frames:
                 raise BadSample("too_short", f"clip holds {end - start} frames, {frames} needed", record.id, record.media)
-            decoded = read_video_frames(record.media, np.array([start, end - 1]), cover_geometry(h, w, h, w))
+            decoded = video.read([start, end - 1])
             if len(decoded) != 2:
                 raise BadSample("unreadable", "first/last clip frames could not be decoded", record.id, record.media)
         _check_mask(record.mask, count, h, w, record, "mask", start, end)

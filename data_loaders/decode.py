@@ -83,22 +83,51 @@ def _first_line(err: Exception) -> str:
     return text[0] if text else type(err).__name__
 
 
-def probe_video(path: str) -> tuple[int, float, int, int]:
-    """(frame count, fps, height, width) of a video file, without decoding frames."""
-    _check_file(path)
+def _opencv_size(path: str) -> tuple[int, int] | None:
+    """(height, width) from the container, without decoding, or None if OpenCV cannot tell."""
     cap = cv2.VideoCapture(path)
     try:
         if cap.isOpened():
             w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        else:
-            w = h = 0
+            if w > 0 and h > 0:
+                return h, w
     finally:
         cap.release()
-    vr = _open_decord(path)
-    n, fps = len(vr), float(vr.get_avg_fps())
-    if w <= 0 or h <= 0:  # OpenCV without a video backend: decode one frame to learn the size
-        h, w = _decord_batch(vr, [0], path).shape[1:3]
-    return n, fps, h, w
+    return None
+
+
+class VideoSource:
+    """A video opened once for decoding at a target size: frame count and fps from decord, size from the
+    container. `Geometry` is fixed at open time so decord can scale while decoding (one open, no full-size RGB
+    frames when downscaling)."""
+
+    def __init__(self, path: str, height: int | None = None, width: int | None = None):
+        self.path = path
+        _check_file(path)
+        size = _opencv_size(path)
+        if size is None:  # OpenCV without a video backend: decode one frame to learn the size
+            size = _decord_batch(_open_decord(path), [0], path).shape[1:3]
+        self.height, self.width = size
+        self.geometry = cover_geometry(self.height, self.width, height or self.height, width or self.width)
+        g = self.geometry
+        self._scaled = (g.scaled_h, g.scaled_w) != (g.src_h, g.src_w) and g.scaled_h <= g.src_h and g.scaled_w <= g.src_w
+        self._vr = _open_decord(path, width=g.scaled_w, height=g.scaled_h) if self._scaled else _open_decord(path)
+        self.count = len(self._vr)
+        self.fps = float(self._vr.get_avg_fps())
+
+    def read(self, indices: np.ndarray | list[int]) -> np.ndarray:
+        """The frames at `indices`, scaled and cropped: uint8 (F, H, W, 3) RGB."""
+        g = self.geometry
+        frames = _decord_batch(self._vr, indices, self.path)
+        if frames.shape[1:3] == (g.scaled_h, g.scaled_w):
+            return np.ascontiguousarray(_crop(frames, g))
+        return resize_frames(frames, g, cv2.INTER_AREA if self._scaled else cv2.INTER_LINEAR)
+
+
+def probe_video(path: str) -> tuple[int, float, int, int]:
+    """(frame count, fps, height, width) of a video file, without decoding frames."""
+    src = VideoSource(path)
+    return src.count, src.fps, src.height, src.width
 
 
 def _open_decord(path: str, width: int = -1, height: int = -1):
@@ -118,7 +147,31 @@ def _decord_batch(vr, indices, path: str) -> np.ndarray:
     try:
         return vr.get_batch([int(i) for i in indices]).asnumpy()
     except Exception as err:
-        raise BadSample("unreadable", f"frames could not be decoded: {_first_line(err)}", path=path) from None
+        frames = _opencv_frames(path, indices)  # decord rejects some small frame widths (e.g. 48 px)
+        if frames is None:
+            raise BadSample("unreadable", f"frames could not be decoded: {_first_line(err)}", path=path) from None
+        return frames
+
+
+def _opencv_frames(path: str, indices) -> np.ndarray | None:
+    """The frames at `indices` read sequentially with OpenCV, or None if OpenCV cannot read them all."""
+    wanted = sorted({int(i) for i in indices})
+    cap = cv2.VideoCapture(path)
+    got: dict[int, np.ndarray] = {}
+    try:
+        i = 0
+        while cap.isOpened() and i <= wanted[-1]:
+            ok, frame = cap.read()
+            if not ok:
+                return None
+            if i in wanted:
+                got[i] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            i += 1
+    finally:
+        cap.release()
+    if len(got) != len(wanted):
+        return None
+    return np.stack([got[int(i)] for i in indices])
 
 
 def _crop(frames: np.ndarray, g: Geometry) -> np.ndarray:
@@ -134,19 +187,6 @@ def resize_frames(frames: np.ndarray, g: Geometry, interpolation: int) -> np.nda
         scaled = cv2.resize(frame, (g.scaled_w, g.scaled_h), interpolation=interpolation)
         out[i] = scaled[g.top : g.top + g.height, g.left : g.left + g.width]
     return out
-
-
-def read_video_frames(path: str, indices: np.ndarray, g: Geometry) -> np.ndarray:
-    """The frames at `indices`, scaled and cropped: uint8 (F, H, W, 3) RGB."""
-    downscale = g.scaled_h <= g.src_h and g.scaled_w <= g.src_w and (g.scaled_h, g.scaled_w) != (g.src_h, g.src_w)
-    if downscale:  # let decord scale while converting from YUV: no full-size RGB frames
-        vr = _open_decord(path, width=g.scaled_w, height=g.scaled_h)
-        frames = _decord_batch(vr, indices, path)
-        if frames.shape[1:3] != (g.scaled_h, g.scaled_w):
-            return resize_frames(frames, g, cv2.INTER_AREA)
-        return np.ascontiguousarray(_crop(frames, g))
-    vr = _open_decord(path)
-    return resize_frames(_decord_batch(vr, indices, path), g, cv2.INTER_LINEAR)
 
 
 def read_image(path: str) -> np.ndarray:

@@ -62,10 +62,11 @@ def collate(samples: list[dict[str, Any]], kind: str, shared: bool = False) -> d
     if shared:
         for t in (video, masked, mask):
             t.share_memory_()
+    v, mv, m = video.numpy(), masked.numpy(), mask.numpy()  # numpy's strided copies are the fastest here
     for i, s in enumerate(samples):
-        video[i].copy_(torch.from_numpy(s["video"]).permute(0, 3, 1, 2))
-        mask[i, :, 0].copy_(torch.from_numpy(s["mask"].view(np.uint8)))
-        torch.mul(video[i], 1 - mask[i], out=masked[i])
+        np.copyto(v[i], s["video"].transpose(0, 3, 1, 2))
+        np.copyto(m[i, :, 0], s["mask"].view(np.uint8))
+        np.multiply(v[i], 1 - m[i], out=mv[i])
     return {
         "video": video,
         "masked_video": masked,

@@ -15,7 +15,7 @@ from vivid.constants import DELETE_CAPTION
 
 from .augment import augment_mask
 from .config import DataConfig
-from .decode import MaskSource, cover_geometry, probe_video, read_image, read_video_frames, resize_frames, sample_indices
+from .decode import MaskSource, VideoSource, cover_geometry, read_image, resize_frames, sample_indices
 from .deletion import synthesize_deletion_mask
 from .errors import BadSample
 from .format import Record
@@ -67,16 +67,16 @@ def decode_record(
             g = cover_geometry(h, w, height, width)
             out = resize_frames(image[None], g, cv2.INTER_AREA)
             return Decoded(out, mask_src.read_resized([0], g), np.array([0]), 0.0, 1)
-        n, fps, h, w = probe_video(record.media)
-        fps = record.fps or fps
+        src = VideoSource(record.media, height, width)
+        n, h, w, g = src.count, src.height, src.width, src.geometry
+        fps = record.fps or src.fps
         mask_src = _open_mask(record.mask, record.id)
         _check_match(mask_src, n, h, w, record)
         try:
             idx = sample_indices(n, fps, config.fps, frames or config.frames, rng, record.start, record.end)
         except BadSample as bad:
             raise bad.with_context(record.id, record.media)
-        g = cover_geometry(h, w, height, width)
-        video = read_video_frames(record.media, idx, g)
+        video = src.read(idx)
         if len(video) != len(idx):
             raise BadSample("unreadable", f"decoded {len(video)} frames, {len(idx)} requested", record.id, record.media)
         return Decoded(video, mask_src.read_resized(idx, g), idx, fps, n)
