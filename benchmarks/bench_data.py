@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import itertools
+import os
 import pstats
 import sys
 import tempfile
@@ -51,7 +52,8 @@ def make_dataset(folder: Path, copies: int = 8, images: int = 8) -> Path:
     return write_manifest(records, folder / "bench.jsonl")
 
 
-def measure(manifest: Path, kind: str, workers: int, batches: int, batch_size: int) -> float:
+def measure(manifest: Path, kind: str, workers: int, batches: int, batch_size: int) -> tuple[float, float]:
+    """(samples/s wall clock, CPU seconds per sample of this process: meaningful with 0 workers only)."""
     cfg = DataConfig(
         train_manifests=[str(manifest)], num_workers=workers,
         image_video_ratio=1e9 if kind == "image" else 0.0,
@@ -59,12 +61,12 @@ def measure(manifest: Path, kind: str, workers: int, batches: int, batch_size: i
     )
     loader = iter(build_train_loader(cfg))
     next(loader)  # worker start-up and the first batch are not counted
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     count = 0
     for batch in itertools.islice(loader, batches):
         assert batch["kind"] == kind
         count += len(batch["id"])
-    return count / (time.perf_counter() - t0)
+    return count / (time.perf_counter() - t0), (time.process_time() - c0) / count
 
 
 def main() -> None:
@@ -84,10 +86,14 @@ def main() -> None:
             return
         print("video samples/s at 49x480x720 from 1280x720 25 fps (decode + augment + deletion synthesis + collate)")
         for w in args.workers:
-            print(f"  workers={w}: {measure(manifest, 'video', w, args.batches, 1):.2f} video samples/s", flush=True)
+            rate, cpu = measure(manifest, "video", w, args.batches, 1)
+            extra = f"  ({cpu:.2f} CPU s per sample)" if w == 0 else ""
+            print(f"  workers={w}: {rate:.2f} video samples/s{extra}", flush=True)
         w = max(args.workers)
-        print(f"images/s at 480x720 from 1280x720 PNG, workers={w}, batch 8: "
-              f"{measure(manifest, 'image', w, max(4, args.batches // 2), 8):.1f} images/s")
+        rate, _ = measure(manifest, "image", w, max(4, args.batches // 2), 8)
+        print(f"images/s at 480x720 from 1280x720 PNG, workers={w}, batch 8: {rate:.1f} images/s")
+        print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (a shared machine "
+              "slows every figure; CPU s per sample is the load-independent cost)")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ def _roi(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
 def dilate(mask: np.ndarray, radius: int, rect: bool = False) -> np.ndarray:
     """Every frame dilated by a disc (or, with `rect`, a square, which keeps boxes boxes) of `radius` pixels.
 
-    The disc is the set of pixels within Euclidean distance `radius` of the mask (an exact distance transform:
-    its cost does not grow with the radius, unlike a large elliptic structuring element)."""
+    The disc is the set of pixels within distance `radius` of the mask by a 5x5 chamfer distance transform
+    (within 2% of Euclidean; its cost does not grow with the radius, unlike a large elliptic structuring element)."""
     if radius <= 0:
         return mask.copy()
     out = np.zeros_like(mask)
@@ -46,7 +46,7 @@ def dilate(mask: np.ndarray, radius: int, rect: bool = False) -> np.ndarray:
         if rect:
             out[i, ys, xs] = cv2.dilate(frame.view(np.uint8), kernel).view(bool)
         else:
-            dist = cv2.distanceTransform((~frame).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+            dist = cv2.distanceTransform((~frame).view(np.uint8), cv2.DIST_L2, 5)
             out[i, ys, xs] = dist <= radius
     return out
 

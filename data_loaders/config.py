@@ -31,7 +31,7 @@ class DataConfig:
     mask_area_range: tuple[float, float] = (0.001, 0.9)  # allowed mean mask area fraction after augmentation
     delete_flow_prob: float = 0.5  # deletion masks: warp with background flow (else copy the donor's motion)
     flow: str = "farneback"  # "farneback" (OpenCV) or "raft" (needs torchvision and its weights)
-    flow_max_side: int = 320  # optical flow is computed on frames downscaled to this longer side
+    flow_max_side: int = 256  # optical flow is computed on frames downscaled to this longer side
     num_workers: int = 2
     prefetch_factor: int = 2
     max_bad_fraction: float = 0.05  # stop when more than this fraction of the last `bad_window` samples is bad

@@ -72,7 +72,7 @@ def raft_flow_pairs(prevs: np.ndarray, nexts: np.ndarray) -> np.ndarray:
     return flow.permute(0, 2, 3, 1).numpy()
 
 
-def backward_maps(frames: np.ndarray, method: str = "farneback", max_side: int = 320) -> tuple[np.ndarray, float]:
+def backward_maps(frames: np.ndarray, method: str = "farneback", max_side: int = 256) -> tuple[np.ndarray, float]:
     """For every frame t, where each of its (downscaled) pixels was in frame 0: float32 (F, h, w, 2) as (x, y)."""
     gray, scale = _gray_small(frames, max_side)
     n, h, w = gray.shape
@@ -149,7 +149,7 @@ def synthesize_deletion_mask(
     rng: np.random.Generator,
     mode: str = "copy",
     flow: str = "farneback",
-    flow_max_side: int = 320,
+    flow_max_side: int = 256,
     margin: int = 2,
 ) -> np.ndarray:
     """The deletion mask (F, H, W) for `video` (F, H, W, 3): `donor` (F, H, W) pasted where it overlaps no
