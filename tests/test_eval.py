@@ -1,0 +1,139 @@
+"""`vivid eval` end to end on the tiny model and a small synthetic eval split; the evaluation helpers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vivid.cli import main
+from vivid.evaluation import EvalSample, EvalSettings, evaluate, format_table, inpaint_editor, summarize
+from vivid.synthetic_world import COLORS
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from data_loaders.synthetic import write_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    result = write_synthetic_dataset(out, videos=1, images=1, eval_per_task=1, seed=3)
+    return result.eval_manifests[0]
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory, tiny_model_dir):
+    """A valid VIVID weights folder (the untrained LoRA and widened patch embedding of the tiny model)."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    from vivid.model.transformer import make_vivid_transformer
+    from vivid.model.weights import VIVIDWeightsConfig, save_vivid_weights
+
+    t = CogVideoXTransformer3DModel.from_pretrained(tiny_model_dir, subfolder="transformer")
+    make_vivid_transformer(t, rank=4, alpha=4)
+    return save_vivid_weights(t, tmp_path_factory.mktemp("w") / "weights",
+                              VIVIDWeightsConfig(base_model=str(tiny_model_dir), lora_rank=4, lora_alpha=4))
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    """A tiny random CLIP saved as a folder, loaded by path like a hub checkpoint."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    from vivid.model.tiny import build_tiny_tokenizer
+
+    tok = build_tiny_tokenizer(16)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=16, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                           num_attention_heads=2),
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("clip") / "tiny-clip"
+    CLIPModel(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_vivid_eval_writes_report_with_required_keys(tmp_path, tiny_model_dir, weights_dir, synth, clip_dir, capsys):
+    out = tmp_path / "eval"
+    code = main(["eval", "--model", str(tiny_model_dir), "--weights", str(weights_dir), "--data", str(synth),
+                 "--out", str(out), "--clip", str(clip_dir), "--limit", "1", "--steps", "2"])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    for task in ("add", "modify", "delete"):
+        s = report[task]
+        assert s["n"] == 1
+        assert s["bp"] is not None and 0 <= s["bp"] <= 255
+        assert s["tc"] is not None and -100 <= s["tc"] <= 100
+    for task in ("add", "modify"):
+        assert -100 <= report[task]["ta"] <= 100
+        assert report[task]["synthetic_ta"] in (0.0, 1.0)
+    assert "ta" not in report["delete"] and 0 <= report["delete"]["remnant"] <= 1
+    settings = report["settings"]
+    assert settings["steps"] == 2 and settings["paste_back"] is False and settings["clip"] == str(clip_dir)
+    assert settings["weights"] == str(weights_dir) and settings["eval_fps"] == 7.5
+    assert len(report["samples"]) == 3
+    assert (out / "report.md").read_text().count("| vivid |") == 3
+    assert (out / "samples.png").stat().st_size > 0
+    assert "synthetic TA" in capsys.readouterr().out
+
+
+def test_vivid_eval_inpaint_baseline_needs_no_model(tmp_path, synth):
+    out = tmp_path / "inpaint"
+    assert main(["eval", "--baseline", "inpaint", "--data", str(synth), "--out", str(out), "--clip", "none"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report) >= {"delete", "settings", "method"} and "add" not in report
+    assert report["method"] == "inpaint" and report["delete"]["tc"] is None
+    assert report["delete"]["remnant"] < report["delete"]["source_remnant"]
+
+
+def test_vivid_eval_errors_are_one_line(tmp_path, tiny_model_dir, synth, capsys):
+    assert main(["eval", "--model", str(tiny_model_dir), "--data", str(synth), "--out", str(tmp_path)]) == 2
+    assert "--weights" in capsys.readouterr().err
+    assert main(["eval", "--baseline", "untrained", "--data", str(tmp_path / "missing.jsonl"),
+                 "--model", str(tiny_model_dir), "--out", str(tmp_path)]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def _sample(task: str, color: str = "red") -> EvalSample:
+    frames = np.full((3, 32, 48, 3), 110, np.uint8)
+    mask = np.zeros((3, 32, 48), bool)
+    mask[:, 8:24, 12:36] = True
+    if task == "delete":
+        frames[:, 10:22, 14:34] = COLORS[color]
+    return EvalSample(f"s-{task}", task, frames, mask, f"a {color} square", fps=8.0,
+                      attributes={"color": color, "shape": "square"})
+
+
+def test_evaluate_scores_an_oracle_and_a_do_nothing_editor():
+    samples = [_sample("add"), _sample("modify"), _sample("delete")]
+
+    def oracle(s: EvalSample) -> np.ndarray:
+        out = s.frames.copy()
+        if s.task == "delete":
+            out[s.mask] = 110
+        else:
+            out[:, 10:22, 14:34] = COLORS["red"]
+        return out
+
+    settings = EvalSettings(eval_fps=None)
+    good = evaluate(samples, oracle, settings, method="oracle")
+    idle = evaluate(samples, lambda s: s.frames.copy(), settings, method="identity")
+    assert good["add"]["synthetic_ta"] == 1.0 and good["modify"]["synthetic_ta"] == 1.0
+    assert good["delete"]["remnant"] == 0.0 and good["add"]["bp"] == 0.0
+    assert idle["add"]["synthetic_ta"] == 0.0 and idle["delete"]["remnant"] > 0.5
+    assert "| oracle | add | 1 |" in format_table({"oracle": good, "identity": idle})
+    assert summarize([], "add")["n"] == 0
+
+
+def test_inpaint_editor_removes_the_colour():
+    s = _sample("delete", "blue")
+    out = inpaint_editor()(s)
+    assert out.shape == s.frames.shape
+    with pytest.raises(ValueError, match="only deletes"):
+        inpaint_editor()(_sample("add"))
