@@ -56,7 +56,8 @@ from vivid.media import (
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-FEATURE_CHUNK = 64
+FEATURE_CHUNK = 16
+FEATURE_SIDE = 160  # frames are decoded at most this large on their long side for boundary features
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -67,7 +68,7 @@ class VideoSource:
         if isinstance(video, np.ndarray):
             if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
                 raise ValueError(f"video array must be uint8 (F, H, W, 3), got {video.dtype} {video.shape}")
-            self._array, self._reader, self.path = video, None, None
+            self._array, self._reader, self._small_reader, self.path = video, None, None, None
             self.num_frames, self.height, self.width = video.shape[:3]
             self.fps = float(fps or 8.0)
             return
@@ -77,11 +78,31 @@ class VideoSource:
         self.num_frames, self.fps, self.height, self.width = video_info(self.path)
         self._array = None
         self._reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=1)
+        self._small_reader = None
         if fps:
             self.fps = float(fps)
 
     def __len__(self) -> int:
         return self.num_frames
+
+    def small_size(self, max_side: int = FEATURE_SIDE) -> tuple[int, int]:
+        """(height, width) of the frames scaled down to at most `max_side`, for features."""
+        scale = min(1.0, max_side / max(self.height, self.width))
+        return max(2, round(self.height * scale / 2) * 2), max(2, round(self.width * scale / 2) * 2)
+
+    def small_frames(self, indices: Sequence[int], max_side: int = FEATURE_SIDE) -> np.ndarray:
+        """Frames decoded at `small_size`: cheap, and small allocations keep the memory of a long pass flat."""
+        import cv2
+
+        h, w = self.small_size(max_side)
+        indices = list(indices)
+        if self._array is not None:
+            return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in self._array[indices]])
+        if self._small_reader is None:
+            import decord
+
+            self._small_reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0), width=w, height=h, num_threads=1)
+        return self._small_reader.get_batch(indices).asnumpy()
 
     def frames(self, indices: Sequence[int]) -> np.ndarray:
         indices = list(indices)
@@ -485,9 +506,16 @@ def load_clip_plan(path: str | os.PathLike) -> ClipPlan:
 
 
 def _feature_chunks(source: VideoSource, masks: MaskSource):
+    """(small frames, their masks) in chunks, for `compute_features`."""
+    from vivid.preprocess import resize_mask
+
+    size = source.small_size()
+    static = resize_mask(masks.frames([0]), size) if masks.count == 1 else None
     for start in range(0, len(source), FEATURE_CHUNK):
         idx = range(start, min(start + FEATURE_CHUNK, len(source)))
-        yield source.frames(idx), masks.frames(idx)
+        small = source.small_frames(idx)
+        mask = np.repeat(static, len(idx), axis=0) if static is not None else resize_mask(masks.frames(idx), size)
+        yield small, mask
 
 
 def _clip_files(work: Path, index: int) -> tuple[Path, Path]:

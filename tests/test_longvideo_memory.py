@@ -1,0 +1,71 @@
+"""A 1,000-frame edit on the tiny model on CPU: peak memory within 20% of a 250-frame edit's.
+
+Each edit runs `vivid edit` in its own process and reports that process's peak RSS. The source frames are
+144x288 (124 MB for 1,000 frames), so an edit that held the video, its masks or its output in memory would
+exceed the 20% margin; the model works at 16x32 with one step so that the test takes minutes, not hours.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+H, W = 144, 288
+
+
+def write_moving_pattern(path: Path, frames: int, fps: float = 25.0) -> Path:
+    """A long synthetic video (a drifting colour pattern and a bright square crossing it), written in chunks."""
+    from vivid.media import VideoWriter
+
+    y, x = np.mgrid[0:H, 0:W]
+    with VideoWriter(path, fps) as writer:
+        for start in range(0, frames, 50):
+            chunk = []
+            for t in range(start, min(frames, start + 50)):
+                f = np.stack([(x * 2 + t * 3) % 256, (y * 2 + t) % 256, (x + y + 2 * t) % 256], -1).astype(np.uint8)
+                left = (t * 2) % (W - 40)
+                f[50:90, left : left + 40] = 250
+                chunk.append(f)
+            writer.write(np.stack(chunk))
+    return path
+
+
+def peak_rss_of_edit(model: Path, video: Path, mask: Path, out: Path) -> tuple[int, str]:
+    code = (
+        "import resource, sys\n"
+        "from vivid.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "sys.exit(rc)\n"
+    )
+    args = ["edit", "--model", str(model), "--video", str(video), "--mask", str(mask), "--out", str(out),
+            "--task", "add", "--prompt", "a red ball", "--steps", "1", "--guidance", "1",
+            "--height", "16", "--width", "32", "--paste-back-dilation", "4"]
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("PEAK_RSS_KB"))
+    return int(line.split()[1]), proc.stdout
+
+
+@pytest.mark.slow
+def test_memory_is_flat_in_length(tiny_model_dir, tmp_path):
+    from vivid.media import video_info
+
+    mask = np.zeros((H, W), np.uint8)
+    mask[40:100, 100:200] = 255
+    mask_path = tmp_path / "mask.png"
+    cv2.imwrite(str(mask_path), mask)
+    peaks = {}
+    for n in (250, 1000):
+        video = write_moving_pattern(tmp_path / f"in{n}.mp4", n)
+        out = tmp_path / f"out{n}.mp4"
+        peaks[n], stdout = peak_rss_of_edit(tiny_model_dir, video, mask_path, out)
+        assert video_info(out)[0] == n
+        print(f"{n} frames: peak RSS {peaks[n] / 1024:.0f} MiB; {stdout.strip().splitlines()[-2]}")
+    assert peaks[1000] <= 1.2 * peaks[250], f"peak RSS grew from {peaks[250]} KB to {peaks[1000]} KB"

@@ -1,0 +1,301 @@
+"""The interactive KIVE loop as a Gradio app (`vivid app`).
+
+Upload a video; paint the mask on its first frame (carried through the video by optical flow, OpenCV's
+Farneback, or kept static) or upload a mask video; pick the task and caption; preview several candidate
+edits of the first frame (one-frame edits: seconds); choose one and propagate it through the video (clip by
+clip, vivid.longvideo, with a progress bar); watch and download the result. Errors show as messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vivid.constants import TASKS
+from vivid.media import MediaError, VideoWriter, write_image
+
+try:  # optional (the `app` extra); module-level so that Gradio can resolve the event-data annotations
+    import gradio as gr
+except ImportError:  # pragma: no cover - vivid.cli.app reports how to install it
+    gr = None
+
+logger = logging.getLogger(__name__)
+
+MASK_MODES = ("optical flow", "static")
+FLOW_WIDTH = 320  # flow is computed at most this wide, then scaled up
+
+
+# ---------------------------------------------------------------------------------------------- masks
+def editor_mask(value: Any, height: int, width: int) -> np.ndarray:
+    """bool (H, W) mask from a gr.ImageEditor value: any painted pixel of any layer (alpha > 0)."""
+    if not isinstance(value, dict) or not value.get("layers"):
+        raise ValueError("paint the mask on the first frame (brush), or upload a mask video")
+    painted = np.zeros((height, width), bool)
+    for layer in value["layers"]:
+        layer = np.asarray(layer)
+        if layer.ndim != 3 or layer.shape[-1] != 4:
+            continue
+        alpha = layer[..., 3] > 0
+        if alpha.shape != (height, width):
+            alpha = cv2.resize(alpha.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+        painted |= alpha
+    if not painted.any():
+        raise ValueError("the mask is empty: paint over the region to edit on the first frame")
+    return painted
+
+
+def _gray(frame: np.ndarray, scale: float) -> np.ndarray:
+    g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(g, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else g
+
+
+def propagate_mask(frames: Iterator[np.ndarray], first: np.ndarray) -> Iterator[np.ndarray]:
+    """Carry the first frame's mask through a stream of frames with dense optical flow (Farneback): each
+    pixel of frame t takes the mask value where the flow from t back to t-1 points. Yields bool (H, W)."""
+    mask = first.astype(np.float32)
+    previous = None
+    for frame in frames:
+        h, w = frame.shape[:2]
+        scale = min(1.0, FLOW_WIDTH / w)
+        gray = _gray(frame, scale)
+        if previous is not None:
+            flow = cv2.calcOpticalFlowFarneback(gray, previous, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            if scale < 1:
+                flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) / scale
+            ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+            mask = cv2.remap(mask, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderValue=0)
+            mask = (mask > 0.5).astype(np.float32)
+        previous = gray
+        yield mask > 0.5
+
+
+def write_mask_video(path: Path, video: str, first: np.ndarray, mode: str, chunk: int = 64) -> Path:
+    """A lossless mask video for `video`, from the first frame's mask: propagated by optical flow or static."""
+    from vivid.media import iter_video_chunks
+
+    if mode not in MASK_MODES:
+        raise ValueError(f"mask mode must be one of {MASK_MODES}, got {mode!r}")
+
+    def frames() -> Iterator[np.ndarray]:
+        for block in iter_video_chunks(video, chunk):
+            yield from block
+
+    from vivid.media import video_info
+
+    fps = video_info(video)[1]
+    with VideoWriter(path, fps, lossless=True) as writer:
+        if mode == "static":
+            n = video_info(video)[0]
+            frame = np.repeat((first.astype(np.uint8) * 255)[..., None], 3, axis=-1)
+            for start in range(0, n, chunk):
+                writer.write(np.repeat(frame[None], min(chunk, n - start), axis=0))
+        else:
+            for m in propagate_mask(frames(), first):
+                writer.write(np.repeat((m.astype(np.uint8) * 255)[None, ..., None], 3, axis=-1))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- session
+class EditSession:
+    """What one browser session works on: the uploaded video, its mask video and the candidates, in a folder."""
+
+    def __init__(self, root: Path):
+        self.dir = Path(tempfile.mkdtemp(prefix="session-", dir=root))
+        self.video: str | None = None
+        self.first_frame: np.ndarray | None = None
+        self.mask_video: Path | None = None
+        self.candidates: list[Path] = []
+        self.chosen: int | None = None
+
+
+class VividApp:
+    """The app's actions, independent of Gradio so that they can be tested directly."""
+
+    def __init__(self, pipe: Any, workdir: str | Path | None = None, steps: int = 50, guidance: float = 6.0,
+                 height: int | None = None, width: int | None = None):
+        self.pipe = pipe
+        self.root = Path(workdir or tempfile.mkdtemp(prefix="vivid-app-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.steps, self.guidance, self.height, self.width = steps, guidance, height, width
+
+    def new_session(self) -> EditSession:
+        return EditSession(self.root)
+
+    def load_video(self, session: EditSession, video: str | None) -> np.ndarray:
+        from vivid.longvideo import VideoSource
+
+        if not video:
+            raise ValueError("upload a video first")
+        source = VideoSource(video)
+        session.video, session.first_frame = str(video), source.frames([0])[0]
+        session.mask_video, session.candidates, session.chosen = None, [], None
+        return session.first_frame
+
+    def make_mask(self, session: EditSession, editor_value: Any, mode: str, mask_upload: str | None) -> Path:
+        if session.video is None:
+            raise ValueError("upload a video first")
+        if mask_upload:
+            from vivid.longvideo import MaskSource, VideoSource
+
+            source = VideoSource(session.video)
+            MaskSource(mask_upload, len(source), source.height, source.width)  # checks count and size
+            session.mask_video = Path(mask_upload)
+            return session.mask_video
+        h, w = session.first_frame.shape[:2]
+        first = editor_mask(editor_value, h, w)
+        session.mask_video = write_mask_video(session.dir / f"mask-{uuid.uuid4().hex[:8]}.mp4", session.video, first, mode)
+        return session.mask_video
+
+    def preview(self, session: EditSession, editor_value: Any, mode: str, mask_upload: str | None, task: str,
+                caption: str, count: int, seed: int) -> list[Path]:
+        """Candidate edits of the first frame (one-frame edits, different seeds)."""
+        from vivid.cli.keyframe import edit_candidates
+        from vivid.longvideo import MaskSource, VideoSource
+
+        if task not in TASKS:
+            raise ValueError(f"pick a task: {', '.join(TASKS)}")
+        mask_video = self.make_mask(session, editor_value, mode, mask_upload)
+        source = VideoSource(session.video)
+        mask0 = MaskSource(mask_video, len(source), source.height, source.width).frames([0])[0]
+        if not mask0.any():
+            raise ValueError("the mask of the first frame is empty: paint the region to edit")
+        seeds = list(range(int(seed), int(seed) + max(1, int(count))))
+        results = edit_candidates(
+            self.pipe, session.first_frame, mask0, [caption or None], task, seeds, num_inference_steps=self.steps,
+            guidance_scale=self.guidance, height=self.height, width=self.width,
+        )
+        session.candidates = [
+            write_image(session.dir / f"candidate-{uuid.uuid4().hex[:6]}-seed{s}.png", img) for _, s, img in results
+        ]
+        session.chosen = 0
+        return session.candidates
+
+    def propagate(self, session: EditSession, task: str, caption: str, seed: int,
+                  progress: Callable[[int, int], None] | None = None) -> Path:
+        """Propagate the chosen candidate through the whole video (KIVE chaining)."""
+        from vivid.longvideo import chain_edit
+
+        if session.video is None:
+            raise ValueError("upload a video first")
+        if not session.candidates or session.chosen is None or session.mask_video is None:
+            raise ValueError("preview keyframe candidates and choose one first")
+        out = session.dir / f"vivid-edit-{uuid.uuid4().hex[:6]}.mp4"
+        chain_edit(
+            self.pipe, session.video, session.mask_video, caption or None, task, out,
+            keyframe=str(session.candidates[session.chosen]), keyframe_frame=0, num_inference_steps=self.steps,
+            guidance_scale=self.guidance, seed=int(seed), height=self.height, width=self.width, progress=progress,
+        )
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- UI
+def _messages(fn: Callable) -> Callable:
+    """Turn errors into Gradio messages (no tracebacks in the browser; the log keeps them)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except (ValueError, MediaError, OSError) as err:
+            raise gr.Error(str(err)) from None
+        except Exception as err:  # an unexpected failure: a message for the user, the traceback for the log
+            logger.exception("app action failed")
+            raise gr.Error(f"internal error ({type(err).__name__}): {err}") from None
+
+    return wrapper
+
+
+def build_app(app: VividApp):
+    """The Gradio Blocks UI over `app`."""
+    if gr is None:
+        raise ImportError("the vivid app needs Gradio: pip install 'vivid[app]' (or pip install gradio)")
+    with gr.Blocks(title="VIVID video local editing") as demo:
+        session = gr.State(None)
+        gr.Markdown("# VIVID: add, modify or delete an entity in a video\n"
+                    "1. Upload a video. 2. Paint the region on the first frame (or upload a mask video). "
+                    "3. Preview keyframe candidates. 4. Choose one and propagate it.")
+        with gr.Row():
+            with gr.Column():
+                video_in = gr.Video(label="Video", sources=["upload"], elem_id="video-in")
+                editor = gr.ImageEditor(label="Mask: paint on the first frame", type="numpy", sources=[],
+                                        layers=False, transforms=[], elem_id="mask-editor",
+                                        brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed", default_size=12))
+                mask_mode = gr.Radio(list(MASK_MODES), value=MASK_MODES[0], label="Carry the mask through the video by",
+                                     elem_id="mask-mode")
+                mask_upload = gr.File(label="...or upload a mask video (white = edit)", file_types=["video", ".npy"],
+                                      elem_id="mask-upload")
+            with gr.Column():
+                task = gr.Dropdown(list(TASKS), value=TASKS[0], label="Task", elem_id="task")
+                caption = gr.Textbox(label="Caption (what should be in the mask)", elem_id="caption")
+                with gr.Row():
+                    count = gr.Slider(1, 8, value=4, step=1, label="Candidates", elem_id="count")
+                    seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
+                preview_btn = gr.Button("Preview keyframes", variant="primary", elem_id="preview")
+                gallery = gr.Gallery(label="Keyframe candidates (click one to choose it)", columns=4,
+                                     allow_preview=False, elem_id="candidates")
+                chosen = gr.Markdown("", elem_id="chosen")
+                propagate_btn = gr.Button("Propagate the chosen keyframe", variant="primary", elem_id="propagate")
+                result = gr.Video(label="Result", elem_id="result", interactive=False)
+                download = gr.File(label="Download", elem_id="download", interactive=False)
+
+        @_messages
+        def on_video(video, state):
+            state = app.new_session()
+            if not video:
+                return state, None
+            frame = app.load_video(state, video)
+            return state, {"background": frame, "layers": [], "composite": frame}
+
+        @_messages
+        def on_preview(state, editor_value, mode, mask_file, task_v, caption_v, count_v, seed_v,
+                       progress=gr.Progress()):
+            if state is None or state.video is None:
+                raise ValueError("upload a video first")
+            progress(0, desc="editing the first frame")
+            paths = app.preview(state, editor_value, mode, mask_file, task_v, caption_v, count_v, seed_v)
+            return [str(p) for p in paths], f"Chosen: candidate 1 of {len(paths)}"
+
+        def on_select(state, evt: gr.SelectData):
+            if state is None or not state.candidates:
+                return ""
+            state.chosen = int(evt.index)
+            return f"Chosen: candidate {state.chosen + 1} of {len(state.candidates)}"
+
+        @_messages
+        def on_propagate(state, task_v, caption_v, seed_v, progress=gr.Progress()):
+            if state is None:
+                raise ValueError("upload a video first")
+            progress(0, desc="propagating")
+            out = app.propagate(state, task_v, caption_v, seed_v,
+                                progress=lambda done, total: progress((done, total), desc="clips", unit="clip"))
+            return str(out), str(out)
+
+        video_in.change(on_video, [video_in, session], [session, editor])
+        preview_btn.click(on_preview, [session, editor, mask_mode, mask_upload, task, caption, count, seed],
+                          [gallery, chosen])
+        gallery.select(on_select, [session], [chosen])
+        propagate_btn.click(on_propagate, [session, task, caption, seed], [result, download])
+    return demo
+
+
+def launch(app: VividApp, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True):
+    demo = build_app(app)
+    demo.queue(default_concurrency_limit=1)  # one model: edits run one at a time
+    demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
+                allowed_paths=[str(app.root)], show_error=True)
+    return demo
+
+
+def cleanup(app: VividApp) -> None:
+    shutil.rmtree(app.root, ignore_errors=True)
