@@ -122,6 +122,7 @@ def _edit_cmd(model: Path, video: Path, mask: Path, out: Path, *extra: str) -> l
             "--lossless", "--boundaries", "fixed", *extra]
 
 
+@pytest.mark.slow
 def test_killed_edit_resumes_from_its_last_finished_clip(tiny_model_dir, mask_png, tmp_path):
     video = write_video(tmp_path / "in.mp4", _pattern(60), 12.0, lossless=True)
     env = {**os.environ, "PYTHONPATH": str(REPO)}

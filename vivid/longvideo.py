@@ -414,6 +414,7 @@ def chain_edit(
         boundaries=boundaries, boundary_config=config, steps=num_inference_steps, guidance=guidance_scale, seed=seed,
         negative_prompt=negative_prompt, paste_back=paste_back_source, dilation=paste_back_dilation, size=[height, width],
         model=str(getattr(pipe, "name_or_path", "")) or type(pipe.transformer).__name__,
+        weights=str(getattr(pipe, "vivid_config", None)),
     )
     state_path = work / "state.json"
     state = None
@@ -426,6 +427,10 @@ def chain_edit(
                 "delete it or restart the edit (--restart)"
             )
     elif work.exists():
+        foreign = [p.name for p in work.iterdir() if not (p.name.startswith(("clip_", ".clip_", "state", ".state")))]
+        if foreign:
+            raise ValueError(f"work folder {work} exists and holds other files ({', '.join(sorted(foreign)[:3])}); "
+                             "give another --work-dir")
         shutil.rmtree(work)
 
     if state is None:
@@ -579,3 +584,38 @@ def _assemble(plan: ClipPlan, work: Path, out: Path, fps: float, lossless: bool)
             written += len(frames)
     if written != plan.num_frames:
         raise RuntimeError(f"assembled {written} frames, expected {plan.num_frames} (internal error)")
+
+
+def compare_boundary_modes(
+    pipe: Any,
+    video: str | os.PathLike,
+    mask: str | os.PathLike | np.ndarray,
+    prompt: str | None,
+    task: str,
+    out_dir: str | os.PathLike,
+    cuts: Sequence[int] = (),
+    modes: Sequence[str] = ("fixed", "adaptive"),
+    **kwargs: Any,
+) -> dict[str, dict]:
+    """Edit `video` once per boundary mode and measure each output's boundary TC (pixel features): TC at the
+    seams against TC inside clips, with the pairs across `cuts` (true hard cuts) left out for every mode.
+    The source's TC at the same pairs is reported too, since seams at content changes are less alike anyway."""
+    from vivid.metrics.boundary import boundary_tc, pixel_features
+
+    out_dir = Path(out_dir)
+    source = np.concatenate([pixel_features(VideoSource(video).frames(range(s, min(s + 64, video_info(video)[0]))))
+                             for s in range(0, video_info(video)[0], 64)])
+    report = {}
+    for mode in modes:
+        out = out_dir / f"{mode}.mp4"
+        t0 = time.perf_counter()
+        result = chain_edit(pipe, video, mask, prompt, task, out, boundaries=mode, **kwargs)
+        seconds = time.perf_counter() - t0
+        frames, _ = read_video(out)
+        edited = pixel_features(frames)
+        seams = result.plan.seams()
+        report[mode] = {
+            "clips": len(result.plan.clips), "seams": seams, "seconds": seconds,
+            "edited": boundary_tc(edited, seams, cuts).as_dict(), "source": boundary_tc(source, seams, cuts).as_dict(),
+        }
+    return report
