@@ -172,10 +172,16 @@ def iter_manifest(path: str | os.PathLike) -> Iterator[Record | BadSample]:
 
 def read_manifests(patterns: Iterable[str | os.PathLike]) -> tuple[list[Record], list[BadSample]]:
     """All records of all shards, and every invalid line (including duplicate ids, which keep the first)."""
+    return read_shards(expand_manifests(patterns))
+
+
+def read_shards(paths: Iterable[str | os.PathLike]) -> tuple[list[Record], list[BadSample]]:
+    """The records of exactly these shard files (no globbing), and every invalid line (duplicate ids among
+    them included, which keep the first)."""
     records: list[Record] = []
     bad: list[BadSample] = []
     seen: dict[str, str] = {}
-    for path in expand_manifests(patterns):
+    for path in paths:
         for item in iter_manifest(path):
             if isinstance(item, BadSample):
                 bad.append(item)

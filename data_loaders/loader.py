@@ -8,6 +8,11 @@
 The plan (which records form which batch) is made in the main process by `sampler.BatchPlanner`; workers only
 decode. Each batch carries the planner state after it, so the state of the last batch handed out is exact even
 though workers run ahead.
+
+Rank split (docs/data_format.md, "Sharding"): with world_size > 1 and at least as many shards as ranks, each
+rank reads only its own shards (shard i goes to rank i % world_size); otherwise every rank reads every shard and
+keeps its per-record share (`sampler.split_records`). Either way a rank trains, replaces bad samples and takes
+deletion donors from its own records only.
 """
 
 from __future__ import annotations
@@ -27,17 +32,19 @@ from vivid.constants import DELETE_CAPTION
 from .config import DataConfig
 from .deletion import raft_available
 from .errors import BadSample, BadSampleTracker, DataError
-from .format import Record, read_manifests
+from .format import Record, expand_manifests, read_manifests, read_shards
 from .samples import build_sample, decode_record
-from .sampler import STREAMS, BatchPlanner, BatchSpec, SampleSpec
+from .sampler import STREAMS, BatchPlanner, BatchSpec, SampleSpec, assign_shards, split_records
 
 logger = logging.getLogger("data_loaders")
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: per-rank record split (version 1 positions indexed a shared, padded permutation)
+SPLITS = ("records", "shards")
 # Library errors a corrupt file can raise past our own checks; they make the sample bad, not the run.
 _DATA_EXCEPTIONS = (cv2.error, OSError, ValueError, RuntimeError, IndexError, EOFError)
 
 
 def _pools(records: list[Record], config: DataConfig) -> dict[str, list[int]]:
+    """Record indices per stream: add_modify records; every record of the kind for delete (if delete_ratio > 0)."""
     pools: dict[str, list[int]] = {s: [] for s in STREAMS}
     for i, r in enumerate(records):
         if r.task == "add_modify":
@@ -45,6 +52,14 @@ def _pools(records: list[Record], config: DataConfig) -> dict[str, list[int]]:
         if config.delete_ratio > 0:
             pools[f"{r.kind}/delete"].append(i)
     return pools
+
+
+def _configured_streams(config: DataConfig) -> list[str]:
+    """The streams the config asks for, without looking at the data (whole-shard split: a rank cannot see the
+    other ranks' records, so every rank assumes the same thing and checks its own shards against it)."""
+    kinds = [k for k, on in (("video", not np.isinf(config.image_video_ratio)), ("image", config.image_video_ratio > 0)) if on]
+    tasks = ["add_modify"] + (["delete"] if config.delete_ratio > 0 else [])
+    return [f"{k}/{t}" for k in kinds for t in tasks]
 
 
 def collate(samples: list[dict[str, Any]], kind: str, shared: bool = False) -> dict[str, Any]:
@@ -82,12 +97,12 @@ def collate(samples: list[dict[str, Any]], kind: str, shared: bool = False) -> d
 class _BatchDataset(Dataset):
     """Maps a BatchSpec to a finished batch (runs in the workers)."""
 
-    def __init__(self, records: list[Record], config: DataConfig, pools: dict[str, list[int]], rank: int, world_size: int):
+    def __init__(self, records: list[Record], config: DataConfig, pools: dict[str, list[int]]):
+        """`records` and `pools`: this rank's records only, so donors and replacements never cross ranks."""
         self.records = records
         self.config = config
         self.donors = {k: [r for r in records if r.kind == k and r.task == "add_modify"] for k in ("video", "image")}
-        # replacements for bad samples come from this rank's fixed share, so ranks stay disjoint
-        self.replacements = {s: pool[rank::world_size] or pool for s, pool in pools.items()}
+        self.replacements = pools
 
     def __len__(self) -> int:  # never used for sampling (the sampler is infinite); here for tools that ask
         return len(self.records)
@@ -142,7 +157,11 @@ def _identity(batch: Any) -> Any:
 
 
 class TrainLoader:
-    """Infinite iterable of training batches; see the module docstring."""
+    """Infinite iterable of training batches; see the module docstring.
+
+    `split="records"`: `records` are all records of the data set, identical on every rank; this rank keeps its
+    share (`sampler.split_records`). `split="shards"`: `records` are already this rank's (its own shards).
+    """
 
     def __init__(
         self,
@@ -151,10 +170,20 @@ class TrainLoader:
         rank: int = 0,
         world_size: int = 1,
         tracker: BadSampleTracker | None = None,
+        split: str = "records",
     ):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
         self.config = config
-        self.rank, self.world_size = rank, world_size
-        self.records = records
+        self.rank, self.world_size, self.split = rank, world_size, split
+        if split == "records":
+            available = [s for s, pool in _pools(records, config).items() if pool]  # over all ranks' records
+            mine = split_records([f"{r.kind}/{r.task}" for r in records], seed=config.seed, rank=rank,
+                                 world_size=world_size)
+            records = [records[i] for i in mine]
+        else:
+            available = _configured_streams(config)
+        self.records = records  # this rank's records only
         self.pools = _pools(records, config)
         self._planner_args = dict(
             seed=config.seed,
@@ -164,9 +193,10 @@ class TrainLoader:
             delete_ratio=config.delete_ratio,
             video_batch_size=config.video_batch_size,
             image_batch_size=config.image_batch_size,
+            available=available,
         )
-        self._dataset = _BatchDataset(records, config, self.pools, rank, world_size)
-        self._state = self._new_planner().state_dict()
+        self._dataset = _BatchDataset(records, config, self.pools)
+        self._state = self._new_planner().state_dict()  # also checks this rank has every stream the mix draws
         self._generation = 0
         self.tracker = tracker or BadSampleTracker(config.max_bad_fraction, config.bad_window)
 
@@ -174,11 +204,19 @@ class TrainLoader:
         return BatchPlanner(self.pools, **self._planner_args)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "planner": dict(self._state)}
+        return {"version": STATE_VERSION, "split": self.split, "planner": dict(self._state)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION or "planner" not in state:
-            raise ValueError(f"not a data loader state of version {STATE_VERSION}: keys {sorted(state)}")
+            raise ValueError(
+                f"not a data loader state of version {STATE_VERSION} (got version {state.get('version')!r}, keys "
+                f"{sorted(state)}); a state from an older vivid cannot be resumed exactly"
+            )
+        if state.get("split", self.split) != self.split:
+            raise ValueError(
+                f"data loader state was saved with a per-{state['split'][:-1]} rank split, this loader splits per "
+                f"{self.split[:-1]} (the number of shards changed?)"
+            )
         planner = self._new_planner()
         planner.load_state_dict(state["planner"])  # validates seed / rank / world size
         self._state = planner.state_dict()
@@ -218,16 +256,27 @@ class TrainLoader:
 
 
 def build_train_loader(config: DataConfig, rank: int = 0, world_size: int = 1) -> TrainLoader:
-    """Read and validate the train manifests and return this rank's loader.
+    """Read and validate this rank's train records and return its loader.
 
-    Records that are malformed (bad JSON, missing fields or captions) are logged and counted; more than
-    `max_bad_fraction` of them is a DataError. Files are checked lazily, when a sample is loaded.
+    With world_size > 1 and at least as many shards as ranks, only this rank's shards are read (whole shards per
+    rank); otherwise all shards, and the records are split per rank. Records that are malformed (bad JSON,
+    missing fields or captions) are logged and counted; more than `max_bad_fraction` of the records read is a
+    DataError. Files are checked lazily, when a sample is loaded.
     """
     if not config.train_manifests:
         raise ValueError("data.train_manifests is empty: give at least one JSONL manifest (or glob)")
     if config.flow == "raft" and config.delete_ratio > 0 and not raft_available():
         raise ValueError("data.flow='raft' needs torchvision and its RAFT-small weights in the torch hub cache; use 'farneback'")
-    records, bad = read_manifests(config.train_manifests)
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+    shards = expand_manifests(config.train_manifests)
+    split = "shards" if world_size > 1 and len(shards) >= world_size else "records"
+    if split == "shards":
+        shards = [shards[i] for i in assign_shards(len(shards), rank, world_size)]
+        where = f"rank {rank}'s {len(shards)} shard(s) ({shards[0]}, ...)"
+    else:
+        where = f"the manifests {config.train_manifests}"
+    records, bad = read_shards(shards)
     tracker = BadSampleTracker(config.max_bad_fraction, config.bad_window)
     for item in bad:
         logger.warning("skipping bad manifest record: %s", item.message)
@@ -235,12 +284,12 @@ def build_train_loader(config: DataConfig, rank: int = 0, world_size: int = 1) -
     total = len(records) + len(bad)
     if bad and len(bad) > config.max_bad_fraction * total:
         raise DataError(
-            f"{len(bad)} of {total} manifest records are invalid (limit {config.max_bad_fraction:.1%}); first: "
-            f"{bad[0].message}. Run `vivid data check` to list them all."
+            f"{len(bad)} of {total} manifest records are invalid (limit {config.max_bad_fraction:.1%}, in {where}); "
+            f"first: {bad[0].message}. Run `vivid data check` to list them all."
         )
     if not records:
-        raise DataError(f"the manifests {config.train_manifests} hold no records")
-    return TrainLoader(records, config, rank, world_size, tracker)
+        raise DataError(f"{where} hold no records")
+    return TrainLoader(records, config, rank, world_size, tracker, split=split)
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -1,14 +1,19 @@
 """The batch plan: which records go into which batch, as a pure function of (seed, rank, world size, state).
 
-- Streams: one per (kind, task). The add&modify stream of a kind holds its add_modify records; the delete
-  stream holds every record of the kind (delete records are used as they are, add_modify records become
-  deletion samples by synthesis).
-- Epochs: each stream walks a permutation of its records drawn from (seed, stream, epoch); rank r of W takes
-  positions r, r+W, ... of it (padded by wrapping to a multiple of W, so every rank gets the same count and the
-  ranks stay in step). Within an epoch the ranks' samples are disjoint.
+- Rank split: every record belongs to exactly one rank, fixed for the whole run. Either whole shards are dealt
+  to the ranks (`assign_shards`: each rank parses only its own shards) or, with fewer shards than ranks, the
+  records are (`split_records`: each (kind, task) group permuted from the seed and dealt round-robin; every
+  rank computes the same split). A rank's planner only ever sees its own records, in every stream, as bad-sample
+  replacements and as deletion donors, so the ranks' record sets are disjoint over the whole run.
+- Streams: one per (kind, task), over this rank's records. The add&modify stream of a kind holds its add_modify
+  records; the delete stream holds every record of the kind (delete records are used as they are, add_modify
+  records become deletion samples by synthesis).
+- Epochs: each stream walks a permutation of this rank's pool drawn from (seed, stream, epoch, rank).
 - Mixing: batch b's kind (image with probability ratio / (ratio + 1)) and each slot's task (delete with
-  probability delete_ratio) are drawn from (seed, b) only, identical on every rank, so all ranks load the same
-  kind at the same step. Batches are kind-pure and sized per kind.
+  probability delete_ratio) are drawn from (seed, b) only and from which streams exist on *any* rank
+  (`available`, the same on every rank), so all ranks load the same kind at the same step. A rank without
+  records for a stream the mix draws is a DataError rather than a silent divergence. Batches are kind-pure and
+  sized per kind.
 - Resume: the state is (next batch number, per stream: epoch, position); the batch carrying state s is followed
   by exactly the batches planned from s.
 """
@@ -16,12 +21,41 @@
 from __future__ import annotations
 
 import math
+import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import DataError
+
 STREAMS = ("video/add_modify", "video/delete", "image/add_modify", "image/delete")
-_KIND_SALT, _SLOT_SALT, _PERM_SALT = 0x4B1D, 0x5107, 0x9E37
+_KIND_SALT, _SLOT_SALT, _PERM_SALT, _SPLIT_SALT = 0x4B1D, 0x5107, 0x9E37, 0x5A11
+
+
+def assign_shards(n_shards: int, rank: int, world_size: int) -> list[int]:
+    """The shard indices (into the sorted shard list) that `rank` reads: shards rank, rank + W, ..."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+    return list(range(rank, n_shards, world_size))
+
+
+def split_records(groups: Sequence[str], *, seed: int, rank: int, world_size: int) -> list[int]:
+    """This rank's record indices, ascending. `groups[i]` is record i's group (e.g. "video/add_modify"); each
+    group is permuted from (seed, group) and dealt round-robin, starting one rank further for each successive
+    group so the remainders spread over the ranks. Same result on every rank; the ranks' shares are disjoint
+    and cover every record."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    mine: list[int] = []
+    for k, group in enumerate(sorted(members)):
+        idx = np.asarray(members[group], dtype=np.int64)
+        rng = np.random.default_rng((seed, _SPLIT_SALT, zlib.crc32(group.encode())))
+        mine += idx[rng.permutation(len(idx))][(rank - k) % world_size :: world_size].tolist()
+    return sorted(mine)
 
 
 @dataclass(frozen=True)
@@ -55,22 +89,39 @@ class BatchPlanner:
         delete_ratio: float,
         video_batch_size: int,
         image_batch_size: int,
+        available: Iterable[str] | None = None,
     ):
+        """`pools`: this rank's record indices per stream. `available`: the streams that hold records on any
+        rank (must be the same on every rank; default: the non-empty local pools, right for one rank)."""
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.pools = {s: list(pools.get(s, [])) for s in STREAMS}
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.delete_ratio = delete_ratio
         self.batch_sizes = {"video": video_batch_size, "image": image_batch_size}
-        has = {k: bool(self.pools[f"{k}/add_modify"] or self.pools[f"{k}/delete"]) for k in ("video", "image")}
+        if available is None:
+            available = [s for s in STREAMS if self.pools[s]]
+        self.available = frozenset(available)
+        unknown = sorted(self.available - set(STREAMS))
+        if unknown:
+            raise ValueError(f"unknown stream {unknown[0]!r} (streams: {', '.join(STREAMS)})")
+        has = {k: f"{k}/add_modify" in self.available or f"{k}/delete" in self.available for k in ("video", "image")}
         if not any(has.values()):
             raise ValueError("no usable records: the manifests hold no valid video or image samples")
         if not has["image"] or image_video_ratio == 0:
             self.p_image = 0.0
-        elif not has["video"]:
+        elif not has["video"] or math.isinf(image_video_ratio):
             self.p_image = 1.0
         else:
             self.p_image = image_video_ratio / (image_video_ratio + 1.0)
+        for stream in self.drawn_streams():
+            if not self.pools[stream]:
+                raise DataError(
+                    f"rank {rank} of {world_size} has no records for the {stream} stream, which the batch mix "
+                    "draws on every rank. With whole shards per rank, every rank's shards must hold every kind "
+                    "the mix draws: mix kinds within shards, or set data.image_video_ratio=0 (videos only) or "
+                    ".inf (images only). With a per-record split, a kind has fewer records than there are ranks."
+                )
         self.batch = 0
         self.positions = {s: [0, 0] for s in STREAMS}  # epoch, position in this rank's share
         self._orders: dict[str, tuple[int, np.ndarray]] = {}
@@ -93,17 +144,28 @@ class BatchPlanner:
         self.positions = {s: [int(v) for v in state["streams"].get(s, [0, 0])] for s in STREAMS}
 
     # ----------------------------------------------------------------- plan
+    def _tasks(self, kind: str) -> list[str]:
+        """The tasks slots of `kind` can be given (from `available`, so the same on every rank)."""
+        am, de = f"{kind}/add_modify" in self.available, f"{kind}/delete" in self.available
+        if not de:
+            return ["add_modify"] if am else []
+        if not am:
+            return ["delete"]
+        return [t for t, p in (("add_modify", 1 - self.delete_ratio), ("delete", self.delete_ratio)) if p > 0]
+
+    def drawn_streams(self) -> list[str]:
+        """The streams the batch mix can draw from (each must be non-empty on every rank)."""
+        kinds = [k for k, p in (("video", 1 - self.p_image), ("image", self.p_image)) if p > 0]
+        return [f"{k}/{t}" for k in kinds for t in self._tasks(k)]
+
     def rank_share(self, stream: str, epoch: int) -> np.ndarray:
-        """This rank's records of `stream` for `epoch`, in order."""
+        """This rank's records of `stream` for `epoch`, in order: a permutation of its pool."""
         cached = self._orders.get(stream)
         if cached is not None and cached[0] == epoch:
             return cached[1]
         pool = np.asarray(self.pools[stream], dtype=np.int64)
-        rng = np.random.default_rng((self.seed, _PERM_SALT, stream_id(stream), epoch))
-        perm = pool[rng.permutation(len(pool))]
-        per_rank = math.ceil(len(pool) / self.world_size)
-        padded = np.resize(perm, per_rank * self.world_size)  # wraps around when len(pool) % W != 0
-        share = padded[self.rank :: self.world_size]
+        rng = np.random.default_rng((self.seed, _PERM_SALT, stream_id(stream), epoch, self.rank))
+        share = pool[rng.permutation(len(pool))]
         self._orders[stream] = (epoch, share)
         return share
 
@@ -121,9 +183,9 @@ class BatchPlanner:
         return "image" if u < self.p_image else "video"
 
     def slot_task(self, batch: int, slot: int, kind: str) -> str:
-        if not self.pools[f"{kind}/delete"]:
+        if f"{kind}/delete" not in self.available:
             return "add_modify"
-        if not self.pools[f"{kind}/add_modify"]:
+        if f"{kind}/add_modify" not in self.available:
             return "delete"
         u = np.random.default_rng((self.seed, _SLOT_SALT, batch, slot)).random()
         return "delete" if u < self.delete_ratio else "add_modify"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -124,15 +125,62 @@ def test_vivid10m_adapter(tmp_path):
     records, bad = read_manifests([str(p) for p in shards])
     assert not bad
     by_id = {r.id: r for r in records}
-    assert set(by_id) == {"vivid-image/00009356/instance0000", "vivid-video/clip0007/instance0003",
+    assert set(by_id) == {"vivid-image/00009356/instance0000", "vivid-video/clip0007/clip0007_instance0003",
                           "vivid-video/clip0007/remove0000"}
     r = by_id["vivid-image/00009356/instance0000"]
     assert r.kind == "image" and r.captions == ["a man", "a man in a hat", "a man in a hat waving"]
     assert r.mask.endswith("mask_instance0000_ori_mask.png") and r.entity_masks[0].endswith("instance0001_ori_mask.png")
     d = by_id["vivid-video/clip0007/remove0000"]
     assert d.kind == "video" and d.task == "delete" and d.captions == []
-    assert by_id["vivid-video/clip0007/instance0003"].captions == ["a dog", "a brown dog"]
+    assert by_id["vivid-video/clip0007/clip0007_instance0003"].captions == ["a dog", "a brown dog"]
     assert counts["skipped_no_caption"] == 1  # instance0001 has no caption file
+
+
+def test_vivid10m_clips_sharing_an_instance_number(tmp_path):
+    """Instance numbers restart per clip: (clip, instance) is the key, for masks, captions and ids."""
+    root = tmp_path / "VIVID-10M"
+    vid = root / "vivid-video" / "00000042"
+    (vid / "mask_video").mkdir(parents=True)
+    (vid / "source_video.mp4").write_bytes(b"x")
+    for clip in ("0001", "0002"):
+        for inst in ("0001", "0002"):
+            (vid / "mask_video" / f"mask_clip{clip}_instance{inst}_ori_mask.mp4").write_bytes(b"x")
+    (vid / "local_caption_clip0001_instance0001.txt").write_text("a cat\n")
+    (vid / "local_caption_clip0002_instance0001.txt").write_text("a dog\na brown dog\n")
+    (vid / "local_caption_clip0001_instance0002.txt").write_text("a hat\n")
+    # clip0002/instance0002 has no caption (clip0001's caption for instance0002 must not be borrowed)
+    shards, counts = convert_vivid10m(root, tmp_path / "manifests")
+    records, bad = read_manifests([str(p) for p in shards])
+    assert not bad
+    by_id = {r.id: r for r in records}
+    base = "vivid-video/00000042/"
+    assert set(by_id) == {base + "clip0001_instance0001", base + "clip0002_instance0001", base + "clip0001_instance0002"}
+    a, b = by_id[base + "clip0001_instance0001"], by_id[base + "clip0002_instance0001"]
+    assert a.captions == ["a cat"] and b.captions == ["a dog", "a brown dog"]
+    assert a.mask.endswith("mask_clip0001_instance0001_ori_mask.mp4")
+    assert b.mask.endswith("mask_clip0002_instance0001_ori_mask.mp4")
+    # entity masks: the other instances of the same clip only
+    assert [Path(p).name for p in a.entity_masks] == ["mask_clip0001_instance0002_ori_mask.mp4"]
+    assert [Path(p).name for p in b.entity_masks] == ["mask_clip0002_instance0002_ori_mask.mp4"]
+    assert counts["records"] == 3 and counts["skipped_no_caption"] == 1 and counts["skipped"] == 1
+
+
+def test_vivid10m_shards_mix_kinds(tmp_path):
+    """Every shard holds both kinds in proportion, so whole-shard rank splits give every rank both kinds."""
+    root = tmp_path / "VIVID-10M"
+    for kind, n in (("image", 9), ("video", 3)):
+        for i in range(n):
+            folder = root / f"vivid-{kind}" / f"{i:08d}"
+            folder.mkdir(parents=True)
+            (folder / f"source_{kind}.{'png' if kind == 'image' else 'mp4'}").write_bytes(b"x")
+            (folder / "mask_instance0000_ori_mask.png").write_bytes(b"x")
+            (folder / "local_caption_instance0000.txt").write_text("a thing\n")
+    shards, counts = convert_vivid10m(root, tmp_path / "manifests", shard_size=4)
+    assert counts["records"] == 12 and len(shards) == 3
+    kinds = [[r.kind for r in read_manifests([str(p)])[0]] for p in shards]
+    assert [k.count("video") for k in kinds] == [1, 1, 1] and [k.count("image") for k in kinds] == [3, 3, 3]
+    again, _ = convert_vivid10m(root, tmp_path / "again", shard_size=4)
+    assert [p.read_text() for p in again] == [p.read_text() for p in shards]  # paths are relative: same text
 
 
 def test_vivid_data_synth_cli(tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,8 +13,9 @@ import torch
 
 from data_loaders.config import DataConfig
 from data_loaders.decode import write_mask_npz
-from data_loaders.format import Record, write_manifest
-from data_loaders.loader import build_eval_samples, build_train_loader
+from data_loaders.errors import BadSample, DataError
+from data_loaders.format import Record, read_manifests, write_manifest, write_shards
+from data_loaders.loader import TrainLoader, build_eval_samples, build_train_loader
 from data_loaders.samples import build_sample
 from data_loaders.synthetic import write_synthetic_dataset
 from vivid.constants import DELETE_CAPTION
@@ -137,10 +139,110 @@ def test_workers_give_the_same_batches(synth):
         assert x["id"] == y["id"] and torch.equal(x["masked_video"], y["masked_video"])
 
 
-def test_ranks_get_disjoint_samples(synth):
-    cfg = config(synth, image_video_ratio=0.0, delete_ratio=0.0)
-    ids = [{b["id"][0] for b in take(build_train_loader(cfg, rank=r, world_size=2), 3)} for r in range(2)]
-    assert len(ids[0]) == len(ids[1]) == 3 and not ids[0] & ids[1]
+def _record_use(monkeypatch, fail_first: int = 0) -> list[tuple[str, set[str]]]:
+    """Wrap build_sample (workers=0 runs it in-process): log (record id, donor ids) of every attempt; make the
+    first attempt on every `fail_first`-th distinct record bad, so that bad-sample replacements are drawn."""
+    import data_loaders.loader as loader_module
+
+    calls: list[tuple[str, set[str]]] = []
+    failed: set[str] = set()
+    real = loader_module.build_sample
+
+    def spy(record, task, donors, cfg, rng):
+        calls.append((record.id, {d.id for d in donors}))
+        if fail_first and record.id not in failed and len(calls) % fail_first == 0:
+            failed.add(record.id)
+            raise BadSample("unreadable", "injected by the test", record.id, record.media)
+        return real(record, task, donors, cfg, rng)
+
+    monkeypatch.setattr(loader_module, "build_sample", spy)
+    return calls
+
+
+def test_ranks_get_disjoint_samples(synth, monkeypatch):
+    """Every record a rank touches (add/modify, deletion, deletion donor, bad-sample replacement) is its own."""
+    cfg = config(synth, image_video_ratio=1.0, delete_ratio=0.25, video_batch_size=2, image_batch_size=2,
+                 max_bad_fraction=1.0)
+    used, tasks = [], set()
+    for rank in range(2):
+        calls = _record_use(monkeypatch, fail_first=3)
+        loader = build_train_loader(cfg, rank=rank, world_size=2)
+        assert loader.split == "records"  # one shard, two ranks: per-record split
+        batches = take(loader, 16)
+        tasks |= {t for b in batches for t in b["task"]}
+        assert loader.bad_sample_counts().get("unreadable", 0) > 0  # replacements were drawn
+        mine = {r.id for r in loader.records}
+        touched = {rid for rid, _ in calls} | set().union(*(donors for _, donors in calls))
+        assert {i for b in batches for i in b["id"]} <= touched <= mine
+        used.append(touched)
+    assert tasks == {"add_modify", "delete"}
+    assert used[0] and used[1] and not used[0] & used[1]
+    # the two ranks' splits partition the data set (6 videos + 8 images)
+    all_ids = {r.id for r in read_manifests([str(p) for p in synth.train_manifests])[0]}
+    splits = [{r.id for r in build_train_loader(cfg, rank=r, world_size=2).records} for r in range(2)]
+    assert splits[0] | splits[1] == all_ids and not splits[0] & splits[1]
+    assert [sum(i.startswith("synth-v") for i in s) for s in splits] == [3, 3]
+
+
+@pytest.fixture(scope="module")
+def four_shards(synth, tmp_path_factory):
+    """The synthetic train set rewritten as 4 shards, kinds interleaved so that every shard holds both."""
+    records, _ = read_manifests([str(p) for p in synth.train_manifests])
+    videos = [r for r in records if r.kind == "video"]
+    images = [r for r in records if r.kind == "image"]
+    mixed = [r for pair in itertools.zip_longest(videos, images) for r in pair if r is not None]
+    out = tmp_path_factory.mktemp("four_shards")
+    shards = write_shards(mixed, out, "train", shard_size=4)  # 14 records: 4 + 4 + 4 + 2
+    assert len(shards) == 4
+    return shards
+
+
+def test_whole_shards_per_rank(synth, four_shards, monkeypatch):
+    import data_loaders.format as format_module
+
+    parsed: list[str] = []
+    real = format_module.iter_manifest
+
+    def spy(path):
+        parsed.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(format_module, "iter_manifest", spy)
+    cfg = DataConfig(**{**config(synth).__dict__, "train_manifests": [str(four_shards[0].parent / "train-*.jsonl")]})
+    ids = []
+    for rank in range(2):
+        parsed.clear()
+        loader = build_train_loader(cfg, rank=rank, world_size=2)
+        mine = [four_shards[rank].name, four_shards[rank + 2].name]
+        assert parsed == mine and loader.split == "shards"  # only this rank's shards were read
+        expected = {r.id for i in (rank, rank + 2) for r in read_manifests([str(four_shards[i])])[0]}
+        assert {r.id for r in loader.records} == expected
+        batches = take(loader, 6)
+        assert {i for b in batches for i in b["id"]} <= expected
+        assert loader.state_dict()["split"] == "shards"
+        ids.append(expected)
+    assert not ids[0] & ids[1] and len(ids[0] | ids[1]) == 14
+    # one rank: every shard, per-record split; fewer shards than ranks: per-record split too
+    assert build_train_loader(cfg).split == "records" and len(build_train_loader(cfg).records) == 14
+    assert build_train_loader(cfg, rank=4, world_size=5).split == "records"
+    # a rank's state cannot be resumed under the other split
+    state = build_train_loader(cfg, rank=0, world_size=2).state_dict()
+    records, _ = read_manifests(cfg.train_manifests)
+    with pytest.raises(ValueError, match="per-shard rank split"):
+        TrainLoader(records, cfg, rank=0, world_size=2, split="records").load_state_dict(state)
+
+
+def test_whole_shards_missing_a_kind_is_a_clear_error(synth, tmp_path):
+    records, _ = read_manifests([str(p) for p in synth.train_manifests])
+    videos = [r for r in records if r.kind == "video"]
+    images = [r for r in records if r.kind == "image"]
+    write_manifest(videos, tmp_path / "train-00000.jsonl")  # kind-pure shards: rank 0 videos, rank 1 images
+    write_manifest(images, tmp_path / "train-00001.jsonl")
+    cfg = DataConfig(**{**config(synth).__dict__, "train_manifests": [str(tmp_path / "train-*.jsonl")]})
+    with pytest.raises(DataError, match="rank 0 of 2 has no records for the image/add_modify stream"):
+        build_train_loader(cfg, rank=0, world_size=2)
+    video_only = DataConfig(**{**cfg.__dict__, "image_video_ratio": 0.0})
+    assert {b["kind"] for b in take(build_train_loader(video_only, rank=0, world_size=2), 3)} == {"video"}
 
 
 def test_eval_samples(synth):

@@ -1,4 +1,4 @@
-"""The batch plan: ratios, kind-pure batches, disjoint shards across ranks, determinism and resume."""
+"""The batch plan: ratios, kind-pure batches, the rank split (disjoint records across ranks), determinism, resume."""
 
 from __future__ import annotations
 
@@ -7,17 +7,28 @@ from collections import Counter
 
 import pytest
 
-from data_loaders.sampler import BatchPlanner
+from data_loaders.errors import DataError
+from data_loaders.sampler import STREAMS, BatchPlanner, assign_shards, split_records
 
 VIDEO = list(range(0, 40))
 IMAGE = list(range(40, 440))
+DELETE = list(range(440, 450))  # video records with task "delete"
+GROUPS = ["video/add_modify"] * 40 + ["image/add_modify"] * 400 + ["video/delete"] * 10
+
+
+def rank_pools(rank: int, world_size: int, seed: int = 0) -> dict[str, list[int]]:
+    """What the loader gives the planner: this rank's split, as streams (delete = every record of the kind)."""
+    mine = split_records(GROUPS, seed=seed, rank=rank, world_size=world_size)
+    return {
+        "video/add_modify": [i for i in mine if i in VIDEO], "video/delete": [i for i in mine if i < 40 or i >= 440],
+        "image/add_modify": [i for i in mine if 40 <= i < 440], "image/delete": [i for i in mine if 40 <= i < 440],
+    }
 
 
 def planner(rank: int = 0, world_size: int = 1, seed: int = 0, **kw) -> BatchPlanner:
-    pools = {"video/add_modify": VIDEO, "video/delete": VIDEO, "image/add_modify": IMAGE, "image/delete": IMAGE}
-    args = dict(image_video_ratio=10.0, delete_ratio=0.25, video_batch_size=2, image_batch_size=8)
+    args = dict(image_video_ratio=10.0, delete_ratio=0.25, video_batch_size=2, image_batch_size=8, available=STREAMS)
     args.update(kw)
-    return BatchPlanner(pools, seed=seed, rank=rank, world_size=world_size, **args)
+    return BatchPlanner(rank_pools(rank, world_size, seed), seed=seed, rank=rank, world_size=world_size, **args)
 
 
 def test_ratios_over_many_draws_and_kind_pure_batches():
@@ -28,7 +39,7 @@ def test_ratios_over_many_draws_and_kind_pure_batches():
         kinds[b.kind] += 1
         assert len(b.samples) == (2 if b.kind == "video" else 8)  # batch size per kind
         assert {s.stream.split("/")[0] for s in b.samples} == {b.kind}  # kind-pure
-        pool = VIDEO if b.kind == "video" else IMAGE
+        pool = VIDEO + DELETE if b.kind == "video" else IMAGE
         assert all(s.record in pool for s in b.samples)
         tasks.update(s.stream.split("/")[1] for s in b.samples)
     assert kinds["image"] / kinds["video"] == pytest.approx(10.0, rel=0.12)
@@ -47,34 +58,61 @@ def test_ratio_zero_and_missing_kinds():
                      image_batch_size=1)
 
 
+def test_split_records_is_a_deterministic_balanced_partition():
+    for world_size in (1, 2, 3, 4):
+        shares = [split_records(GROUPS, seed=3, rank=r, world_size=world_size) for r in range(world_size)]
+        assert sorted(i for share in shares for i in share) == list(range(len(GROUPS)))  # disjoint, covering
+        for group in set(GROUPS):
+            counts = [sum(GROUPS[i] == group for i in share) for share in shares]
+            assert max(counts) - min(counts) <= 1, (world_size, group, counts)  # each group spread evenly
+        assert shares == [split_records(GROUPS, seed=3, rank=r, world_size=world_size) for r in range(world_size)]
+    assert split_records(GROUPS, seed=3, rank=0, world_size=2) != split_records(GROUPS, seed=4, rank=0, world_size=2)
+    assert assign_shards(5, 0, 2) == [0, 2, 4] and assign_shards(5, 1, 2) == [1, 3]
+    with pytest.raises(ValueError, match="rank 2"):
+        split_records(GROUPS, seed=0, rank=2, world_size=2)
+
+
 @pytest.mark.parametrize("world_size", [2, 4])
-def test_ranks_see_disjoint_samples_and_stay_in_step(world_size):
+def test_ranks_use_disjoint_records_in_every_stream_and_stay_in_step(world_size):
     per_rank = {}
     for rank in range(world_size):
-        p = planner(rank, world_size)
-        batches = [p.next_batch() for _ in range(60)]
-        per_rank[rank] = batches
-    # the same kind at the same step on every rank
-    for step in range(60):
+        p = planner(rank, world_size, delete_ratio=0.25)
+        per_rank[rank] = [p.next_batch() for _ in range(400)]  # several epochs of every stream
+    # the same kind, and the same task per slot, at the same step on every rank
+    for step in range(400):
         assert len({per_rank[r][step].kind for r in range(world_size)}) == 1
-    # within the first epoch of each stream, what the ranks draw is disjoint
-    for stream, pool in (("image/add_modify", IMAGE), ("video/add_modify", VIDEO)):
-        share = len(pool) // world_size
-        seen = []
-        for rank in range(world_size):
-            recs = [s.record for b in per_rank[rank] for s in b.samples if s.stream == stream][:share]
-            assert len(recs) == len(set(recs))
-            seen.append(set(recs))
-        for a in range(world_size):
-            for b in range(a + 1, world_size):
-                assert not seen[a] & seen[b]
-    # a whole epoch of the rank shares covers the pool exactly once
-    shares = [set(planner(r, world_size).rank_share("image/add_modify", 0)) for r in range(world_size)]
-    assert set().union(*shares) == set(IMAGE) and sum(len(s) for s in shares) == len(IMAGE)
+        assert len({tuple(s.stream for s in per_rank[r][step].samples) for r in range(world_size)}) == 1
+    # every record a rank draws, in any stream (add/modify, deletion as given or synthesised), over several
+    # epochs, is in no other rank's set
+    used = [{s.record for b in per_rank[r] for s in b.samples} for r in range(world_size)]
+    streams = {s.stream for r in range(world_size) for b in per_rank[r] for s in b.samples}
+    assert streams == set(STREAMS)
+    for a in range(world_size):
+        assert used[a] <= set(split_records(GROUPS, seed=0, rank=a, world_size=world_size))
+        for b in range(a + 1, world_size):
+            assert not used[a] & used[b]
+    # together the ranks cover the data set, and a rank's epoch of a stream covers its pool once
+    assert set().union(*used) == set(range(len(GROUPS)))
+    p = planner(1, world_size)
+    assert sorted(p.rank_share("video/delete", 0)) == sorted(p.pools["video/delete"])
+
+
+def test_a_rank_missing_a_drawn_stream_is_an_error():
+    pools = {"video/add_modify": VIDEO, "video/delete": VIDEO}  # this rank's shards hold no images
+    with pytest.raises(DataError, match="rank 1 of 2 has no records for the image/add_modify stream"):
+        BatchPlanner(pools, seed=0, rank=1, world_size=2, image_video_ratio=10, delete_ratio=0.25,
+                     video_batch_size=1, image_batch_size=1, available=STREAMS)
+    # videos only (ratio 0): images are never drawn, so their absence is fine
+    p = BatchPlanner(pools, seed=0, rank=1, world_size=2, image_video_ratio=0, delete_ratio=0.25,
+                     video_batch_size=1, image_batch_size=1, available=STREAMS)
+    assert {p.next_batch().kind for _ in range(20)} == {"video"}
+    images = BatchPlanner({"image/add_modify": IMAGE}, seed=0, rank=0, world_size=2, image_video_ratio=float("inf"),
+                          delete_ratio=0.0, video_batch_size=1, image_batch_size=1, available=STREAMS)
+    assert {images.next_batch().kind for _ in range(20)} == {"image"}  # ratio .inf: images only
 
 
 def test_epochs_cover_the_pool_and_are_reshuffled():
-    p = planner(image_video_ratio=0, delete_ratio=0.0, video_batch_size=1)
+    p = planner(image_video_ratio=0, delete_ratio=0.0, video_batch_size=1, available=None)
     first = [p.next_batch().samples[0].record for _ in range(40)]
     second = [p.next_batch().samples[0].record for _ in range(40)]
     assert sorted(first) == VIDEO and sorted(second) == VIDEO
