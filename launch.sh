@@ -7,12 +7,16 @@
 #
 # Without a GPU (or with configs/tiny.yaml) it runs one CPU process (configs/accelerate/cpu.yaml).
 # key=value arguments are config overrides (optim.lr=1e-4 checkpoint.output_dir=runs/x).
+# GPUs: --gpus N, else the devices in CUDA_VISIBLE_DEVICES (when set), else `nvidia-smi -L`.
+# Paths (--config, --resume, the config's output_dir and manifests) are relative to the current directory:
+# the training runs where launch.sh is called from, as `vivid train` would.
 set -euo pipefail
-cd "$(dirname "$0")"
+repo="$(cd "$(dirname "$0")" && pwd)"
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 
 config="" zero="zero2" gpus="" num_machines=1 machine_rank=0 main_address="" main_port=29500 resume="" dry_run=0
 overrides=()
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 need() { [[ $# -ge 2 && -n "$2" ]] || { echo "launch.sh: $1 needs a value" >&2; exit 2; }; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -31,8 +35,12 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ -n "$config" ]] || { echo "launch.sh: --config is required" >&2; exit 2; }
-[[ -f "$config" ]] || { echo "launch.sh: config $config not found" >&2; exit 2; }
+[[ -f "$config" ]] || { echo "launch.sh: config $config not found (relative to $PWD)" >&2; exit 2; }
+config="$(cd "$(dirname "$config")" && pwd)/$(basename "$config")"
 case "$zero" in zero2|zero2_offload|zero3) ;; *) echo "launch.sh: --zero must be zero2, zero2_offload or zero3" >&2; exit 2 ;; esac
+[[ "$num_machines" =~ ^[1-9][0-9]*$ ]] || { echo "launch.sh: --num-machines must be a positive integer" >&2; exit 2; }
+[[ "$machine_rank" =~ ^[0-9]+$ && "$machine_rank" -lt "$num_machines" ]] ||
+  { echo "launch.sh: --machine-rank must be in [0, $num_machines)" >&2; exit 2; }
 if [[ "$num_machines" -gt 1 && -z "$main_address" ]]; then
   echo "launch.sh: --num-machines $num_machines needs --main-address (the rank-0 machine)" >&2; exit 2
 fi
@@ -53,19 +61,37 @@ PY
 if [[ -z "$gpus" ]]; then
   gpus=0
   if command -v nvidia-smi >/dev/null 2>&1; then gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true); fi
+  if [[ -n "${CUDA_VISIBLE_DEVICES+set}" ]]; then
+    # only the visible devices count: "" hides them all, "0,1" gives 2 (CUDA stops at the first invalid entry)
+    visible=0
+    IFS=',' read -r -a entries <<< "$CUDA_VISIBLE_DEVICES"
+    for entry in "${entries[@]}"; do
+      entry="${entry// /}"
+      [[ -z "$entry" || "$entry" == -* ]] && break
+      visible=$((visible + 1))
+    done
+    if (( visible < gpus )); then gpus=$visible; fi
+  fi
 fi
+[[ "$gpus" =~ ^[0-9]+$ ]] || { echo "launch.sh: --gpus must be a number" >&2; exit 2; }
 
 args=()
 if [[ "$gpus" -eq 0 || "$pretrained" == "tiny" ]]; then
   echo "launch.sh: one CPU process (gpus=$gpus, model=$pretrained)" >&2
-  args=(--config_file configs/accelerate/cpu.yaml --num_processes 1)
+  args=(--config_file "$repo/configs/accelerate/cpu.yaml" --num_processes 1)
 else
   total=$((gpus * num_machines))
   echo "launch.sh: $gpus GPU(s) x $num_machines machine(s) = $total processes, DeepSpeed $zero" >&2
-  args=(--config_file "configs/accelerate/$zero.yaml" --num_processes "$total" --num_machines "$num_machines"
+  args=(--config_file "$repo/configs/accelerate/$zero.yaml" --num_processes "$total" --num_machines "$num_machines"
         --machine_rank "$machine_rank" --main_process_port "$main_port"
         --gradient_accumulation_steps "$accum" --gradient_clipping "$clip")
-  [[ -n "$main_address" ]] && args+=(--main_process_ip "$main_address")
+  if [[ "$num_machines" -gt 1 ]]; then
+    # accelerate would otherwise start DeepSpeed's pdsh launcher (ssh to every host from rank 0); "standard"
+    # runs torchrun on each machine, which is how launch.sh is used: once per machine with its --machine-rank
+    args+=(--main_process_ip "$main_address" --deepspeed_multinode_launcher standard)
+  elif [[ -n "$main_address" ]]; then
+    args+=(--main_process_ip "$main_address")
+  fi
 fi
 
 cmd=(accelerate launch "${args[@]}" -m train --config "$config")

@@ -273,3 +273,318 @@ def test_train_skips_nonfinite_losses_then_stops(synth_data, tmp_path, monkeypat
     assert records[2]["loss"] is None and records[3]["skipped_steps"] == 1
     assert [p.name for p in list_checkpoints(run)] == ["checkpoint-1", "checkpoint-2", "checkpoint-4"]
     assert latest_checkpoint(run).name == "checkpoint-4"
+
+
+# --------------------------------------------------------------------------- audit fixes: config overrides
+
+
+@pytest.mark.parametrize(
+    "override, field, expected",
+    [
+        ("mixed_precision=no", ("mixed_precision",), "no"),  # YAML 1.1 reads `no` as false
+        ("logging.run_name=2024", ("logging", "run_name"), "2024"),
+        ("logging.run_name=off", ("logging", "run_name"), "off"),
+        ("logging.run_name=2024-01-31", ("logging", "run_name"), "2024-01-31"),  # not a date
+        ("logging.run_name=null", ("logging", "run_name"), None),
+        ("model.pretrained=1.5", ("model", "pretrained"), "1.5"),
+        ("model.lora_targets=[to_q, on, 1]", ("model", "lora_targets"), ["to_q", "on", "1"]),
+        ("data.frames=9", ("data", "frames"), 9),  # numbers stay numbers where numbers are wanted
+        ("model.gradient_checkpointing=no", ("model", "gradient_checkpointing"), False),
+    ],
+)
+def test_overrides_keep_text_for_text_fields(override, field, expected):
+    c = load_config(TINY_YAML, [override])
+    value = c
+    for part in field:
+        value = getattr(value, part)
+    assert value == expected and type(value) is type(expected)
+
+
+def test_yaml_file_boolean_for_a_text_field_names_the_quoting(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mixed_precision: no\n")
+    with pytest.raises(ConfigError, match=r"mixed_precision: False is not one of .*quote"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="text_cache_max_items"):
+        load_config(TINY_YAML, ["text_cache_max_items=0"])
+
+
+# --------------------------------------------------------------------------- text-embedding cache
+
+
+def test_text_embedding_cache_is_a_bounded_lru_and_encodes_only_missing_captions():
+    from train.step import TextEmbeddingCache, encode_prompts
+    from vivid.model.tiny import build_tiny_components
+
+    c = build_tiny_components(seed=0)
+    tokenizer, encoder = c["tokenizer"], c["text_encoder"].eval()  # eval: no dropout
+    seen: list[int] = []
+    encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    direct = {p: encode_prompts(tokenizer, encoder, [p], 16)[0] for p in ("a cat", "a dog", "a red ball", "")}
+    seen.clear()
+
+    cache = TextEmbeddingCache(max_items=2)
+    out = encode_prompts(tokenizer, encoder, ["a cat", "a dog", "a cat"], 16, cache=cache)
+    assert seen == [2] and len(cache) == 2  # one T5 call for the two distinct captions
+    torch.testing.assert_close(out[2], direct["a cat"])
+    assert cache.missing(["a cat", "a dog"]) == []
+    encode_prompts(tokenizer, encoder, ["a dog"], 16, cache=cache)  # a hit: no T5 call, "a dog" most recent
+    assert seen == [2]
+    # a hit and a new caption in one batch, with the cache full: the hit must survive its own batch's insert
+    out = encode_prompts(tokenizer, encoder, ["a dog", "a red ball"], 16, cache=cache)
+    assert seen == [2, 1] and len(cache) == 2
+    torch.testing.assert_close(out[0], direct["a dog"])
+    torch.testing.assert_close(out[1], direct["a red ball"])
+    assert "a cat" not in cache and cache.missing(["a cat", "a dog", "a red ball"]) == ["a cat"]  # LRU evicted
+    # more distinct captions than the cap in a single batch still encode correctly, and the cap holds
+    out = encode_prompts(tokenizer, encoder, ["a cat", "a dog", "", "a red ball"], 16, cache=cache)
+    assert len(cache) == 2
+    for row, p in zip(out, ["a cat", "a dog", "", "a red ball"]):
+        torch.testing.assert_close(row, direct[p])
+    for e in cache._items.values():  # compact CPU copies, not views keeping a whole batch alive
+        assert e.device.type == "cpu" and e.untyped_storage().nbytes() == e.numel() * e.element_size()
+    with pytest.raises(ValueError, match="max_items"):
+        TextEmbeddingCache(0)
+
+
+# --------------------------------------------------------------------------- distributed helpers
+
+
+def test_distributed_rank_world_trusts_torch_distributed(monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from train import trainer
+
+    fake = SimpleNamespace(process_index=0, num_processes=1)  # what accelerate reported under DeepSpeed on CPU
+    monkeypatch.setattr(trainer.dist, "is_available", lambda: True)
+    monkeypatch.setattr(trainer.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(trainer.dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(trainer.dist, "get_world_size", lambda: 2)
+    with caplog.at_level("WARNING", logger="vivid.train"):
+        assert trainer.distributed_rank_world(fake) == (1, 2)
+    assert "using torch.distributed" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vivid.train"):
+        assert trainer.distributed_rank_world(SimpleNamespace(process_index=1, num_processes=2)) == (1, 2)
+    assert "using torch.distributed" not in caplog.text
+    monkeypatch.setattr(trainer.dist, "is_initialized", lambda: False)
+    assert trainer.distributed_rank_world(fake) == (0, 1)
+
+
+def test_deepspeed_config_without_gpu_warns(monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from train import trainer
+
+    cpu = SimpleNamespace(distributed_type=DistributedType.MULTI_CPU)
+    monkeypatch.setattr(trainer.torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    assert trainer.warn_if_deepspeed_without_gpu(cpu) is False
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # what `accelerate launch` with zero2.yaml sets
+    with caplog.at_level("WARNING", logger="vivid.train"):
+        assert trainer.warn_if_deepspeed_without_gpu(cpu) is True
+    assert "no GPU" in caplog.text and "MULTI_CPU" in caplog.text
+    assert trainer.warn_if_deepspeed_without_gpu(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED)) is False
+
+
+def test_deepspeed_step_skipped_reads_overflow_and_engine():
+    from types import SimpleNamespace
+
+    from train.trainer import deepspeed_step_skipped
+
+    applied = SimpleNamespace(was_step_applied=lambda: True)
+    not_applied = SimpleNamespace(was_step_applied=lambda: False)
+    assert deepspeed_step_skipped(applied, SimpleNamespace(step_was_skipped=False)) is False
+    assert deepspeed_step_skipped(applied, SimpleNamespace(step_was_skipped=True)) is True  # fp16/bf16 overflow
+    assert deepspeed_step_skipped(not_applied, SimpleNamespace(step_was_skipped=False)) is True
+    assert deepspeed_step_skipped(SimpleNamespace(), SimpleNamespace()) is False
+
+
+# --------------------------------------------------------------------------- metrics file
+
+
+def test_metrics_writer_strict_json_and_torn_last_line(tmp_path):
+    from train.trainer import MetricsWriter
+
+    path = tmp_path / "metrics.jsonl"
+    writer = MetricsWriter(path, True, None)
+    for step in (1, 2, 3):
+        writer.write({"step": step, "loss": 0.5, "grad_norm": float("nan") if step == 2 else 1.0,
+                      "samples_per_s": float("inf") if step == 3 else 2.0})
+
+    def strict(text: str) -> dict:
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+
+    records = [strict(line) for line in path.read_text().splitlines()]
+    assert records[1]["grad_norm"] is None and records[2]["samples_per_s"] is None and records[0]["grad_norm"] == 1.0
+    with open(path, "a") as f:
+        f.write('{"step": 4, "loss": 0.')  # a crash mid-write
+    MetricsWriter(path, True, resume_step=2)
+    assert [strict(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
+    with open(path, "a") as f:
+        f.write('{"step": 3, "lo')
+    MetricsWriter(path, True, resume_step=5)  # torn line past every kept step, dropped too
+    assert [strict(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
+
+
+# --------------------------------------------------------------------------- checkpoint edge cases
+
+
+def test_checkpoint_resave_prune_and_abandon_use_renames(tmp_path):
+    from train import checkpoint as ckpt
+
+    accelerator, model, optimizer = _linear_accelerator(tmp_path)
+
+    def weights(folder: Path) -> None:
+        folder.mkdir()
+        (folder / "w.txt").write_text("ok")
+
+    for step in (1, 2, 3):
+        _train_one(model, optimizer)
+        ckpt.save_checkpoint(accelerator, tmp_path, step, 0, 1, {"n": step}, {"cursor": step}, weights,
+                             rank_state={"skipped_samples": 10 + step})
+    assert ckpt.read_rank_state(ckpt.latest_checkpoint(tmp_path), 0) == {"skipped_samples": 13}
+    assert ckpt.read_rank_state(tmp_path / "nowhere", 0) == {}
+    root = tmp_path / "checkpoints"
+    # the same step again replaces the folder (old one moved aside first, then deleted)
+    ckpt.save_checkpoint(accelerator, tmp_path, 3, 0, 1, {"n": "again"}, {"cursor": 3}, weights)
+    assert ckpt.read_trainer_state(root / "checkpoint-3")["n"] == "again"
+    assert sorted(p.name for p in root.iterdir()) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    # a deletion that crashed half-way leaves a .trash-* folder, never a half-deleted checkpoint-N; cleaned next save
+    (root / ".trash-checkpoint-0-dead").mkdir()
+    assert ckpt.prune_checkpoints(tmp_path, 2) == [root / "checkpoint-1"]
+    assert sorted(p.name for p in root.iterdir()) == [".trash-checkpoint-0-dead", "checkpoint-2", "checkpoint-3"]
+    ckpt.save_checkpoint(accelerator, tmp_path, 4, 0, 1, {}, {"cursor": 4}, weights)
+    assert sorted(p.name for p in root.iterdir()) == ["checkpoint-2", "checkpoint-3", "checkpoint-4"]
+    # resuming from checkpoint-2: the newer ones are moved aside, kept, and no longer "latest"
+    moved = ckpt.abandon_checkpoints_after(tmp_path, 2)
+    assert [p.name.split(".abandoned-")[0] for p in moved] == ["checkpoint-3", "checkpoint-4"]
+    assert all(p.is_dir() and (p / "trainer_state.json").is_file() for p in moved)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["checkpoint-2"]
+    assert ckpt.resolve_resume("latest", tmp_path).name == "checkpoint-2"
+    assert ckpt.abandon_checkpoints_after(tmp_path, 2) == []
+
+
+_DEEPSPEED_CHECKPOINT = """
+import json, os, sys
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DeepSpeedPlugin
+from train import checkpoint as ckpt
+
+out = sys.argv[1]
+accelerator = Accelerator(deepspeed_plugin=DeepSpeedPlugin(zero_stage=2, gradient_accumulation_steps=1,
+                                                           gradient_clipping=1.0), mixed_precision="no")
+accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 2))
+model[0].requires_grad_(False)  # the frozen "base"
+optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
+model, optimizer = accelerator.prepare(model, optimizer)
+accelerator.backward(model(torch.ones(1, 64)).sum())
+trained = {n: p.detach().clone() for n, p in model.module.named_parameters()}
+path = ckpt.save_checkpoint(accelerator, out, 1, 0, 1, {}, {"cursor": 1}, lambda folder: None)
+states = torch.load(os.path.join(path, "pytorch_model", "mp_rank_00_model_states.pt"), weights_only=False)
+with torch.no_grad():
+    for p in model.module.parameters():
+        if p.requires_grad:
+            p.zero_()
+state, loader_state = ckpt.load_checkpoint(accelerator, path, 0, 1)
+restored = all(torch.equal(p, trained[n]) for n, p in model.module.named_parameters())
+print("RESULT " + json.dumps({"is_deepspeed": ckpt.is_deepspeed(accelerator), "module_keys": sorted(states["module"]),
+                              "restored": restored, "loader_state": loader_state}))
+"""
+
+
+def test_deepspeed_checkpoint_leaves_out_frozen_weights(tmp_path):
+    """A real DeepSpeed ZeRO-2 engine (on the CPU, one process): the checkpoint holds only the trainable weights
+    (exclude_frozen_parameters) and loads back (load_module_strict=False)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    pytest.importorskip("deepspeed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "ds_checkpoint.py"
+    script.write_text(_DEEPSPEED_CHECKPOINT)
+    env = dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", ACCELERATE_USE_DEEPSPEED="true")
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert result["is_deepspeed"]
+    assert result["module_keys"] == ["1.bias", "1.weight"]  # not 0.weight / 0.bias, the frozen layer
+    assert result["restored"] and result["loader_state"] == {"cursor": 1}
+
+
+# --------------------------------------------------------------------------- trainer: resume bookkeeping, CLI errors
+
+
+def test_resume_from_older_checkpoint_abandons_newer_keeps_counts_and_logs_step_lr(synth_data, tmp_path, monkeypatch):
+    from data_loaders.loader import TrainLoader
+    from train import checkpoint as ckpt
+    from train.trainer import train
+
+    real_iter = TrainLoader.__iter__
+
+    def one_bad_per_batch(self):  # as if the loader had skipped one bad sample before each batch
+        for batch in real_iter(self):
+            self.tracker.counts["unreadable"] += 1
+            yield batch
+
+    monkeypatch.setattr(TrainLoader, "__iter__", one_bad_per_batch)
+    run = tmp_path / "run"
+    common = ("checkpoint.every_n_steps=1", "checkpoint.keep_last=0", "optim.lr=1e-3", "optim.warmup_steps=2")
+    train(load_config(TINY_YAML, tiny_overrides(synth_data, run, "optim.max_steps=3", *common)))
+    first = read_metrics(run)
+    assert [r["skipped_samples"] for r in first] == [1, 2, 3]
+    # the lr each step used: constant_with_warmup over 2 steps starts at 0
+    assert [r["lr"] for r in first] == pytest.approx([0.0, 5e-4, 1e-3])
+    assert all(isinstance(r["grad_norm"], float) for r in first)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "lo')  # torn by a crash
+
+    train(load_config(TINY_YAML, tiny_overrides(synth_data, run, "optim.max_steps=3", *common)),
+          resume=str(run / "checkpoints" / "checkpoint-1"))
+    second = read_metrics(run)
+    assert [r["step"] for r in second] == [1, 2, 3]
+    assert [r["skipped_samples"] for r in second] == [1, 2, 3]  # 1 saved with checkpoint-1, then one per step
+    assert [r["lr"] for r in second] == pytest.approx([0.0, 5e-4, 1e-3])
+    assert [r["loss"] for r in second] == pytest.approx([r["loss"] for r in first], abs=1e-6)
+    abandoned = sorted(p.name.split(".abandoned-")[0] for p in (run / "checkpoints").glob("*.abandoned-*"))
+    assert abandoned == ["checkpoint-2", "checkpoint-3"]
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    assert ckpt.read_trainer_state(ckpt.latest_checkpoint(run))["skipped_samples"] == 3
+
+
+@pytest.mark.parametrize("error", ["nonfinite", "data"])
+def test_cli_train_stopped_run_is_one_line_error(error, monkeypatch, capsys):
+    from data_loaders.errors import DataError
+    from train import trainer
+    from vivid.cli import main
+
+    def stopped(config, resume=None):
+        if error == "data":
+            raise DataError("too many bad samples: 12 of the last 200 samples were bad")
+        raise trainer.NonFiniteLossError("5 non-finite losses in a row (max_bad_steps=5) at step 9; stopped.")
+
+    monkeypatch.setattr(trainer, "train", stopped)
+    assert main(["train", "--config", str(TINY_YAML)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert ("too many bad samples" if error == "data" else "non-finite losses") in err
+    from vivid.cli.train import main as train_main
+
+    assert train_main(["--config", str(TINY_YAML)]) == 2  # `python -m train` / accelerate launch
+    assert "train: error:" in capsys.readouterr().err
+    from vivid.cli import CLIError
+
+    with pytest.raises(CLIError) as raised:  # -v: the traceback, the original error chained
+        main(["-v", "train", "--config", str(TINY_YAML)])
+    assert isinstance(raised.value.__cause__, (DataError, trainer.NonFiniteLossError))

@@ -18,9 +18,62 @@ pytestmark = pytest.mark.slow
 
 
 def _env() -> dict:
+    # CUDA_VISIBLE_DEVICES="": these tests are about CPU processes, also on a machine with a GPU
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", WANDB_MODE="disabled",
-               TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+               TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     return env
+
+
+# Run by `accelerate launch` on every rank: records each file this rank writes under the run folder (Python-level
+# opens for writing, renames, torch.save and safetensors' save_file, which bypass Python's open), then trains.
+_AUDITED_TRAIN = """
+import os, sys
+import torch, safetensors.torch
+
+root = os.path.abspath(os.environ["VIVID_AUDIT_ROOT"])
+log = open(os.path.join(os.environ["VIVID_AUDIT_DIR"], "writes_rank%s.txt" % os.environ["RANK"]), "a", buffering=1)
+
+def record(kind, path):
+    try:
+        path = os.path.abspath(os.fsdecode(path))
+    except TypeError:
+        return
+    if path.startswith(root + os.sep):
+        log.write("%s %s\\n" % (kind, os.path.relpath(path, root)))
+
+WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+def hook(event, args):
+    if event == "open" and not isinstance(args[0], int):
+        mode, flags = args[1], args[2]
+        if (any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & WRITE)):
+            record("open", args[0])
+    elif event == "os.rename":
+        record("rename", args[0])
+        record("rename-to", args[1])
+
+sys.addaudithook(hook)
+_torch_save, _save_file = torch.save, safetensors.torch.save_file
+
+def torch_save(obj, f, *args, **kwargs):
+    if isinstance(f, (str, os.PathLike)):
+        record("torch.save", f)
+    return _torch_save(obj, f, *args, **kwargs)
+
+def save_file(tensors, filename, *args, **kwargs):
+    record("save_file", filename)
+    return _save_file(tensors, filename, *args, **kwargs)
+
+torch.save, safetensors.torch.save_file = torch_save, save_file  # before anything imports them by name
+from vivid.cli.train import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _writes(audit_dir: Path, rank: int) -> list[tuple[str, str]]:
+    """(kind, path relative to the run folder) of everything rank `rank` wrote there."""
+    lines = (audit_dir / f"writes_rank{rank}.txt").read_text().splitlines()
+    return [tuple(line.split(" ", 1)) for line in lines]
 
 
 def _train_cmd(data: Path, run: Path, *extra: str) -> list[str]:
@@ -58,13 +111,17 @@ def test_two_processes_train_disjoint_samples_rank0_writes(synth_data, tmp_path)
     from train.checkpoint import read_trainer_state
     from vivid.pipeline import VIVIDPipeline
 
-    run = tmp_path / "run"
+    run, audit = tmp_path / "run", tmp_path / "audit"
+    audit.mkdir()
+    script = tmp_path / "audited_train.py"
+    script.write_text(_AUDITED_TRAIN)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
-           "-m", "train", "--config", str(TINY_YAML),
+           str(script), "--config", str(TINY_YAML),
            *tiny_overrides(synth_data, run, "optim.max_steps=3", "checkpoint.every_n_steps=3",
                            "logging.log_sample_ids=true")]
-    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    env = dict(_env(), VIVID_AUDIT_ROOT=str(run), VIVID_AUDIT_DIR=str(audit))
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     per_rank = {}
     for rank in (0, 1):
@@ -77,7 +134,19 @@ def test_two_processes_train_disjoint_samples_rank0_writes(synth_data, tmp_path)
     checkpoint = run / "checkpoints" / "checkpoint-3"
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["checkpoint-3"]
     state = read_trainer_state(checkpoint)
-    assert state["world_size"] == 2 and state["written_by_rank"] == 0
+    assert state["world_size"] == 2
+    # what each rank wrote, as recorded inside the rank: rank 1 only its own per-rank files
+    rank0, rank1 = _writes(audit, 0), _writes(audit, 1)
+    names1 = {Path(path).name for _, path in rank1}
+    assert {"sampler_rank1.json", "random_states_1.pkl", "sample_ids_rank1.jsonl"} <= names1, rank1  # hook works
+    allowed1 = {"sampler_rank1.json", ".sampler_rank1.json.tmp", "rank_state_rank1.json", ".rank_state_rank1.json.tmp",
+                "random_states_1.pkl", "sample_ids_rank1.jsonl"}
+    assert names1 <= allowed1, sorted(names1 - allowed1)
+    assert not any(kind.startswith("rename") and path.startswith("checkpoints/checkpoint-") for kind, path in rank1)
+    names0 = {Path(path).name for _, path in rank0}
+    assert {"optimizer.bin", "trainable_0.safetensors", ".trainer_state.json.tmp", "metrics.jsonl",
+            "pytorch_lora_weights.safetensors", "sampler_rank0.json", "random_states_0.pkl"} <= names0, sorted(names0)
+    assert ("rename-to", "checkpoints/checkpoint-3") in rank0
     assert {p.name for p in checkpoint.glob("sampler_rank*.json")} == {"sampler_rank0.json", "sampler_rank1.json"}
     assert {p.name for p in checkpoint.glob("random_states_*.pkl")} == {"random_states_0.pkl", "random_states_1.pkl"}
     assert out.stderr.count("saved checkpoint") == 1 and "[rank 1] INFO train.checkpoint" not in out.stderr

@@ -6,11 +6,18 @@ A checkpoint is `<output_dir>/checkpoints/checkpoint-<step>/` holding
   (written by the save hook of `register_trainable_state_hooks`, not the multi-GB frozen base weights),
 - `sampler_rank<r>.json`: each rank's data-loader state (exact resume of the sample order),
 - `vivid-weights/`: the LoRA + patch embedding as `vivid export` and `VIVIDPipeline.load_vivid_weights` read them,
+- `rank_state_rank<r>.json`: each rank's own trainer bookkeeping (e.g. its count of skipped bad samples),
 - `trainer_state.json`: step, world size, config, and the run's bookkeeping; written last.
+
+Under DeepSpeed the engine checkpoint is written with `exclude_frozen_parameters=True` (the frozen 5B base is
+not copied into every checkpoint; it comes from the pretrained model) and read back with `load_module_strict=False`.
 
 Everything is written into `.tmp-checkpoint-<step>/`, which rank 0 renames into place once all ranks are done,
 so a crash at any point leaves either the complete new checkpoint or none (and the previous ones intact).
-Leftover `.tmp-*` folders are ignored and cleaned by the next save.
+Folders are deleted by first renaming them to `.trash-*` (a crash half-way through a deletion never leaves a
+half-deleted `checkpoint-N` that looks complete); leftover `.tmp-*` and `.trash-*` folders are ignored and
+cleaned by the next save. `abandon_checkpoints_after` renames checkpoints newer than a resumed one to
+`checkpoint-N.abandoned-<time>`, so that `--resume latest` never picks a checkpoint of the abandoned branch.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import logging
 import os
 import re
 import shutil
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,9 +43,12 @@ logger = logging.getLogger(__name__)
 CHECKPOINTS_DIR = "checkpoints"
 PREFIX = "checkpoint-"
 TMP_PREFIX = ".tmp-checkpoint-"
+TRASH_PREFIX = ".trash-"
+ABANDONED_TAG = ".abandoned-"
 STATE_NAME = "trainer_state.json"
 WEIGHTS_DIR = "vivid-weights"
 TRAINABLE_NAME = "trainable_{}.safetensors"
+RANK_STATE_NAME = "rank_state_rank{}.json"
 _STEP_RE = re.compile(rf"^{PREFIX}(\d+)$")
 
 
@@ -63,6 +75,40 @@ def write_json_atomic(path: Path, data: Any) -> None:
     with open(tmp, "w") as f:
         json.dump(data, f, indent=2, default=str)
         f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def is_deepspeed(accelerator: Any) -> bool:
+    """Whether `accelerator` runs DeepSpeed (its engine writes and reads the model and optimizer state)."""
+    from accelerate.utils import DistributedType
+
+    return getattr(accelerator, "distributed_type", None) == DistributedType.DEEPSPEED
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a folder by renaming it to a `.trash-*` sibling first, then removing that.
+
+    The rename is atomic: a crash half-way leaves a `.trash-*` folder (ignored, cleaned by the next save), never a
+    half-deleted folder under its original name.
+    """
+    trash = path.with_name(f"{TRASH_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step of a `checkpoint-N` folder name, None for any other name."""
+    match = _STEP_RE.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace `path` by `text` (temporary file + rename: a crash leaves the old or the new content)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -158,33 +204,42 @@ def save_checkpoint(
     loader_state: dict[str, Any],
     save_weights: Callable[[Path], Any],
     keep_last: int = 0,
+    rank_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write checkpoint-<step> atomically (collective: all ranks call it).
 
     `save_weights(folder)` writes the VIVID weights folder; it is called on every rank (under ZeRO-3 the
-    weights must be gathered collectively) and must write on rank 0 only.
+    weights must be gathered collectively) and must write on rank 0 only. `rank_state`, if given, is this
+    rank's own bookkeeping (`rank_state_rank<r>.json`, read back with `read_rank_state`).
     """
     root = Path(output_dir) / CHECKPOINTS_DIR
     final = root / f"{PREFIX}{step}"
     tmp = root / f"{TMP_PREFIX}{step}"
     if rank == 0:
         root.mkdir(parents=True, exist_ok=True)
-        for leftover in root.glob(f"{TMP_PREFIX}*"):  # from a crash in an earlier save
+        for leftover in [*root.glob(f"{TMP_PREFIX}*"), *root.glob(f"{TRASH_PREFIX}*")]:  # an earlier crash's
             shutil.rmtree(leftover, ignore_errors=True)
         tmp.mkdir()
     barrier()
-    accelerator.save_state(str(tmp))
+    # under DeepSpeed the engine writes the module too: leave out the frozen base (~11 GB for CogVideoX-5B)
+    accelerator.save_state(str(tmp), **({"exclude_frozen_parameters": True} if is_deepspeed(accelerator) else {}))
     write_json_atomic(tmp / f"sampler_rank{rank}.json", loader_state)
+    if rank_state is not None:
+        write_json_atomic(tmp / RANK_STATE_NAME.format(rank), rank_state)
     save_weights(tmp / WEIGHTS_DIR)
     barrier()
     if rank == 0:
-        state = dict(trainer_state, step=step, world_size=world_size, written_by_rank=rank)
+        state = dict(trainer_state, step=step, world_size=world_size)
         write_json_atomic(tmp / STATE_NAME, state)
         _fsync_dir(tmp)
+        old = None
         if final.exists():  # the same step saved again (e.g. the final save right after a periodic one)
-            shutil.rmtree(final)
+            old = final.with_name(f"{TRASH_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}")
+            os.replace(final, old)  # aside, not deleted, until the new one is in place
         os.replace(tmp, final)
         _fsync_dir(root)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
         prune_checkpoints(output_dir, keep_last)
         logger.info("saved checkpoint %s", final)
     barrier()
@@ -197,8 +252,35 @@ def prune_checkpoints(output_dir: str | os.PathLike, keep_last: int) -> list[Pat
         return []
     old = list_checkpoints(output_dir)[:-keep_last]
     for path in old:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
     return old
+
+
+def abandon_checkpoints_after(output_dir: str | os.PathLike, step: int) -> list[Path]:
+    """Rename the checkpoints of `output_dir` newer than `step` to `checkpoint-N.abandoned-<time>` (kept, but no
+    longer seen by `list_checkpoints` / `--resume latest`). For a run resumed from an older checkpoint, whose
+    newer ones belong to the branch it abandons. Returns the new paths."""
+    root = Path(output_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved = []
+    for child in sorted(root.iterdir()):
+        n = checkpoint_step(child)
+        if n is not None and n > step:
+            target = child.with_name(f"{child.name}{ABANDONED_TAG}{stamp}")
+            if target.exists():
+                target = target.with_name(f"{target.name}-{uuid.uuid4().hex[:6]}")
+            os.replace(child, target)
+            moved.append(target)
+            logger.warning("resumed at step %d: moved the newer checkpoint %s aside to %s", step, child, target.name)
+    return moved
+
+
+def read_rank_state(checkpoint: str | os.PathLike, rank: int) -> dict[str, Any]:
+    """This rank's bookkeeping saved with the checkpoint (`rank_state=` of save_checkpoint); {} if none."""
+    path = Path(checkpoint) / RANK_STATE_NAME.format(rank)
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def load_checkpoint(accelerator: Any, checkpoint: str | os.PathLike, rank: int, world_size: int) -> tuple[dict, dict]:
@@ -213,5 +295,6 @@ def load_checkpoint(accelerator: Any, checkpoint: str | os.PathLike, rank: int, 
     sampler_path = checkpoint / f"sampler_rank{rank}.json"
     if not sampler_path.is_file():
         raise FileNotFoundError(f"{sampler_path} not found: incomplete checkpoint")
-    accelerator.load_state(str(checkpoint))
+    # DeepSpeed checkpoints lack the frozen weights (exclude_frozen_parameters): the module loads non-strictly
+    accelerator.load_state(str(checkpoint), **({"load_module_strict": False} if is_deepspeed(accelerator) else {}))
     return state, json.loads(sampler_path.read_text())

@@ -3,12 +3,15 @@
     config = load_config("configs/tiny.yaml", ["optim.lr=1e-4", "data.frames=9"])
 
 Every key is checked against the dataclasses: an unknown key or a value of the wrong type is a `ConfigError`
-naming the key (and the file). Values on the command line are parsed as YAML (`true`, `[0.9, 0.99]`, `null`).
+naming the key (and the file). Values on the command line are parsed as YAML (`true`, `[0.9, 0.99]`, `null`),
+except that a field typed as text keeps the text as written: YAML 1.1 would read `mixed_precision=no` as false
+and `logging.run_name=2024` as a number.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -88,6 +91,7 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     cache_text_embeddings: bool = False  # keep T5 embeddings of seen captions on the CPU
+    text_cache_max_items: int = 1024  # LRU bound of that cache (1.85 MB per caption for CogVideoX-5B's T5)
     offload_encoders: bool = False  # keep VAE and T5 on the CPU between uses (GPU memory)
     seed: int = 0
     max_bad_steps: int = 5  # non-finite losses in a row before training stops
@@ -125,10 +129,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key}: {value!r} is not a {_type_name(tp)}")
+        hint = _yaml11_hint(value) if any(a is str for a in args) else ""
+        raise ConfigError(f"{key}: {value!r} is not a {_type_name(tp)}{hint}")
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
+            raise ConfigError(f"{key}: {value!r} is not one of {list(args)}{_yaml11_hint(value)}")
         return value
     if origin in (list, tuple) or tp in (list, tuple):
         if not isinstance(value, (list, tuple)):
@@ -163,11 +168,18 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {value!r}{_yaml11_hint(value)}")
         return value
     if isinstance(tp, type) and not isinstance(value, tp):
         raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
     return value
+
+
+def _yaml11_hint(value: Any) -> str:
+    """A hint for values YAML 1.1 turned into booleans or numbers (`no`, `off`, `2024`) in a YAML file."""
+    if isinstance(value, (bool, int, float, datetime.date)):
+        return " (YAML reads unquoted no/yes/on/off, numbers and dates as such: quote the text, e.g. \"no\")"
+    return ""
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
@@ -195,19 +207,71 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _field_type(dotted: str, cls: type | None = None) -> Any:
+    """The annotation of a dotted TrainConfig key (`optim.lr` -> float), or None for an unknown key."""
+    tp: Any = cls or TrainConfig
+    for part in dotted.split("."):
+        if not (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
+            return None
+        hints = typing.get_type_hints(tp)
+        if part not in hints:
+            return None
+        tp = hints[part]
+    return tp
+
+
+def _wants_text(tp: Any) -> bool:
+    """True for `str`, a Literal of strings, or an optional one of those (no number or bool alternative)."""
+    if tp is str:
+        return True
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is Literal:
+        return bool(args) and all(isinstance(a, str) for a in args)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        return any(_wants_text(a) for a in rest) and not any(a in (bool, int, float) for a in rest)
+    return False
+
+
+def _is_text_scalar(value: Any) -> bool:
+    return isinstance(value, str) or value is None
+
+
+def _override_value(key: str, raw: str) -> Any:
+    """Parse one override value as YAML, keeping text as written where the target field is text."""
+    if not raw.strip():
+        return ""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {key}: cannot parse {raw!r}: {err}") from err
+    tp = _field_type(key)
+    if tp is None:
+        return value
+    if _wants_text(tp) and not _is_text_scalar(value) and not isinstance(value, (list, dict)):
+        return raw.strip()  # `mixed_precision=no`, `logging.run_name=2024`: the text, not False / 2024
+    origin = typing.get_origin(tp)
+    item = typing.get_args(tp)[0] if origin in (list, tuple) and typing.get_args(tp) else None
+    if isinstance(value, list) and item is not None and _wants_text(item) and not all(map(_is_text_scalar, value)):
+        text = yaml.load(raw, Loader=yaml.BaseLoader)  # every scalar as a string: `[to_q, on]` keeps "on"
+        if isinstance(text, list):
+            return text
+    return value
+
+
 def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
-    """["optim.lr=1e-4", "data.frames=9"] -> {"optim": {"lr": "1e-4"}, "data": {"frames": 9}} (values as YAML)."""
+    """["optim.lr=1e-4", "data.frames=9"] -> {"optim": {"lr": "1e-4"}, "data": {"frames": 9}}.
+
+    Values are parsed as YAML, but a field typed as text (str, a Literal of strings) gets the text as written:
+    `mixed_precision=no` is "no", not false.
+    """
     data: dict[str, Any] = {}
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form section.key=value")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as err:
-            raise ConfigError(f"override {key}: cannot parse {raw!r}: {err}") from err
-        _set_dotted(data, key, value)
+        _set_dotted(data, key, _override_value(key, raw))
     return data
 
 
@@ -253,6 +317,7 @@ def validate(config: TrainConfig) -> None:
         (o.gradient_accumulation_steps >= 1, "optim.gradient_accumulation_steps must be >= 1"),
         (o.max_grad_norm > 0, "optim.max_grad_norm must be > 0"),
         (config.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
+        (config.text_cache_max_items >= 1, "text_cache_max_items must be >= 1"),
         (config.checkpoint.every_n_steps >= 0, "checkpoint.every_n_steps must be >= 0"),
         (config.checkpoint.keep_last >= 0, "checkpoint.keep_last must be >= 0"),
         (config.validation.every_n_steps >= 0, "validation.every_n_steps must be >= 0"),

@@ -10,7 +10,8 @@ weighted by 1 / (1 - alphas_cumprod[t]). VIVID only changes the transformer inpu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -92,6 +93,46 @@ def compute_loss(
     return loss.mean()
 
 
+class TextEmbeddingCache:
+    """T5 embeddings of captions seen before, on the CPU, least recently used dropped beyond `max_items`.
+
+    One CogVideoX-5B caption embedding is 226 x 4096 bf16 = 1.85 MB, and VIVID-10M captions are nearly all
+    distinct: an unbounded cache grows by that much per sample until the host runs out of memory.
+    """
+
+    def __init__(self, max_items: int = 1024):
+        if max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {max_items}")
+        self.max_items = max_items
+        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, prompt: object) -> bool:
+        return prompt in self._items
+
+    def missing(self, prompts: Iterable[str]) -> list[str]:
+        """The distinct prompts of `prompts` not in the cache, in order of first appearance."""
+        return [p for p in dict.fromkeys(prompts) if p not in self._items]
+
+    def get(self, prompt: str) -> torch.Tensor | None:
+        """The cached embedding (marked most recently used), or None."""
+        embedding = self._items.get(prompt)
+        if embedding is not None:
+            self._items.move_to_end(prompt)
+        return embedding
+
+    def put(self, prompt: str, embedding: torch.Tensor) -> None:
+        """Store a CPU copy of `embedding`, dropping the least recently used entries beyond `max_items`.
+
+        Always a copy: a row of a batch's embeddings is a view that would keep the whole batch alive."""
+        self._items[prompt] = embedding.detach().to("cpu", copy=True)
+        self._items.move_to_end(prompt)
+        while len(self._items) > self.max_items:
+            self._items.popitem(last=False)
+
+
 @torch.no_grad()
 def encode_prompts(
     tokenizer: Any,
@@ -99,26 +140,32 @@ def encode_prompts(
     prompts: Sequence[str],
     max_length: int,
     device: torch.device | str | None = None,
-    cache: dict[str, torch.Tensor] | None = None,
+    cache: TextEmbeddingCache | None = None,
 ) -> torch.Tensor:
     """T5 embeddings (B, max_length, D) of `prompts`, as CogVideoX's pipeline computes them.
 
-    With `cache`, captions seen before are taken from it (CPU tensors) and new ones are added to it.
+    With `cache`, captions seen before are taken from it and new ones are added to it; T5 runs only on the
+    captions it lacks (not at all when none is missing, so the caller need not move T5 to the GPU then).
     """
     device = device or text_encoder.device
-    missing = [p for p in dict.fromkeys(prompts) if cache is None or p not in cache]
-    fresh: dict[str, torch.Tensor] = {}
+    found: dict[str, torch.Tensor] = {}
+    if cache is not None:  # read the hits before adding: adding may evict them
+        for p in dict.fromkeys(prompts):
+            hit = cache.get(p)
+            if hit is not None:
+                found[p] = hit
+    missing = [p for p in dict.fromkeys(prompts) if p not in found]
     if missing:
         ids = tokenizer(
             list(missing), padding="max_length", max_length=max_length, truncation=True,
             add_special_tokens=True, return_tensors="pt",
         ).input_ids
         embeds = text_encoder(ids.to(text_encoder.device))[0]
-        fresh = dict(zip(missing, embeds))
-        if cache is not None:
-            cache.update({p: e.detach().cpu() for p, e in fresh.items()})
-    rows = [fresh[p] if p in fresh else cache[p] for p in prompts]
-    return torch.stack([r.to(device) for r in rows])
+        for p, e in zip(missing, embeds):
+            found[p] = e
+            if cache is not None:
+                cache.put(p, e)
+    return torch.stack([found[p].to(device) for p in prompts])
 
 
 def training_step(

@@ -135,9 +135,23 @@ def step_generator(config: TrainConfig, step: int, micro: int, rank: int, world:
 # --------------------------------------------------------------------------- logging helpers
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None (strict JSON has no NaN / Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 class MetricsWriter:
-    """metrics.jsonl (rank 0): one JSON object per optimizer step; a resumed run first drops the steps after
-    its checkpoint, so the file always reads as one uninterrupted run."""
+    """metrics.jsonl (rank 0): one strict-JSON object per optimizer step (non-finite numbers as null).
+
+    A resumed run first drops the steps after its checkpoint, so the file always reads as one uninterrupted run;
+    a line torn by a crash mid-write (or any other line that is not a JSON object with a step) is dropped then.
+    """
 
     def __init__(self, path: Path, enabled: bool, resume_step: int | None):
         self.path, self.enabled = path, enabled
@@ -147,13 +161,47 @@ class MetricsWriter:
         if resume_step is None:
             path.write_text("")
         elif path.exists():
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
-            path.write_text("".join(line + "\n" for line in kept))
+            kept = []
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                try:
+                    step = json.loads(line)["step"] if line.strip() else None
+                except (ValueError, KeyError, TypeError):
+                    logger.warning("%s line %d is not a metrics record (torn by a crash?); dropped", path, number)
+                    continue
+                if isinstance(step, int) and step <= resume_step:
+                    kept.append(line)
+            ckpt.write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
             with open(self.path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+
+
+def warn_if_deepspeed_without_gpu(accelerator: Accelerator) -> bool:
+    """Warn (and return True) when accelerate was launched with a DeepSpeed config but there is no GPU: accelerate
+    then ignores DeepSpeed (the trainer asks for cpu=True) and trains with plain DDP over gloo."""
+    requested = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if requested and not torch.cuda.is_available() and accelerator.distributed_type != DistributedType.DEEPSPEED:
+        logger.warning(
+            "the accelerate config asks for DeepSpeed, but there is no GPU: DeepSpeed (ZeRO stage, offload, its "
+            "clipping and accumulation) is ignored and training runs as %s on the CPU",
+            accelerator.distributed_type.value,
+        )
+        return True
+    return False
+
+
+def deepspeed_step_skipped(engine: Any, optimizer: Any) -> bool:
+    """Whether DeepSpeed skipped the optimizer step it just ran (gradient overflow / non-finite gradient norm).
+
+    Reads accelerate's `DeepSpeedOptimizerWrapper.step_was_skipped` (the ZeRO optimizer's overflow flag) and the
+    engine's `was_step_applied()`.
+    """
+    if bool(getattr(optimizer, "step_was_skipped", False)):
+        return True
+    was_applied = getattr(engine, "was_step_applied", None)
+    return callable(was_applied) and not was_applied()
 
 
 def start_wandb(config: TrainConfig, run_id: str | None):
@@ -254,6 +302,9 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
         output_dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_json_atomic(output_dir / "config.json", config.to_dict())
     logging.basicConfig(level=logging.INFO, format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s")
+    if is_main:
+        warn_if_deepspeed_without_gpu(accelerator)
+    use_deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
 
     # ---- models: VAE and T5 frozen (no grad), the transformer made VIVID (LoRA + widened patch embedding)
     weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
@@ -299,7 +350,7 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
     lr_scheduler = get_scheduler(
         o.lr_scheduler, optimizer, num_warmup_steps=o.warmup_steps, num_training_steps=o.max_steps
     )
-    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+    if use_deepspeed:
         ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
         ds_config["train_micro_batch_size_per_gpu"] = config.data.video_batch_size
         if accelerator.gradient_accumulation_steps != o.gradient_accumulation_steps:
@@ -309,21 +360,36 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
                 "--gradient_accumulation_steps to accelerate launch"
             )
         ds_config["gradient_clipping"] = o.max_grad_norm
+        if o.gradient_accumulation_steps > 1 and is_main:
+            logger.warning(
+                "DeepSpeed with optim.gradient_accumulation_steps=%d: a non-finite micro-batch loss cannot be skipped "
+                "(DeepSpeed accumulates inside its engine) and stops training with NonFiniteLossError",
+                o.gradient_accumulation_steps,
+            )
     else:
         ckpt.register_trainable_state_hooks(accelerator, lambda: is_main)
     transformer, optimizer = accelerator.prepare(transformer, optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
     loader = build_train_loader(config.data, rank=rank, world_size=world)
 
+    def local_bad_samples() -> int:  # bad samples this rank's loader skipped (this process)
+        return sum(loader.bad_sample_counts().values())
+
     # ---- resume
-    start_step, state = 0, {}
+    start_step, state, bad_offset = 0, {}, 0
     if resume:
         path = ckpt.resolve_resume(resume, output_dir)
         state, loader_state = ckpt.load_checkpoint(accelerator, path, rank, world)
         loader.load_state_dict(loader_state)
         start_step = int(state["step"])
+        rank_state = ckpt.read_rank_state(path, rank)
+        if "skipped_samples" in rank_state:  # the count so far; this loader restarts from its load-time rejections
+            bad_offset = int(rank_state["skipped_samples"]) - local_bad_samples()
         if is_main:
             logger.info("resumed from %s at step %d", path, start_step)
+            # checkpoints past the resumed one belong to the abandoned branch: `--resume latest` must not pick them
+            ckpt.abandon_checkpoints_after(output_dir, start_step)
+        ckpt.barrier()
     metrics = MetricsWriter(output_dir / METRICS_NAME, is_main, start_step if resume else None)
     wandb_run = start_wandb(config, state.get("wandb_run_id")) if is_main else None
     ids_file = None
@@ -332,10 +398,8 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
         if not resume:
             ids_path.unlink(missing_ok=True)
         ids_file = open(ids_path, "a")
-    text_cache: dict[str, torch.Tensor] | None = {} if config.cache_text_embeddings else None
-    zero3 = accelerator.distributed_type == DistributedType.DEEPSPEED and (
-        accelerator.state.deepspeed_plugin.zero_stage == 3
-    )
+    text_cache = step_lib.TextEmbeddingCache(config.text_cache_max_items) if config.cache_text_embeddings else None
+    zero3 = use_deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3
 
     def save_weights(folder: Path) -> None:
         model = step_lib.unwrap(transformer)
@@ -348,15 +412,15 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
         elif is_main:
             save_vivid_weights(model, folder, weights_config)
 
-    def save(step: int, last_loss: float | None) -> Path:
+    def save(step: int, last_loss: float | None, skipped_samples: int) -> Path:
         trainer_state = dict(
-            last_loss=last_loss, skipped_steps=skipped_steps,
+            last_loss=last_loss, skipped_steps=skipped_steps, skipped_samples=skipped_samples,
             wandb_run_id=wandb_run.id if wandb_run is not None else state.get("wandb_run_id"),
             config=config.to_dict(),
         )
         return ckpt.save_checkpoint(
             accelerator, output_dir, step, rank, world, trainer_state, loader.state_dict(), save_weights,
-            keep_last=config.checkpoint.keep_last,
+            keep_last=config.checkpoint.keep_last, rank_state={"skipped_samples": bad_offset + local_bad_samples()},
         )
 
     # ---- the loop: one iteration = one optimizer step over gradient_accumulation_steps micro-batches
@@ -382,26 +446,47 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
             with accelerator.accumulate(transformer):
                 with on_device(vae, device, config.offload_encoders):
                     latents, conditions = step_lib.encode_batch(vae, batch, generator)
-                with on_device(text_encoder, device, config.offload_encoders):
+                # T5 goes to the GPU only when some caption is not in the cache
+                needs_t5 = text_cache is None or bool(text_cache.missing(batch["prompt"]))
+                with on_device(text_encoder, device, config.offload_encoders and needs_t5):
                     embeds = step_lib.encode_prompts(
                         tokenizer, text_encoder, batch["prompt"], max_text_len, device, text_cache
                     )
                 with accelerator.autocast():
                     loss = step_lib.compute_loss(transformer, scheduler, latents, conditions, embeds, generator)
-                # every rank must agree to skip, or the gradient all-reduce of the others would hang
+                # decided before backward, on every rank alike (or the gradient all-reduce of the others would hang)
                 ok = all_reduce(torch.isfinite(loss.detach()).logical_not().float().reshape(1), "max").item() == 0
+                if not ok and use_deepspeed and o.gradient_accumulation_steps > 1:
+                    bar.close()
+                    raise NonFiniteLossError(
+                        f"step {step + 1}, micro-batch {micro}: non-finite loss under DeepSpeed with "
+                        f"optim.gradient_accumulation_steps={o.gradient_accumulation_steps}. DeepSpeed accumulates "
+                        "inside its engine and steps at its own boundary, so one micro-batch cannot be skipped "
+                        "without shifting that boundary; stopped. Last good checkpoint: "
+                        f"{ckpt.latest_checkpoint(output_dir) or 'none'}. Lower optim.lr or check the data; with "
+                        "optim.gradient_accumulation_steps=1 non-finite steps are skipped instead."
+                    )
                 if ok and finite:
+                    # under DeepSpeed this also clips and steps (or skips on overflow) at the boundary
                     accelerator.backward(loss)
                 finite = finite and ok
                 losses.append(loss.detach().float())
+        lr = lr_scheduler.get_last_lr()[0]  # the learning rate this step uses (read before the scheduler steps)
         # accumulation boundary: clip, then step unless something was non-finite
-        grad_norm = None
+        grad_norm: float | None = None
         if finite:
-            grad_norm = accelerator.clip_grad_norm_(params, o.max_grad_norm)
-            if grad_norm is None and hasattr(transformer, "get_global_grad_norm"):  # DeepSpeed clips itself
-                grad_norm = transformer.get_global_grad_norm()
-            grad_norm = float(grad_norm) if grad_norm is not None else float("nan")
-            finite = math.isfinite(grad_norm) or accelerator.distributed_type == DistributedType.DEEPSPEED
+            raw_norm = accelerator.clip_grad_norm_(params, o.max_grad_norm)
+            if raw_norm is None and hasattr(transformer, "get_global_grad_norm"):  # DeepSpeed clips itself
+                raw_norm = transformer.get_global_grad_norm()
+            grad_norm = float(raw_norm) if raw_norm is not None else None
+            if use_deepspeed:  # the engine has already stepped (or skipped on overflow) inside accelerator.backward
+                finite = not deepspeed_step_skipped(transformer, optimizer)
+                if finite and grad_norm is not None and not math.isfinite(grad_norm):
+                    finite = False  # applied anyway: DeepSpeed checks for overflow only with bf16 / fp16
+                    logger.error("step %d: DeepSpeed applied a step with gradient norm %s (no overflow check with "
+                                 "mixed_precision=no); the weights may now be non-finite", step + 1, grad_norm)
+            else:
+                finite = grad_norm is not None and math.isfinite(grad_norm)
         if finite:
             optimizer.step()
             lr_scheduler.step()
@@ -409,7 +494,8 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
         step += 1
 
         mean_loss = float(all_reduce(torch.stack(losses).mean().reshape(1).to(device)).item() / world)
-        global_samples = int(all_reduce(torch.tensor([samples], device=device)).item())
+        counts = all_reduce(torch.tensor([samples, bad_offset + local_bad_samples()], dtype=torch.int64, device=device))
+        global_samples, skipped_samples = int(counts[0]), int(counts[1])
         elapsed = time.perf_counter() - t0
         if finite:
             bad_in_row, last_loss = 0, mean_loss
@@ -419,17 +505,18 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
             logger.warning("step %d: non-finite loss or gradient (%s); step skipped (%d in a row)",
                            step, mean_loss, bad_in_row)
         record = dict(
-            step=step, loss=mean_loss if math.isfinite(mean_loss) else None, lr=lr_scheduler.get_last_lr()[0],
-            grad_norm=grad_norm, samples_per_s=global_samples / elapsed, step_time_s=elapsed,
+            step=step, loss=mean_loss if math.isfinite(mean_loss) else None, lr=lr,
+            grad_norm=grad_norm if grad_norm is not None and math.isfinite(grad_norm) else None,
+            samples_per_s=global_samples / elapsed, step_time_s=elapsed,
             samples=global_samples, kind=batch.get("kind"), skipped=not finite, skipped_steps=skipped_steps,
-            skipped_samples=sum(loader.bad_sample_counts().values()),
+            skipped_samples=skipped_samples,
         )
         if torch.cuda.is_available():
             record["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
         metrics.write(record)
         bar.update(1)
         if step % config.logging.log_every == 0 or step == o.max_steps:
-            bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{record['lr']:.2e}", sps=f"{record['samples_per_s']:.2f}")
+            bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", sps=f"{record['samples_per_s']:.2f}")
             if wandb_run is not None:
                 wandb_run.log({f"train/{k}": v for k, v in record.items() if isinstance(v, (int, float))}, step=step)
         if bad_in_row >= config.max_bad_steps:
@@ -442,7 +529,7 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
 
         every = config.checkpoint.every_n_steps
         if finite and ((every and step % every == 0) or step == o.max_steps):
-            last_checkpoint = save(step, last_loss)
+            last_checkpoint = save(step, last_loss, skipped_samples)
         if config.validation.every_n_steps and step % config.validation.every_n_steps == 0:
             if is_main or zero3:  # under ZeRO-3 every rank takes part in the forward passes
                 validate(components, transformer, config, step, device, wandb_run if is_main else None)

@@ -25,11 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train; a run stopped by non-finite losses or by bad data is a one-line error (CLIError), not a traceback."""
+    from data_loaders.errors import DataError
     from train.config import load_config
-    from train.trainer import train
+    from train.trainer import NonFiniteLossError, train
+    from vivid.cli import CLIError
 
     config = load_config(args.config, args.overrides)
-    result = train(config, resume=args.resume)
+    try:
+        result = train(config, resume=args.resume)
+    except NonFiniteLossError as err:
+        raise CLIError(str(err)) from err
+    except DataError as err:
+        raise CLIError(f"data: {err}") from err
     loss = f"{result.loss:.6f}" if result.loss is not None else "n/a"
     print(f"trained to step {result.step} (loss {loss}); checkpoint: {result.checkpoint}")
     return 0
@@ -41,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     from train.config import ConfigError
-    from train.trainer import NonFiniteLossError
+    from vivid.cli import CLIError
 
     try:
         return run(args)
-    except (ConfigError, NonFiniteLossError, FileNotFoundError) as err:
+    except (ConfigError, CLIError, FileNotFoundError) as err:
         print(f"train: error: {err}", file=sys.stderr)
         return 2
