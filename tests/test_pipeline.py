@@ -171,3 +171,67 @@ def test_bad_pipeline_inputs(tiny_pipe, clip):
         _run(tiny_pipe, frames, box_mask(1, 144, 176, 0, 0, 5, 5), prompt="x", keyframe=np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(EditInputError, match="needs a caption"):
         _run(tiny_pipe, frames, box_mask(1, 144, 176, 0, 0, 5, 5), prompt=None, task="add")
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"num_inference_steps": 0}, "num_inference_steps must be >= 1, got 0"),
+        ({"num_inference_steps": -2}, "num_inference_steps must be >= 1, got -2"),
+        ({"num_inference_steps": 2.5}, "num_inference_steps must be a whole number >= 1, got 2.5"),
+        ({"guidance_scale": -1.0}, r"guidance_scale must be a finite number >= 0 \(1 = no guidance\), got -1.0"),
+        ({"guidance_scale": float("nan")}, "guidance_scale must be a finite number >= 0 .*got nan"),
+        ({"num_videos_per_prompt": 0}, "num_videos_per_prompt must be >= 1, got 0"),
+    ],
+)
+def test_sampling_arguments_are_validated(tiny_pipe, clip, kwargs, message):
+    frames, _ = clip
+    with pytest.raises(ValueError, match=message):
+        _run(tiny_pipe, frames[:5], box_mask(1, 144, 176, 40, 60, 50, 60), prompt="a red circle", **kwargs)
+
+
+def test_zero_guidance_and_one_step_run(tiny_pipe, clip):
+    frames, _ = clip
+    out = _run(tiny_pipe, frames[:1], box_mask(1, 144, 176, 40, 60, 50, 60), prompt="x", num_inference_steps=1,
+               guidance_scale=0.0)
+    assert out.shape == (1, 1, 144, 176, 3) and np.isfinite(out).all()
+
+
+def test_long_edit_validates_steps_before_touching_the_work_folder(tiny_pipe, clip, tmp_path):
+    from vivid.longvideo import chain_edit
+
+    frames, fps = clip
+    with pytest.raises(ValueError, match="num_inference_steps must be >= 1, got 0"):
+        chain_edit(tiny_pipe, frames, box_mask(1, 144, 176, 40, 60, 50, 60), "a red circle", "add",
+                   tmp_path / "out.mp4", num_inference_steps=0, fps=fps, max_frames=5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keyframe_on_an_image_names_the_real_problem(tiny_pipe, clip):
+    frames, _ = clip
+    with pytest.raises(EditInputError, match="a keyframe needs a video of at least 2 frames.*got an image"):
+        _run(tiny_pipe, frames[:1], box_mask(1, 144, 176, 40, 60, 50, 60), prompt="x", keyframe=frames[0])
+
+
+def test_vae_tiling_settings_keep_cogvideox_5b_and_line_up_on_the_tiny_vae():
+    from diffusers import AutoencoderKLCogVideoX
+
+    from vivid.model.configs import COGVIDEOX_5B_VAE
+    from vivid.model.tiny import build_tiny_components
+    from vivid.pipeline import vae_tiling_settings
+
+    with torch.device("meta"):
+        big = AutoencoderKLCogVideoX(**COGVIDEOX_5B_VAE)
+    defaults = {name: getattr(big, name) for name in ("tile_sample_min_height", "tile_overlap_factor_height",
+                                                       "tile_sample_min_width", "tile_overlap_factor_width")}
+    assert vae_tiling_settings(big) == defaults  # diffusers' for CogVideoX-5B: 240x360 tiles, 1/6 and 1/5 overlap
+    vae = build_tiny_components(0)["vae"].eval()
+    x = torch.rand(1, 3, 9, 64, 80) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mode()
+        y = vae.decode(z).sample
+        vae.enable_tiling(**vae_tiling_settings(vae))  # tiles of 32x48 pixels: several per axis at 64x80
+        z_tiled = vae.encode(x).latent_dist.mode()
+        y_tiled = vae.decode(z).sample
+    assert z_tiled.shape == z.shape and y_tiled.shape == y.shape == x.shape
+    assert torch.isfinite(z_tiled).all() and torch.isfinite(y_tiled).all()

@@ -6,6 +6,8 @@ Everything becomes uint8 RGB frames (F, H, W, 3) and a bool mask (F, H, W); ever
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +106,16 @@ def resolve_prompt(prompt: str | None, task: str) -> str:
     return prompt
 
 
+def check_sampling(num_inference_steps: int, guidance_scale: float) -> None:
+    """Reject a step count below 1 or a negative / non-finite guidance scale (1 or less = no guidance)."""
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, numbers.Integral):
+        raise EditInputError(f"num_inference_steps must be a whole number >= 1, got {num_inference_steps!r}")
+    if num_inference_steps < 1:
+        raise EditInputError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+    if not isinstance(guidance_scale, numbers.Real) or not math.isfinite(guidance_scale) or guidance_scale < 0:
+        raise EditInputError(f"guidance_scale must be a finite number >= 0 (1 = no guidance), got {guidance_scale}")
+
+
 def validate(frames: np.ndarray, mask: np.ndarray, keyframe: np.ndarray | None = None) -> np.ndarray:
     """Check mask and keyframe against the video; return the mask broadcast to one per frame."""
     n, h, w = frames.shape[:3]
@@ -115,17 +127,17 @@ def validate(frames: np.ndarray, mask: np.ndarray, keyframe: np.ndarray | None =
         raise EditInputError(f"mask size {mask.shape[2]}x{mask.shape[1]} differs from the video's {w}x{h} (WxH)")
     if mask.shape[0] == 1 and n > 1:
         mask = np.repeat(mask, n, axis=0)
-    check_from = 1 if keyframe is not None else 0
-    if not mask[check_from:].any():
-        where = "after the keyframe" if keyframe is not None else "in every frame"
-        raise EditInputError(f"mask is empty {where}: nothing to edit")
-    if keyframe is not None:
+    if keyframe is not None:  # before the mask check: with one frame, nothing is ever left "after the keyframe"
         if n < 2:
-            raise EditInputError("a keyframe needs a video of at least 2 frames to propagate to")
+            raise EditInputError("a keyframe needs a video of at least 2 frames to propagate to, got an image")
         if keyframe.shape[:2] != (h, w):
             raise EditInputError(
                 f"keyframe size {keyframe.shape[1]}x{keyframe.shape[0]} differs from the video's {w}x{h} (WxH)"
             )
+    check_from = 1 if keyframe is not None else 0
+    if not mask[check_from:].any():
+        where = "after the keyframe" if keyframe is not None else "in every frame"
+        raise EditInputError(f"mask is empty {where}: nothing to edit")
     return mask
 
 

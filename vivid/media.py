@@ -1,15 +1,20 @@
 """Reading and writing videos, images and masks for the CLI and the pipeline.
 
 Frames are uint8 RGB arrays (F, H, W, 3); masks are bool arrays (F, H, W) with True = edit.
-Videos are decoded with decord and written as H.264 with the ffmpeg that imageio-ffmpeg ships.
-Writers go through a temporary file renamed into place, so a failed run never leaves a partial output.
+Videos are decoded with decord and written as H.264 with the ffmpeg that imageio-ffmpeg ships: by default
+yuv420p at crf 17 (small, plays everywhere, a few levels of codec error), or `lossless` as RGB H.264 at qp 0,
+which decodes to exactly the frames written. Writers go through a temporary file renamed into place, so a
+failed run never leaves a partial output.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,23 +50,82 @@ def read_image(path: str | os.PathLike, what: str = "image") -> np.ndarray:
 
 
 def video_info(path: str | os.PathLike, what: str = "video") -> tuple[int, float, int, int]:
-    """(frame count, fps, height, width) without decoding the frames."""
-    vr = _open_video(Path(path), what)
-    h, w = vr[0].shape[:2]
+    """(frame count, fps, height, width), decoding only the first frame (which proves the file is a video)."""
+    vr, (h, w) = _open_video(Path(path), what)
     return len(vr), float(vr.get_avg_fps()), h, w
 
 
+def error_line(err: BaseException) -> str:
+    """The first line of an exception's message, without the `[hh:mm:ss] file.cc:N:` prefix of decord's log."""
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    line = lines[0] if lines else type(err).__name__
+    return re.sub(r"^\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", line.strip())
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved_fd: int | None = None
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Send what decord's C++ logger and ffmpeg print to file descriptor 2 to /dev/null while a file is probed
+    (their failures become one MediaError line). Thread-safe: descriptor 2 is restored when the last
+    concurrent probe ends; other threads' output during a probe (milliseconds) is lost."""
+    global _quiet_depth, _quiet_saved_fd
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            try:
+                saved = os.dup(2)  # native code writes to descriptor 2 whatever sys.stderr is
+                with contextlib.suppress(AttributeError, OSError, ValueError):
+                    sys.stderr.flush()
+                with open(os.devnull, "wb") as null:
+                    os.dup2(null.fileno(), 2)
+                _quiet_saved_fd = saved
+            except OSError:
+                _quiet_saved_fd = None
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _quiet_saved_fd is not None:
+                os.dup2(_quiet_saved_fd, 2)
+                os.close(_quiet_saved_fd)
+                _quiet_saved_fd = None
+
+
 def _open_video(path: Path, what: str):
+    """An open decord reader and the (height, width) of the first frame, decoded to prove the file is a video:
+    decord opens some non-video files (e.g. text) as a 1-frame "video" that fails only on decoding."""
     import decord
 
     _require_file(path, what)
+    if path.is_dir():
+        raise MediaError(f"{what} {path} is a folder, not a video file")
+    with _quiet_native_stderr():
+        try:
+            vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        except Exception as err:  # decord raises its own DECORDError or RuntimeError
+            raise MediaError(f"{what} {path} could not be opened as a video: {error_line(err)}") from None
+        if len(vr) == 0:
+            raise MediaError(f"{what} {path} has no frames")
+        try:
+            size = tuple(vr[0].shape[:2])
+        except Exception as err:
+            raise MediaError(f"{what} {path} could not be decoded as a video: {error_line(err)}") from None
+    return vr, size
+
+
+def decode_frames(reader, indices: list[int], path: str | os.PathLike | None, what: str = "video") -> np.ndarray:
+    """Frames `indices` (uint8 (n, H, W, 3)) of an open decord reader; a decoding failure is a MediaError."""
+    indices = list(indices)
     try:
-        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-    except Exception as err:  # decord raises its own DECORDError or RuntimeError
-        raise MediaError(f"{what} {path} could not be opened as a video: {str(err).splitlines()[0]}") from None
-    if len(vr) == 0:
-        raise MediaError(f"{what} {path} has no frames")
-    return vr
+        return reader.get_batch(indices).asnumpy()
+    except Exception as err:
+        span = f"{indices[0]}..{indices[-1]}" if indices else "(none)"
+        raise MediaError(f"{what} {path}: frames {span} could not be decoded: {error_line(err)}") from None
 
 
 def read_video(
@@ -71,20 +135,16 @@ def read_video(
     path = Path(path)
     if is_image_path(path):
         return read_image(path, what)[None], 0.0
-    vr = _open_video(path, what)
+    vr, _ = _open_video(path, what)
     stop = len(vr) if stop is None else min(stop, len(vr))
-    try:
-        frames = vr.get_batch(list(range(start, stop))).asnumpy()
-    except Exception as err:
-        raise MediaError(f"{what} {path}: frames {start}..{stop} could not be decoded: {err}") from None
-    return frames, float(vr.get_avg_fps())
+    return decode_frames(vr, list(range(start, stop)), path, what), float(vr.get_avg_fps())
 
 
 def iter_video_chunks(path: str | os.PathLike, chunk: int, what: str = "video") -> Iterator[np.ndarray]:
     """Stream a video in chunks of `chunk` frames, so memory does not grow with its length."""
-    vr = _open_video(Path(path), what)
+    vr, _ = _open_video(Path(path), what)
     for start in range(0, len(vr), chunk):
-        yield vr.get_batch(list(range(start, min(start + chunk, len(vr))))).asnumpy()
+        yield decode_frames(vr, list(range(start, min(start + chunk, len(vr)))), path, what)
 
 
 def binarize(mask: np.ndarray) -> np.ndarray:
@@ -131,15 +191,16 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
 def _ffmpeg_writer(path: Path, size: tuple[int, int], fps: float, lossless: bool):
     import imageio_ffmpeg
 
-    params = ["-crf", "0"] if lossless else ["-crf", "17"]
+    # lossless: RGB H.264 at qp 0 decodes to exactly the frames sent (yuv444p at crf 0 does not: the RGB <-> YUV
+    # conversion rounds); not every player plays RGB H.264, so the default is yuv420p
     writer = imageio_ffmpeg.write_frames(
         str(path),
         size,  # (width, height)
         fps=fps,
-        codec="libx264",
-        pix_fmt_out="yuv444p" if lossless else "yuv420p",
+        codec="libx264rgb" if lossless else "libx264",
+        pix_fmt_out="rgb24" if lossless else "yuv420p",
         macro_block_size=1,
-        output_params=params + ["-f", "mp4"],
+        output_params=(["-qp", "0"] if lossless else ["-crf", "17"]) + ["-f", "mp4"],
         ffmpeg_log_level="error",
     )
     writer.send(None)

@@ -26,7 +26,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from vivid.constants import LATENT_CHANNELS, VAE_SPATIAL
-from vivid.inputs import EditInputs, load_edit_inputs
+from vivid.inputs import EditInputs, check_sampling, load_edit_inputs
 from vivid.masks import erase, kive_substitute
 from vivid.model.conditioning import (
     decode_video_latents,
@@ -35,7 +35,12 @@ from vivid.model.conditioning import (
     transformer_input,
 )
 from vivid.model.transformer import widen_patch_embed
-from vivid.model.weights import VIVIDWeightsConfig, load_vivid_weights, save_vivid_weights
+from vivid.model.weights import (
+    VIVIDWeightsConfig,
+    load_vivid_weights,
+    resolve_weights_folder,
+    save_vivid_weights,
+)
 from vivid.preprocess import (
     default_paste_dilation,
     pad_frames,
@@ -68,7 +73,7 @@ class VIVIDPipeline(CogVideoXPipeline):
 
     # ---------------------------------------------------------------- weights
     def load_vivid_weights(self, folder: str | os.PathLike) -> VIVIDWeightsConfig:
-        """Add the LoRA and load the trained patch embedding from a VIVID weights folder."""
+        """Add the LoRA and load the trained patch embedding from a VIVID weights folder or hub repo id."""
         self.vivid_config = load_vivid_weights(self.transformer, folder)
         return self.vivid_config
 
@@ -80,11 +85,18 @@ class VIVIDPipeline(CogVideoXPipeline):
 
     @classmethod
     def from_vivid(cls, weights: str | os.PathLike, base_model: str | None = None, **kwargs) -> "VIVIDPipeline":
-        """Load the base model named in the weights folder's config (or `base_model`) and the VIVID weights."""
+        """Load the base model named in the weights' config (or `base_model`) and the VIVID weights. `weights` is
+        a local folder or a hub repo id, whose three weight files are downloaded (the cache only if HF_HUB_OFFLINE)."""
+        weights = resolve_weights_folder(weights)
         config = VIVIDWeightsConfig.load(weights)
         pipe = cls.from_pretrained(base_model or config.base_model, **kwargs)
         pipe.load_vivid_weights(weights)
         return pipe
+
+    def enable_vae_tiling(self) -> None:
+        """Encode and decode with the VAE in tiles (lower peak memory), with tiles that line up at any VAE size
+        (see `vae_tiling_settings`); for CogVideoX-5B the same as `pipe.vae.enable_tiling()`."""
+        self.vae.enable_tiling(**vae_tiling_settings(self.vae))
 
     # ---------------------------------------------------------------- helpers
     @property
@@ -171,6 +183,9 @@ class VIVIDPipeline(CogVideoXPipeline):
             raise ValueError(f"callback tensor inputs {sorted(unknown)} not in {self._callback_tensor_inputs}")
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}")
+        check_sampling(num_inference_steps, guidance_scale)
+        if num_videos_per_prompt < 1:
+            raise ValueError(f"num_videos_per_prompt must be >= 1, got {num_videos_per_prompt}")
         inputs = load_edit_inputs(video, mask, prompt, task, keyframe)
         src_h, src_w = inputs.frames.shape[1:3]
         if (height is None) != (width is None):
@@ -286,6 +301,36 @@ class VIVIDPipeline(CogVideoXPipeline):
             videos.append(video_out)
         frames = _format_frames(videos, output_type)
         return VIVIDPipelineOutput(frames=frames) if return_dict else (frames,)
+
+
+def vae_tiling_settings(vae) -> dict[str, float]:
+    """`enable_tiling` arguments for `vae`: tiles of half its sample size (diffusers' default) with overlaps of
+    whole latent cells. diffusers' fractional overlaps (1/6, 1/5) line up only for CogVideoX-5B's 240x360 tiles
+    (for which these settings are the same); at other sizes, e.g. the tiny model's 32x48, its tiles misalign
+    (wrong output size) and the encoder fails on thin edge tiles."""
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    settings: dict[str, float] = {}
+    for axis, sample in (("height", vae.config.sample_height), ("width", vae.config.sample_width)):
+        latent = max(2, int(sample // 2 / scale))
+        tile = latent * scale
+        target = latent * (1 / 6 if axis == "height" else 1 / 5)  # diffusers' AutoencoderKLCogVideoX defaults
+        factor = _whole_cell_overlap(latent, tile, sorted(range(1, latent), key=lambda c: (abs(c - target), c)))
+        settings[f"tile_sample_min_{axis}"] = tile
+        settings[f"tile_overlap_factor_{axis}"] = factor
+    return settings
+
+
+def _whole_cell_overlap(latent: int, tile: int, cells_by_preference: list[int]) -> float:
+    """An overlap factor from which diffusers' int() arithmetic derives strides and blend widths of whole
+    latent cells, in pixels and in latents alike (cells / latent itself can miss by a rounding error)."""
+    scale = tile // latent
+    for cells in cells_by_preference:
+        factor = cells / latent
+        for f in (factor, math.nextafter(factor, 1.0), math.nextafter(factor, 0.0)):
+            if (int(latent * (1 - f)) == latent - cells and int(latent * f) == cells
+                    and int(tile * (1 - f)) == (latent - cells) * scale and int(tile * f) == cells * scale):
+                return f
+    raise ValueError(f"no VAE tile overlap of whole latent cells for tiles of {latent} latent cells")
 
 
 def _format_frames(videos: list[np.ndarray], output_type: str) -> Any:

@@ -26,9 +26,34 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vae-tiling", action="store_true", help="decode/encode the VAE in tiles: lower peak memory")
 
 
+def positive_int(value: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
+
+
+def guidance_scale(value: str) -> float:
+    """argparse type: a finite number >= 0 (<= 1 turns classifier-free guidance off)."""
+    import math
+
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {value}")
+    return number
+
+
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, default=50, help="denoising steps")
-    p.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--steps", type=positive_int, default=50, help="denoising steps (>= 1)")
+    p.add_argument("--guidance", type=guidance_scale, default=6.0,
+                   help="classifier-free guidance scale (>= 0; 1 or less = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--negative-prompt", default=None)
 
@@ -46,7 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-paste-back", dest="paste_back", action="store_false",
                    help="keep the generated pixels everywhere instead of the source outside the dilated mask")
     p.add_argument("--paste-back-dilation", type=int, default=None, help="pixels (default: one latent cell)")
-    p.add_argument("--lossless", action="store_true", help="write the output video losslessly (large files)")
+    p.add_argument("--lossless", action="store_true",
+                   help="write the output video losslessly (RGB H.264: bit-exact, large, not every player plays it)")
     p.add_argument("--height", type=int, default=None, help="working height (multiple of 16; default: native area)")
     p.add_argument("--width", type=int, default=None, help="working width (multiple of 16; default: native area)")
     add_long_video_arguments(p)
@@ -109,7 +135,7 @@ def load_pipeline(args: argparse.Namespace):
     if args.weights:
         pipe.load_vivid_weights(args.weights)
     if args.vae_tiling:
-        pipe.vae.enable_tiling()
+        pipe.enable_vae_tiling()
     if args.cpu_offload:
         if not device.startswith("cuda"):
             raise ValueError("--cpu-offload needs a GPU (it moves models between CPU and GPU)")

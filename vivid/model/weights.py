@@ -34,6 +34,54 @@ from vivid.constants import (
 from vivid.model.transformer import make_vivid_transformer
 
 
+VIVID_WEIGHT_FILES = (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME)
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _is_repo_id(name: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if name.count("/") != 1:  # owner/name; a bare name is taken for a (missing) local folder
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def resolve_weights_folder(weights: str | os.PathLike) -> Path:
+    """A local VIVID weights folder as given, or else the weight files of hub repo `weights` (owner/name),
+    downloaded with `huggingface_hub.snapshot_download` (only the cache is used when HF_HUB_OFFLINE is set)."""
+    path = Path(weights)
+    if path.is_dir():
+        return path
+    name = str(weights)
+    if path.exists():
+        raise NotADirectoryError(f"VIVID weights {name} is a file; give the weights folder or a hub repo id")
+    if not _is_repo_id(name):
+        raise FileNotFoundError(f"VIVID weights {name}: no such folder, and not a hub repo id (owner/name)")
+    from huggingface_hub import snapshot_download
+
+    offline = _hub_offline()
+    try:
+        local = Path(snapshot_download(name, allow_patterns=list(VIVID_WEIGHT_FILES), local_files_only=offline))
+    except Exception as err:  # not found, gated, no network, not in the offline cache
+        if offline:
+            why = "is not in the local hub cache and HF_HUB_OFFLINE is set"
+        else:
+            why = "could not be downloaded: " + (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise FileNotFoundError(f"VIVID weights {name}: no such local folder, and the hub repo {why}") from None
+    if not (local / VIVID_CONFIG_NAME).is_file():
+        raise FileNotFoundError(f"hub repo {name} has no {VIVID_CONFIG_NAME}: not a VIVID weights repo")
+    return local
+
+
 @dataclass
 class VIVIDWeightsConfig:
     base_model: str = BASE_MODEL_ID
@@ -46,7 +94,8 @@ class VIVIDWeightsConfig:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "VIVIDWeightsConfig":
-        path = Path(folder) / VIVID_CONFIG_NAME
+        """The config of a local weights folder or of a hub repo id (downloaded, see `resolve_weights_folder`)."""
+        path = resolve_weights_folder(folder) / VIVID_CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a VIVID weights folder")
         data = json.loads(path.read_text())
@@ -107,8 +156,9 @@ def save_vivid_weights(
 
 
 def load_vivid_weights(transformer: CogVideoXTransformer3DModel, folder: str | os.PathLike) -> VIVIDWeightsConfig:
-    """Make `transformer` a VIVID transformer (if it is not yet) and load the weights of `folder` into it."""
-    folder = Path(folder)
+    """Make `transformer` a VIVID transformer (if it is not yet) and load the weights of `folder` into it.
+    `folder` is a local weights folder or a hub repo id (downloaded, see `resolve_weights_folder`)."""
+    folder = resolve_weights_folder(folder)
     config = VIVIDWeightsConfig.load(folder)
     for name in (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME):
         if not (folder / name).is_file():
