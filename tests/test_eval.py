@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from vivid.cli import main
-from vivid.evaluation import EvalSample, EvalSettings, evaluate, format_table, inpaint_editor, summarize
+from vivid.evaluation import (
+    EditedVideo,
+    EvalSample,
+    EvalSettings,
+    evaluate,
+    format_table,
+    inpaint_editor,
+    load_eval_samples,
+    summarize,
+)
 from vivid.synthetic_world import COLORS
 
 
@@ -98,6 +107,10 @@ def test_vivid_eval_errors_are_one_line(tmp_path, tiny_model_dir, synth, capsys)
     assert main(["eval", "--baseline", "untrained", "--data", str(tmp_path / "missing.jsonl"),
                  "--model", str(tiny_model_dir), "--out", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
+    for flag, value in (("--max-frames", "-1"), ("--clip-frames", "8")):
+        assert main(["eval", "--baseline", "untrained", "--model", str(tiny_model_dir), "--data", str(synth),
+                     "--out", str(tmp_path), flag, value]) == 2
+        assert flag in capsys.readouterr().err
 
 
 def _sample(task: str, color: str = "red") -> EvalSample:
@@ -137,3 +150,71 @@ def test_inpaint_editor_removes_the_colour():
     assert out.shape == s.frames.shape
     with pytest.raises(ValueError, match="only deletes"):
         inpaint_editor()(_sample("add"))
+
+
+@pytest.fixture(scope="module")
+def long_synth(tmp_path_factory):
+    """Eval samples of 21 frames: longer than the tiny model's 9-frame clips."""
+    from data_loaders.synthetic import write_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("synth-long")
+    result = write_synthetic_dataset(out, videos=0, images=0, eval_per_task=1, frames=21, seed=5)
+    return result.eval_manifests[0]
+
+
+def test_vivid_eval_chains_long_samples_and_reports_tc_across_clip_boundaries(tmp_path, tiny_model_dir, long_synth,
+                                                                            clip_dir, capsys):
+    out = tmp_path / "eval-long"
+    code = main(["eval", "--model", str(tiny_model_dir), "--baseline", "untrained", "--data", str(long_synth),
+                 "--out", str(out), "--clip", str(clip_dir), "--steps", "1", "--tasks", "add", "delete",
+                 "--max-frames", "0", "--boundaries", "fixed", "--eval-fps", "0"])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["max_frames"] is None and report["settings"]["boundaries"] == "fixed"
+    for row in report["samples"]:
+        assert row["frames"] == 21
+        assert row["clips"] == 3 and row["seams"] == 2  # fixed windows [0, 8], [8, 16], [16, 20]
+        for key in ("tc_boundary", "tc_inside"):
+            assert -100 <= row[key] <= 100
+        assert row["gap"] == pytest.approx(row["tc_inside"] - row["tc_boundary"])
+    for task in ("add", "delete"):
+        s = report[task]
+        assert s["long"] == 1 and s["gap"] == pytest.approx(s["tc_inside"] - s["tc_boundary"])
+    table = capsys.readouterr().out
+    assert "TC seams" in table and "TC inside" in table
+    assert "TC seams" in (out / "report.md").read_text()
+
+
+def test_long_samples_load_past_49_frames_only_when_asked(long_synth):
+    assert {len(s.frames) for s in load_eval_samples([long_synth], max_frames=None)} == {21}
+    assert {len(s.frames) for s in load_eval_samples([long_synth], max_frames=10)} == {9}  # rounded to 4k+1
+
+
+def test_boundary_metric_of_a_chained_edit_sees_a_jump_at_the_seam(clip_dir):
+    """Clips that each hold one still frame: TC inside is 100, the seam pair differs; the pair across the cut
+    (a new shot) counts in neither."""
+    from vivid.metrics import CLIPScorer
+
+    rng = np.random.default_rng(0)
+    stills = rng.integers(0, 256, (3, 32, 48, 3), dtype=np.uint8)
+    frames = np.concatenate([np.repeat(stills[0:1], 9, 0), np.repeat(stills[1:2], 8, 0), np.repeat(stills[2:3], 4, 0)])
+    mask = np.zeros(frames.shape[:3], bool)
+    mask[:, 8:24, 12:36] = True
+    sample = EvalSample("long", "add", frames, mask, "a red square", fps=8.0)
+    edited = EditedVideo(frames, seams=[8], cuts=[17], clips=3)
+    scorer = CLIPScorer(str(clip_dir))
+    report = evaluate([sample], lambda s: edited, EvalSettings(eval_fps=None), scorer=scorer, method="m")
+    row = report["samples"][0]
+    assert row["tc_inside"] == pytest.approx(100.0, abs=1e-3)
+    feats = scorer.image_features(frames[[8, 9]])
+    assert row["tc_boundary"] == pytest.approx(100.0 * float(feats[0] @ feats[1]), abs=1e-3)
+    assert row["tc_boundary"] < 99.9
+    assert row["gap"] > 0 and report["add"]["long"] == 1
+    # a short edit next to it: the long columns show its count, the short sample does not enter their means
+    short = _sample("add")
+    both = evaluate([sample, short], lambda s: edited if s.id == "long" else s.frames.copy(),
+                    EvalSettings(eval_fps=None), scorer=scorer, method="m")
+    assert both["add"]["long"] == 1 and both["add"]["gap"] == pytest.approx(row["gap"])
+    assert "clips" not in both["samples"][1]
+    assert "| m | add | 2 |" in format_table({"m": both}) and "TC seams" in format_table({"m": both})
+    assert "TC seams" not in format_table({"m": evaluate([short], lambda s: s.frames.copy(), EvalSettings())})

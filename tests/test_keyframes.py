@@ -12,6 +12,7 @@ from vivid.keyframes import (
     BoundaryPlan,
     compute_features,
     detect_hard_cuts,
+    detect_similarity_collapses,
     plan_boundaries,
     representative_frame,
 )
@@ -62,6 +63,27 @@ def test_hard_cuts_of_the_bikes_montage():
     """bikes.mp4 is itself a montage of five shots (checked by eye): the cuts are found, nothing else."""
     frames = _clip("bikes.mp4", 0, 250)
     assert detect_hard_cuts(compute_features([(frames, None)])) == [30, 76, 137, 187, 242]
+
+
+@pytest.mark.parametrize("max_frames", [9, 49])
+def test_a_cut_the_histograms_miss_is_a_cut_at_the_similarity_collapse(max_frames):
+    """carphone, then carphone upside down from frame 30: the same colours (identical histograms), so only the
+    single-frame collapse of the edit region's similarity shows the cut; no clip may span it."""
+    frames = _clip("carphone_pristine.mp4", 0, 60)
+    frames[30:] = frames[30:, ::-1]
+    masks = _box_masks(len(frames))
+    features = compute_features([(frames, masks)])
+    assert detect_similarity_collapses(features) == [30]
+    plan = plan_boundaries(features, max_frames)
+    assert plan.cuts == [30]
+    clips = plan_clips(len(frames), max_frames, plan).clips
+    assert not [c for c in clips if c.start < 30 <= c.stop], "a clip spans the cut"
+    assert [c.start for c in clips if c.key == "none"] == [0, 30]  # the new shot starts afresh
+    # without the collapse rule the histograms see nothing and a clip spans the cut
+    blind = BoundaryConfig(collapse_similarity=-1.0)
+    assert detect_hard_cuts(features, blind) == []
+    blind_clips = plan_clips(len(frames), max_frames, plan_boundaries(features, max_frames, config=blind)).clips
+    assert [c for c in blind_clips if c.start < 30 <= c.stop]
 
 
 def _crossfade(n: int, fade: tuple[int, int]) -> np.ndarray:

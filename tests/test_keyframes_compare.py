@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from tests.test_keyframes import _box_masks, _clip
-from vivid.longvideo import compare_boundary_modes
+from vivid.longvideo import compare_boundary_modes, load_clip_plan
 from vivid.media import write_video
+from vivid.metrics.boundary import cut_spanning
 
 
 @pytest.mark.slow
@@ -21,6 +22,8 @@ def test_adaptive_vs_fixed_windows_on_joined_clips(tiny_pipe, tmp_path):
     video = write_video(tmp_path / "joined.mp4", frames, 25.0, lossless=True)
     report = compare_boundary_modes(tiny_pipe, video, _box_masks(len(frames)), "a red ball", "add", tmp_path,
                                     cuts=[60, 120], max_frames=49, num_inference_steps=2, lossless=True)
+    for mode in report:  # clips that edit two shots at once: what TC at the seams cannot show
+        report[mode]["cut_spanning"] = cut_spanning(load_clip_plan(tmp_path / f"{mode}.mp4").clips, [60, 120]).as_dict()
     print(json.dumps(report, indent=1))
     for mode in ("fixed", "adaptive"):
         edited = report[mode]["edited"]
@@ -28,3 +31,5 @@ def test_adaptive_vs_fixed_windows_on_joined_clips(tiny_pipe, tmp_path):
     # fixed windows put seams blind to the shots; adaptive ones start each shot afresh (no seam at a cut)
     assert report["fixed"]["seams"] == [48, 96, 144]
     assert not {59, 119} & set(report["adaptive"]["seams"])
+    assert report["fixed"]["cut_spanning"]["clips_spanning_cuts"] == 2  # [48, 96] spans 60, [96, 144] spans 120
+    assert report["adaptive"]["cut_spanning"]["clips_spanning_cuts"] == 0

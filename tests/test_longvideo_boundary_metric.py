@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vivid.metrics.boundary import boundary_tc, consecutive_tc, pixel_features
+from vivid.keyframes import BoundaryPlan
+from vivid.longvideo import plan_clips
+from vivid.metrics.boundary import boundary_tc, consecutive_tc, cut_spanning, pixel_features
 
 
 def test_a_jump_at_a_seam_shows_as_a_gap_and_cuts_are_left_out():
@@ -28,3 +30,20 @@ def test_seamless_video_has_no_gap_and_bad_seams_are_refused():
     assert r.gap == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="outside the pairs"):
         boundary_tc(pixel_features(frames), seams=[11])
+
+
+def test_cut_spanning_counts_the_clips_that_edit_two_shots_at_once():
+    """180 frames, shots starting at 60 and 120: fixed 49-frame windows span both cuts, adaptive clips none."""
+    fixed = plan_clips(180, 49, BoundaryPlan([], [48, 96, 144])).clips
+    r = cut_spanning(fixed, cuts=[60, 120])
+    assert (r.clips_spanning_cuts, r.cuts_spanned) == (2, 2)
+    assert r.frames_in_spanning_clips == 48 + 48  # clips [48, 96] and [96, 144] write frames 49..144
+    assert r.fraction_in_spanning_clips == pytest.approx(96 / 180)
+    adaptive = plan_clips(180, 49, BoundaryPlan([60, 120], [])).clips
+    assert cut_spanning(adaptive, [60, 120]).as_dict() == {
+        "clips_spanning_cuts": 0, "cuts_spanned": 0, "frames_in_spanning_clips": 0, "fraction_in_spanning_clips": 0.0}
+    # (start, stop) pairs work too; a cut at a clip's first frame is not spanned (the clip starts the shot)
+    assert cut_spanning([(0, 8), (8, 16)], [8]).clips_spanning_cuts == 1
+    assert cut_spanning([(0, 7), (8, 16)], [8]).clips_spanning_cuts == 0
+    with pytest.raises(ValueError, match="no clips"):
+        cut_spanning([], [8])

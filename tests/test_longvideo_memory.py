@@ -1,8 +1,18 @@
 """A 1,000-frame edit on the tiny model on CPU: peak memory within 20% of a 250-frame edit's.
 
-Each edit runs `vivid edit` in its own process and reports that process's peak RSS. The source frames are
-144x288 (124 MB for 1,000 frames), so an edit that held the video, its masks or its output in memory would
-exceed the 20% margin; the model works at 16x32 with one step so that the test takes minutes, not hours.
+Each edit runs `vivid edit` in its own process (one per length, so the peaks are independent) and reports that
+process's peak RSS. The source frames are 288x512: the decoded 1,000-frame source is 442 MB (422 MiB), nearly
+three times the 20% allowance over a 250-frame edit's peak (~155 MiB of ~775 MiB), so an edit that held the
+video, its masks or its output in memory fails (at 144x288 the whole source, 119 MiB, fitted inside the
+allowance). The model works at 16x32 with one step and 17-frame clips, so that the test takes minutes.
+
+Measured (2 shared cores, this configuration, ~2 minutes): peak RSS 774 MiB at 250 frames (16 clips) and
+1,100 MiB at 1,000 frames (64 clips), +42%, so at the time of writing the test fails. The growth is live
+memory in the clip loop (the feature pass is flat; a `malloc_trim` after every clip removes none of it) and is
+reproduced without the model: reading clips with decord's random-access `get_batch` from the full-size reader
+while writing clips with imageio-ffmpeg costs ~100 MiB more when the first 250 frames are read from the
+1,000-frame file than from the 250-frame file, and nothing more when the same frames are read sequentially
+with cv2.VideoCapture.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-H, W = 144, 288
+H, W = 288, 512  # 1,000 decoded frames: 442 MB (422 MiB), well beyond 20% of a 250-frame edit's peak
 
 
 def write_moving_pattern(path: Path, frames: int, fps: float = 25.0) -> Path:
@@ -46,7 +56,7 @@ def peak_rss_of_edit(model: Path, video: Path, mask: Path, out: Path) -> tuple[i
     )
     args = ["edit", "--model", str(model), "--video", str(video), "--mask", str(mask), "--out", str(out),
             "--task", "add", "--prompt", "a red ball", "--steps", "1", "--guidance", "1",
-            "--height", "16", "--width", "32", "--paste-back-dilation", "4"]
+            "--height", "16", "--width", "32", "--paste-back-dilation", "4", "--clip-frames", "17"]
     proc = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(l for l in proc.stdout.splitlines() if l.startswith("PEAK_RSS_KB"))
@@ -68,4 +78,8 @@ def test_memory_is_flat_in_length(tiny_model_dir, tmp_path):
         peaks[n], stdout = peak_rss_of_edit(tiny_model_dir, video, mask_path, out)
         assert video_info(out)[0] == n
         print(f"{n} frames: peak RSS {peaks[n] / 1024:.0f} MiB; {stdout.strip().splitlines()[-2]}")
-    assert peaks[1000] <= 1.2 * peaks[250], f"peak RSS grew from {peaks[250]} KB to {peaks[1000]} KB"
+    source_kb = 1000 * H * W * 3 / 1024
+    assert source_kb > 2 * 0.2 * peaks[250], "the decoded source must not fit in the 20% allowance"
+    assert peaks[1000] <= 1.2 * peaks[250], (
+        f"peak RSS grew from {peaks[250] / 1024:.0f} MiB (250 frames) to {peaks[1000] / 1024:.0f} MiB (1,000 frames); "
+        f"the decoded 1,000-frame source is {source_kb / 1024:.0f} MiB")

@@ -18,6 +18,7 @@ LORA_ALPHA = 32
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 BASE_MODEL_ID = "THUDM/CogVideoX-5b"
+DEFAULT_CLIP = "openai/clip-vit-large-patch14"  # TA and TC, as VIVID-10M-Eval computes them
 
 # File names of the VIVID weights folder (written by save_vivid_weights, read by load_vivid_weights).
 LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # diffusers' LoRA file name and key layout

@@ -4,8 +4,10 @@
     report = evaluate(samples, pipeline_editor(pipe, EvalSettings()), EvalSettings(), scorer=None)
     write_report(report, "runs/eval")
 
-An editor is any callable `EvalSample -> frames (F, H, W, 3) uint8`: the VIVID pipeline (trained or
-untrained) or OpenCV's inpainting (deletion only), so every method is measured by the same code.
+An editor is any callable `EvalSample -> frames (F, H, W, 3) uint8` (or an `EditedVideo`, the frames with the
+clip seams of a chained edit): the VIVID pipeline (trained or untrained) or OpenCV's inpainting (deletion only),
+so every method is measured by the same code. Samples longer than one clip of the model are edited clip by clip
+(`vivid.longvideo.chain_edit`) and also get the boundary metric: TC at the clip seams against TC inside clips.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vivid.constants import DELETE_CAPTION, TASKS
+from vivid.constants import DELETE_CAPTION, MAX_CLIP_FRAMES, TASKS
 from vivid.media import atomic_path
 from vivid.metrics import (
     CLIPScorer,
@@ -31,6 +34,8 @@ from vivid.metrics import (
     resample_indices,
     synthetic_alignment,
 )
+from vivid.metrics.boundary import boundary_tc
+from vivid.metrics.clip_scores import tc_of_features
 from vivid.metrics.resample import EVAL_FPS
 
 REPORT_NAME = "report.json"
@@ -61,9 +66,22 @@ class EvalSettings:
     eval_fps: float | None = EVAL_FPS  # metrics on frames resampled to this rate (None: every frame)
     limit: int | None = None  # at most this many samples per task
     strip_samples: int = 6  # rows of the PNG strip
+    clip_frames: int | None = None  # a longer sample is edited clip by clip (None: the model's clip length)
+    boundaries: str = "adaptive"  # clip boundaries of such chained edits: "adaptive" or "fixed"
 
 
-Editor = Callable[[EvalSample], np.ndarray]
+@dataclass
+class EditedVideo:
+    """An editor's output with where its clips meet: `seams` are frames t whose pair (t, t+1) was written by two
+    clips chained by a keyframe, `cuts` the frames that start a new shot (`vivid.longvideo.ClipPlan`)."""
+
+    frames: np.ndarray  # (F, H, W, 3) uint8
+    seams: list[int] = field(default_factory=list)
+    cuts: list[int] = field(default_factory=list)
+    clips: int = 1
+
+
+Editor = Callable[[EvalSample], np.ndarray | EditedVideo]
 
 
 # ----------------------------------------------------------------------------- samples
@@ -73,10 +91,11 @@ def load_eval_samples(
     size: tuple[int, int] | None = None,
     frames: int | None = None,
     fps: float = 8.0,
+    max_frames: int | None = MAX_CLIP_FRAMES,
 ) -> list[EvalSample]:
     """The eval records of the manifests, decoded by the data pipeline (deterministically: clip start, masks not
     augmented), at most `limit` per task. `size` (H, W) and `frames` (4k+1) default to the first record's media
-    size and its frame count at `fps` (at most 49)."""
+    size and its frame count at `fps`, at most `max_frames` (None: no limit, for long samples)."""
     from data_loaders.config import DataConfig
     from data_loaders.format import read_manifests
     from data_loaders.loader import build_eval_samples
@@ -86,7 +105,7 @@ def load_eval_samples(
         records, _ = read_manifests(paths)
         if not records:
             raise ValueError(f"{', '.join(paths)}: no records")
-        h, w, n = _media_geometry(records[0].media, fps)
+        h, w, n = _media_geometry(records[0].media, fps, max_frames)
         size = size or (h, w)
         frames = frames or n
     config = DataConfig(eval_manifests=paths, height=size[0], width=size[1], frames=frames, fps=fps, num_workers=0)
@@ -103,30 +122,38 @@ def load_eval_samples(
     return samples
 
 
-def _media_geometry(media: str, fps: float) -> tuple[int, int, int]:
-    """(height, width, 4k+1 frames at `fps`, at most 49) of a video or image file."""
-    from vivid.constants import MAX_CLIP_FRAMES
+def _media_geometry(media: str, fps: float, max_frames: int | None = MAX_CLIP_FRAMES) -> tuple[int, int, int]:
+    """(height, width, 4k+1 frames at `fps`, at most `max_frames`; None: all) of a video or image file."""
     from vivid.media import is_image_path, read_image, video_info
 
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1 (or None for no limit), got {max_frames}")
     if is_image_path(media):
         h, w = read_image(media).shape[:2]
         return h, w, 1
     count, src_fps, h, w = video_info(media)
     usable = count if not src_fps or src_fps <= fps else int((count - 1) * fps / src_fps) + 1
-    usable = min(max(usable, 1), MAX_CLIP_FRAMES)
+    usable = max(usable, 1) if max_frames is None else min(max(usable, 1), max_frames)
     return h, w, 4 * ((usable - 1) // 4) + 1
 
 
 # ----------------------------------------------------------------------------- editors
 def pipeline_editor(pipe, settings: EvalSettings) -> Editor:
-    """Edit with a VIVIDPipeline (trained, or untrained: no VIVID weights loaded)."""
+    """Edit with a VIVIDPipeline (trained, or untrained: no VIVID weights loaded). A sample longer than one clip
+    (`settings.clip_frames`, default the model's) is edited clip by clip with KIVE chaining (`chain_edit`), and
+    its output carries the seams and cuts of the clip plan for the boundary metric."""
     import torch
 
+    from vivid.longvideo import model_clip_frames
+
+    clip_frames = settings.clip_frames or model_clip_frames(pipe.transformer)
     counter = {"i": 0}
 
-    def edit(sample: EvalSample) -> np.ndarray:
-        generator = torch.Generator(device="cpu").manual_seed(settings.seed + counter["i"])
+    def edit(sample: EvalSample) -> np.ndarray | EditedVideo:
+        seed = settings.seed + counter["i"]
         counter["i"] += 1
+        if len(sample.frames) > clip_frames:
+            return _chained_edit(pipe, sample, settings, clip_frames, seed)
         out = pipe(
             video=sample.frames,
             mask=sample.mask,
@@ -134,13 +161,31 @@ def pipeline_editor(pipe, settings: EvalSettings) -> Editor:
             task=sample.task,
             num_inference_steps=settings.steps,
             guidance_scale=settings.guidance,
-            generator=generator,
+            generator=torch.Generator(device="cpu").manual_seed(seed),
             output_type="np",
             paste_back_source=settings.paste_back,
         ).frames[0]
         return (out * 255.0).round().clip(0, 255).astype(np.uint8)
 
     return edit
+
+
+def _chained_edit(pipe, sample: EvalSample, settings: EvalSettings, clip_frames: int, seed: int) -> EditedVideo:
+    """A long sample edited clip by clip into a lossless temporary video, read back with its clip plan."""
+    from vivid.longvideo import chain_edit
+    from vivid.media import read_video
+
+    with tempfile.TemporaryDirectory(prefix="vivid-eval-") as tmp:
+        out = Path(tmp) / "edited.mp4"
+        result = chain_edit(
+            pipe, sample.frames, sample.mask, sample.prompt, sample.task, out,
+            max_frames=clip_frames, boundaries=settings.boundaries, num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance, seed=seed, paste_back_source=settings.paste_back,
+            fps=sample.fps or None, lossless=True,
+        )
+        frames, _ = read_video(out, what="chained edit")
+    plan = result.plan
+    return EditedVideo(frames, seams=plan.seams(), cuts=list(plan.cuts), clips=len(plan.clips))
 
 
 def inpaint_editor(radius: int = 5) -> Editor:
@@ -157,9 +202,13 @@ def inpaint_editor(radius: int = 5) -> Editor:
 
 # ----------------------------------------------------------------------------- metrics
 def score_sample(
-    sample: EvalSample, output: np.ndarray, scorer: CLIPScorer | None, eval_fps: float | None
+    sample: EvalSample, output: np.ndarray | EditedVideo, scorer: CLIPScorer | None, eval_fps: float | None
 ) -> dict[str, Any]:
-    """Every metric that applies to one edited sample."""
+    """Every metric that applies to one edited sample. For a chained edit (an `EditedVideo`) also `clips` and,
+    with a scorer, the boundary metric on every frame: `tc_boundary` (CLIP TC of the pairs at clip seams),
+    `tc_inside` (of the other pairs; pairs across hard cuts in neither) and `gap` = tc_inside - tc_boundary."""
+    edited = output if isinstance(output, EditedVideo) else None
+    output = edited.frames if edited is not None else output
     if output.shape != sample.frames.shape:
         raise ValueError(f"sample {sample.id}: output {output.shape} does not match the source {sample.frames.shape}")
     idx = np.arange(len(output))
@@ -168,10 +217,20 @@ def score_sample(
     src, out, mask = sample.frames[idx], output[idx], sample.mask[idx]
     row: dict[str, Any] = {"id": sample.id, "task": sample.task, "frames": int(len(idx))}
     row["bp"] = background_preservation(src, out, mask)
+    if edited is not None:
+        row["clips"] = edited.clips
+        row["seams"] = len(edited.seams)
     if scorer is not None:
-        row["tc"] = scorer.temporal_consistency(out) if len(out) > 1 else None
+        if edited is not None:
+            features = scorer.image_features(output)  # every frame: a seam is a pair of consecutive frames
+            row["tc"] = tc_of_features(features[idx]) if len(idx) > 1 else None
+            row.update(_boundary_row(features, edited))
+        else:
+            row["tc"] = scorer.temporal_consistency(out) if len(out) > 1 else None
         if sample.task != "delete":
             row["ta"] = scorer.text_alignment(out, mask, sample.prompt)
+    elif edited is not None:
+        row.update(tc_boundary=None, tc_inside=None, gap=None)
     color, shape = sample.attributes.get("color"), sample.attributes.get("shape")
     if color is not None:
         if sample.task == "delete":
@@ -189,15 +248,32 @@ def score_sample(
     return row
 
 
+def _boundary_row(features: np.ndarray, edited: EditedVideo) -> dict[str, float | None]:
+    """tc_boundary, tc_inside, gap of a chained edit (None where there are no such pairs, e.g. no seam)."""
+    result = boundary_tc(features, edited.seams, edited.cuts)
+    return {key: _finite(getattr(result, key)) for key in ("tc_boundary", "tc_inside", "gap")}
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
 def _mean(values: Iterable[Any]) -> float | None:
     vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     return float(np.mean(vals)) if vals else None
 
 
 def summarize(rows: list[dict[str, Any]], task: str) -> dict[str, Any]:
-    """Per-task means: bp, tc, n, and ta / synthetic_ta (add, modify) or remnant (delete) where measured."""
+    """Per-task means: bp, tc, n, and ta / synthetic_ta (add, modify) or remnant (delete) where measured; where
+    some samples were chained edits (longer than one clip), `long` (their count) and the means of their
+    tc_boundary, tc_inside and gap."""
     rows = [r for r in rows if r["task"] == task]
     out: dict[str, Any] = {"n": len(rows), "bp": _mean(r["bp"] for r in rows), "tc": _mean(r.get("tc") for r in rows)}
+    chained = [r for r in rows if "clips" in r]
+    if chained:
+        out["long"] = len(chained)
+        for key in ("tc_boundary", "tc_inside", "gap"):
+            out[key] = _mean(r.get(key) for r in chained)
     if task != "delete":
         out["ta"] = _mean(r.get("ta") for r in rows)
         synth = [r for r in rows if "synthetic_match" in r]
@@ -236,7 +312,7 @@ def evaluate(
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         if len(strip) < settings.strip_samples and _wants_strip(strip, sample, chosen, settings.strip_samples):
-            strip.append((sample, output))
+            strip.append((sample, output.frames if isinstance(output, EditedVideo) else output))
         if progress is not None:
             progress(f"[{method}] {i + 1}/{len(chosen)} {sample.task} {sample.id}: bp {row['bp']:.1f}")
     report: dict[str, Any] = {t: summarize(rows, t) for t in TASKS if t in tasks}
@@ -263,21 +339,28 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 
 def format_table(reports: dict[str, dict[str, Any]]) -> str:
-    """A markdown table: one row per (method, task)."""
-    lines = [
-        "| method | task | n | BP (lower better) | TC | TA | synthetic TA | colour | shape | remnant (lower better) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    """A markdown table: one row per (method, task). Where some samples were long (chained clip by clip), the
+    boundary metric's columns follow: the count of long samples, TC at clip seams, TC inside clips, the gap."""
+    header = ("| method | task | n | BP (lower better) | TC | TA | synthetic TA | colour | shape | "
+              "remnant (lower better) |")
+    long_cols = any((report.get(task) or {}).get("long") for report in reports.values() for task in TASKS)
+    if long_cols:
+        header += " long | TC seams | TC inside | gap (lower better) |"
+    lines = [header, "|---" * header.count(" | ") + "|---|"]
     for method, report in reports.items():
         for task in TASKS:
             s = report.get(task)
             if not s or not s["n"]:
                 continue
-            lines.append(
+            line = (
                 f"| {method} | {task} | {s['n']} | {_fmt(s['bp'])} | {_fmt(s['tc'])} | {_fmt(s.get('ta'))} | "
                 f"{_fmt(s.get('synthetic_ta'))} | {_fmt(s.get('synthetic_color'))} | {_fmt(s.get('synthetic_shape'))} | "
                 f"{_fmt(s.get('remnant'), 3)} |"
             )
+            if long_cols:
+                line += (f" {s.get('long', 0)} | {_fmt(s.get('tc_boundary'))} | {_fmt(s.get('tc_inside'))} | "
+                         f"{_fmt(s.get('gap'))} |")
+            lines.append(line)
     return "\n".join(lines)
 
 
@@ -308,16 +391,23 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike, extra: dict
     data = {k: v for k, v in report.items() if not k.startswith("_")}
     with atomic_path(out_dir / REPORT_NAME) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tables = {report["method"]: report, **(extra or {})}
+    table = format_table({report["method"]: report, **(extra or {})})
     settings = data["settings"]
+    legend = (
+        "BP: mean |source - output| outside the mask, 0-255. TC, TA: CLIP scores x 100 (need --clip). "
+        "Synthetic TA: fraction of add/modify edits whose region shows the caption's colour (and shape, where it "
+        "can be told). Remnant: fraction of the deletion region still showing the removed shape's colour."
+    )
+    if "| long |" in table:
+        legend += (" Long: samples with more frames than one clip, edited clip by clip; TC seams: CLIP TC of their "
+                   "frame pairs where two clips meet; TC inside: of their other pairs; gap = inside - seams "
+                   "(0 = seamless).")
     md = [
         f"# vivid eval: {report['method']}",
         "",
-        format_table(tables),
+        table,
         "",
-        "BP: mean |source - output| outside the mask, 0-255. TC, TA: CLIP scores x 100 (need --clip). "
-        "Synthetic TA: fraction of add/modify edits whose region shows the caption's colour (and shape, where it "
-        "can be told). Remnant: fraction of the deletion region still showing the removed shape's colour.",
+        legend,
         "",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
         "",

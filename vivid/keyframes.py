@@ -5,7 +5,8 @@ reference frame by a per-token best-match cosine map, and a new clip starts when
 below one threshold or a sliding-window mean below another. Here the tokens are 8x8 patches of a small crop
 around the edit region (the mask's bounding box and its surroundings), so boundaries follow what matters to
 the edit; clip lengths are rounded down to 4k+1 and capped at the model's clip length. Hard cuts (a new shot)
-are found first from whole-frame colour histograms, and a clip never spans one.
+are found first, from whole-frame colour histograms and from single-frame collapses of the edit region's
+similarity to the previous frame (cuts between shots of alike colours), and a clip never spans one.
 
 All functions work on per-frame features computed in one streamed pass (`FrameFeatures`), so the video
 itself is never held in memory.
@@ -31,6 +32,9 @@ class BoundaryConfig:
     window: int = 4
     cut_similarity: float = 0.7  # a hard cut: histogram intersection of consecutive frames below this ...
     cut_contrast: float = 3.0  # ... and its change this many times the median change of the pairs around it
+    # a cut the histograms miss: the edit region's best-match similarity to the previous frame below this ...
+    collapse_similarity: float = 0.85
+    collapse_contrast: float = 5.0  # ... and its drop this many times the median drop of the pairs around it
     min_frames: int = 5  # shortest clip (4k+1) an adaptive boundary may make
     crop_margin: float = 0.5  # surroundings: the mask's box grown by this fraction of its size on each side
     grid: int = 32  # crop resized to grid x grid pixels ...
@@ -82,18 +86,38 @@ def frame_histogram(frame: np.ndarray) -> np.ndarray:
 
 
 def compute_features(
-    chunks: Iterable[tuple[np.ndarray, np.ndarray | None]], config: BoundaryConfig | None = None
+    chunks: Iterable[tuple[np.ndarray, np.ndarray | None]],
+    config: BoundaryConfig | None = None,
+    num_frames: int | None = None,
 ) -> FrameFeatures:
-    """Features of a streamed video: `chunks` yields (frames (n, H, W, 3) uint8, mask (n, H, W) bool or None)."""
+    """Features of a streamed video: `chunks` yields (frames (n, H, W, 3) uint8, mask (n, H, W) bool or None).
+    With `num_frames` the arrays are allocated once up front (no per-frame allocations that outlive the pass)."""
     config = config or BoundaryConfig()
-    tokens, hists = [], []
+    tokens: list[np.ndarray] | np.ndarray = [] if num_frames is None else None
+    hists: list[np.ndarray] | np.ndarray = []
+    i = 0
     for frames, masks in chunks:
-        for i, frame in enumerate(frames):
-            tokens.append(frame_tokens(frame, None if masks is None else masks[i], config).astype(np.float16))
-            hists.append(frame_histogram(frame))
-    if not tokens:
+        for k, frame in enumerate(frames):
+            tok = frame_tokens(frame, None if masks is None else masks[k], config)
+            hist = frame_histogram(frame)
+            if num_frames is None:
+                tokens.append(tok.astype(np.float16))
+                hists.append(hist)
+            else:
+                if tokens is None:
+                    tokens = np.empty((num_frames, *tok.shape), np.float16)
+                    hists = np.empty((num_frames, *hist.shape), np.float32)
+                if i >= num_frames:
+                    raise ValueError(f"more frames than the {num_frames} announced")
+                tokens[i], hists[i] = tok, hist
+            i += 1
+    if i == 0:
         raise ValueError("no frames to compute features of")
-    return FrameFeatures(tokens=np.stack(tokens), hists=np.stack(hists))
+    if num_frames is None:
+        return FrameFeatures(tokens=np.stack(tokens), hists=np.stack(hists))
+    if i != num_frames:
+        raise ValueError(f"got {i} frames, {num_frames} announced")
+    return FrameFeatures(tokens=tokens, hists=hists)
 
 
 def best_match_similarity(tokens: np.ndarray, reference: np.ndarray) -> float:
@@ -101,21 +125,49 @@ def best_match_similarity(tokens: np.ndarray, reference: np.ndarray) -> float:
     return float((tokens.astype(np.float32) @ reference.astype(np.float32).T).max(axis=1).mean())
 
 
+def _standing_out(change: np.ndarray, threshold: float, contrast: float, radius: int) -> list[int]:
+    """Frames f (pair (f - 1, f) = change[f - 1]) whose change exceeds `threshold` and is at least `contrast`
+    times the median change of the `radius` pairs on each side."""
+    out = []
+    for i in np.flatnonzero(change > threshold):
+        around = np.concatenate([change[max(0, i - radius) : i], change[i + 1 : i + 1 + radius]])
+        if not len(around) or change[i] >= contrast * np.median(around):
+            out.append(int(i) + 1)
+    return out
+
+
+def consecutive_similarity(features: FrameFeatures) -> np.ndarray:
+    """(F - 1,): best-match similarity of each frame's tokens to the previous frame's."""
+    t = features.tokens
+    return np.array([best_match_similarity(t[f], t[f - 1]) for f in range(1, len(t))], dtype=np.float32)
+
+
+def detect_similarity_collapses(
+    features: FrameFeatures, config: BoundaryConfig | None = None, radius: int = 6
+) -> list[int]:
+    """Frames f where the edit region's similarity to the previous frame collapses in one frame (best-match
+    similarity below `collapse_similarity`, its drop `collapse_contrast` x the median drop around it): a cut
+    the colour histograms miss (two shots of alike colours), as opposed to fast motion, which lowers the
+    similarity of many neighbouring pairs alike."""
+    config = config or BoundaryConfig()
+    if len(features) < 2:
+        return []
+    drop = 1.0 - consecutive_similarity(features)
+    return _standing_out(drop, 1.0 - config.collapse_similarity, config.collapse_contrast, radius)
+
+
 def detect_hard_cuts(features: FrameFeatures, config: BoundaryConfig | None = None, radius: int = 6) -> list[int]:
     """Frames that start a new shot: the histogram intersection with the previous frame is below
     `cut_similarity` and the change stands out (`cut_contrast` x the median change of the `radius` pairs on
-    each side), so that fades, dissolves and fast motion, which change every frame a little, are not cuts."""
+    each side), so that fades, dissolves and fast motion, which change every frame a little, are not cuts;
+    and the single-frame collapses of the edit region's similarity (`detect_similarity_collapses`)."""
     config = config or BoundaryConfig()
     h = features.hists.astype(np.float32)
     if len(h) < 2:
         return []
     change = 1.0 - np.minimum(h[1:], h[:-1]).sum(axis=1)
-    cuts = []
-    for i in np.flatnonzero(change > 1.0 - config.cut_similarity):
-        around = np.concatenate([change[max(0, i - radius) : i], change[i + 1 : i + 1 + radius]])
-        if not len(around) or change[i] >= config.cut_contrast * np.median(around):
-            cuts.append(int(i) + 1)
-    return cuts
+    cuts = _standing_out(change, 1.0 - config.cut_similarity, config.cut_contrast, radius)
+    return sorted(set(cuts) | set(detect_similarity_collapses(features, config, radius)))
 
 
 def _round_stop(start: int, stop: int, min_frames: int) -> int:

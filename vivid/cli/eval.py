@@ -1,12 +1,12 @@
-"""`vivid eval`: edit every sample of an eval manifest and measure BP, TA, TC and the synthetic text alignment."""
+"""`vivid eval`: edit every sample of an eval manifest and measure BP, TA, TC and the synthetic text alignment;
+samples longer than one clip are edited clip by clip and also get TC at the clip seams against TC inside clips."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 
-from vivid.constants import TASKS
-from vivid.metrics.clip_scores import DEFAULT_CLIP
+from vivid.constants import DEFAULT_CLIP, MAX_CLIP_FRAMES, TASKS
 
 logger = logging.getLogger("vivid.eval")
 
@@ -31,6 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--paste-back", action="store_true",
                    help="paste the source back outside the dilated mask (off by default: BP then measures the model)")
     p.add_argument("--eval-fps", type=float, default=7.5, help="score frames resampled to this rate (0: every frame)")
+    p.add_argument("--max-frames", type=int, default=MAX_CLIP_FRAMES,
+                   help=f"frames per sample at 8 fps, at most, rounded down to 4k+1 (default {MAX_CLIP_FRAMES}; "
+                        "0: the whole record). Samples longer than one clip are edited clip by clip and get the "
+                        "boundary metric")
+    p.add_argument("--clip-frames", type=int, default=None,
+                   help="clip length (4k+1) of such chained edits (default: the model's sample_frames)")
+    p.add_argument("--boundaries", choices=["adaptive", "fixed"], default="adaptive",
+                   help="clip boundaries of chained edits (default adaptive, as vivid edit)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
     p.add_argument("--device", default=None)
     p.set_defaults(func=run, cpu_offload=False, vae_tiling=False)
@@ -63,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.max_frames < 0:
+        raise ValueError(f"--max-frames must be >= 1 (or 0 for the whole record), got {args.max_frames}")
+    if args.clip_frames is not None and (args.clip_frames < 5 or (args.clip_frames - 1) % 4):
+        raise ValueError(f"--clip-frames must be 4k+1 and at least 5, got {args.clip_frames}")
     tasks = list(args.tasks)
     if args.baseline == "inpaint":
         if "delete" not in tasks:
@@ -77,9 +89,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = EvalSettings(
         steps=args.steps, guidance=args.guidance, seed=args.seed, paste_back=args.paste_back,
-        eval_fps=args.eval_fps or None, limit=args.limit,
+        eval_fps=args.eval_fps or None, limit=args.limit, clip_frames=args.clip_frames, boundaries=args.boundaries,
     )
-    samples = load_eval_samples(args.data, limit=args.limit)
+    samples = load_eval_samples(args.data, limit=args.limit, max_frames=args.max_frames or None)
     scorer = load_scorer(args.clip, args.device)
     if args.baseline == "inpaint":
         editor, method = inpaint_editor(), "inpaint"
@@ -88,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         pipe.set_progress_bar_config(disable=True)
         editor, method = pipeline_editor(pipe, settings), args.baseline or "vivid"
     report = evaluate(samples, editor, settings, scorer, method=method, tasks=tasks, progress=logger.info)
-    report["settings"].update(model=args.model, weights=args.weights, data=list(args.data))
+    report["settings"].update(model=args.model, weights=args.weights, data=list(args.data),
+                              max_frames=args.max_frames or None)
     path = write_report(report, args.out)
     print(format_table({method: report}))
     print(f"wrote {path}")

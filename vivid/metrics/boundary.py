@@ -5,12 +5,17 @@ KIVE chaining carries the edit well, consecutive frames are as alike across seam
 the paper's definition (100 x cosine of consecutive frames' features); any per-frame features work (CLIP image
 embeddings in `vivid eval`, or `pixel_features` here when no CLIP model is at hand). Pairs across hard cuts are
 left out of both averages: a new shot is not an inconsistency.
+
+TC cannot see the worst seam of all: a clip that spans a hard cut edits two shots in one pipeline call and
+carries the edit of one shot into the other. `cut_spanning` counts those clips (and the frames they hold), the
+measure on which adaptive boundaries, which start every shot afresh, beat fixed windows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -78,3 +83,47 @@ def boundary_tc_of_edit(video: str, plan: str | None = None, size: tuple[int, in
     clip_plan = load_clip_plan(plan or video)
     feats = np.concatenate([pixel_features(chunk, size) for chunk in iter_video_chunks(video, 64)])
     return boundary_tc(feats, clip_plan.seams(), clip_plan.cuts)
+
+
+@dataclass
+class CutSpanning:
+    clips_spanning_cuts: int  # clips whose frames lie on both sides of a hard cut (0 = every shot edited apart)
+    cuts_spanned: int  # hard cuts that some clip spans
+    frames_in_spanning_clips: int  # frames of the video written by such clips
+    fraction_in_spanning_clips: float  # ... over all frames written
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _span(clip: Any) -> tuple[int, int, int, int]:
+    """(start, stop, write_start, write_stop) of a `vivid.longvideo.Clip` or a (start, stop) pair."""
+    if isinstance(clip, (tuple, list)):
+        start, stop = int(clip[0]), int(clip[1])
+        return start, stop, start, stop
+    return int(clip.start), int(clip.stop), int(clip.write_start), int(clip.write_stop)
+
+
+def cut_spanning(clips: Sequence[Any], cuts: Sequence[int]) -> CutSpanning:
+    """How many clips span a hard cut: clip [start, stop] spans cut c (c starts a new shot) if start < c <= stop.
+
+    Args:
+        clips: `ClipPlan.clips` or (start, stop) pairs, stop inclusive.
+        cuts: the true hard cuts (the frames that start a new shot), e.g. known from how a video was joined.
+    """
+    spans = [_span(c) for c in clips]
+    if not spans:
+        raise ValueError("no clips to check")
+    bad = [s for s in spans if s[1] < s[0]]
+    if bad:
+        raise ValueError(f"clip {bad[0][:2]} ends before it starts")
+    crossed = [[c for c in cuts if start < c <= stop] for start, stop, _, _ in spans]
+    spanning = [s for s, x in zip(spans, crossed) if x]
+    written = sum(max(0, ws_stop - ws + 1) for _, _, ws, ws_stop in spans)
+    in_spanning = sum(max(0, ws_stop - ws + 1) for _, _, ws, ws_stop in spanning)
+    return CutSpanning(
+        clips_spanning_cuts=len(spanning),
+        cuts_spanned=len({c for x in crossed for c in x}),
+        frames_in_spanning_clips=in_spanning,
+        fraction_in_spanning_clips=in_spanning / written if written else 0.0,
+    )

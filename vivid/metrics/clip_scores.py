@@ -16,9 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vivid.constants import DEFAULT_CLIP
 from vivid.metrics._checks import check_frames, check_mask
 
-DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -34,6 +34,13 @@ def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 def _features(output) -> torch.Tensor:
     """transformers 5 returns a model output from get_*_features; older versions a tensor."""
     return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def tc_of_features(features: np.ndarray) -> float:
+    """TC of unit-norm per-frame features (F, D): 100 x the mean cosine of consecutive frames; NaN below 2 frames."""
+    if len(features) < 2:
+        return float("nan")
+    return float(100.0 * (features[1:] * features[:-1]).sum(-1).mean())
 
 
 class CLIPScorer:
@@ -128,13 +135,18 @@ class CLIPScorer:
         text = self.text_embedding(caption)
         return float(100.0 * (image @ text).mean())
 
+    def image_features(self, frames: np.ndarray) -> np.ndarray:
+        """Unit-norm CLIP embeddings (F, D) float32 of whole frames (F, H, W, 3) uint8: the per-frame features of
+        TC and of the boundary metric (`vivid.metrics.boundary.boundary_tc`)."""
+        frames = check_frames(frames)
+        return self.image_embeddings(list(frames)).numpy()
+
     def temporal_consistency(self, frames: np.ndarray) -> float:
         """TC: 100 x mean cosine of consecutive frames' embeddings; NaN for a single frame (an image)."""
         frames = check_frames(frames)
         if frames.shape[0] < 2:
             return float("nan")
-        emb = self.image_embeddings(list(frames))
-        return float(100.0 * (emb[1:] * emb[:-1]).sum(-1).mean())
+        return tc_of_features(self.image_features(frames))
 
 
 def _processor_stats(name: str) -> tuple[tuple, tuple]:
