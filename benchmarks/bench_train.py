@@ -9,18 +9,22 @@ tensors); VIVID step on pre-encoded latents + conditions (the same work plus 20 
 `training_step` (VAE encodes of the video and the masked video inside the step). Prompt embeddings are cached
 (random, T5 is not loaded: the memory mode of finetrainers). MFU = analytic model FLOPs of the transformer's
 forward + backward (vivid.flops.transformer_train_flops, no recomputation counted) / step time / matmul FLOP/s.
+On CPU each configuration runs in its own Python process (--no-isolate to share one), so that its peak memory
+(the process's max RSS, which never goes down) is its own.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 
 import torch
 
 from common import (
-    SHAPES,
+    add_isolation_arguments,
+    add_shape_arguments,
     build_components,
+    clock_name,
     default_dtype,
     measure_peak_flops,
     median,
@@ -28,7 +32,11 @@ from common import (
     peak_memory,
     pick_device,
     print_report,
+    run_isolated,
+    shape_of_run,
     sync,
+    timer,
+    wants_isolation,
 )
 
 from vivid.flops import transformer_train_flops
@@ -39,13 +47,9 @@ from vivid.speed import ATTENTION_BACKENDS, compile_blocks, set_attention_backen
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=["tiny", "5b"], default="tiny")
-    p.add_argument("--frames", type=int, default=None)
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
+    add_shape_arguments(p)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--steps", type=int, default=3, help="timed steps per configuration (after one warm-up)")
-    p.add_argument("--device", default=None)
     p.add_argument("--lora-rank", type=int, default=32)
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--attention-backend", choices=ATTENTION_BACKENDS, default=None)
@@ -54,7 +58,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-full-step", dest="full_step", action="store_false",
                    help="skip VIVID's full training_step (with VAE encoding)")
     p.add_argument("--json", action="store_true")
+    add_isolation_arguments(p, CONFIGS)
     return p.parse_args(argv)
+
+
+CONFIGS = ("stock", "vivid-pre-encoded", "vivid-full-step")
+
+
+def selected_configs(args: argparse.Namespace) -> list[str]:
+    """The configurations this run measures, in order (the first, stock, is the baseline of the ratios)."""
+    if args.only is not None:
+        return [args.only]
+    return [c for c in CONFIGS if c != "vivid-full-step" or args.full_step]
 
 
 def make_optimizer(params, kind: str):
@@ -114,13 +129,14 @@ def timed_steps(name: str, step, device: torch.device, n: int) -> dict:
     step()  # warm-up: compilation, allocator, optimizer state
     row: dict = {"name": name}
     times = []
+    clock = timer(device)  # wall on a GPU, process CPU time on a CPU
     with peak_memory(device, row):
         for _ in range(n):
             sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             step()
             sync(device)
-            times.append(time.perf_counter() - t0)
+            times.append(clock() - t0)
     row["step_s"] = median(times)
     row["total_s"] = sum(times)
     return row
@@ -129,10 +145,15 @@ def timed_steps(name: str, step, device: torch.device, n: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = pick_device(args.size, args.device)
+    configs = selected_configs(args)
+    title = "training: VIVID LoRA step vs stock CogVideoX LoRA step"
+    if wants_isolation(args, device, configs):
+        rows, extra = run_isolated(__file__, list(sys.argv[1:] if argv is None else argv), configs)
+        print_report(title, rows, rows[0]["name"], extra, args.json)
+        return 0
     dtype = default_dtype(device)
     autocast = torch.bfloat16 if device.type == "cuda" else None
-    frames, height, width = (args.frames or SHAPES[args.size][0], args.height or SHAPES[args.size][1],
-                             args.width or SHAPES[args.size][2])
+    frames, height, width = shape_of_run(args)
     tr_config = COGVIDEOX_5B_TRANSFORMER if args.size == "5b" else TINY_TRANSFORMER
     peak = measure_peak_flops(device, dtype)
     b = args.batch_size
@@ -152,19 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     latents, conditions = encode_batch(vae, batch, gen)  # the pre-encoded tensors of the first two rows
     rows = []
 
-    stock = prepare(new_transformer(args.size, device, dtype, 20), args, device, vivid=False)
-    opt = make_optimizer([p for p in stock.parameters() if p.requires_grad], args.optimizer)
-    rows.append(timed_steps("stock CogVideoX LoRA step",
-                            lambda: stock_lora_step(stock, scheduler, latents, prompt_embeds, opt, gen, autocast),
-                            device, args.steps))
     stock_flops = transformer_train_flops(tr_config, frames, height, width, b, in_channels=16,
                                           lora_rank=args.lora_rank)["total"]
-    rows[-1]["mfu"] = stock_flops / rows[-1]["step_s"] / peak
-    del stock, opt
-
-    vivid = prepare(new_transformer(args.size, device, dtype, 20), args, device, vivid=True)
-    opt = make_optimizer([p for p in vivid.parameters() if p.requires_grad], args.optimizer)
     vivid_flops = transformer_train_flops(tr_config, frames, height, width, b, lora_rank=args.lora_rank)["total"]
+    if "stock" in configs:
+        stock = prepare(new_transformer(args.size, device, dtype, 20), args, device, vivid=False)
+        opt = make_optimizer([p for p in stock.parameters() if p.requires_grad], args.optimizer)
+        rows.append(timed_steps(
+            "stock CogVideoX LoRA step",
+            lambda: stock_lora_step(stock, scheduler, latents, prompt_embeds, opt, gen, autocast),
+            device, args.steps))
+        rows[-1]["mfu"] = stock_flops / rows[-1]["step_s"] / peak
+        del stock, opt
+
+    if "vivid-pre-encoded" in configs or "vivid-full-step" in configs:
+        vivid = prepare(new_transformer(args.size, device, dtype, 20), args, device, vivid=True)
+        opt = make_optimizer([p for p in vivid.parameters() if p.requires_grad], args.optimizer)
 
     def vivid_pre_encoded():
         with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
@@ -174,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    rows.append(timed_steps("vivid step (pre-encoded latents)", vivid_pre_encoded, device, args.steps))
-    rows[-1]["mfu"] = vivid_flops / rows[-1]["step_s"] / peak
-    if args.full_step:
+    if "vivid-pre-encoded" in configs:
+        rows.append(timed_steps("vivid step (pre-encoded latents)", vivid_pre_encoded, device, args.steps))
+        rows[-1]["mfu"] = vivid_flops / rows[-1]["step_s"] / peak
+    if "vivid-full-step" in configs:
         rows.append(timed_steps(
             "vivid training_step (+ VAE encode)",
             lambda: training_step(vivid, vae, scheduler, batch, prompt_embeds, opt, gen, autocast_dtype=autocast),
@@ -189,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         "attention_backend": args.attention_backend, "compile": args.compile, "optimizer": args.optimizer,
         "matmul_peak_tflops": peak / 1e12, "train_tflops_per_step_vivid": vivid_flops / 1e12,
         "train_tflops_per_step_stock": stock_flops / 1e12,
+        "isolated": False, "clock": clock_name(device),
     }
-    print_report("training: VIVID LoRA step vs stock CogVideoX LoRA step", rows, rows[0]["name"], extra, args.json)
+    print_report(title, rows, rows[0]["name"], extra, args.json)
     return 0
 
 

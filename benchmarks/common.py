@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +27,64 @@ from vivid.model.configs import (  # noqa: E402
 
 # Default shapes: the 5B's 49x480x720; the tiny model's native 9x64x96.
 SHAPES = {"5b": (49, 480, 720), "tiny": (9, 64, 96)}
+
+
+def add_shape_arguments(parser) -> None:
+    """--size/--frames/--height/--width/--device, shared by the benchmarks; see `shape_of_run`."""
+    parser.add_argument("--size", choices=sorted(SHAPES), default="tiny")
+    parser.add_argument("--frames", type=int, default=None)
+    parser.add_argument("--height", type=int, default=None)
+    parser.add_argument("--width", type=int, default=None)
+    parser.add_argument("--device", default=None)
+
+
+def add_isolation_arguments(parser: argparse.ArgumentParser, configs: tuple[str, ...]) -> None:
+    """--isolate/--no-isolate and the internal --only CONFIG; see `run_isolated`."""
+    parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                        help="run each configuration in its own Python process (default: on for CPU, where the "
+                             "peak memory is the process's max RSS and never goes down; off on a GPU)")
+    parser.add_argument("--only", choices=configs, default=None, help=argparse.SUPPRESS)  # one configuration
+
+
+def wants_isolation(args: argparse.Namespace, device: torch.device, configs: list[str]) -> bool:
+    """Whether to run `configs` in subprocesses: asked for, or by default on CPU with more than one."""
+    if args.only is not None or len(configs) < 2:
+        return False
+    return args.isolate if args.isolate is not None else device.type == "cpu"
+
+
+ISOLATED_MEMORY_KIND = "process max RSS of this configuration's own process (CPU)"
+SHARED_CPU_MEMORY_KIND = "process max RSS (CPU): an upper bound, includes every configuration run before it"
+
+
+def run_isolated(script: str | Path, argv: list[str], configs: list[str]) -> tuple[list[dict], dict]:
+    """Run `script argv --only C --json` for each configuration C in its own process; (rows, extra) merged.
+
+    On CPU the peak memory is the process's max RSS, which only grows: in one process a later configuration
+    would report at least the earlier ones' peak. Its stderr passes through; a failing configuration stops all.
+    """
+    rows: list[dict] = []
+    extra: dict = {}
+    for name in configs:
+        cmd = [sys.executable, str(script), *argv, "--only", name, "--json", "--no-isolate"]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"configuration {name!r} failed (exit {proc.returncode}): {' '.join(cmd)}")
+        out = json.loads(proc.stdout[proc.stdout.index("{"):])
+        for row in out.pop("results"):
+            if row.get("peak_memory_kind", "").startswith("process max RSS"):
+                row["peak_memory_kind"] = ISOLATED_MEMORY_KIND
+            rows.append(row)
+        out.pop("benchmark", None)
+        extra = extra or out
+    extra["isolated"] = True
+    return rows, extra
+
+
+def shape_of_run(args) -> tuple[int, int, int]:
+    """(frames, height, width): the arguments given, else the size's default shape."""
+    frames, height, width = SHAPES[args.size]
+    return args.frames or frames, args.height or height, args.width or width
 
 
 def pick_device(size: str, device: str | None) -> torch.device:
@@ -116,6 +176,16 @@ def vae_config(size: str) -> dict:
     return COGVIDEOX_5B_VAE if size == "5b" else TINY_VAE
 
 
+def timer(device: torch.device) -> Callable[[], float]:
+    """The benchmarks' clock: wall time on a GPU; on a CPU the process's CPU time, which other jobs on a shared
+    machine barely move (run single-threaded, OMP_NUM_THREADS=1, so that it equals the compute time)."""
+    return time.process_time if device.type == "cpu" else time.perf_counter
+
+
+def clock_name(device: torch.device) -> str:
+    return "process CPU time" if device.type == "cpu" else "wall"
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -123,7 +193,8 @@ def sync(device: torch.device) -> None:
 
 @contextmanager
 def peak_memory(device: torch.device, out: dict):
-    """Peak memory of the block: CUDA max allocated (GB); on CPU the process's max RSS so far (an upper bound)."""
+    """Peak memory of the block: CUDA max allocated (GB); on CPU the process's max RSS so far, which covers
+    everything the process ran before the block too (exact per configuration only under `run_isolated`)."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -133,7 +204,7 @@ def peak_memory(device: torch.device, out: dict):
         out["peak_memory_kind"] = "cuda max allocated"
     else:
         out["peak_memory_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        out["peak_memory_kind"] = "process max RSS (CPU; includes everything loaded so far)"
+        out["peak_memory_kind"] = SHARED_CPU_MEMORY_KIND
 
 
 def measure_peak_flops(device: torch.device, dtype: torch.dtype) -> float:
@@ -147,11 +218,12 @@ def measure_peak_flops(device: torch.device, dtype: torch.dtype) -> float:
         a @ b
     sync(device)
     reps = 10 if device.type == "cuda" else 5
-    t0 = time.perf_counter()
+    clock = timer(device)
+    t0 = clock()
     for _ in range(reps):
         a @ b
     sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
+    return 2 * n**3 * reps / (clock() - t0)
 
 
 def median(xs: list[float]) -> float:
@@ -161,6 +233,8 @@ def median(xs: list[float]) -> float:
 
 def print_report(title: str, rows: list[dict], baseline: str, extra: dict, as_json: bool) -> None:
     """One line per configuration, and its ratios to `baseline` (the figures to quote)."""
+    if not rows:
+        raise SystemExit("no configuration was run")
     base = next(r for r in rows if r["name"] == baseline)
     for r in rows:
         r["time_ratio_vs_stock"] = r["step_s"] / base["step_s"]
@@ -172,6 +246,8 @@ def print_report(title: str, rows: list[dict], baseline: str, extra: dict, as_js
     print(f"== {title}")
     for k, v in extra.items():
         print(f"  {k}: {v}")
+    kinds = sorted({r.get("peak_memory_kind", "") for r in rows})
+    print(f"  peak memory: {'; '.join(kinds)}")
     print(f"  {'configuration':<34}{'s/step':>10}{'total s':>10}{'peak GB':>9}{'MFU':>7}{'speedup':>9}{'mem x':>7}")
     for r in rows:
         print(f"  {r['name']:<34}{r['step_s']:>10.4f}{r.get('total_s', float('nan')):>10.3f}"

@@ -110,6 +110,40 @@ def test_t5_matches_flop_counter(tiny):
     assert t5_flops(TINY_T5, 16, gated=False, batch=2) == pytest.approx(measured, rel=0.05)
 
 
+@pytest.mark.parametrize("frames,guidance", [(9, 6.0), (9, 1.0), (1, 6.0), (1, 1.0)])
+def test_whole_pipeline_call_matches_edit_flops(tiny_model_dir, frames, guidance):
+    """Every matmul and conv of one VIVIDPipeline edit (T5, VAE encode, all transformer steps, VAE decode) as
+    FlopCounterMode sees it, against the analytic `edit_flops` of that edit."""
+    import numpy as np
+
+    from vivid.model.transformer import lora_config
+    from vivid.pipeline import VIVIDPipeline
+
+    steps = 2
+    pipe = VIVIDPipeline.from_pretrained(tiny_model_dir)
+    pipe.transformer.add_adapter(lora_config())  # edit_flops counts VIVID's rank-32 LoRA
+    pipe.set_progress_bar_config(disable=True)
+    video = np.random.RandomState(0).randint(0, 256, (frames, H, W, 3), dtype=np.uint8)
+    mask = np.zeros((frames, H, W), bool)
+    mask[:, H // 4 : 3 * H // 4, W // 4 : 3 * W // 4] = True
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        pipe(video=video, mask=mask, prompt="a red ball", task="add", num_inference_steps=steps,
+             guidance_scale=guidance, generator=torch.Generator().manual_seed(0), output_type="np")
+    analytic = edit_flops("tiny", frames, H, W, steps, guidance=guidance > 1)
+    assert analytic.total == pytest.approx(counter.get_total_flops(), rel=0.05)
+    # and per component: the counter's top-level modules are the pipeline's models
+    by_module = {name: sum(counts.values()) for name, counts in counter.get_flop_counts().items() if "." not in name}
+    c = analytic.components
+    assert c["t5"] == pytest.approx(by_module["T5EncoderModel"], rel=0.05)
+    assert c["vae_encode"] == pytest.approx(by_module["CogVideoXEncoder3D"], rel=0.05)
+    assert c["vae_decode"] == pytest.approx(by_module["CogVideoXDecoder3D"], rel=0.05)
+    assert c["transformer_lora"] > 0
+    assert analytic.transformer_total == pytest.approx(by_module["CogVideoXTransformer3DModel"], rel=0.05)
+    # guidance doubles the transformer work: the count follows the pipeline's real batch
+    other = edit_flops("tiny", frames, H, W, steps, guidance=guidance <= 1)
+    assert other.transformer_total != pytest.approx(by_module["CogVideoXTransformer3DModel"], rel=0.05)
+
+
 def test_5b_tokens_and_per_forward_cost():
     assert token_counts(COGVIDEOX_5B_TRANSFORMER, 49, 480, 720) == (17_550, 226)
     fwd = transformer_forward_flops(COGVIDEOX_5B_TRANSFORMER, 49, 480, 720, in_channels=16, lora_rank=0)
