@@ -56,7 +56,6 @@ def moving_video(tmp_path_factory) -> Path:
     return write_video(tmp_path_factory.mktemp("video") / "moving.mp4", np.stack(frames), 8.0)
 
 
-@pytest.mark.slow
 def test_app_upload_paint_preview_propagate_download(app_url, moving_video, tmp_path):
     from vivid.media import video_info
 
@@ -65,6 +64,10 @@ def test_app_upload_paint_preview_propagate_download(app_url, moving_video, tmp_
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.goto(app_url, timeout=120_000)
+            page.locator("#preview").click()  # too early: a message, not a traceback
+            sync_api.expect(page.locator(".toast-body").first).to_contain_text("upload a video first", timeout=60_000)
+            assert "Traceback" not in page.content()
+            page.locator(".toast-body").first.locator("button").first.click()  # close the message
             page.locator("#video-in input[type=file]").set_input_files(str(moving_video))
             # the first frame appears in the mask editor
             canvas = page.locator("#mask-editor canvas").first
