@@ -130,6 +130,42 @@ def test_loss_is_finite_and_decreases_on_a_tiny_batch():
     assert losses[-1] < losses[0] * 0.98, losses
 
 
+def test_mask_loss_weight_weights_the_edit_region_cells():
+    """0 is CogVideoX's loss exactly; w > 0 is the mean with the edit region's latent cells weighted 1 + w."""
+    from train.step import compute_loss
+    from vivid.model.tiny import build_tiny_components
+    from vivid.model.transformer import make_vivid_transformer
+
+    c = build_tiny_components(seed=0)
+    transformer = make_vivid_transformer(c["transformer"], rank=8, alpha=8)
+    torch.manual_seed(0)
+    latents = torch.randn(1, 3, 16, 8, 12)
+    conditions = torch.cat([torch.randn(1, 3, 16, 8, 12), torch.zeros(1, 3, 4, 8, 12)], dim=2)
+    conditions[:, :, 16 + 1, 2:5, 3:7] = 1.0  # one packed mask channel marks a region in every latent frame
+
+    def loss(weight, cond=conditions):
+        with torch.no_grad():
+            return float(compute_loss(transformer, c["scheduler"], latents, cond, torch.zeros(1, 16, 64),
+                                      torch.Generator().manual_seed(3), mask_loss_weight=weight))
+
+    empty = conditions.clone()
+    empty[:, :, 16:] = 0
+    assert loss(4.0, empty) == pytest.approx(loss(0.0, empty), rel=1e-6)  # no edit region: nothing reweighted
+    full = conditions.clone()
+    full[:, :, 16] = 1
+    assert loss(4.0, full) == pytest.approx(loss(0.0, full), rel=1e-6)  # all region: uniform weights
+    # L(w) = (E_out + (1 + w) E_in) / (n_out + (1 + w) n_in): solve E_in, E_out from L(0) and L(4), predict L(9)
+    n_in = 3 * 3 * 4 * 16  # latent frames x rows x columns x channels
+    n_out = 3 * 8 * 12 * 16 - n_in
+    l0, l4 = loss(0.0), loss(4.0)
+    assert l4 != pytest.approx(l0, rel=1e-3)
+    e_in = (l4 * (n_out + 5 * n_in) - l0 * (n_out + n_in)) / 4
+    e_out = l0 * (n_out + n_in) - e_in
+    assert loss(9.0) == pytest.approx((e_out + 10 * e_in) / (n_out + 10 * n_in), rel=1e-4)
+    with pytest.raises(ValueError, match="mask_loss_weight"):
+        loss(-1.0)
+
+
 def test_encode_batch_rejects_bad_shapes():
     from train.step import encode_batch
     from vivid.model.tiny import build_tiny_components

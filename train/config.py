@@ -95,6 +95,7 @@ class TrainConfig:
     offload_encoders: bool = False  # keep VAE and T5 on the CPU between uses (GPU memory)
     seed: int = 0
     max_bad_steps: int = 5  # non-finite losses in a row before training stops
+    mask_loss_weight: float = 0.0  # extra loss weight of the edit region's latent cells (0: CogVideoX's loss)
 
     @property
     def output_dir(self) -> Path:
@@ -317,6 +318,7 @@ def validate(config: TrainConfig) -> None:
         (o.gradient_accumulation_steps >= 1, "optim.gradient_accumulation_steps must be >= 1"),
         (o.max_grad_norm > 0, "optim.max_grad_norm must be > 0"),
         (config.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
+        (config.mask_loss_weight >= 0, f"mask_loss_weight must be >= 0, got {config.mask_loss_weight}"),
         (config.text_cache_max_items >= 1, "text_cache_max_items must be >= 1"),
         (config.checkpoint.every_n_steps >= 0, "checkpoint.every_n_steps must be >= 0"),
         (config.checkpoint.keep_last >= 0, "checkpoint.keep_last must be >= 0"),

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
 
+from vivid.constants import LATENT_CHANNELS
 from vivid.model.conditioning import (
     encode_conditions,
     encode_video_latents,
@@ -63,11 +64,14 @@ def compute_loss(
     conditions: torch.Tensor,
     prompt_embeds: torch.Tensor,
     generator: torch.Generator | None = None,
+    mask_loss_weight: float = 0.0,
 ) -> torch.Tensor:
     """The weighted v-prediction loss (a scalar) for clean `latents` (B, T, 16, h, w) and their conditions.
 
     `transformer` may be wrapped (DDP, DeepSpeed); `generator` draws the timesteps and the noise, so a step
-    is reproducible from its generator's seed alone.
+    is reproducible from its generator's seed alone. `mask_loss_weight` > 0 weights the latent cells of the
+    edit region (any of the 4 packed mask channels set) 1 + `mask_loss_weight` times the others; the loss stays
+    a weighted mean, so 0 is CogVideoX's own loss exactly.
     """
     b, t, _, h, w = latents.shape
     device = latents.device
@@ -89,7 +93,14 @@ def compute_loss(
     model_pred = scheduler.get_velocity(model_output.float(), noisy.float(), timesteps)
     alphas_cumprod = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)[timesteps]
     weights = (1.0 / (1.0 - alphas_cumprod)).view(b, 1, 1, 1, 1)
-    loss = (weights * (model_pred - latents.float()) ** 2).reshape(b, -1).mean(dim=1)
+    error = weights * (model_pred - latents.float()) ** 2
+    if mask_loss_weight == 0:
+        return error.reshape(b, -1).mean(dim=1).mean()
+    if mask_loss_weight < 0:
+        raise ValueError(f"mask_loss_weight must be >= 0, got {mask_loss_weight}")
+    region = conditions[:, :, LATENT_CHANNELS:].amax(dim=2, keepdim=True).float()  # (B, T, 1, h, w), 1 = edit
+    cell_weights = (1.0 + mask_loss_weight * region).expand_as(error)
+    loss = (cell_weights * error).reshape(b, -1).sum(dim=1) / cell_weights.reshape(b, -1).sum(dim=1)
     return loss.mean()
 
 

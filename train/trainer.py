@@ -453,7 +453,9 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
                         tokenizer, text_encoder, batch["prompt"], max_text_len, device, text_cache
                     )
                 with accelerator.autocast():
-                    loss = step_lib.compute_loss(transformer, scheduler, latents, conditions, embeds, generator)
+                    loss = step_lib.compute_loss(
+                        transformer, scheduler, latents, conditions, embeds, generator, config.mask_loss_weight
+                    )
                 # decided before backward, on every rank alike (or the gradient all-reduce of the others would hang)
                 ok = all_reduce(torch.isfinite(loss.detach()).logical_not().float().reshape(1), "max").item() == 0
                 if not ok and use_deepspeed and o.gradient_accumulation_steps > 1:
