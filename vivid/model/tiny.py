@@ -41,11 +41,17 @@ def build_tiny_tokenizer(max_length: int) -> PreTrainedTokenizerFast:
     )
 
 
-def build_tiny_components(seed: int = 0) -> dict:
-    """The five components of a tiny CogVideoX pipeline, randomly initialised from `seed`."""
+def build_tiny_components(seed: int = 0, transformer_overrides: dict | None = None) -> dict:
+    """The five components of a tiny CogVideoX pipeline, randomly initialised from `seed`.
+
+    `transformer_overrides` change fields of TINY_TRANSFORMER (e.g. `patch_size=1`, one token per latent cell).
+    """
     tokenizer = build_tiny_tokenizer(TINY_TRANSFORMER["max_text_seq_length"])
     torch.manual_seed(seed)
-    transformer = CogVideoXTransformer3DModel(**TINY_TRANSFORMER)
+    unknown = sorted(set(transformer_overrides or {}) - set(TINY_TRANSFORMER))
+    if unknown:
+        raise ValueError(f"unknown transformer config field(s): {', '.join(unknown)}")
+    transformer = CogVideoXTransformer3DModel(**{**TINY_TRANSFORMER, **(transformer_overrides or {})})
     vae = AutoencoderKLCogVideoX(**TINY_VAE)
     t5_config = T5Config(
         vocab_size=len(tokenizer),
@@ -63,11 +69,13 @@ def build_tiny_components(seed: int = 0) -> dict:
     return dict(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler)
 
 
-def write_tiny_model(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+def write_tiny_model(
+    out_dir: str | os.PathLike, seed: int = 0, transformer_overrides: dict | None = None
+) -> Path:
     """Write the tiny family as a diffusers folder loadable by `VIVIDPipeline.from_pretrained`."""
     from diffusers import CogVideoXPipeline
 
     out_dir = Path(out_dir)
-    pipe = CogVideoXPipeline(**build_tiny_components(seed))
+    pipe = CogVideoXPipeline(**build_tiny_components(seed, transformer_overrides))
     pipe.save_pretrained(out_dir, safe_serialization=True)
     return out_dir
