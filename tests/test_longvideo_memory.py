@@ -6,13 +6,11 @@ three times the 20% allowance over a 250-frame edit's peak (~155 MiB of ~775 MiB
 video, its masks or its output in memory fails (at 144x288 the whole source, 119 MiB, fitted inside the
 allowance). The model works at 16x32 with one step and 17-frame clips, so that the test takes minutes.
 
-Measured (2 shared cores, this configuration, ~2 minutes): peak RSS 774 MiB at 250 frames (16 clips) and
-1,100 MiB at 1,000 frames (64 clips), +42%, so at the time of writing the test fails. The growth is live
-memory in the clip loop (the feature pass is flat; a `malloc_trim` after every clip removes none of it) and is
-reproduced without the model: reading clips with decord's random-access `get_batch` from the full-size reader
-while writing clips with imageio-ffmpeg costs ~100 MiB more when the first 250 frames are read from the
-1,000-frame file than from the 250-frame file, and nothing more when the same frames are read sequentially
-with cv2.VideoCapture.
+Measured (2 shared cores, this configuration, ~2.5 minutes): peak RSS 684 MiB at 250 frames (16 clips) and
+698 MiB at 1,000 frames (64 clips), +2%. Before clips were decoded forward (`vivid.longvideo.ForwardReader`)
+it was 774 and 1,100 MiB (+42%): decord's random-access `get_batch` (and its sequential `next()`) keeps memory
+that grows with the length of the file, ~100 MiB more when the first 250 frames are read from the 1,000-frame
+file than from the 250-frame file.
 """
 
 from __future__ import annotations

@@ -44,6 +44,8 @@ from vivid.media import (
     MediaError,
     atomic_path,
     binarize,
+    decode_frames,
+    error_line,
     is_image_path,
     read_image,
     read_video,
@@ -61,24 +63,150 @@ FEATURE_SIDE = 160  # frames are decoded at most this large on their long side f
 
 
 # ---------------------------------------------------------------------------------------------- sources
+class _NotExact(Exception):
+    """OpenCV cannot give this file's frames exactly as decord decodes them: read it with decord instead."""
+
+
+class ForwardReader:
+    """Frames of a video file decoded forward with OpenCV (FFmpeg, one thread), for clip-by-clip reading.
+
+    Requests that go forward (clips in order) decode each frame once; the last frame decoded is kept, so the
+    frame that two neighbouring clips share is not decoded twice. Only a request for a frame before the last
+    one decoded (the reversed first clip before a keyframe inside it, or the feature pass after the mask scan)
+    reopens the file and decodes forward from its start. Memory stays that of the frames requested: decord's
+    random-access `get_batch` keeps memory that grows with the file's length (docs/long_videos.md, "Measured").
+
+    The frames are decord's (`vivid.media.read_video`) exactly: OpenCV's and decord's FFmpeg convert 8-bit
+    video to RGB alike, and on opening, frame 0 is checked against decord's. Where they differ (e.g. 10-bit
+    video) or OpenCV cannot open or finish the file, `frames` raises `_NotExact` and the caller reads with decord.
+    """
+
+    def __init__(self, path: Path, num_frames: int, what: str = "video"):
+        self.path, self.num_frames, self.what = Path(path), num_frames, what
+        self._cap = None
+        self._next = 0  # the index of the frame the capture decodes next
+        self._last: tuple[int, np.ndarray] | None = None  # the last frame decoded: clips share it
+        self._checked = False  # frame 0 compared with decord's
+        self.opens = 0  # times the file was (re)opened
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+        self._cap, self._next = None, 0
+
+    def _open(self) -> None:
+        import cv2
+
+        self.close()
+        cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+        if not cap.isOpened():
+            raise _NotExact(f"OpenCV cannot open {self.path}")
+        self._cap = cap
+        self.opens += 1
+
+    def _decode(self, keep: bool) -> np.ndarray | None:
+        """The next frame (RGB), or None when only skipped (`keep` False)."""
+        import cv2
+
+        index = self._next
+        keep = keep or not self._checked
+        ok = self._cap.read() if keep else (self._cap.grab(), None)
+        if not ok[0]:
+            self.close()
+            raise _NotExact(f"OpenCV's decoding of {self.path} ended at frame {index} of {self.num_frames}")
+        self._next += 1
+        if not keep:
+            return None
+        frame = cv2.cvtColor(ok[1], cv2.COLOR_BGR2RGB)
+        if not self._checked:
+            if not np.array_equal(frame, _decord_frame(self.path, 0, self.what)):
+                self.close()
+                raise _NotExact(f"OpenCV decodes {self.path} differently from decord")
+            self._checked = True
+        return frame
+
+    def frames(self, indices: Sequence[int]) -> np.ndarray:
+        """uint8 (n, H, W, 3) frames `indices`, in the order given."""
+        indices = list(indices)
+        if not indices:
+            raise ValueError("no frames requested")
+        outside = [i for i in indices if not 0 <= i < self.num_frames]
+        if outside:
+            raise MediaError(f"{self.what} {self.path}: frames {indices[0]}..{indices[-1]} could not be decoded: "
+                             f"frame {outside[0]} is outside the video (frames 0..{self.num_frames - 1})")
+        positions: dict[int, list[int]] = {}
+        for pos, i in enumerate(indices):
+            positions.setdefault(i, []).append(pos)
+        out = None
+
+        def put(i: int, frame: np.ndarray) -> None:
+            nonlocal out
+            if out is None:
+                out = np.empty((len(indices), *frame.shape), frame.dtype)
+            out[positions[i]] = frame
+
+        missing = sorted(positions)
+        if self._last is not None and self._last[0] in positions:
+            put(*self._last)
+            missing.remove(self._last[0])
+        if missing:
+            if self._cap is None or missing[0] < self._next:
+                self._open()  # a backward request: decode again from the start
+            wanted = set(missing)
+            frame = None
+            while self._next <= missing[-1]:
+                i = self._next
+                frame = self._decode(keep=i in wanted)
+                if i in wanted:
+                    put(i, frame)
+            self._last = (missing[-1], frame)
+        return out
+
+
+def _decord_frame(path: Path, index: int, what: str) -> np.ndarray:
+    reader = _decord_reader(path, what)
+    return decode_frames(reader, [index], path, what)[0]
+
+
+def _decord_reader(path: Path, what: str, **size: int):
+    import decord
+
+    try:
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1, **size)
+    except Exception as err:
+        at = f" at {size['width']}x{size['height']}" if size else ""
+        raise MediaError(f"{what} {path} could not be opened{at}: {error_line(err)}") from None
+
+
+def _read_forward(source: "VideoSource | MaskSource", indices: Sequence[int], what: str) -> np.ndarray:
+    """Frames of a file-backed source: forward with OpenCV, or with decord's random access (`source._reader`)
+    once OpenCV proved unable to give decord's frames exactly."""
+    if source._reader is None:
+        try:
+            return source._forward.frames(indices)
+        except _NotExact as why:
+            logger.info("%s; reading %s %s with decord's random access instead", why, what, source.path)
+            source._forward = None
+            source._reader = _decord_reader(source.path, what)
+    return decode_frames(source._reader, list(indices), source.path, what)
+
+
 class VideoSource:
-    """Random access to the frames of a video file (decoded on demand) or of an in-memory array."""
+    """The frames of a video file (decoded on demand, forward: `ForwardReader`) or of an in-memory array."""
 
     def __init__(self, video: str | os.PathLike | np.ndarray, fps: float | None = None):
+        self._reader = self._small_reader = self._forward = None
         if isinstance(video, np.ndarray):
             if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
                 raise ValueError(f"video array must be uint8 (F, H, W, 3), got {video.dtype} {video.shape}")
-            self._array, self._reader, self._small_reader, self.path = video, None, None, None
+            self._array, self.path = video, None
             self.num_frames, self.height, self.width = video.shape[:3]
             self.fps = float(fps or 8.0)
             return
-        import decord
-
         self.path = Path(video)
         self.num_frames, self.fps, self.height, self.width = video_info(self.path)
         self._array = None
-        self._reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0), num_threads=1)
-        self._small_reader = None
+        self._forward = ForwardReader(self.path, self.num_frames, "video")
         if fps:
             self.fps = float(fps)
 
@@ -90,6 +218,10 @@ class VideoSource:
         scale = min(1.0, max_side / max(self.height, self.width))
         return max(2, round(self.height * scale / 2) * 2), max(2, round(self.width * scale / 2) * 2)
 
+    def release_small_reader(self) -> None:
+        """Close the small-frame decoder of the feature pass (its buffers would stay resident otherwise)."""
+        self._small_reader = None
+
     def small_frames(self, indices: Sequence[int], max_side: int = FEATURE_SIDE) -> np.ndarray:
         """Frames decoded at `small_size`: cheap, and small allocations keep the memory of a long pass flat."""
         import cv2
@@ -99,27 +231,22 @@ class VideoSource:
         if self._array is not None:
             return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in self._array[indices]])
         if self._small_reader is None:
-            import decord
-
-            self._small_reader = decord.VideoReader(str(self.path), ctx=decord.cpu(0), width=w, height=h, num_threads=1)
-        return self._small_reader.get_batch(indices).asnumpy()
+            self._small_reader = _decord_reader(self.path, "video", width=w, height=h)
+        return decode_frames(self._small_reader, indices, self.path, "video")
 
     def frames(self, indices: Sequence[int]) -> np.ndarray:
         indices = list(indices)
         if self._array is not None:
             return self._array[indices]
-        try:
-            return self._reader.get_batch(indices).asnumpy()
-        except Exception as err:
-            raise MediaError(f"video {self.path}: frames {indices[0]}..{indices[-1]} could not be decoded: {err}") from None
+        return _read_forward(self, indices, "video")
 
 
 class MaskSource:
-    """Random access to a mask sequence given as a mask video, a folder of images, one image (for every frame),
+    """The masks of a sequence given as a mask video (decoded forward, `ForwardReader`), a folder of images, one image (for every frame),
     a .npy/.npz array or an in-memory array; checked against the video's frame count and size."""
 
     def __init__(self, mask: str | os.PathLike | np.ndarray, num_frames: int, height: int, width: int):
-        self._array = self._reader = self._files = None
+        self._array = self._reader = self._files = self._forward = None
         self.path = None
         if isinstance(mask, np.ndarray):
             arr = mask[None] if mask.ndim == 2 else mask
@@ -145,11 +272,9 @@ class MaskSource:
                     raise MediaError(f"mask array {path} must be (frames, height, width), got shape {arr.shape}")
                 self._array, count, size = arr, arr.shape[0], arr.shape[1:3]
             else:
-                import decord
-
                 count, _, h, w = video_info(path, what="mask")
                 size = (h, w)
-                self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+                self._forward = ForwardReader(path, count, "mask")
         if count not in (1, num_frames):
             raise MediaError(
                 f"mask has {count} frames but the video has {num_frames}: give one mask per frame or a single mask"
@@ -174,7 +299,7 @@ class MaskSource:
             return binarize(np.asarray(self._array[indices]))
         if self._files is not None:
             return binarize(np.stack([self._read_file(self._files[i]) for i in indices]))
-        return binarize(self._reader.get_batch(indices).asnumpy())
+        return binarize(_read_forward(self, indices, "mask"))
 
     def any_per_frame(self, num_frames: int) -> np.ndarray:
         """bool (F,): whether each frame has any masked pixel (one streamed pass)."""
@@ -393,12 +518,13 @@ def chain_edit(
             `keep_work`. An existing work folder of the same edit is resumed; `restart` discards it.
         progress: called with (finished clips, total clips) after each clip.
     """
-    from vivid.inputs import resolve_prompt
+    from vivid.inputs import check_sampling, resolve_prompt
 
     out = Path(out)
     if is_image_path(out):
         raise ValueError(f"a long edit writes a video; --out must be a video file (.mp4), got {out}")
     prompt = resolve_prompt(prompt, task)
+    check_sampling(num_inference_steps, guidance_scale)
     source = VideoSource(video, fps=fps)
     n = len(source)
     masks = MaskSource(mask, n, source.height, source.width)
@@ -442,7 +568,8 @@ def chain_edit(
             raise ValueError(f"mask is empty {where}: nothing to edit")
         features = None
         if boundaries == "adaptive" or not anchor_known:
-            features = compute_features(_feature_chunks(source, masks), config)
+            features = compute_features(_feature_chunks(source, masks), config, num_frames=n)
+            _release_free_memory()
         plan_b = plan_boundaries(features, max_frames, boundaries, config, num_frames=n)
         if anchor_known:
             anchor = int(keyframe_frame)
@@ -454,6 +581,9 @@ def chain_edit(
         if not 0 <= anchor < n:
             raise ValueError(f"keyframe frame {anchor} is outside the video (frames 0..{n - 1})")
         plan = plan_clips(n, max_frames, plan_b, anchor, keyframe_given=key is not None)
+        del features, plan_b
+        source.release_small_reader()
+        _release_free_memory()
         state = {"version": STATE_VERSION, "fingerprint": fingerprint, "plan": plan.to_json(), "done": 0,
                  "fps": source.fps, "has_mask": np.flatnonzero(has_mask).tolist()}
         work.mkdir(parents=True, exist_ok=True)
@@ -508,6 +638,21 @@ def load_clip_plan(path: str | os.PathLike) -> ClipPlan:
     if path.suffix != ".json":
         path = clip_plan_path(path)
     return ClipPlan.from_json(json.loads(path.read_text()))
+
+
+def _release_free_memory() -> None:
+    """Give the heap pages freed by the feature pass back to the OS (glibc), so that they do not stay in the
+    resident set under the model's working memory: peak memory then does not grow with the video's length."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+    except OSError:  # not glibc: nothing to do
+        pass
 
 
 def _feature_chunks(source: VideoSource, masks: MaskSource):
@@ -599,12 +744,15 @@ def compare_boundary_modes(
 ) -> dict[str, dict]:
     """Edit `video` once per boundary mode and measure each output's boundary TC (pixel features): TC at the
     seams against TC inside clips, with the pairs across `cuts` (true hard cuts) left out for every mode.
-    The source's TC at the same pairs is reported too, since seams at content changes are less alike anyway."""
-    from vivid.metrics.boundary import boundary_tc, pixel_features
+    The source's TC at the same pairs is reported too, since seams at content changes are less alike anyway, and
+    `cut_spanning` (`vivid.metrics.boundary.cut_spanning`): the clips that span one of `cuts`, which TC cannot see."""
+    from vivid.metrics.boundary import boundary_tc, cut_spanning, pixel_features
 
     out_dir = Path(out_dir)
-    source = np.concatenate([pixel_features(VideoSource(video).frames(range(s, min(s + 64, video_info(video)[0]))))
-                             for s in range(0, video_info(video)[0], 64)])
+    reader = VideoSource(video)  # one forward pass over the source
+    source = np.concatenate([pixel_features(reader.frames(range(s, min(s + 64, len(reader)))))
+                             for s in range(0, len(reader), 64)])
+    del reader
     report = {}
     for mode in modes:
         out = out_dir / f"{mode}.mp4"
@@ -617,5 +765,6 @@ def compare_boundary_modes(
         report[mode] = {
             "clips": len(result.plan.clips), "seams": seams, "seconds": seconds,
             "edited": boundary_tc(edited, seams, cuts).as_dict(), "source": boundary_tc(source, seams, cuts).as_dict(),
+            "cut_spanning": cut_spanning(result.plan.clips, cuts).as_dict(),
         }
     return report

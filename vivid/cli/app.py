@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vivid.cli.edit import add_model_arguments, load_pipeline
+from vivid.cli.edit import add_model_arguments, guidance_scale, load_pipeline, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,8 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="a public gradio.live link")
-    p.add_argument("--steps", type=int, default=50, help="denoising steps of every edit")
-    p.add_argument("--guidance", type=float, default=6.0)
+    p.add_argument("--steps", type=positive_int, default=50, help="denoising steps of every edit (>= 1)")
+    p.add_argument("--guidance", type=guidance_scale, default=6.0,
+                   help="classifier-free guidance scale (>= 0; 1 or less = off)")
     p.add_argument("--height", type=int, default=None, help="working height (multiple of 16)")
     p.add_argument("--width", type=int, default=None, help="working width (multiple of 16)")
     p.add_argument("--workdir", default=None, help="folder for uploads and results (default: a temporary one)")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vivid.constants import TASKS
-from vivid.cli.edit import add_model_arguments, load_pipeline
+from vivid.cli.edit import add_model_arguments, add_sampling_arguments, load_pipeline
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,12 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", required=True, help="folder for the candidate PNGs and candidates.json")
     p.add_argument("--candidates", type=int, default=4, help="candidates per caption (seeds seed, seed+1, ...)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="explicit seeds (overrides --candidates)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frame", default="0", help="frame index to edit, or 'auto': the most representative frame "
                                                 "of the first clip")
-    p.add_argument("--steps", type=int, default=50, help="denoising steps")
-    p.add_argument("--guidance", type=float, default=6.0)
-    p.add_argument("--negative-prompt", default=None)
+    add_sampling_arguments(p)  # --steps, --guidance, --seed (the first candidate's), --negative-prompt
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--width", type=int, default=None)
     p.set_defaults(func=run)
