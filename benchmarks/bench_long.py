@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # `common`
 sys.path.insert(0, str(HERE.parent))  # vivid, when run from anywhere in the checkout
+
+from vivid.process_memory import peak_rss_bytes  # noqa: E402
 
 SIZES = {"tiny": (64, 96), "5b": (480, 720)}  # default working size (height, width) per model size
 
@@ -123,8 +124,8 @@ def build_pipeline(size: str, device, dtype):
 
 
 def peak_rss_gb() -> float:
-    """This process's peak resident set size (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    """This process's peak resident set size since it started (not its parent's)."""
+    return peak_rss_bytes() / 2**30
 
 
 def run_one(args: argparse.Namespace) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from vivid.model.configs import (  # noqa: E402
     TINY_TRANSFORMER,
     TINY_VAE,
 )
+from vivid.process_memory import peak_rss_bytes  # noqa: E402
 
 # Default shapes: the 5B's 49x480x720; the tiny model's native 9x64x96.
 SHAPES = {"5b": (49, 480, 720), "tiny": (9, 64, 96)}
@@ -193,8 +193,8 @@ def sync(device: torch.device) -> None:
 
 @contextmanager
 def peak_memory(device: torch.device, out: dict):
-    """Peak memory of the block: CUDA max allocated (GB); on CPU the process's max RSS so far, which covers
-    everything the process ran before the block too (exact per configuration only under `run_isolated`)."""
+    """Peak memory of the block: CUDA max allocated (GB); on CPU the process's peak RSS since it started, which
+    covers everything the process ran before the block too (exact per configuration only under `run_isolated`)."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -203,7 +203,7 @@ def peak_memory(device: torch.device, out: dict):
         out["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
         out["peak_memory_kind"] = "cuda max allocated"
     else:
-        out["peak_memory_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        out["peak_memory_gb"] = peak_rss_bytes() / 2**30
         out["peak_memory_kind"] = SHARED_CPU_MEMORY_KIND
 
 
