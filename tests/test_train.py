@@ -179,6 +179,45 @@ def test_encode_batch_rejects_bad_shapes():
         encode_batch(vae, {"mask": batch["mask"]})
 
 
+def test_vae_latent_cache_returns_the_encoders_posteriors():
+    """Cached posteriors equal fresh encodes; only new inputs are encoded; samples stay fresh per step."""
+    from train.step import VAELatentCache, encode_batch
+    from vivid.model.tiny import build_tiny_components
+
+    vae = build_tiny_components(seed=0)["vae"]
+    a, b = _hand_batch(seed=0), _hand_batch(seed=1)
+    both = {k: torch.cat([a[k], b[k]]) if torch.is_tensor(a[k]) else a[k] + b[k] for k in a}
+    fresh_latents, fresh_conditions = encode_batch(vae, both, torch.Generator().manual_seed(7))
+    cache = VAELatentCache(max_items=8)
+    encode_batch(vae, a, torch.Generator().manual_seed(0), cache)
+    assert (cache.hits, cache.misses, len(cache)) == (0, 2, 2)  # video and masked video of `a`
+    latents, conditions = encode_batch(vae, both, torch.Generator().manual_seed(7), cache)
+    assert (cache.hits, cache.misses) == (2, 4)
+    assert torch.allclose(latents, fresh_latents, atol=1e-5) and torch.allclose(conditions, fresh_conditions, atol=1e-5)
+    again, _ = encode_batch(vae, both, torch.Generator().manual_seed(8), cache)
+    assert cache.misses == 4 and not torch.allclose(again, latents)  # a new posterior sample, no new encode
+    small = VAELatentCache(max_items=1)
+    encode_batch(vae, a, None, small)
+    assert len(small) == 1
+    with pytest.raises(ValueError, match="max_items"):
+        VAELatentCache(0)
+
+
+def test_loss_with_every_parameter_trainable():
+    """A fully trained transformer (no frozen weight to read the compute dtype from) still computes its loss."""
+    from train.step import compute_loss, encode_batch, encode_prompts
+    from vivid.model.tiny import build_tiny_components
+    from vivid.model.transformer import make_vivid_transformer
+
+    c = build_tiny_components(seed=0)
+    transformer = make_vivid_transformer(c["transformer"], rank=4, alpha=4).requires_grad_(True)
+    batch = _hand_batch()
+    latents, conditions = encode_batch(c["vae"], batch, torch.Generator().manual_seed(0))
+    embeds = encode_prompts(c["tokenizer"], c["text_encoder"], batch["prompt"], 16)
+    loss = compute_loss(transformer, c["scheduler"], latents, conditions, embeds, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -264,7 +303,7 @@ def test_train_tiny_end_to_end(synth_data, tmp_path):
     run = tmp_path / "run"
     config = load_config(TINY_YAML, tiny_overrides(
         synth_data, run, "optim.max_steps=2", "checkpoint.every_n_steps=1", "checkpoint.keep_last=1",
-        "validation.every_n_steps=2", "validation.steps=2", "logging.wandb=offline",
+        "validation.every_n_steps=2", "validation.steps=2", "logging.wandb=offline", "cache_vae_latents=true",
     ))
     result = train(config)
     assert result.step == 2 and math.isfinite(result.loss)

@@ -10,21 +10,18 @@ weighted by 1 / (1 - alphas_cumprod[t]). VIVID only changes the transformer inpu
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
+from diffusers.utils.torch_utils import randn_tensor
 
 from vivid.constants import LATENT_CHANNELS
-from vivid.model.conditioning import (
-    encode_conditions,
-    encode_video_latents,
-    rotary_embeddings,
-    to_unit_range,
-    transformer_input,
-)
+from vivid.masks import pack_mask
+from vivid.model.conditioning import rotary_embeddings, to_unit_range, transformer_input
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -34,13 +31,91 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+class VAELatentCache:
+    """VAE posteriors (mean, std) of inputs seen before, keyed by the input's content, on the CPU, least recently
+    used dropped beyond `max_items`.
+
+    The VAE is frozen, so an input it has encoded once never needs encoding again: the cache returns the same
+    posterior, and the target latents are still drawn from it afresh at every step. Where a data set is small and
+    revisited (the tiny recipe's synthetic data: every image, every 9-frame clip and every mask augmentation recurs),
+    most encodes become lookups, and the VAE is most of a CPU step's cost. On VIVID-10M (millions of clips, random
+    windows) inputs rarely recur: leave it off there (`cache_vae_latents: false`, the default).
+    """
+
+    def __init__(self, max_items: int = 20000):
+        if max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {max_items}")
+        self.max_items = max_items
+        self._items: OrderedDict[bytes, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @staticmethod
+    def key(video: torch.Tensor) -> bytes:
+        """A digest of one input (uint8 (F, 3, H, W)): its shape and bytes."""
+        data = video.detach().to("cpu").contiguous()
+        h = hashlib.blake2b(digest_size=20)
+        h.update(repr((tuple(data.shape), str(data.dtype))).encode())
+        h.update(data.numpy().tobytes())
+        return h.digest()
+
+    def get(self, key: bytes) -> tuple[torch.Tensor, torch.Tensor] | None:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
+
+    def put(self, key: bytes, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self._items[key] = (mean.detach().to("cpu", copy=True), std.detach().to("cpu", copy=True))
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_items:
+            self._items.popitem(last=False)
+
+
+@torch.no_grad()
+def vae_posteriors(
+    vae: AutoencoderKLCogVideoX, videos_uint8: torch.Tensor, cache: VAELatentCache | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std (B, T, 16, h, w), unscaled, of uint8 videos (B, F, 3, H, W); with `cache`, the VAE
+    encodes only the inputs it lacks (in one batch) and stores them."""
+    def encode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = to_unit_range(x).to(device=vae.device, dtype=vae.dtype).permute(0, 2, 1, 3, 4)  # B, C, F, H, W
+        dist = vae.encode(x).latent_dist
+        return dist.mean.permute(0, 2, 1, 3, 4), dist.std.permute(0, 2, 1, 3, 4)
+
+    if cache is None:
+        return encode(videos_uint8)
+    keys = [cache.key(v) for v in videos_uint8]
+    found = {k: cache.get(k) for k in dict.fromkeys(keys)}
+    missing = [k for k, item in found.items() if item is None]
+    cache.hits += len(keys) - sum(k in missing for k in keys)
+    cache.misses += len(missing)
+    if missing:
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        mean, std = encode(videos_uint8[[first[k] for k in missing]])
+        for k, m, s in zip(missing, mean, std):
+            found[k] = (m, s)
+            cache.put(k, m, s)
+    device = vae.device
+    return (
+        torch.stack([found[k][0].to(device) for k in keys]),
+        torch.stack([found[k][1].to(device) for k in keys]),
+    )
+
+
 @torch.no_grad()
 def encode_batch(
-    vae: AutoencoderKLCogVideoX, batch: dict[str, Any], generator: torch.Generator | None = None
+    vae: AutoencoderKLCogVideoX,
+    batch: dict[str, Any],
+    generator: torch.Generator | None = None,
+    cache: VAELatentCache | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A loader batch -> (target latents (B, T, 16, h, w) sampled from the posterior, conditions (B, T, 20, h, w)).
 
-    The VAE is frozen; nothing here keeps a graph.
+    The VAE is frozen; nothing here keeps a graph. With `cache`, inputs seen before are not encoded again.
     """
     for name in ("video", "masked_video", "mask"):
         if name not in batch:
@@ -52,9 +127,16 @@ def encode_batch(
         )
     if mask.shape != (*video.shape[:2], 1, *video.shape[3:]):
         raise ValueError(f"batch mask {tuple(mask.shape)} must be (B, F, 1, H, W) for video {tuple(video.shape)}")
-    latents = encode_video_latents(vae, to_unit_range(video), generator=generator, sample=True)
-    conditions = encode_conditions(vae, to_unit_range(masked), mask.float())
-    return latents, conditions
+    scale = vae.config.scaling_factor
+    mean, std = vae_posteriors(vae, video, cache)
+    # a posterior sample as diffusers' DiagonalGaussianDistribution.sample draws it (same generator use)
+    noise = randn_tensor(mean.permute(0, 2, 1, 3, 4).shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    latents = (mean + std * noise.permute(0, 2, 1, 3, 4)) * scale
+    masked_mean, _ = vae_posteriors(vae, masked, cache)
+    mask_latents = pack_mask(mask.float().to(masked_mean.device)).to(masked_mean.dtype)
+    if mask_latents.shape[1] != masked_mean.shape[1]:
+        raise AssertionError(f"mask packs to {mask_latents.shape[1]} latent frames, video to {masked_mean.shape[1]}")
+    return latents, torch.cat([masked_mean * scale, mask_latents], dim=2)
 
 
 def compute_loss(
@@ -82,7 +164,9 @@ def compute_loss(
 
     height, width = h * 8, w * 8  # pixel size, for the rotary grid
     rotary = rotary_embeddings(unwrap(transformer), height, width, t, device)
-    model_dtype = next(p.dtype for p in unwrap(transformer).parameters() if not p.requires_grad)
+    params = list(unwrap(transformer).parameters())
+    # the compute dtype is the frozen weights' (trainable ones are kept in fp32); all trainable: the weights'
+    model_dtype = next((p.dtype for p in params if not p.requires_grad), params[0].dtype)
     model_output = transformer(
         hidden_states=transformer_input(noisy, conditions).to(model_dtype),
         encoder_hidden_states=prompt_embeds.to(model_dtype),

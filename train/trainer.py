@@ -399,6 +399,7 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
             ids_path.unlink(missing_ok=True)
         ids_file = open(ids_path, "a")
     text_cache = step_lib.TextEmbeddingCache(config.text_cache_max_items) if config.cache_text_embeddings else None
+    latent_cache = step_lib.VAELatentCache(config.vae_cache_max_items) if config.cache_vae_latents else None
     zero3 = use_deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3
 
     def save_weights(folder: Path) -> None:
@@ -445,7 +446,7 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
             generator = step_generator(config, step, micro, rank, world, device)
             with accelerator.accumulate(transformer):
                 with on_device(vae, device, config.offload_encoders):
-                    latents, conditions = step_lib.encode_batch(vae, batch, generator)
+                    latents, conditions = step_lib.encode_batch(vae, batch, generator, latent_cache)
                 # T5 goes to the GPU only when some caption is not in the cache
                 needs_t5 = text_cache is None or bool(text_cache.missing(batch["prompt"]))
                 with on_device(text_encoder, device, config.offload_encoders and needs_t5):
@@ -538,6 +539,10 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
             ckpt.barrier()
 
     bar.close()
+    if latent_cache is not None and is_main:
+        seen = latent_cache.hits + latent_cache.misses
+        logger.info("VAE latent cache: %d of %d inputs were lookups (%.0f%%), %d cached",
+                    latent_cache.hits, seen, 100 * latent_cache.hits / max(seen, 1), len(latent_cache))
     if ids_file is not None:
         ids_file.close()
     if wandb_run is not None:
