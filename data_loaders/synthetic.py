@@ -30,8 +30,11 @@ from .augment import bounding_box, dilate
 from .decode import write_mask_npz
 from .format import Record, write_shards
 
-SIZE_FRACTION = {"small": 0.12, "large": 0.2}  # shape radius as a fraction of the shorter side
-TRAVEL_FRACTION = 0.3  # how far a shape moves over a clip, as a fraction of the frame side it moves along
+# Shape radius as a fraction of the shorter side. At 64x96 with CogVideoX's 8x VAE a large shape spans about 5
+# latent cells and a small one 3: what tells a circle from a square or a triangle in a box must be whole cells
+# (at 0.12 / 0.2, 2-3 cells, the tiny model learnt colours but never shapes).
+SIZE_FRACTION = {"small": 0.18, "large": 0.3}
+TRAVEL_FRACTION = 0.2  # how far a shape moves over a clip, as a fraction of the frame side it moves along
 
 
 @dataclass
