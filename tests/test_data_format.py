@@ -211,6 +211,25 @@ def test_synthetic_data_is_deterministic(tmp_path):
     assert np.array_equal(cv2.imread(str(tmp_path / "a/train/synth-i00000.png")), cv2.imread(str(tmp_path / "b/train/synth-i00000.png")))
 
 
+def test_synthetic_entities_never_overlap():
+    from data_loaders.augment import bounding_box, dilate
+    from data_loaders.synthetic import ENTITY_GAP, _scene, entity_masks
+
+    rng = np.random.default_rng(0)
+    with_distractors = 0
+    for i in range(60):
+        bg, target, distractors = _scene(rng, 9 if i % 2 else 1, 64, 96, moving=bool(i % 2))
+        with_distractors += bool(distractors)
+        entities = [target, *distractors]
+        for a in range(len(entities)):
+            # an eval-style box around one entity (grown by ENTITY_GAP - 1 px) holds no pixel of any other
+            box = dilate(bounding_box(entity_masks(entities[a], 64, 96)), ENTITY_GAP - 1, rect=True)
+            for b in range(len(entities)):
+                if a != b:
+                    assert not (box & entity_masks(entities[b], 64, 96)).any(), (i, a, b)
+    assert with_distractors >= 20  # placement still finds room for distractors in most scenes
+
+
 def test_data_config_validation_and_yaml():
     with pytest.raises(ValueError, match="frames must be 4k\\+1"):
         DataConfig(frames=10)
