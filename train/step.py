@@ -20,8 +20,7 @@ from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
 from vivid.constants import LATENT_CHANNELS
-from vivid.masks import pack_mask
-from vivid.model.conditioning import rotary_embeddings, to_unit_range, transformer_input
+from vivid.model.conditioning import conditions_from_latents, rotary_embeddings, to_unit_range, transformer_input
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -132,11 +131,8 @@ def encode_batch(
     # a posterior sample as diffusers' DiagonalGaussianDistribution.sample draws it (same generator use)
     noise = randn_tensor(mean.permute(0, 2, 1, 3, 4).shape, generator=generator, device=mean.device, dtype=mean.dtype)
     latents = (mean + std * noise.permute(0, 2, 1, 3, 4)) * scale
-    masked_mean, _ = vae_posteriors(vae, masked, cache)
-    mask_latents = pack_mask(mask.float().to(masked_mean.device)).to(masked_mean.dtype)
-    if mask_latents.shape[1] != masked_mean.shape[1]:
-        raise AssertionError(f"mask packs to {mask_latents.shape[1]} latent frames, video to {masked_mean.shape[1]}")
-    return latents, torch.cat([masked_mean * scale, mask_latents], dim=2)
+    masked_mean, _ = vae_posteriors(vae, masked, cache)  # conditions use the posterior's mode (= mean)
+    return latents, conditions_from_latents(masked_mean * scale, mask.float())
 
 
 def compute_loss(

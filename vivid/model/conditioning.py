@@ -46,11 +46,16 @@ def encode_conditions(vae: AutoencoderKLCogVideoX, masked_video: torch.Tensor, m
     `masked_video` (B, F, 3, H, W) in [-1, 1] with erased pixels at -1 (and any KIVE keyframe already in
     frame 0); `mask` (B, F, 1, H, W) with 1 = edit (frame 0 zeroed under KIVE).
     """
-    video_latents = encode_video_latents(vae, masked_video)
-    mask_latents = pack_mask(mask.to(video_latents.device)).to(video_latents.dtype)
-    if mask_latents.shape[1] != video_latents.shape[1]:
-        raise AssertionError(f"mask packs to {mask_latents.shape[1]} latent frames, video to {video_latents.shape[1]}")
-    return torch.cat([video_latents, mask_latents], dim=2)
+    return conditions_from_latents(encode_video_latents(vae, masked_video), mask)
+
+
+def conditions_from_latents(masked_latents: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Condition latents (B, T, 20, h, w) from the masked video's scaled latents (B, T, 16, h, w) and the pixel
+    mask (B, F, 1, H, W): the latents | the packed mask."""
+    mask_latents = pack_mask(mask.to(masked_latents.device)).to(masked_latents.dtype)
+    if mask_latents.shape[1] != masked_latents.shape[1]:
+        raise AssertionError(f"mask packs to {mask_latents.shape[1]} latent frames, video to {masked_latents.shape[1]}")
+    return torch.cat([masked_latents, mask_latents], dim=2)
 
 
 def conditions_from_video(
