@@ -75,6 +75,14 @@ def test_demo_train_config_is_the_tiny_recipe(tmp_path):
         plan_for(argparse.Namespace(quick=False, steps=0))
 
 
+def test_demo_rejects_negative_threads(tmp_path, capsys):
+    from vivid.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--threads", "-1"]) == 2
+    assert "vivid demo: error: --threads must be >= 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()  # refused before anything is written
+
+
 def test_committed_tiny_vae_reconstructs_the_synthetic_world(synth_dir):
     """The VAE in vivid/model/tiny_vae (see its README) must keep flat colours recognisable."""
     from diffusers import AutoencoderKLCogVideoX
