@@ -100,7 +100,7 @@ def test_from_vivid_downloads_a_hub_repo_and_loads_its_base_model(tiny_model_dir
     pipe = VIVIDPipeline.from_vivid("someone/vivid-tiny")  # the base model comes from the repo's vivid_config.json
     assert [c[0] for c in calls] == ["someone/vivid-tiny"]
     assert set(calls[0][1]["allow_patterns"]) == {"pytorch_lora_weights.safetensors", "patch_embed.safetensors",
-                                                   "vivid_config.json"}
+                                                   "vivid_config.json", "transformer.safetensors"}
     assert pipe.vivid_config.base_model == str(tiny_model_dir)
     loaded = dict(pipe.transformer.named_parameters())
     for name, p in trained.named_parameters():

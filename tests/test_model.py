@@ -132,6 +132,31 @@ def test_weights_round_trip_is_exact(tmp_path):
     assert torch.equal(a, b)
 
 
+def test_trained_base_round_trip_is_exact(tmp_path):
+    """`base_trained` weights (tiny models trained from scratch) carry every base weight: a fresh base with other
+    random weights becomes the trained model exactly."""
+    source = make_vivid_transformer(_tiny_transformer(seed=0))
+    with torch.no_grad():
+        for p in source.parameters():
+            p.normal_()
+    save_vivid_weights(source, tmp_path / "w", VIVIDWeightsConfig(base_trained=True))
+    assert (tmp_path / "w" / "transformer.safetensors").is_file()
+    target = _tiny_transformer(seed=1)
+    assert load_vivid_weights(target, tmp_path / "w").base_trained
+    src, dst = dict(source.state_dict()), dict(target.state_dict())
+    assert src.keys() == dst.keys()
+    for name in src:
+        assert torch.equal(src[name], dst[name]), name
+
+    (tmp_path / "w" / "transformer.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="transformer.safetensors not found"):
+        load_vivid_weights(_tiny_transformer(), tmp_path / "w")
+    other = make_vivid_transformer(CogVideoXTransformer3DModel(**dict(TINY_TRANSFORMER, num_layers=1)))
+    save_vivid_weights(other, tmp_path / "w1", VIVIDWeightsConfig(base_trained=True))
+    with pytest.raises(ValueError, match="base weights do not fit the model"):
+        load_vivid_weights(_tiny_transformer(), tmp_path / "w1")
+
+
 def test_module_prefixes_are_stripped_on_load(tmp_path):
     from safetensors.torch import load_file, save_file
 
@@ -186,7 +211,7 @@ def test_weights_given_as_a_hub_repo_id_are_downloaded(tmp_path, monkeypatch, of
     repo, kwargs = calls[0]
     assert repo == "someone/vivid-weights" and kwargs["local_files_only"] is offline
     assert sorted(kwargs["allow_patterns"]) == ["patch_embed.safetensors", "pytorch_lora_weights.safetensors",
-                                                "vivid_config.json"]
+                                                "transformer.safetensors", "vivid_config.json"]
     src, dst = dict(source.named_parameters()), dict(target.named_parameters())
     for name in src:
         assert torch.equal(src[name], dst[name]), name

@@ -321,6 +321,41 @@ def test_train_tiny_end_to_end(synth_data, tmp_path):
     assert trained[:, 16:].abs().sum() > 0  # the new channels moved away from zero
 
 
+def test_train_base_trains_and_saves_the_whole_transformer(synth_data, tmp_path):
+    """model.train_base (tiny models from scratch): base weights train too, resume restores them, and the weights
+    folder carries them, so the pipeline rebuilds the trained transformer exactly."""
+    from safetensors.torch import load_file
+
+    from train.trainer import train
+    from vivid.pipeline import VIVIDPipeline
+
+    def config(out: Path, steps: int):
+        return load_config(TINY_YAML, tiny_overrides(synth_data, out, "model.train_base=true", "optim.lr=1e-2",
+                                                     "checkpoint.every_n_steps=1", "checkpoint.keep_last=2",
+                                                     f"optim.max_steps={steps}"))
+
+    run = tmp_path / "run"
+    train(config(run, 1))
+    result = train(config(run, 2), resume="latest")
+    assert result.step == 2
+    straight = train(config(tmp_path / "straight", 2))  # the same two steps without the interruption
+    weights = result.checkpoint / "vivid-weights"
+    assert json.loads((weights / "vivid_config.json").read_text())["base_trained"] is True
+    saved = load_file(weights / "transformer.safetensors")
+    base = VIVIDPipeline.from_pretrained(run / "tiny-model").transformer.state_dict()
+    key = "transformer_blocks.0.attn1.to_q.base_layer.weight"
+    assert not torch.equal(saved[key], base["transformer_blocks.0.attn1.to_q.weight"])  # the base moved
+    first = load_file(run / "checkpoints" / "checkpoint-1" / "vivid-weights" / "transformer.safetensors")
+    assert not torch.equal(saved[key], first[key])  # and went on moving after the resume
+    uninterrupted = load_file(straight.checkpoint / "vivid-weights" / "transformer.safetensors")
+    for k, v in saved.items():
+        assert torch.allclose(v, uninterrupted[k], atol=1e-6), k  # resume restored the base weights and their state
+    pipe = VIVIDPipeline.from_vivid(weights, base_model=str(run / "tiny-model"))
+    loaded = pipe.transformer.state_dict()
+    for k, v in saved.items():
+        assert torch.equal(loaded[k], v), k
+
+
 def test_train_skips_nonfinite_losses_then_stops(synth_data, tmp_path, monkeypatch):
     from train import step as step_lib
     from train.checkpoint import latest_checkpoint, list_checkpoints

@@ -37,6 +37,10 @@ class ModelConfig:
     lora_rank: int = LORA_RANK
     lora_alpha: int = LORA_ALPHA
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    # train every base transformer weight too, beside the LoRA and patch embedding: only for tiny models trained
+    # from scratch (a random base has nothing to keep; a LoRA on it learns shapes far slower, see docs/training.md).
+    # The weights folder then carries the base transformer as well.
+    train_base: bool = False
     gradient_checkpointing: bool = True
     vae_slicing: bool = False  # encode the batch one video at a time (lower peak memory)
     vae_tiling: bool = False

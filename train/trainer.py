@@ -326,7 +326,10 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
     text_encoder.to(encoder_device)
     transformer = make_vivid_transformer(
         base.transformer, config.model.lora_rank, config.model.lora_alpha, config.model.lora_targets
-    ).to(device)
+    )
+    if config.model.train_base:
+        transformer.requires_grad_(True)
+    transformer.to(device)
     for p in transformer.parameters():  # trainable weights in fp32, frozen ones in the compute dtype
         if p.requires_grad:
             p.data = p.data.float()
@@ -341,6 +344,7 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
         lora_rank=config.model.lora_rank,
         lora_alpha=config.model.lora_alpha,
         lora_targets=list(config.model.lora_targets),
+        base_trained=config.model.train_base,
     )
 
     # ---- optimizer, LR schedule (stepped once per optimizer step; not prepared, see accelerate's

@@ -23,4 +23,5 @@ DEFAULT_CLIP = "openai/clip-vit-large-patch14"  # TA and TC, as VIVID-10M-Eval c
 # File names of the VIVID weights folder (written by save_vivid_weights, read by load_vivid_weights).
 LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # diffusers' LoRA file name and key layout
 PATCH_EMBED_WEIGHTS_NAME = "patch_embed.safetensors"
+BASE_WEIGHTS_NAME = "transformer.safetensors"  # only where the base was trained too (`base_trained`, tiny models)
 VIVID_CONFIG_NAME = "vivid_config.json"

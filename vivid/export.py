@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vivid.constants import LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME
-from vivid.model.weights import VIVIDWeightsConfig
+from vivid.constants import BASE_WEIGHTS_NAME, LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME
+from vivid.model.weights import VIVIDWeightsConfig, required_weight_files
 
 TRAINING_CONFIG_NAME = "training_config.json"
 CARD_NAME = "README.md"
@@ -110,6 +110,15 @@ def model_card(config: VIVIDWeightsConfig, state: dict[str, Any] | None, repo_id
     name = repo_id or "path/to/this/folder"
     base_line = f"[{base}](https://huggingface.co/{base})" if _is_hub_id(base) else f"`{base}` (a local model)"
     recipe = "\n".join(_recipe_lines(state, config))
+    if config.base_trained:
+        holds = ("This repository holds the trained transformer: the LoRA, the widened patch embedding and the base "
+                 "transformer's own weights,\ntrained too (a tiny model trained from scratch); the VAE and the text "
+                 "encoder are loaded from the base model.")
+        base_file = f"\n- `{BASE_WEIGHTS_NAME}`: the base transformer's trained weights (every weight but the LoRA)"
+    else:
+        holds = ("This repository holds only the trained part, a LoRA and the widened patch embedding; the base "
+                 "model is loaded\nfrom its own repository.")
+        base_file = ""
     return f"""---
 {header}
 ---
@@ -117,8 +126,7 @@ def model_card(config: VIVIDWeightsConfig, state: dict[str, Any] | None, repo_id
 # VIVID weights for video local editing
 
 Add, modify or delete an entity inside a mask of a video or an image: VIVID (arXiv 2411.15260) on {base_line}.
-This repository holds only the trained part, a LoRA and the widened patch embedding; the base model is loaded
-from its own repository.
+{holds}
 
 ## Training recipe
 
@@ -145,7 +153,7 @@ vivid edit --model {base} --weights {name} --video input.mp4 --mask mask.mp4 --t
 
 - `{LORA_WEIGHTS_NAME}`: the LoRA in diffusers' layout (`transformer.<module>.lora_A/B.weight`)
 - `{PATCH_EMBED_WEIGHTS_NAME}`: `patch_embed.proj.weight` / `.bias`, {config.in_channels} input channels
-- `{VIVID_CONFIG_NAME}`: base model, LoRA rank/alpha/targets, mask encoding and channel order
+- `{VIVID_CONFIG_NAME}`: base model, LoRA rank/alpha/targets, mask encoding and channel order{base_file}
 """
 
 
@@ -162,7 +170,8 @@ def export_weights(
     config = VIVIDWeightsConfig.load(source.weights_dir)
     if base_model:
         config.base_model = base_model
-    for name in (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME):
+    files = required_weight_files(config)
+    for name in files:
         if not (source.weights_dir / name).is_file():
             raise FileNotFoundError(f"{source.weights_dir / name} not found: incomplete VIVID weights folder")
     out_dir = Path(out_dir)
@@ -171,7 +180,7 @@ def export_weights(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        for name in (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME):
+        for name in files:
             shutil.copy2(source.weights_dir / name, tmp / name)
         (tmp / VIVID_CONFIG_NAME).write_text(json.dumps(asdict(config), indent=2) + "\n")
         if source.trainer_state and "config" in source.trainer_state:

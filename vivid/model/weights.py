@@ -3,7 +3,9 @@
 A weights folder holds
 - `pytorch_lora_weights.safetensors`: the LoRA in diffusers' layout (keys `transformer.<module>.lora_A.weight`),
 - `patch_embed.safetensors`: `patch_embed.proj.weight` / `.bias` (diffusers' LoRA loader cannot widen a conv),
-- `vivid_config.json`: base model, LoRA rank/alpha/targets, mask encoding and channel layout.
+- `vivid_config.json`: base model, LoRA rank/alpha/targets, mask encoding and channel layout;
+- `transformer.safetensors`, only where `base_trained` is set: the base transformer's own weights (every weight
+  but the LoRA), for tiny models trained from scratch (`model.train_base`), whose random base has nothing to keep.
 Keys are written without DeepSpeed/DDP `module.` prefixes, and such prefixes are stripped on load.
 """
 
@@ -23,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from vivid.constants import (
     BASE_MODEL_ID,
+    BASE_WEIGHTS_NAME,
     LORA_ALPHA,
     LORA_RANK,
     LORA_TARGETS,
@@ -34,7 +37,7 @@ from vivid.constants import (
 from vivid.model.transformer import make_vivid_transformer
 
 
-VIVID_WEIGHT_FILES = (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME)
+VIVID_WEIGHT_FILES = (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME, BASE_WEIGHTS_NAME)
 
 
 def _hub_offline() -> bool:
@@ -91,6 +94,7 @@ class VIVIDWeightsConfig:
     mask_encoding: str = "packed"  # 4 channels: 4 frames per latent frame, 8x max-pooled
     in_channels: int = VIVID_IN_CHANNELS
     channel_order: str = "noise|masked_video_latents|mask_latents"
+    base_trained: bool = False  # the base transformer was trained too: its weights are in BASE_WEIGHTS_NAME
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "VIVIDWeightsConfig":
@@ -129,6 +133,15 @@ def vivid_state_dicts(transformer: CogVideoXTransformer3DModel) -> tuple[dict, d
     return lora, patch
 
 
+def base_state_dict(transformer: CogVideoXTransformer3DModel) -> dict[str, torch.Tensor]:
+    """Every weight of the (LoRA-wrapped) transformer but the LoRA's, contiguous CPU tensors, no `module.` prefix.
+    Keys are those of the wrapped model (`...to_q.base_layer.weight`), so they load into a transformer made VIVID
+    with the same LoRA targets."""
+    model = getattr(transformer, "module", transformer)
+    state = {k: v for k, v in model.state_dict().items() if "lora_" not in k}
+    return {k: v.detach().cpu().contiguous() for k, v in _strip_prefixes(state, ("module.",)).items()}
+
+
 def save_vivid_weights(
     transformer: CogVideoXTransformer3DModel, folder: str | os.PathLike, config: VIVIDWeightsConfig
 ) -> Path:
@@ -140,6 +153,8 @@ def save_vivid_weights(
     try:
         save_file(lora, tmp / LORA_WEIGHTS_NAME, metadata={"format": "pt"})
         save_file(patch, tmp / PATCH_EMBED_WEIGHTS_NAME, metadata={"format": "pt"})
+        if config.base_trained:
+            save_file(base_state_dict(transformer), tmp / BASE_WEIGHTS_NAME, metadata={"format": "pt"})
         (tmp / VIVID_CONFIG_NAME).write_text(json.dumps(asdict(config), indent=2) + "\n")
         if folder.exists():
             old = folder.with_name(folder.name + ".old")
@@ -155,12 +170,31 @@ def save_vivid_weights(
     return folder
 
 
+def required_weight_files(config: VIVIDWeightsConfig) -> tuple[str, ...]:
+    """The weight files a folder with this config must hold (besides the config itself)."""
+    return (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME) + ((BASE_WEIGHTS_NAME,) if config.base_trained else ())
+
+
+def _load_base(transformer: CogVideoXTransformer3DModel, path: Path) -> None:
+    """Load trained base weights into a transformer already made VIVID; every non-LoRA weight must be there."""
+    state = _strip_prefixes(load_file(path), ("module.",))
+    own = {k: v for k, v in transformer.state_dict().items() if "lora_" not in k}
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or extra:
+        raise ValueError(f"{path}: base weights do not fit the model (missing {missing[:3]}, extra {extra[:3]})")
+    wrong = [k for k in own if own[k].shape != state[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise ValueError(f"{path}: {k} is {tuple(state[k].shape)}, the model's is {tuple(own[k].shape)} (wrong base model?)")
+    transformer.load_state_dict(state, strict=False)
+
+
 def load_vivid_weights(transformer: CogVideoXTransformer3DModel, folder: str | os.PathLike) -> VIVIDWeightsConfig:
     """Make `transformer` a VIVID transformer (if it is not yet) and load the weights of `folder` into it.
     `folder` is a local weights folder or a hub repo id (downloaded, see `resolve_weights_folder`)."""
     folder = resolve_weights_folder(folder)
     config = VIVIDWeightsConfig.load(folder)
-    for name in (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME):
+    for name in required_weight_files(config):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} not found: incomplete VIVID weights folder")
     if config.mask_encoding != "packed" or config.in_channels != VIVID_IN_CHANNELS:
@@ -168,6 +202,8 @@ def load_vivid_weights(transformer: CogVideoXTransformer3DModel, folder: str | o
             f"{folder}: mask encoding {config.mask_encoding!r} with {config.in_channels} channels is not supported"
         )
     make_vivid_transformer(transformer, config.lora_rank, config.lora_alpha, config.lora_targets)
+    if config.base_trained:
+        _load_base(transformer, folder / BASE_WEIGHTS_NAME)
     lora = _strip_prefixes(load_file(folder / LORA_WEIGHTS_NAME), ("module.", "transformer."))
     patch = _strip_prefixes(load_file(folder / PATCH_EMBED_WEIGHTS_NAME), ("module.",))
     proj = transformer.patch_embed.proj
