@@ -66,7 +66,8 @@ def test_demo_train_config_is_the_tiny_recipe(tmp_path):
 
     cfg = train_config(DemoPlan(), tmp_path / "m", tmp_path / "d", tmp_path / "t", seed=0)
     assert (cfg.data.height, cfg.data.width, cfg.data.frames) == (64, 96, 9)
-    assert cfg.data.image_video_ratio == 10.0 and cfg.data.delete_ratio == 0.25 and cfg.data.kive_prob == 0.5
+    assert cfg.data.image_video_ratio == DemoPlan().image_video_ratio and cfg.model.train_base
+    assert cfg.data.delete_ratio == 0.25 and cfg.data.kive_prob == 0.5
     assert cfg.model.pretrained == str(tmp_path / "m") and cfg.optim.max_steps == DemoPlan().train_steps
     quick = plan_for(argparse.Namespace(quick=True, steps=None))
     assert quick.train_steps < DemoPlan().train_steps
