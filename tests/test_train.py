@@ -354,6 +354,11 @@ def test_train_base_trains_and_saves_the_whole_transformer(synth_data, tmp_path)
     loaded = pipe.transformer.state_dict()
     for k, v in saved.items():
         assert torch.equal(loaded[k], v), k
+    from vivid.export import export_weights
+
+    exported = export_weights(result.checkpoint, tmp_path / "export")
+    assert (exported / "transformer.safetensors").read_bytes() == (weights / "transformer.safetensors").read_bytes()
+    assert "`transformer.safetensors`: the base transformer's trained weights" in (exported / "README.md").read_text()
 
 
 def test_train_skips_nonfinite_losses_then_stops(synth_data, tmp_path, monkeypatch):
