@@ -64,6 +64,14 @@ def test_export_errors(tmp_path, capsys):
     assert "neither a VIVID weights folder" in capsys.readouterr().err
 
 
+def test_export_of_an_incomplete_weights_folder_names_the_missing_file(tiny_model_dir, tmp_path, capsys):
+    ckpt, _ = _fake_checkpoint(tiny_model_dir, tmp_path / "run")
+    (ckpt / "vivid-weights" / "patch_embed.safetensors").unlink()
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "export")]) == 2
+    assert "patch_embed.safetensors not found: incomplete VIVID weights folder" in capsys.readouterr().err
+    assert not (tmp_path / "export").exists()
+
+
 def test_push_to_hub_dry_run_lists_files_and_hides_the_token(tiny_model_dir, tmp_path, monkeypatch, capsys):
     secret = "hf_FAKEtoken1234567890abcdef"
     monkeypatch.setenv("HF_TOKEN", secret)

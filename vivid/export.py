@@ -170,10 +170,7 @@ def export_weights(
     config = VIVIDWeightsConfig.load(source.weights_dir)
     if base_model:
         config.base_model = base_model
-    files = required_weight_files(config)
-    for name in files:
-        if not (source.weights_dir / name).is_file():
-            raise FileNotFoundError(f"{source.weights_dir / name} not found: incomplete VIVID weights folder")
+    files = required_weight_files(source.weights_dir, config)
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / VIVID_CONFIG_NAME).is_file():
         raise FileExistsError(f"--out {out_dir} exists and is not an earlier export; choose an empty folder")

@@ -138,8 +138,12 @@ def base_state_dict(transformer: CogVideoXTransformer3DModel) -> dict[str, torch
     Keys are those of the wrapped model (`...to_q.base_layer.weight`), so they load into a transformer made VIVID
     with the same LoRA targets."""
     model = getattr(transformer, "module", transformer)
-    state = {k: v for k, v in model.state_dict().items() if "lora_" not in k}
+    state = _without_lora(model.state_dict())
     return {k: v.detach().cpu().contiguous() for k, v in _strip_prefixes(state, ("module.",)).items()}
+
+
+def _without_lora(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if "lora_" not in k}
 
 
 def save_vivid_weights(
@@ -170,15 +174,20 @@ def save_vivid_weights(
     return folder
 
 
-def required_weight_files(config: VIVIDWeightsConfig) -> tuple[str, ...]:
-    """The weight files a folder with this config must hold (besides the config itself)."""
-    return (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME) + ((BASE_WEIGHTS_NAME,) if config.base_trained else ())
+def required_weight_files(folder: Path, config: VIVIDWeightsConfig) -> tuple[str, ...]:
+    """The weight files a folder with this config must hold (besides the config itself); FileNotFoundError naming
+    the first one `folder` lacks."""
+    names = (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME) + ((BASE_WEIGHTS_NAME,) if config.base_trained else ())
+    for name in names:
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} not found: incomplete VIVID weights folder")
+    return names
 
 
 def _load_base(transformer: CogVideoXTransformer3DModel, path: Path) -> None:
     """Load trained base weights into a transformer already made VIVID; every non-LoRA weight must be there."""
     state = _strip_prefixes(load_file(path), ("module.",))
-    own = {k: v for k, v in transformer.state_dict().items() if "lora_" not in k}
+    own = _without_lora(transformer.state_dict())
     missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or extra:
         raise ValueError(f"{path}: base weights do not fit the model (missing {missing[:3]}, extra {extra[:3]})")
@@ -194,9 +203,7 @@ def load_vivid_weights(transformer: CogVideoXTransformer3DModel, folder: str | o
     `folder` is a local weights folder or a hub repo id (downloaded, see `resolve_weights_folder`)."""
     folder = resolve_weights_folder(folder)
     config = VIVIDWeightsConfig.load(folder)
-    for name in required_weight_files(config):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name} not found: incomplete VIVID weights folder")
+    required_weight_files(folder, config)
     if config.mask_encoding != "packed" or config.in_channels != VIVID_IN_CHANNELS:
         raise ValueError(
             f"{folder}: mask encoding {config.mask_encoding!r} with {config.in_channels} channels is not supported"
