@@ -77,6 +77,7 @@ def test_app_actions_fail_with_messages_in_the_wrong_order(tmp_path):
     frames, _ = _square_video()
     video = write_video(tmp_path / "v.mp4", frames, 8, lossless=True)
     app.load_video(session, str(video))
+    assert session.summary == "Loaded: 12 frames at 8 fps, 96x64."
     with pytest.raises(ValueError, match="preview keyframe candidates"):
         app.propagate(session, "add", "a ball", 0)
     with pytest.raises(ValueError, match="paint the mask"):

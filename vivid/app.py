@@ -111,6 +111,7 @@ class EditSession:
         self.dir = Path(tempfile.mkdtemp(prefix="session-", dir=root))
         self.video: str | None = None
         self.first_frame: np.ndarray | None = None
+        self.summary = ""  # what was loaded, shown under the upload: frames, fps, size
         self.mask_video: Path | None = None
         self.candidates: list[Path] = []
         self.chosen: int | None = None
@@ -137,6 +138,7 @@ class VividApp:
         source = VideoSource(video)
         session.video, session.first_frame = str(video), source.frames([0])[0]
         session.mask_video, session.candidates, session.chosen = None, [], None
+        session.summary = f"Loaded: {len(source)} frames at {source.fps:g} fps, {source.width}x{source.height}."
         return session.first_frame
 
     def make_mask(self, session: EditSession, editor_value: Any, mode: str, mask_upload: str | None) -> Path:
@@ -228,6 +230,7 @@ def build_app(app: VividApp):
         with gr.Row():
             with gr.Column():
                 video_in = gr.Video(label="Video", sources=["upload"], elem_id="video-in")
+                video_summary = gr.Markdown("", elem_id="video-info")
                 editor = gr.ImageEditor(label="Mask: paint on the first frame", type="numpy", sources=[],
                                         layers=False, transforms=[], elem_id="mask-editor",
                                         brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed", default_size=12))
@@ -253,9 +256,9 @@ def build_app(app: VividApp):
         def on_video(video, state):
             state = app.new_session()
             if not video:
-                return state, None
+                return state, None, ""
             frame = app.load_video(state, video)
-            return state, {"background": frame, "layers": [], "composite": frame}
+            return state, {"background": frame, "layers": [], "composite": frame}, state.summary
 
         @_messages
         def on_preview(state, editor_value, mode, mask_file, task_v, caption_v, count_v, seed_v,
@@ -281,7 +284,7 @@ def build_app(app: VividApp):
                                 progress=lambda done, total: progress((done, total), desc="clips", unit="clip"))
             return str(out), str(out)
 
-        video_in.change(on_video, [video_in, session], [session, editor])
+        video_in.change(on_video, [video_in, session], [session, editor, video_summary])
         preview_btn.click(on_preview, [session, editor, mask_mode, mask_upload, task, caption, count, seed],
                           [gallery, chosen])
         gallery.select(on_select, [session], [chosen])

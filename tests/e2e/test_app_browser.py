@@ -69,10 +69,11 @@ def test_app_upload_paint_preview_propagate_download(app_url, moving_video, tmp_
             assert "Traceback" not in page.content()
             page.locator(".toast-body").first.locator("button").first.click()  # close the message
             page.locator("#video-in input[type=file]").set_input_files(str(moving_video))
-            # the first frame appears in the mask editor
+            # Wait until the upload is processed and the first frame is the editor's background: a stroke
+            # painted before that is wiped when the background arrives (CI saw that with a fixed 2 s wait).
+            sync_api.expect(page.locator("#video-info")).to_contain_text("14 frames at 8 fps, 96x64", timeout=120_000)
+            sync_api.expect(page.locator("#mask-editor button[aria-label='Pan']")).to_be_enabled(timeout=60_000)
             canvas = page.locator("#mask-editor canvas").first
-            canvas.wait_for(timeout=60_000)
-            page.wait_for_timeout(2000)
             page.locator("#mask-editor button[aria-label='Brush']").click()
             box = canvas.bounding_box()
             assert box is not None
