@@ -53,6 +53,27 @@ def test_config_loads_with_typed_overrides():
     assert c.model.pretrained == "tiny" and c.mixed_precision == "no"
 
 
+def test_optimizer_is_fused_adamw_by_default_and_makes_the_same_update():
+    """optim.fused_adam (default on) picks torch's fused AdamW kernel; it updates as the per-tensor loop does."""
+    from train.trainer import build_optimizer
+
+    def trained(fused: bool) -> tuple[torch.optim.Optimizer, torch.Tensor]:
+        config = load_config(TINY_YAML, ["optim.lr=1e-2", "optim.weight_decay=0.1", f"optim.fused_adam={fused}"])
+        weight = torch.nn.Parameter(torch.linspace(-1, 1, 12).reshape(3, 4))
+        optimizer = build_optimizer([weight], config, torch.device("cpu"))
+        for step in range(3):
+            weight.grad = torch.sin(weight.detach() * (step + 1))
+            optimizer.step()
+        return optimizer, weight.detach()
+
+    fused, fused_weight = trained(True)
+    plain, plain_weight = trained(False)
+    assert fused.defaults["fused"] is True and not plain.defaults["fused"]
+    assert not torch.equal(fused_weight, torch.linspace(-1, 1, 12).reshape(3, 4))
+    torch.testing.assert_close(fused_weight, plain_weight, rtol=1e-6, atol=1e-7)
+    assert load_config(TINY_YAML, []).optim.fused_adam is True
+
+
 def test_vivid_5b_config_is_the_paper_recipe():
     c = load_config(REPO / "configs" / "vivid-5b.yaml")
     assert (c.data.height, c.data.width, c.data.frames) == (480, 720, 49)
@@ -359,6 +380,25 @@ def test_train_base_trains_and_saves_the_whole_transformer(synth_data, tmp_path)
     exported = export_weights(result.checkpoint, tmp_path / "export")
     assert (exported / "transformer.safetensors").read_bytes() == (weights / "transformer.safetensors").read_bytes()
     assert "`transformer.safetensors`: the base transformer's trained weights" in (exported / "README.md").read_text()
+
+
+def test_train_stops_at_max_minutes_with_a_checkpoint_and_resumes(synth_data, tmp_path, caplog):
+    """optim.max_minutes: past the limit the run saves a checkpoint at the step it reached and stops; resuming
+    without the limit goes on to max_steps."""
+    from train.trainer import train
+
+    run = tmp_path / "run"
+    common = ("optim.max_steps=4", "checkpoint.every_n_steps=0")
+    with caplog.at_level("WARNING", logger="vivid.train"):
+        stopped = train(load_config(TINY_YAML, tiny_overrides(synth_data, run, "optim.max_minutes=1e-9", *common)))
+    assert stopped.step == 1 and stopped.checkpoint == run / "checkpoints" / "checkpoint-1"
+    assert (stopped.checkpoint / "vivid-weights").is_dir()
+    assert [r["step"] for r in read_metrics(run)] == [1]
+    assert "optim.max_minutes=1e-09 reached: stopped at step 1 of 4" in caplog.text
+    finished = train(load_config(TINY_YAML, tiny_overrides(synth_data, run, *common)), resume="latest")
+    assert finished.step == 4 and [r["step"] for r in read_metrics(run)] == [1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="optim.max_minutes must be >= 0"):
+        load_config(TINY_YAML, ["optim.max_minutes=-1"])
 
 
 def test_train_skips_nonfinite_losses_then_stops(synth_data, tmp_path, monkeypatch):

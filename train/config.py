@@ -57,7 +57,13 @@ class OptimConfig:
     max_grad_norm: float = 1.0
     gradient_accumulation_steps: int = 1
     use_8bit_adam: bool = False  # bitsandbytes AdamW8bit; needs bitsandbytes and a GPU
+    # torch's fused AdamW kernel (CPU and CUDA): the same update as the per-tensor loop, in one pass over all
+    # weights (tiny recipe, 162 tensors, one CPU thread: 14-22 -> 4-5 ms a step); false: torch's default
+    fused_adam: bool = True
     max_steps: int = 1000  # optimizer steps
+    # also stop, with a final checkpoint, once this run has trained for this many minutes (0 = no limit): for a
+    # job with a wall-clock limit, or a demo with a time budget; resume with a larger limit to go on
+    max_minutes: float = 0.0
 
 
 @dataclass
@@ -322,6 +328,7 @@ def validate(config: TrainConfig) -> None:
         (o.lr > 0, "optim.lr must be > 0"),
         (len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "optim.betas must be two numbers in [0, 1)"),
         (o.max_steps >= 1, "optim.max_steps must be >= 1"),
+        (o.max_minutes >= 0, f"optim.max_minutes must be >= 0 (0 = no limit), got {o.max_minutes}"),
         (o.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
         (o.gradient_accumulation_steps >= 1, "optim.gradient_accumulation_steps must be >= 1"),
         (o.max_grad_norm > 0, "optim.max_grad_norm must be > 0"),

@@ -102,7 +102,7 @@ def build_optimizer(params: list[torch.nn.Parameter], config: TrainConfig, devic
     o = config.optim
     kwargs = dict(lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps)
     if not o.use_8bit_adam:
-        return torch.optim.AdamW(params, **kwargs)
+        return torch.optim.AdamW(params, **kwargs, fused=o.fused_adam or None)
     if device.type != "cuda":
         raise ValueError("optim.use_8bit_adam needs a CUDA GPU (bitsandbytes); set optim.use_8bit_adam=false")
     try:
@@ -436,6 +436,7 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
     bar = tqdm(total=o.max_steps, initial=start_step, desc="train", disable=not is_main, dynamic_ncols=True)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
     while step < o.max_steps:
         t0 = time.perf_counter()
         losses, samples, finite = [], 0, True
@@ -534,13 +535,22 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
                 f"stopped. Last good checkpoint: {kept or 'none'}. Lower optim.lr or check the data."
             )
 
+        # the time limit, decided alike on every rank (rank clocks differ; all must save and stop together)
+        out_of_time = bool(o.max_minutes) and all_reduce(
+            torch.tensor([float(time.perf_counter() - started >= o.max_minutes * 60)], device=device), "max"
+        ).item() > 0
         every = config.checkpoint.every_n_steps
-        if finite and ((every and step % every == 0) or step == o.max_steps):
+        if finite and ((every and step % every == 0) or step == o.max_steps or out_of_time):
             last_checkpoint = save(step, last_loss, skipped_samples)
         if config.validation.every_n_steps and step % config.validation.every_n_steps == 0:
             if is_main or zero3:  # under ZeRO-3 every rank takes part in the forward passes
                 validate(components, transformer, config, step, device, wandb_run if is_main else None)
             ckpt.barrier()
+        if out_of_time and step < o.max_steps:
+            if is_main:
+                logger.warning("optim.max_minutes=%g reached: stopped at step %d of %d (resume with a larger limit "
+                               "to go on)", o.max_minutes, step, o.max_steps)
+            break
 
     bar.close()
     if latent_cache is not None and is_main:
