@@ -69,11 +69,15 @@ def test_demo_train_config_is_the_tiny_recipe(tmp_path):
     assert cfg.data.image_video_ratio == DemoPlan().image_video_ratio and cfg.model.train_base
     assert cfg.data.delete_ratio == 0.25 and cfg.data.kive_prob == 0.5
     assert cfg.model.pretrained == str(tmp_path / "m") and cfg.optim.max_steps == DemoPlan().train_steps
-    quick = plan_for(argparse.Namespace(quick=True, steps=None))
+    assert cfg.optim.max_minutes == DemoPlan().train_minutes > 0  # the 20-minute budget holds on a busy CPU too
+    quick = plan_for(argparse.Namespace(quick=True, steps=None, train_minutes=None))
     assert quick.train_steps < DemoPlan().train_steps
-    assert plan_for(argparse.Namespace(quick=False, steps=7)).train_steps == 7
+    assert plan_for(argparse.Namespace(quick=False, steps=7, train_minutes=None)).train_steps == 7
+    assert plan_for(argparse.Namespace(quick=False, steps=None, train_minutes=0)).train_minutes == 0
     with pytest.raises(ValueError, match="--steps"):
-        plan_for(argparse.Namespace(quick=False, steps=0))
+        plan_for(argparse.Namespace(quick=False, steps=0, train_minutes=None))
+    with pytest.raises(ValueError, match="--train-minutes must be >= 0"):
+        plan_for(argparse.Namespace(quick=False, steps=None, train_minutes=-1.0))
 
 
 def test_demo_rejects_negative_threads(tmp_path, capsys):
