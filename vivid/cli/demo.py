@@ -36,8 +36,8 @@ class DemoPlan:
     eval_per_task: int = 32
     train_steps: int = 4000
     # Training also stops after this many minutes (train.config optim.max_minutes; 0 = no limit), so that the demo
-    # stays within 20 minutes on a 2-core CPU that other jobs share: the same 4,500-step run took 15 min to train
-    # on this project's machine one hour and over 20 the next. On a free machine 4,000 steps take ~13.5 min.
+    # stays within 20 minutes on a 2-core CPU that other jobs share: on this project's machine 4,500 steps trained in
+    # 15 min one hour (0.20 s a step; 4,000 would take ~13.5 min) and 4,000 steps in 20 min the next (0.30 s).
     train_minutes: float = 12.5
     vae_steps: int = 600
     lr: float = 1e-3
