@@ -39,6 +39,14 @@ def test_bench_inference_tiny():
     assert out["transformer_tflops_per_step_vivid"] > out["transformer_tflops_per_step_stock"] > 0
 
 
+def test_bench_frame_conv_tiny():
+    out = run_script("bench_frame_conv.py", "--repeats", "1", *SMALL)
+    assert [r["name"].split(" (")[0] for r in out["results"]] == [
+        "encode 1 clip", "encode 1 image", "encode 2 clips", "decode 1 clip"]
+    for r in out["results"]:
+        assert r["conv3d_ms"] > 0 and r["frame_wise_ms"] > 0 and r["max_diff"] < 1e-4, r
+
+
 def test_bench_train_tiny():
     # one process (--no-isolate): the memory column is then labelled an upper bound
     out = run_bench("bench_train.py", "--steps", "1", "--no-isolate", *SMALL)

@@ -34,6 +34,7 @@ from data_loaders.loader import build_train_loader
 from train import checkpoint as ckpt
 from train import step as step_lib
 from train.config import TINY, TrainConfig
+from vivid.model.frame_conv import use_frame_convs
 from vivid.model.transformer import format_parameter_report, make_vivid_transformer, parameter_report
 from vivid.model.weights import VIVIDWeightsConfig, save_vivid_weights
 
@@ -316,6 +317,7 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
     )
     vae, text_encoder, tokenizer, scheduler = base.vae, base.text_encoder, base.tokenizer, base.scheduler
     vae.requires_grad_(False).eval()
+    use_frame_convs(vae)  # on a CPU (offload_encoders, or no GPU): torch's conv3d is slow at batch size 1
     text_encoder.requires_grad_(False).eval()
     if config.model.vae_slicing:
         vae.enable_slicing()

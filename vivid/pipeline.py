@@ -34,6 +34,7 @@ from vivid.model.conditioning import (
     rotary_embeddings,
     transformer_input,
 )
+from vivid.model.frame_conv import use_frame_convs
 from vivid.model.transformer import widen_patch_embed
 from vivid.model.weights import (
     VIVIDWeightsConfig,
@@ -68,6 +69,7 @@ class VIVIDPipeline(CogVideoXPipeline):
 
     def __init__(self, tokenizer, text_encoder, vae, transformer, scheduler):
         widen_patch_embed(transformer)
+        use_frame_convs(vae)  # torch's CPU conv3d is slow at batch size 1, which is how an edit runs the VAE
         super().__init__(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler)
         self.vivid_config: VIVIDWeightsConfig | None = None
 
