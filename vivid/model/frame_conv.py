@@ -32,12 +32,11 @@ class _FrameConvMixin:
         st, sh, sw = self.stride
         pt, ph, pw = self.padding
         dt, dh, dw = self.dilation
-        if pt:
-            input = F.pad(input, (0, 0, 0, 0, pt, pt))
-        t = input.shape[2]
-        t_out = (t - dt * (kt - 1) - 1) // st + 1
+        t_out = (input.shape[2] + 2 * pt - dt * (kt - 1) - 1) // st + 1
         if t_out < 1:
             return super()._conv_forward(input, weight, bias)  # torch's own error for a too-short input
+        if pt:
+            input = F.pad(input, (0, 0, 0, 0, pt, pt))
         frames = input[0].transpose(0, 1).contiguous()  # (T, C, H, W): each tap's frames are one slice
         out = None
         for k in range(kt):
