@@ -4,8 +4,8 @@
     python benchmarks/bench_frame_conv.py --threads 2 --frames 17 --height 128 --width 192
 
 Prints the median milliseconds of VAE encode (one clip, one image, two clips) and decode (one clip) both ways, and
-the largest difference between their outputs. A batch of one is what an edit runs and what a training step's latent
-cache mostly asks for; at batch one torch's CPU conv3d is several times slower per frame than at two.
+the largest difference between their outputs. A batch of one is what an edit runs; at batch one torch's CPU conv3d
+is several times slower per frame than at two.
 """
 
 from __future__ import annotations
