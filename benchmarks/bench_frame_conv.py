@@ -68,7 +68,8 @@ def main() -> None:
     print(f"tiny CogVideoX VAE, CPU, {args.threads} thread(s), median of {args.repeats} (ms)")
     print(f"{'':40s} {'conv3d':>9s} {'frame-wise':>11s} {'speed-up':>9s} {'max diff':>9s}")
     for r in results:
-        print(f"{r['name']:40s} {r['conv3d_ms']:9.1f} {r['frame_wise_ms']:11.1f} {r['speedup']:8.2f}x {r['max_diff']:9.1e}")
+        print(f"{r['name']:40s} {r['conv3d_ms']:9.1f} {r['frame_wise_ms']:11.1f} {r['speedup']:8.2f}x "
+              f"{r['max_diff']:9.1e}")
 
 
 if __name__ == "__main__":
