@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vivid.buckets import Bucket, check_buckets
+
 AUGMENT_TYPES: tuple[str, ...] = ("original", "expand", "hull", "box", "hull_expand", "box_expand")
 FLOW_METHODS: tuple[str, ...] = ("farneback", "raft")
 
@@ -18,6 +20,9 @@ class DataConfig:
     eval_manifests: list[str] = field(default_factory=list)
     height: int = 480  # multiples of 16
     width: int = 720
+    # aspect-ratio buckets [[h, w], ...] (multiples of 16): each sample is cover-cropped to the bucket nearest its
+    # source's aspect, each batch holds one bucket; empty = every sample at height x width (vivid/buckets.py)
+    buckets: list[list[int]] = field(default_factory=list)
     frames: int = 49  # 4k+1
     fps: float = 8.0  # target fps: the frame stride is source fps / fps
     video_batch_size: int = 1
@@ -42,7 +47,12 @@ class DataConfig:
     def __post_init__(self) -> None:
         self.mask_area_range = tuple(self.mask_area_range)  # type: ignore[assignment]
         self.dilation_range = tuple(self.dilation_range)  # type: ignore[assignment]
+        self.buckets = [list(b) for b in check_buckets(self.buckets or [], "buckets")]
         self.validate()
+
+    def sizes(self) -> list[Bucket]:
+        """The training sizes (height, width): the buckets, or the one size height x width."""
+        return [(h, w) for h, w in self.buckets] or [(self.height, self.width)]
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""

@@ -103,11 +103,7 @@ class VideoSource:
 
     def __init__(self, path: str, height: int | None = None, width: int | None = None):
         self.path = path
-        _check_file(path)
-        size = _opencv_size(path)
-        if size is None:  # OpenCV without a video backend: decode one frame to learn the size
-            size = _decord_batch(_open_decord(path), [0], path).shape[1:3]
-        self.height, self.width = size
+        self.height, self.width = _video_size(path)
         self.geometry = cover_geometry(self.height, self.width, height or self.height, width or self.width)
         g = self.geometry
         self._scaled = (g.scaled_h, g.scaled_w) != (g.src_h, g.src_w) and g.scaled_h <= g.src_h and g.scaled_w <= g.src_w
@@ -122,6 +118,36 @@ class VideoSource:
         if frames.shape[1:3] == (g.scaled_h, g.scaled_w):
             return np.ascontiguousarray(_crop(frames, g))
         return resize_frames(frames, g, cv2.INTER_AREA if self._scaled else cv2.INTER_LINEAR)
+
+
+def _video_size(path: str) -> tuple[int, int]:
+    """(height, width) of a video: from the container, else (OpenCV without a video backend) one decoded frame."""
+    _check_file(path)
+    size = _opencv_size(path)
+    if size is None:
+        size = _decord_batch(_open_decord(path), [0], path).shape[1:3]
+    return int(size[0]), int(size[1])
+
+
+# EXIF orientations that rotate an image by 90 degrees (cv2.imread applies them, PIL's header size does not)
+_EXIF_TRANSPOSED = (5, 6, 7, 8)
+
+
+def media_size(path: str, kind: str) -> tuple[int, int]:
+    """(height, width) of a video or image file (kind "video" | "image") as the loader decodes it, from the
+    header where the format allows (no frames decoded); BadSample if the file cannot be read."""
+    if kind != "image":
+        return _video_size(path)
+    _check_file(path)
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            w, h = image.size
+            transposed = image.getexif().get(0x0112) in _EXIF_TRANSPOSED
+        return (w, h) if transposed else (h, w)
+    except Exception:  # a format PIL does not read: decode it as the loader does
+        return read_image(path).shape[:2]
 
 
 def probe_video(path: str) -> tuple[int, float, int, int]:

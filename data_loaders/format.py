@@ -24,7 +24,7 @@ TASKS = ("add_modify", "delete")
 EVAL_TASKS = ("add", "modify", "delete")
 _KNOWN_FIELDS = {
     "id", "kind", "media", "mask", "captions", "task", "entity_masks", "start", "end", "fps",
-    "attributes", "eval_task", "target",
+    "attributes", "eval_task", "target", "height", "width",
 }
 
 
@@ -45,6 +45,8 @@ class Record:
     attributes: dict[str, Any] = field(default_factory=dict)
     eval_task: str | None = None  # eval split: "add" | "modify" | "delete"
     target: str | None = None  # eval split: ground-truth edited video, if known
+    height: int | None = None  # the media's frame size, if recorded (saves probing the file for its bucket)
+    width: int | None = None
     source: str = ""  # "manifest:line", for messages
 
     def to_json(self, base_dir: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -71,6 +73,8 @@ class Record:
             out["eval_task"] = self.eval_task
         if self.target is not None:
             out["target"] = rel(self.target)
+        if self.height is not None and self.width is not None:
+            out["height"], out["width"] = self.height, self.width
         return out
 
 
@@ -130,11 +134,18 @@ def parse_record(obj: Any, base_dir: str | os.PathLike, source: str = "") -> Rec
     eval_task = obj.get("eval_task")
     if eval_task is not None and eval_task not in EVAL_TASKS:
         raise _bad(f"'eval_task' must be one of {list(EVAL_TASKS)}, got {eval_task!r}", sid, source)
+    height, width = obj.get("height"), obj.get("width")
+    if (height is None) != (width is None):
+        raise _bad("'height' and 'width' go together: give both or neither", sid, source)
+    for name, value in (("height", height), ("width", width)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise _bad(f"'{name}' must be an integer > 0 (the media's frame size in pixels), got {value!r}", sid, source)
     return Record(
         id=sid, kind=kind, media=media, mask=mask, captions=captions, task=task,
         entity_masks=[p if os.path.isabs(p) else str(base / p) for p in entity],
         start=start, end=end, fps=None if fps is None else float(fps), attributes=attributes,
-        eval_task=eval_task, target=path_field("target", required=False), source=source,
+        eval_task=eval_task, target=path_field("target", required=False), height=height, width=width,
+        source=source,
     )
 
 

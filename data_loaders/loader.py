@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,14 +28,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from vivid.buckets import bucket_index, bucket_name
 from vivid.constants import DELETE_CAPTION
 
 from .config import DataConfig
+from .decode import media_size
 from .deletion import raft_available
 from .errors import BadSample, BadSampleTracker, DataError
 from .format import Record, expand_manifests, read_manifests, read_shards
 from .samples import build_sample, decode_record
-from .sampler import STREAMS, BatchPlanner, BatchSpec, SampleSpec, assign_shards, split_records
+from .sampler import STREAMS, BatchPlanner, BatchSpec, SampleSpec, assign_shards, split_pools, split_records
 
 logger = logging.getLogger("data_loaders")
 STATE_VERSION = 2  # 2: per-rank record split (version 1 positions indexed a shared, padded permutation)
@@ -60,6 +63,36 @@ def _configured_streams(config: DataConfig) -> list[str]:
     kinds = [k for k, on in (("video", not np.isinf(config.image_video_ratio)), ("image", config.image_video_ratio > 0)) if on]
     tasks = ["add_modify"] + (["delete"] if config.delete_ratio > 0 else [])
     return [f"{k}/{t}" for k in kinds for t in tasks]
+
+
+def record_buckets(records: list[Record], config: DataConfig) -> list[int]:
+    """Each record's bucket (index into `config.sizes()`): the bucket nearest its source's aspect. Sizes come from
+    the manifest where recorded, else from each media file's header (once per file, `num_workers` threads); a
+    file that cannot be read goes to the bucket of height x width and fails as a bad sample when drawn."""
+    sizes = config.sizes()
+    if len(sizes) == 1:
+        return [0] * len(records)
+    unknown = sorted({(r.media, r.kind) for r in records if r.height is None or r.width is None})
+
+    def probe(item: tuple[str, str]) -> tuple[int, int] | None:
+        try:
+            return media_size(*item)
+        except BadSample:
+            return None
+
+    with ThreadPoolExecutor(max(1, config.num_workers)) as pool:
+        probed = dict(zip(unknown, pool.map(probe, unknown)))
+    if unknown:
+        logger.info("buckets: read the frame size of %d media file(s) the manifests give no height/width for",
+                    len(unknown))
+    index: dict[tuple[int, int] | None, int] = {None: bucket_index(config.height, config.width, sizes)}
+    out = []
+    for r in records:
+        size = (r.height, r.width) if r.height is not None and r.width is not None else probed[(r.media, r.kind)]
+        if size not in index:
+            index[size] = bucket_index(*size, sizes)
+        out.append(index[size])
+    return out
 
 
 def collate(samples: list[dict[str, Any]], kind: str, shared: bool = False) -> dict[str, Any]:
@@ -97,12 +130,16 @@ def collate(samples: list[dict[str, Any]], kind: str, shared: bool = False) -> d
 class _BatchDataset(Dataset):
     """Maps a BatchSpec to a finished batch (runs in the workers)."""
 
-    def __init__(self, records: list[Record], config: DataConfig, pools: dict[str, list[int]]):
-        """`records` and `pools`: this rank's records only, so donors and replacements never cross ranks."""
+    def __init__(
+        self, records: list[Record], config: DataConfig, pools: dict[str, list[int]], buckets: list[int] | None = None
+    ):
+        """`records` and `pools`: this rank's records only, so donors and replacements never cross ranks.
+        `buckets`: each record's bucket (index into `config.sizes()`); replacements come from the same bucket."""
         self.records = records
         self.config = config
+        self.sizes = config.sizes()
         self.donors = {k: [r for r in records if r.kind == k and r.task == "add_modify"] for k in ("video", "image")}
-        self.replacements = pools
+        self.replacements = split_pools(pools, buckets, len(self.sizes))
 
     def __len__(self) -> int:  # never used for sampling (the sampler is infinite); here for tools that ask
         return len(self.records)
@@ -115,11 +152,11 @@ class _BatchDataset(Dataset):
             if attempt == 0:
                 record = self.records[spec.record]
             else:
-                pool = self.replacements[spec.stream]
+                pool = self.replacements[(spec.stream, spec.bucket)]
                 record = self.records[pool[int(rng.integers(0, len(pool)))]]
             try:
                 try:
-                    return build_sample(record, task, self.donors[kind], self.config, rng)
+                    return build_sample(record, task, self.donors[kind], self.config, rng, size=self.sizes[spec.bucket])
                 except _DATA_EXCEPTIONS as err:
                     if isinstance(err, BadSample):
                         raise
@@ -185,6 +222,7 @@ class TrainLoader:
             available = _configured_streams(config)
         self.records = records  # this rank's records only
         self.pools = _pools(records, config)
+        self.buckets = record_buckets(records, config)  # each record's training size (index into config.sizes())
         self._planner_args = dict(
             seed=config.seed,
             rank=rank,
@@ -194,8 +232,10 @@ class TrainLoader:
             video_batch_size=config.video_batch_size,
             image_batch_size=config.image_batch_size,
             available=available,
+            record_buckets=self.buckets,
+            bucket_names=[bucket_name(b) for b in config.sizes()],
         )
-        self._dataset = _BatchDataset(records, config, self.pools)
+        self._dataset = _BatchDataset(records, config, self.pools, self.buckets)
         self._state = self._new_planner().state_dict()  # also checks this rank has every stream the mix draws
         self._generation = 0
         self.tracker = tracker or BadSampleTracker(config.max_bad_fraction, config.bad_window)
@@ -318,7 +358,7 @@ def build_eval_samples(
     manifests: str | list[str], config: DataConfig, limit: int | None = None, strict: bool = True
 ) -> list[EvalSample]:
     """Decode eval records deterministically (the first `config.frames` frames at `config.fps` from the clip
-    start, resized and cropped like training, masks not augmented). A bad record is a DataError naming it when
+    start, resized and cropped like training: to the bucket nearest the source's aspect, masks not augmented). A bad record is a DataError naming it when
     `strict`, else logged and skipped."""
     records, bad = read_manifests([manifests] if isinstance(manifests, str) else manifests)
     problems = [b.message for b in bad]
@@ -334,7 +374,8 @@ def build_eval_samples(
             if record.target is not None:
                 target_record = Record(id=record.id, kind=record.kind, media=record.target, mask=record.mask,
                                        start=record.start, end=record.end, fps=record.fps)
-                target = decode_record(target_record, config, None, frames=len(decoded.frames)).frames
+                target = decode_record(target_record, config, None, frames=len(decoded.frames),
+                                       size=decoded.frames.shape[1:3]).frames
         except BadSample as err:
             problems.append(err.message)
             continue

@@ -14,8 +14,15 @@
   (`available`, the same on every rank), so all ranks load the same kind at the same step. A rank without
   records for a stream the mix draws is a DataError rather than a silent divergence. Batches are kind-pure and
   sized per kind.
-- Resume: the state is (next batch number, per stream: epoch, position); the batch carrying state s is followed
-  by exactly the batches planned from s.
+- Buckets (aspect-ratio training sizes, `vivid.buckets`): with more than one bucket every stream is split per
+  bucket (each record belongs to the bucket nearest its source's aspect) and each sub-stream walks its own
+  permutations. After the kind, batch b's bucket is drawn from (seed, b, rank) with probability proportional to
+  this rank's records of the kind in the bucket, so every record is drawn equally often in expectation; all
+  slots of the batch come from that bucket (a slot whose task has no records in the bucket takes the kind's
+  other task there). The bucket is per rank: ranks train on different sizes at the same step (DDP needs the same
+  parameters, not the same shapes); the kind stays the same on every rank. One bucket: exactly the plan without.
+- Resume: the state is (next batch number, per stream (and bucket): epoch, position); the batch carrying state s
+  is followed by exactly the batches planned from s.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import numpy as np
 from .errors import DataError
 
 STREAMS = ("video/add_modify", "video/delete", "image/add_modify", "image/delete")
-_KIND_SALT, _SLOT_SALT, _PERM_SALT, _SPLIT_SALT = 0x4B1D, 0x5107, 0x9E37, 0x5A11
+_KIND_SALT, _SLOT_SALT, _PERM_SALT, _SPLIT_SALT, _BUCKET_SALT = 0x4B1D, 0x5107, 0x9E37, 0x5A11, 0xB0C7
 
 
 def assign_shards(n_shards: int, rank: int, world_size: int) -> list[int]:
@@ -63,6 +70,7 @@ class SampleSpec:
     stream: str
     record: int  # index into the loader's record list
     seed: tuple[int, ...]  # entropy for everything random about this sample (with an attempt number)
+    bucket: int = 0  # index of the batch's bucket; bad-sample replacements come from the same (stream, bucket)
 
 
 @dataclass
@@ -71,10 +79,23 @@ class BatchSpec:
     kind: str
     samples: list[SampleSpec]
     state_after: dict = field(default_factory=dict)
+    bucket: int = 0  # index into the loader's bucket list: every sample of the batch has this size
 
 
 def stream_id(name: str) -> int:
     return STREAMS.index(name)
+
+
+def split_pools(
+    pools: dict[str, list[int]], record_buckets: Sequence[int] | None, n_buckets: int
+) -> dict[tuple[str, int], list[int]]:
+    """Each stream's records per bucket: {(stream, bucket): records}, in pool order. `record_buckets[i]`: the
+    bucket of record i (None: every record in bucket 0)."""
+    out: dict[tuple[str, int], list[int]] = {(s, k): [] for s in STREAMS for k in range(n_buckets)}
+    for stream in STREAMS:
+        for i in pools.get(stream, []):
+            out[(stream, record_buckets[i] if record_buckets is not None else 0)].append(i)
+    return out
 
 
 class BatchPlanner:
@@ -90,12 +111,21 @@ class BatchPlanner:
         video_batch_size: int,
         image_batch_size: int,
         available: Iterable[str] | None = None,
+        record_buckets: Sequence[int] | None = None,
+        bucket_names: Sequence[str] = (),
     ):
         """`pools`: this rank's record indices per stream. `available`: the streams that hold records on any
-        rank (must be the same on every rank; default: the non-empty local pools, right for one rank)."""
+        rank (must be the same on every rank; default: the non-empty local pools, right for one rank).
+        `bucket_names`: the buckets ("HxW", see `vivid.buckets`), none or one = no bucketing; `record_buckets[i]`:
+        the index of record i's bucket (needed with two or more buckets)."""
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
         self.pools = {s: list(pools.get(s, [])) for s in STREAMS}
+        self.bucket_names = list(bucket_names) if len(bucket_names) > 1 else []
+        if self.bucket_names and record_buckets is None:
+            raise ValueError("record_buckets is needed with more than one bucket")
+        n_buckets = max(1, len(self.bucket_names))
+        self.sub_pools = split_pools(self.pools, record_buckets if self.bucket_names else None, n_buckets)
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.delete_ratio = delete_ratio
         self.batch_sizes = {"video": video_batch_size, "image": image_batch_size}
@@ -122,9 +152,19 @@ class BatchPlanner:
                     "the mix draws: mix kinds within shards, or set data.image_video_ratio=0 (videos only) or "
                     ".inf (images only). With a per-record split, a kind has fewer records than there are ranks."
                 )
+        # per kind, this rank's records of the kind in each bucket (over the streams the mix draws): bucket weights
+        self.bucket_weights = {
+            kind: np.array([len(set().union(*[self.sub_pools[(f"{kind}/{t}", k)] for t in self._tasks(kind)]))
+                            for k in range(n_buckets)], dtype=np.float64)
+            for kind in ("video", "image")
+        }
         self.batch = 0
-        self.positions = {s: [0, 0] for s in STREAMS}  # epoch, position in this rank's share
+        self.positions = {self._key(s, k): [0, 0] for s in STREAMS for k in range(n_buckets)}  # epoch, position
         self._orders: dict[str, tuple[int, np.ndarray]] = {}
+
+    def _key(self, stream: str, bucket: int) -> str:
+        """The state key of a stream's bucket: the stream's name, with "@HxW" when bucketed."""
+        return f"{stream}@{self.bucket_names[bucket]}" if self.bucket_names else stream
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -134,14 +174,21 @@ class BatchPlanner:
             "seed": self.seed,
             "rank": self.rank,
             "world_size": self.world_size,
+            "buckets": list(self.bucket_names),
         }
 
     def load_state_dict(self, state: dict) -> None:
         for key, mine in (("seed", self.seed), ("world_size", self.world_size), ("rank", self.rank)):
             if key in state and state[key] != mine:
                 raise ValueError(f"data loader state was saved with {key}={state[key]}, this loader has {key}={mine}")
+        saved = list(state.get("buckets", []))  # states without the key: one size
+        if saved != self.bucket_names:
+            raise ValueError(
+                f"data loader state was saved with buckets {saved or 'none (one size)'}, this loader has "
+                f"{self.bucket_names or 'none (one size)'}"
+            )
         self.batch = int(state["batch"])
-        self.positions = {s: [int(v) for v in state["streams"].get(s, [0, 0])] for s in STREAMS}
+        self.positions = {key: [int(v) for v in state["streams"].get(key, [0, 0])] for key in self.positions}
 
     # ----------------------------------------------------------------- plan
     def _tasks(self, kind: str) -> list[str]:
@@ -158,25 +205,35 @@ class BatchPlanner:
         kinds = [k for k, p in (("video", 1 - self.p_image), ("image", self.p_image)) if p > 0]
         return [f"{k}/{t}" for k in kinds for t in self._tasks(k)]
 
-    def rank_share(self, stream: str, epoch: int) -> np.ndarray:
-        """This rank's records of `stream` for `epoch`, in order: a permutation of its pool."""
-        cached = self._orders.get(stream)
+    def rank_share(self, stream: str, epoch: int, bucket: int = 0) -> np.ndarray:
+        """This rank's records of `stream` (in `bucket`) for `epoch`, in order: a permutation of its pool."""
+        key = self._key(stream, bucket)
+        cached = self._orders.get(key)
         if cached is not None and cached[0] == epoch:
             return cached[1]
-        pool = np.asarray(self.pools[stream], dtype=np.int64)
-        rng = np.random.default_rng((self.seed, _PERM_SALT, stream_id(stream), epoch, self.rank))
-        share = pool[rng.permutation(len(pool))]
-        self._orders[stream] = (epoch, share)
+        pool = np.asarray(self.sub_pools[(stream, bucket)], dtype=np.int64)
+        entropy = (self.seed, _PERM_SALT, stream_id(stream), epoch, self.rank) + ((bucket,) if self.bucket_names else ())
+        share = pool[np.random.default_rng(entropy).permutation(len(pool))]
+        self._orders[key] = (epoch, share)
         return share
 
-    def _take(self, stream: str) -> int:
-        epoch, pos = self.positions[stream]
-        share = self.rank_share(stream, epoch)
+    def _take(self, stream: str, bucket: int = 0) -> int:
+        key = self._key(stream, bucket)
+        epoch, pos = self.positions[key]
+        share = self.rank_share(stream, epoch, bucket)
         if pos >= len(share):
             epoch, pos = epoch + 1, 0
-            share = self.rank_share(stream, epoch)
-        self.positions[stream] = [epoch, pos + 1]
+            share = self.rank_share(stream, epoch, bucket)
+        self.positions[key] = [epoch, pos + 1]
         return int(share[pos])
+
+    def batch_bucket(self, batch: int, kind: str) -> int:
+        """Batch `batch`'s bucket on this rank: drawn in proportion to this rank's records of `kind` per bucket."""
+        weights = self.bucket_weights[kind]
+        if len(weights) == 1:
+            return 0
+        u = np.random.default_rng((self.seed, _BUCKET_SALT, batch, self.rank)).random()
+        return int(min(np.searchsorted(np.cumsum(weights) / weights.sum(), u, side="right"), len(weights) - 1))
 
     def batch_kind(self, batch: int) -> str:
         u = np.random.default_rng((self.seed, _KIND_SALT, batch)).random()
@@ -193,9 +250,13 @@ class BatchPlanner:
     def next_batch(self) -> BatchSpec:
         b = self.batch
         kind = self.batch_kind(b)
+        bucket = self.batch_bucket(b, kind)
         samples = []
         for slot in range(self.batch_sizes[kind]):
-            stream = f"{kind}/{self.slot_task(b, slot, kind)}"
-            samples.append(SampleSpec(stream, self._take(stream), (self.seed, self.rank, b, slot)))
+            task = self.slot_task(b, slot, kind)
+            if not self.sub_pools[(f"{kind}/{task}", bucket)]:  # only with buckets: the other task is there
+                task = "delete" if task == "add_modify" else "add_modify"
+            stream = f"{kind}/{task}"
+            samples.append(SampleSpec(stream, self._take(stream, bucket), (self.seed, self.rank, b, slot), bucket))
         self.batch = b + 1
-        return BatchSpec(b, kind, samples, self.state_dict())
+        return BatchSpec(b, kind, samples, self.state_dict(), bucket)

@@ -11,11 +11,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from vivid.buckets import nearest_bucket
 from vivid.constants import DELETE_CAPTION
 
 from .augment import augment_mask
 from .config import DataConfig
-from .decode import MaskSource, VideoSource, cover_geometry, read_image, resize_frames, sample_indices
+from .decode import MaskSource, VideoSource, cover_geometry, media_size, read_image, resize_frames, sample_indices
 from .deletion import synthesize_deletion_mask
 from .errors import BadSample
 from .format import Record
@@ -53,11 +54,33 @@ def _check_match(mask: MaskSource, count: int, h: int, w: int, record: Record, w
         )
 
 
+def source_size(record: Record) -> tuple[int, int]:
+    """(height, width) of the record's media: as the manifest records it, else read from the file's header."""
+    if record.height is not None and record.width is not None:
+        return record.height, record.width
+    try:
+        return media_size(record.media, record.kind)
+    except BadSample as bad:
+        raise bad.with_context(record.id, record.media)
+
+
+def training_size(record: Record, config: DataConfig) -> tuple[int, int]:
+    """The size a record is trained at: the bucket nearest its aspect (`vivid.buckets`), or height x width."""
+    if not config.buckets:
+        return config.height, config.width
+    return nearest_bucket(*source_size(record), config.sizes())
+
+
 def decode_record(
-    record: Record, config: DataConfig, rng: np.random.Generator | None, frames: int | None = None
+    record: Record,
+    config: DataConfig,
+    rng: np.random.Generator | None,
+    frames: int | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Decoded:
-    """Frames and mask of a record at the configured size; `rng` None = deterministic (clip start)."""
-    height, width = config.height, config.width
+    """Frames and mask of a record, cover-cropped to `size` (default `training_size`); `rng` None =
+    deterministic (clip start)."""
+    height, width = size or training_size(record, config)
     try:
         if record.kind == "image":
             image = read_image(record.media)
@@ -111,7 +134,7 @@ def _donor_mask(donor: Record, decoded: Decoded, config: DataConfig, rng: np.ran
             idx = sample_indices(src.count, decoded.fps, config.fps, f, rng, donor.start, donor.end)
         except BadSample as bad:
             raise bad.with_context(donor.id, donor.mask)
-    g = cover_geometry(src.height, src.width, config.height, config.width)
+    g = cover_geometry(src.height, src.width, *decoded.frames.shape[1:3])
     return src.read_resized(idx, g)
 
 
@@ -121,11 +144,13 @@ def build_sample(
     donors: list[Record],
     config: DataConfig,
     rng: np.random.Generator,
+    size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """One sample as numpy arrays: video (uint8 (F, H, W, 3)), mask (bool (F, H, W), KIVE applied), prompt, task,
-    id, kive. The masked video is video * (1 - mask) (see `loader.collate`). `task` is the planned task: "delete"
-    on an add_modify record synthesises a deletion with a mask from one of `donors`."""
-    decoded = decode_record(record, config, rng)
+    id, kive, at `size` (the batch's bucket; default `training_size`). The masked video is video * (1 - mask) (see
+    `loader.collate`). `task` is the planned task: "delete" on an add_modify record synthesises a deletion with a
+    mask from one of `donors`."""
+    decoded = decode_record(record, config, rng, size=size)
     try:
         if task == "add_modify":
             mask, _ = augment_mask(decoded.mask, config.augment_weights, config.mask_area_range, config.dilation_range, rng)

@@ -148,12 +148,12 @@ def _record_use(monkeypatch, fail_first: int = 0) -> list[tuple[str, set[str]]]:
     failed: set[str] = set()
     real = loader_module.build_sample
 
-    def spy(record, task, donors, cfg, rng):
+    def spy(record, task, donors, cfg, rng, **kw):
         calls.append((record.id, {d.id for d in donors}))
         if fail_first and record.id not in failed and len(calls) % fail_first == 0:
             failed.add(record.id)
             raise BadSample("unreadable", "injected by the test", record.id, record.media)
-        return real(record, task, donors, cfg, rng)
+        return real(record, task, donors, cfg, rng, **kw)
 
     monkeypatch.setattr(loader_module, "build_sample", spy)
     return calls
