@@ -214,7 +214,7 @@ def write_synthetic_dataset(
             write_mask_npz(f"{base}_entities.npz", _others_mask(distractors, frames, h, w))
             entity_paths = [f"{base}_entities.npz"]
         train.append(Record(sid, "video", f"{base}.mp4", f"{base}_mask.npz", target.captions(),
-                            entity_masks=entity_paths, fps=fps, attributes=target.attributes))
+                            entity_masks=entity_paths, fps=fps, attributes=target.attributes, height=h, width=w))
     for i in range(images):
         bg, target, distractors = _scene(rng, 1, h, w, moving=False)
         sid = f"synth-i{i:05d}"
@@ -227,7 +227,7 @@ def write_synthetic_dataset(
             write_image(f"{base}_entities.png", np.repeat(others[..., None] * np.uint8(255), 3, -1))
             entity_paths = [f"{base}_entities.png"]
         train.append(Record(sid, "image", f"{base}.png", f"{base}_mask.png", target.captions(),
-                            entity_masks=entity_paths, attributes=target.attributes))
+                            entity_masks=entity_paths, attributes=target.attributes, height=h, width=w))
     evals = [_eval_record(rng, out / "eval", task, i, frames, h, w, fps)
              for i in range(eval_per_task) for task in ("add", "modify", "delete")]
     result = SynthResult(

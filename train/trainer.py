@@ -270,10 +270,11 @@ def _validate_one(pipe, sample, i: int, config: TrainConfig, device, out_dir: Pa
     from vivid.media import write_video
 
     generator = torch.Generator(device=device).manual_seed(config.validation.seed + i)
+    height, width = sample.video.shape[1:3]  # decoded at its training size (bucket): edit at that size
     frames = pipe(
         video=sample.video, mask=sample.mask, prompt=sample.caption, task=sample.task,
         num_inference_steps=config.validation.steps, guidance_scale=config.validation.guidance,
-        generator=generator, output_type="np",
+        generator=generator, output_type="np", height=height, width=width,
     ).frames[0]
     path = out_dir / f"{i:02d}-{sample.task}-{sample.id}.mp4"
     write_video(path, (frames * 255).round().astype("uint8"), fps=sample.fps)
@@ -347,6 +348,7 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
         lora_alpha=config.model.lora_alpha,
         lora_targets=list(config.model.lora_targets),
         base_trained=config.model.train_base,
+        buckets=[list(b) for b in config.data.buckets],
     )
 
     # ---- optimizer, LR schedule (stepped once per optimizer step; not prepared, see accelerate's

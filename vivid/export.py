@@ -72,6 +72,9 @@ def _recipe_lines(state: dict[str, Any] | None, config: VIVIDWeightsConfig) -> l
         f"- Mask encoding: `{config.mask_encoding}` (4 frames per latent frame as 4 channels, 8x max-pooled).",
         "- Objective: CogVideoX's v-prediction with the loss weighting of diffusers' CogVideoX LoRA example.",
     ]
+    if config.buckets:
+        lines.append("- Trained at the aspect-ratio buckets " + ", ".join(f"{h}x{w}" for h, w in config.buckets)
+                     + " (HxW); `VIVIDPipeline` edits at the one nearest the source's aspect by default.")
     if not state or "config" not in state:
         return lines
     c = state["config"]

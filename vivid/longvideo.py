@@ -512,7 +512,8 @@ def chain_edit(
         keyframe_frame: the frame the first shot's keyframe shows: an index in the first clip, or "auto" (the
             most representative frame of the first clip; edited alone first when no keyframe is given).
         max_frames: clip length, 4k+1 (default: the model's `sample_frames`).
-        height, width: the model's working size (multiples of 16; default: the pipeline's, within its native area).
+        height, width: the model's working size (multiples of 16; default: the pipeline's choice, the training
+            bucket nearest the source's aspect or the source's aspect within the native area).
         boundaries: "adaptive" (hard cuts and content changes, `vivid.keyframes`) or "fixed" windows.
         work_dir: where finished clips and the state live (default `<out>.work`); removed on success unless
             `keep_work`. An existing work folder of the same edit is resumed; `restart` discards it.

@@ -44,12 +44,12 @@ from vivid.model.weights import (
 )
 from vivid.preprocess import (
     default_paste_dilation,
+    model_size,
     pad_frames,
     padded_frame_count,
     paste_back,
     resize_frames,
     resize_mask,
-    working_size,
 )
 
 logger = logging.getLogger(__name__)
@@ -175,8 +175,9 @@ class VIVIDPipeline(CogVideoXPipeline):
             task: "add", "modify" or "delete".
             keyframe: an edited first frame (KIVE): frame 0 of the masked video becomes this whole frame, frame 0
                 of the mask becomes empty, and the model propagates the edit to the later frames.
-            height, width: working size (multiples of 16); by default the source's aspect at most the model's
-                native area. The output is resized back to the source size.
+            height, width: working size (multiples of 16); by default the training bucket nearest the source's
+                aspect when the VIVID weights list buckets, else the source's aspect at most the model's native
+                area. The output is resized back to the source size.
             paste_back_source: keep the source bit for bit outside the mask dilated by `paste_back_dilation`
                 pixels (default: one latent cell at the source's scale), feathered in the band between.
         """
@@ -193,7 +194,8 @@ class VIVIDPipeline(CogVideoXPipeline):
         if (height is None) != (width is None):
             raise ValueError("give both height and width, or neither")
         if height is None:
-            height, width = working_size(src_h, src_w, self.native_area)
+            buckets = self.vivid_config.buckets if self.vivid_config is not None else None
+            height, width = model_size(src_h, src_w, self.native_area, buckets)
         elif height % 16 or width % 16:
             raise ValueError(f"height and width must be multiples of 16, got {height}x{width}")
         max_len = max_sequence_length or self.max_sequence_length

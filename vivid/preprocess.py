@@ -1,9 +1,11 @@
 """Sizes and frame counts the model accepts, and the way back to the source's.
 
 Rules (documented in the README):
-- Size: keep the aspect ratio, scale down (never up) so the area is at most the model's native area
-  (480x720 for CogVideoX-5B), then round each side down to a multiple of 16 (at least 16). The output
-  is resized back to the source size.
+- Size: weights trained on aspect-ratio buckets (their config lists them) edit at the bucket nearest the
+  source's aspect ratio (`vivid.buckets.nearest_bucket`), the sizes the fine-tune saw. Otherwise keep the
+  aspect ratio, scale down (never up) so the area is at most the model's native area (480x720 for
+  CogVideoX-5B), then round each side down to a multiple of 16 (at least 16). Either way the output is
+  resized back to the source size.
 - Frame count: CogVideoX takes 4k+1 frames. A count that is not 4k+1 is padded at the end by repeating the
   last frame (and its mask) up to the next 4k+1; the padding frames are dropped from the output.
 - Paste-back: outside the mask dilated by `dilation` pixels the output is the source, bit for bit; inside
@@ -13,10 +15,12 @@ Rules (documented in the README):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
+from vivid.buckets import nearest_bucket
 from vivid.constants import VAE_TEMPORAL
 
 SIZE_MULTIPLE = 16
@@ -27,6 +31,16 @@ def working_size(height: int, width: int, max_area: int, multiple: int = SIZE_MU
     h = max(multiple, int(height * scale / multiple) * multiple)  # round down: the area stays within max_area
     w = max(multiple, int(width * scale / multiple) * multiple)
     return h, w
+
+
+def model_size(
+    height: int, width: int, max_area: int, buckets: Sequence[Sequence[int]] | None = None
+) -> tuple[int, int]:
+    """The working size for a height x width source: the bucket nearest its aspect when the weights were trained
+    on `buckets`, else `working_size` (the source's aspect within `max_area`)."""
+    if buckets:
+        return nearest_bucket(height, width, buckets)
+    return working_size(height, width, max_area)
 
 
 def padded_frame_count(num_frames: int) -> int:

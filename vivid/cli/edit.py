@@ -73,8 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--paste-back-dilation", type=int, default=None, help="pixels (default: one latent cell)")
     p.add_argument("--lossless", action="store_true",
                    help="write the output video losslessly (RGB H.264: bit-exact, large, not every player plays it)")
-    p.add_argument("--height", type=int, default=None, help="working height (multiple of 16; default: native area)")
-    p.add_argument("--width", type=int, default=None, help="working width (multiple of 16; default: native area)")
+    size = "multiple of 16; default: the weights' training bucket nearest the source's aspect, else the native area"
+    p.add_argument("--height", type=int, default=None, help=f"working height ({size})")
+    p.add_argument("--width", type=int, default=None, help=f"working width ({size})")
     add_long_video_arguments(p)
     p.set_defaults(func=run)
 

@@ -3,7 +3,8 @@
 A weights folder holds
 - `pytorch_lora_weights.safetensors`: the LoRA in diffusers' layout (keys `transformer.<module>.lora_A.weight`),
 - `patch_embed.safetensors`: `patch_embed.proj.weight` / `.bias` (diffusers' LoRA loader cannot widen a conv),
-- `vivid_config.json`: base model, LoRA rank/alpha/targets, mask encoding and channel layout;
+- `vivid_config.json`: base model, LoRA rank/alpha/targets, mask encoding and channel layout, and the training
+  sizes (aspect-ratio buckets; inference edits at the one nearest the source's aspect);
 - `transformer.safetensors`, only where `base_trained` is set: the base transformer's own weights (every weight
   but the LoRA), for tiny models trained from scratch (`model.train_base`), whose random base has nothing to keep.
 Keys are written without DeepSpeed/DDP `module.` prefixes, and such prefixes are stripped on load.
@@ -23,6 +24,7 @@ from diffusers import CogVideoXTransformer3DModel
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
+from vivid.buckets import check_buckets
 from vivid.constants import (
     BASE_MODEL_ID,
     BASE_WEIGHTS_NAME,
@@ -95,6 +97,11 @@ class VIVIDWeightsConfig:
     in_channels: int = VIVID_IN_CHANNELS
     channel_order: str = "noise|masked_video_latents|mask_latents"
     base_trained: bool = False  # the base transformer was trained too: its weights are in BASE_WEIGHTS_NAME
+    # the training sizes [[h, w], ...] (vivid/buckets.py); empty: one size, inference keeps the source's aspect
+    buckets: list[list[int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.buckets = [list(b) for b in check_buckets(self.buckets or [], f"{VIVID_CONFIG_NAME} buckets")]
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "VIVIDWeightsConfig":
