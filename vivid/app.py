@@ -114,11 +114,10 @@ def write_mask_video(path: Path, video: str, first: np.ndarray, mode: str, chunk
 class EditSession:
     """What one browser session works on: the uploaded video, its mask video and the candidates, in a folder."""
 
-    def __init__(self, root: Path, owner: str = "local"):
+    def __init__(self, root: Path):
         root.mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix="session-", dir=root))
         (self.dir / SESSION_MARKER).write_text("")
-        self.owner = owner  # the Gradio session hash of the browser tab it belongs to
         self.video: str | None = None
         self.first_frame: np.ndarray | None = None
         self.summary = ""  # what was loaded, shown under the upload: frames, fps, size
@@ -159,7 +158,7 @@ class VividApp:
     def new_session(self, owner: str = "local") -> EditSession:
         """A fresh session folder for `owner` (a Gradio session hash); old sessions' folders are removed first."""
         self.remove_old_sessions()
-        session = EditSession(self.sessions_dir, owner)
+        session = EditSession(self.sessions_dir)
         with self._sessions_lock:
             self._sessions.setdefault(owner, []).append(session)
         return session
