@@ -135,7 +135,8 @@ def test_export_into_an_earlier_export_keeps_the_other_files(tiny_model_dir, tmp
     assert main(["export", "--checkpoint", str(other), "--out", str(out)]) == 0
     assert (out / ".git" / "config").read_text() == "[core]\n" and (out / "notes.txt").read_text() == "my notes\n"
     new_lora = (out / "pytorch_lora_weights.safetensors").read_bytes()
-    assert new_lora != old_lora and new_lora == (other / "vivid-weights" / "pytorch_lora_weights.safetensors").read_bytes()
+    assert new_lora != old_lora
+    assert new_lora == (other / "vivid-weights" / "pytorch_lora_weights.safetensors").read_bytes()
     assert not (out / "training_config.json").exists()  # the earlier export's file this one does not write
     assert not list(tmp_path.glob(".export.export-*"))  # no temporary left beside it
 
