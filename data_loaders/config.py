@@ -8,6 +8,9 @@ from vivid.buckets import Bucket, check_buckets
 
 AUGMENT_TYPES: tuple[str, ...] = ("original", "expand", "hull", "box", "hull_expand", "box_expand")
 FLOW_METHODS: tuple[str, ...] = ("farneback", "raft")
+# Longest caption a manifest may hold, in characters: CogVideoX's T5 prompt is 226 tokens (about 1000 characters of
+# English), so a longer caption would be cut silently; a caption this long is more likely a misplaced field.
+MAX_CAPTION_CHARS = 1000
 
 
 def _default_augment_weights() -> dict[str, float]:
@@ -43,6 +46,8 @@ class DataConfig:
     bad_window: int = 200
     max_attempts: int = 50  # bad samples in a row for one batch slot before the loader gives up
     seed: int = 0
+    max_caption_chars: int = MAX_CAPTION_CHARS  # longer captions make a record invalid
+    allow_absolute_paths: bool = False  # accept media paths outside the manifest's folder (absolute or with "..")
 
     def __post_init__(self) -> None:
         self.mask_area_range = tuple(self.mask_area_range)  # type: ignore[assignment]
@@ -79,6 +84,7 @@ class DataConfig:
             (0 <= self.max_bad_fraction <= 1, "max_bad_fraction must be in [0, 1]"),
             (self.bad_window >= 1, "bad_window must be >= 1"),
             (self.max_attempts >= 1, "max_attempts must be >= 1"),
+            (self.max_caption_chars >= 1, "max_caption_chars must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -1,14 +1,16 @@
 """The on-disk data set format: sharded JSON Lines manifests of local-editing samples (docs/data_format.md).
 
-One JSON object per line. Media paths are relative to the manifest's folder (absolute paths also work), so a
-data set folder can be moved or mounted anywhere. A data set is any number of shards; a manifest argument may
-be a glob ("data/train-*.jsonl").
+One JSON object per line. Media paths are relative to the manifest's folder, so a data set folder can be moved or
+mounted anywhere; a path leaving that folder (absolute, or climbing out with "..") is refused unless the shard's
+header line or the caller allows it. A data set is any number of shards; a manifest argument may be a glob
+("data/train-*.jsonl").
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from typing import Any
 
 from vivid.media import atomic_path
 
+from .config import MAX_CAPTION_CHARS
 from .errors import BadSample
 
 KINDS = ("video", "image")
@@ -26,6 +29,10 @@ _KNOWN_FIELDS = {
     "id", "kind", "media", "mask", "captions", "task", "entity_masks", "start", "end", "fps",
     "attributes", "eval_task", "target", "height", "width",
 }
+# An optional first line of a shard, `{"vivid_manifest": {...}}`, holding options for the whole shard. The one option:
+# "allow_absolute_paths": true, written by `write_manifest` when a record names a file outside the shard's folder.
+HEADER_KEY = "vivid_manifest"
+_HEADER_FIELDS = {"allow_absolute_paths"}
 
 
 @dataclass
@@ -82,8 +89,18 @@ def _bad(detail: str, sample_id: str | None, source: str, reason: str = "invalid
     return BadSample(reason, detail, sample_id=sample_id, path=source)
 
 
-def parse_record(obj: Any, base_dir: str | os.PathLike, source: str = "") -> Record:
-    """Validate one manifest object and resolve its paths; BadSample("invalid_record" | "no_caption") otherwise."""
+def _leaves_folder(path: str) -> bool:
+    """True for a path that is absolute or climbs out of its base folder with "..": it may name any file."""
+    norm = os.path.normpath(path)
+    return os.path.isabs(path) or norm == os.pardir or norm.startswith(os.pardir + os.sep)
+
+
+def parse_record(obj: Any, base_dir: str | os.PathLike, source: str = "", max_caption_chars: int = MAX_CAPTION_CHARS,
+                 allow_absolute_paths: bool = False) -> Record:
+    """Validate one manifest object and resolve its paths; BadSample("invalid_record" | "no_caption") otherwise.
+
+    Paths must stay inside `base_dir` (no absolute path, no ".." out of it) unless `allow_absolute_paths`; every
+    caption must be at most `max_caption_chars` characters."""
     if not isinstance(obj, dict):
         raise _bad(f"a record must be a JSON object, got {type(obj).__name__}", None, source)
     sid = obj.get("id")
@@ -100,13 +117,19 @@ def parse_record(obj: Any, base_dir: str | os.PathLike, source: str = "") -> Rec
         raise _bad(f"'task' must be one of {list(TASKS)}, got {task!r}", sid, source)
     base = Path(base_dir)
 
+    def resolve(name: str, value: str) -> str:
+        if not allow_absolute_paths and _leaves_folder(value):
+            raise _bad(f"'{name}' {value!r} leaves the manifest's folder (absolute or '..'); give a path inside it, "
+                       f"or allow absolute paths (data.allow_absolute_paths, or the shard's header line)", sid, source)
+        return value if os.path.isabs(value) else str(base / value)
+
     def path_field(name: str, required: bool = True) -> str | None:
         value = obj.get(name)
         if value is None and not required:
             return None
         if not isinstance(value, str) or not value:
             raise _bad(f"'{name}' must be a non-empty path string, got {value!r}", sid, source)
-        return str(base / value) if not os.path.isabs(value) else value
+        return resolve(name, value)
 
     media = path_field("media")
     mask = path_field("mask")
@@ -116,6 +139,10 @@ def parse_record(obj: Any, base_dir: str | os.PathLike, source: str = "") -> Rec
     if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions) or len(captions) > 3:
         raise _bad(f"'captions' must be a list of one to three strings, got {captions!r}", sid, source)
     captions = [c.strip() for c in captions if c.strip()]
+    for i, caption in enumerate(captions):
+        if len(caption) > max_caption_chars:
+            raise _bad(f"caption {i + 1} is {len(caption)} characters, over the limit of {max_caption_chars} "
+                       "(data.max_caption_chars)", sid, source)
     if task == "add_modify" and not captions:
         raise _bad("add_modify record has no caption", sid, source, reason="no_caption")
     entity = obj.get("entity_masks", [])
@@ -126,8 +153,9 @@ def parse_record(obj: Any, base_dir: str | os.PathLike, source: str = "") -> Rec
         raise _bad(f"'start' must be an integer >= 0, got {start!r}", sid, source)
     if end is not None and (not isinstance(end, int) or isinstance(end, bool) or end <= start):
         raise _bad(f"'end' must be an integer > start ({start}), got {end!r}", sid, source)
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0):
-        raise _bad(f"'fps' must be a number > 0, got {fps!r}", sid, source)
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps)
+                            or fps <= 0):
+        raise _bad(f"'fps' must be a finite number > 0, got {fps!r}", sid, source)
     attributes = obj.get("attributes", {})
     if not isinstance(attributes, dict):
         raise _bad(f"'attributes' must be an object, got {attributes!r}", sid, source)
@@ -142,7 +170,7 @@ def parse_record(obj: Any, base_dir: str | os.PathLike, source: str = "") -> Rec
             raise _bad(f"'{name}' must be an integer > 0 (the media's frame size in pixels), got {value!r}", sid, source)
     return Record(
         id=sid, kind=kind, media=media, mask=mask, captions=captions, task=task,
-        entity_masks=[p if os.path.isabs(p) else str(base / p) for p in entity],
+        entity_masks=[resolve("entity_masks", p) for p in entity],
         start=start, end=end, fps=None if fps is None else float(fps), attributes=attributes,
         eval_task=eval_task, target=path_field("target", required=False), height=height, width=width,
         source=source,
@@ -161,39 +189,74 @@ def expand_manifests(patterns: Iterable[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def iter_manifest(path: str | os.PathLike) -> Iterator[Record | BadSample]:
-    """Each non-blank line of one shard as a Record, or a BadSample saying what is wrong with it."""
+def _header(obj: Any) -> dict[str, Any] | None:
+    """The options of a header line, None for any other line; ValueError for a malformed header."""
+    if not isinstance(obj, dict) or HEADER_KEY not in obj:
+        return None
+    options = obj[HEADER_KEY]
+    if len(obj) != 1 or not isinstance(options, dict):
+        raise ValueError(f"a header line is {{{HEADER_KEY!r}: {{...}}}} and nothing else")
+    unknown = sorted(set(options) - _HEADER_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown header option {unknown[0]!r}")
+    if not isinstance(options.get("allow_absolute_paths", False), bool):
+        raise ValueError("header option 'allow_absolute_paths' must be true or false")
+    return options
+
+
+def iter_manifest(path: str | os.PathLike, max_caption_chars: int = MAX_CAPTION_CHARS,
+                  allow_absolute_paths: bool = False) -> Iterator[Record | BadSample]:
+    """Each non-blank line of one shard as a Record, or a BadSample saying what is wrong with it (bytes that are
+    not UTF-8 included). The first line may be a header (`HEADER_KEY`) allowing absolute paths for this shard."""
     path = Path(path)
     base = path.parent
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
+    started = False  # a non-blank line was read: a header may only come first
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
             source = f"{path}:{lineno}"
+            first, started = not started, True
             try:
-                obj = json.loads(line)
+                obj = json.loads(raw.decode("utf-8"))
+                header = _header(obj)
+            except UnicodeDecodeError as err:
+                yield _bad(f"not UTF-8 text: byte 0x{raw[err.start]:02x} at byte {err.start + 1} of the line", None,
+                           source)
+                continue
             except json.JSONDecodeError as err:
                 yield _bad(f"not valid JSON: {err.msg} at column {err.colno}", None, source)
                 continue
+            except ValueError as err:  # a malformed header line
+                yield _bad(str(err), None, source)
+                continue
+            if header is not None:
+                if first:
+                    allow_absolute_paths = allow_absolute_paths or header.get("allow_absolute_paths", False)
+                else:
+                    yield _bad("a header line must be the shard's first line", None, source)
+                continue
             try:
-                yield parse_record(obj, base, source)
+                yield parse_record(obj, base, source, max_caption_chars, allow_absolute_paths)
             except BadSample as bad:
                 yield bad
 
 
-def read_manifests(patterns: Iterable[str | os.PathLike]) -> tuple[list[Record], list[BadSample]]:
+def read_manifests(patterns: Iterable[str | os.PathLike], max_caption_chars: int = MAX_CAPTION_CHARS,
+                   allow_absolute_paths: bool = False) -> tuple[list[Record], list[BadSample]]:
     """All records of all shards, and every invalid line (including duplicate ids, which keep the first)."""
-    return read_shards(expand_manifests(patterns))
+    return read_shards(expand_manifests(patterns), max_caption_chars, allow_absolute_paths)
 
 
-def read_shards(paths: Iterable[str | os.PathLike]) -> tuple[list[Record], list[BadSample]]:
+def read_shards(paths: Iterable[str | os.PathLike], max_caption_chars: int = MAX_CAPTION_CHARS,
+                allow_absolute_paths: bool = False) -> tuple[list[Record], list[BadSample]]:
     """The records of exactly these shard files (no globbing), and every invalid line (duplicate ids among
-    them included, which keep the first)."""
+    them included, which keep the first). The limits are `parse_record`'s."""
     records: list[Record] = []
     bad: list[BadSample] = []
     seen: dict[str, str] = {}
     for path in paths:
-        for item in iter_manifest(path):
+        for item in iter_manifest(path, max_caption_chars, allow_absolute_paths):
             if isinstance(item, BadSample):
                 bad.append(item)
             elif item.id in seen:
@@ -205,14 +268,24 @@ def read_shards(paths: Iterable[str | os.PathLike]) -> tuple[list[Record], list[
 
 
 def write_manifest(records: Iterable[Record], path: str | os.PathLike) -> Path:
-    """Write one shard atomically, media paths relative to its folder."""
+    """Write one shard atomically, media paths relative to its folder. When a record names a file outside that
+    folder, the shard starts with a header line allowing it (readers refuse such paths otherwise)."""
     path = Path(path)
     base = path.parent.resolve()
+    lines = [record.to_json(base) for record in records]
+    outside = any(_leaves_folder(p) for line in lines for p in _paths_of(line))
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record.to_json(base), ensure_ascii=False) + "\n")
+            if outside:
+                f.write(json.dumps({HEADER_KEY: {"allow_absolute_paths": True}}) + "\n")
+            for line in lines:
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
     return path
+
+
+def _paths_of(line: dict[str, Any]) -> list[str]:
+    """The file paths of one manifest line."""
+    return [line["media"], line["mask"], *line.get("entity_masks", []), *([line["target"]] if "target" in line else [])]
 
 
 def write_shards(records: list[Record], out_dir: str | os.PathLike, prefix: str, shard_size: int = 10000) -> list[Path]:

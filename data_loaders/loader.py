@@ -316,7 +316,7 @@ def build_train_loader(config: DataConfig, rank: int = 0, world_size: int = 1) -
         where = f"rank {rank}'s {len(shards)} shard(s) ({shards[0]}, ...)"
     else:
         where = f"the manifests {config.train_manifests}"
-    records, bad = read_shards(shards)
+    records, bad = read_shards(shards, config.max_caption_chars, config.allow_absolute_paths)
     tracker = BadSampleTracker(config.max_bad_fraction, config.bad_window)
     for item in bad:
         logger.warning("skipping bad manifest record: %s", item.message)
@@ -360,7 +360,8 @@ def build_eval_samples(
     """Decode eval records deterministically (the first `config.frames` frames at `config.fps` from the clip
     start, resized and cropped like training: to the bucket nearest the source's aspect, masks not augmented). A bad record is a DataError naming it when
     `strict`, else logged and skipped."""
-    records, bad = read_manifests([manifests] if isinstance(manifests, str) else manifests)
+    records, bad = read_manifests([manifests] if isinstance(manifests, str) else manifests, config.max_caption_chars,
+                                  config.allow_absolute_paths)
     problems = [b.message for b in bad]
     out: list[EvalSample] = []
     for record in records:

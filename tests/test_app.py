@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,212 @@ def test_app_actions_fail_with_messages_in_the_wrong_order(tmp_path):
     bad = write_video(tmp_path / "m.mp4", np.full((3, 64, 96, 3), 255, np.uint8), 8, lossless=True)
     with pytest.raises(ValueError, match="mask has 3 frames but the video has 12"):
         app.preview(session, None, "static", str(bad), "add", "a ball", 2, 0)
+
+
+# ----------------------------------------------------------------------------- several users (issue 20, #6 and #7)
+class CountingPipe:
+    """A fake pipeline that records how many calls run at once (each call takes a little while)."""
+
+    def __init__(self):
+        import threading
+
+        self.lock, self.active, self.most, self.calls = threading.Lock(), 0, 0, 0
+
+    def __call__(self, video, mask, **kwargs):
+        import time
+        from types import SimpleNamespace
+
+        with self.lock:
+            self.active += 1
+            self.calls += 1
+            self.most = max(self.most, self.active)
+        time.sleep(0.2)
+        with self.lock:
+            self.active -= 1
+        return SimpleNamespace(frames=[np.full((1, *video.shape[1:]), 0.5, np.float32)])
+
+
+def test_the_model_events_share_one_concurrency_group(tmp_path):
+    from vivid.app import MODEL_CONCURRENCY_ID, build_app
+
+    demo = build_app(VividApp(pipe=None, workdir=tmp_path))
+    fns = {fn.name: fn for fn in demo.fns.values()}
+    for name in ("on_preview", "on_propagate"):  # the two events that run the model
+        assert (fns[name].concurrency_id, fns[name].concurrency_limit) == (MODEL_CONCURRENCY_ID, 1), name
+    assert fns["on_video"].concurrency_id != MODEL_CONCURRENCY_ID  # loading a video waits for no edit
+    assert "on_unload" in fns
+
+
+def test_two_sessions_never_run_the_model_at_once(tmp_path):
+    import threading
+
+    pipe = CountingPipe()
+    app = VividApp(pipe=pipe, workdir=tmp_path, steps=1, guidance=1.0)
+    frames, _ = _square_video()
+    video = write_video(tmp_path / "v.mp4", frames, 8, lossless=True)
+    layer = np.zeros((64, 96, 4), np.uint8)
+    layer[20:40, 10:30, 3] = 255
+    results, errors = [], []
+
+    def user(name):
+        try:
+            session = app.new_session(name)
+            app.load_video(session, str(video))
+            results.append(app.preview(session, {"layers": [layer]}, "static", None, "add", "a ball", 2, 0))
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=user, args=(f"user{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(results) == 2 and pipe.calls == 4
+    assert pipe.most == 1  # one model call at a time over both sessions
+
+
+def test_old_session_folders_are_removed_and_nothing_else(tmp_path):
+    import os
+    import time
+
+    from vivid.app import SESSIONS_DIR
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "secret.txt").write_text("mine")
+    app = VividApp(pipe=None, workdir=work, keep_hours=1)
+    foreign = work / SESSIONS_DIR / "notes"  # in the sessions folder, but not a session the app made
+    foreign.mkdir(parents=True)
+    (foreign / "a.txt").write_text("mine too")
+    old, young, other = app.new_session("a"), app.new_session("a"), app.new_session("b")
+    (old.dir / "candidate.png").write_bytes(b"x")
+    hours_ago = time.time() - 2 * 3600
+    for path in (old.dir / "candidate.png", old.dir / ".vivid-session", old.dir, foreign / "a.txt", foreign):
+        os.utime(path, (hours_ago, hours_ago))
+    assert app.remove_old_sessions() == [old.dir]
+    assert not old.dir.exists() and young.dir.is_dir() and other.dir.is_dir()
+    assert (foreign / "a.txt").read_text() == "mine too" and (work / "secret.txt").read_text() == "mine"
+    app.end_sessions("a")  # the tab of "a" was closed: its folders go, b's stay
+    assert not young.dir.exists() and other.dir.is_dir() and (foreign / "a.txt").is_file()
+    assert sorted(p.name for p in work.iterdir()) == ["secret.txt", SESSIONS_DIR]
+
+
+def test_error_messages_name_files_by_base_name():
+    import gradio as gr
+
+    from vivid.app import _messages, hide_paths
+
+    @_messages
+    def fails():
+        raise ValueError("cannot read /srv/vivid/work/vivid-sessions/session-x/mask.mp4: not a video")
+
+    with pytest.raises(gr.Error) as info:
+        fails()
+    assert info.value.message == "cannot read mask.mp4: not a video"
+    assert hide_paths("'~/data/clip.mp4' and /tmp/gradio/abc/video.mp4") == "'clip.mp4' and video.mp4"
+    assert hide_paths("mask has 3 frames but the video has 12 (3/4 of a/b)") == \
+        "mask has 3 frames but the video has 12 (3/4 of a/b)"
+
+
+def test_share_needs_auth_and_auth_is_user_pass(capsys):
+    from vivid.app import check_share, parse_auth
+    from vivid.cli import main
+
+    assert main(["app", "--model", "no-such-model", "--share"]) == 2  # refused before the model is loaded
+    assert "--share makes the app public: give --auth USER:PASS" in capsys.readouterr().err
+    for bad in ("user", ":pass", "user:", ""):
+        with pytest.raises(ValueError, match="USER:PASS"):
+            parse_auth(bad)
+    assert parse_auth("me:se:cret") == ("me", "se:cret")
+    check_share(True, ("me", "pw"))
+    check_share(False, None)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The app on a local port (fake pipeline, a login, a 1 MiB upload limit), a workdir holding a user's file."""
+    import socket
+
+    from vivid.app import launch
+
+    root = tmp_path_factory.mktemp("served")
+    (root / "work").mkdir()
+    (root / "work" / "secret.txt").write_text("not for the browser")
+    frames, _ = _square_video()
+    video = write_video(root / "v.mp4", frames, 8, lossless=True)
+    masks = np.zeros((12, 64, 96, 3), np.uint8)
+    masks[:, 20:40, 10:30] = 255
+    mask = write_video(root / "m.mp4", masks, 8, lossless=True)
+    app = VividApp(CountingPipe(), root / "work", steps=1, guidance=1.0)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = launch(app, port=port, block=False, auth=("me", "pw"), max_upload_mb=1)
+    yield app, demo, f"http://127.0.0.1:{port}", video, mask
+    demo.close()
+
+
+def _status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_the_app_serves_what_it_returns_and_no_other_file(served, tmp_path):
+    import http.cookiejar
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from gradio_client import Client, handle_file
+
+    app, demo, url, video, mask = served
+    client = Client(url + "/", auth=("me", "pw"), verbose=False, download_files=str(tmp_path))
+    client.predict(handle_file(str(video)), api_name="/on_video")
+    gallery, chosen = client.predict(None, "static", handle_file(str(mask)), "add", "a ball", 2, 0,
+                                     api_name="/on_preview")
+    assert len(gallery) == 2 and chosen == "Chosen: candidate 1 of 2"  # returned files reach the browser
+    assert Path(gallery[0]["image"]).stat().st_size > 0
+    written = sorted(app.sessions_dir.glob("session-*/candidate-*.png"))
+    assert len(written) == 2
+    # logged in, a browser still gets neither the workdir's files nor the session folders' (another user's) files
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(url + "/login", data=urllib.parse.urlencode({"username": "me", "password": "pw"}).encode(), timeout=30)
+    for path in (app.root / "secret.txt", written[0]):
+        try:
+            status = opener.open(f"{url}/gradio_api/file={path}", timeout=30).status
+        except urllib.error.HTTPError as err:
+            status = err.code
+        assert status == 403, (path, status)
+    assert _status(url + "/config") == 401  # no login, nothing
+    assert demo.max_file_size == 1024 * 1024
+    big = tmp_path / "big.npy"
+    big.write_bytes(b"\0" * (2 * 1024 * 1024))
+    with pytest.raises(Exception, match="(?i)maximum|too large|exceeds"):
+        client.predict(None, "static", handle_file(str(big)), "add", "a ball", 1, 0, api_name="/on_preview")
+
+
+def test_closing_a_tab_removes_its_session_folders_and_serving_is_limited(tmp_path, monkeypatch):
+    import tempfile
+    from types import SimpleNamespace
+
+    from vivid.app import _allowed_paths, build_app
+
+    app = VividApp(pipe=None, workdir=tmp_path / "work")
+    mine, theirs = app.new_session("tab1"), app.new_session("tab2")
+    unload = next(fn for fn in build_app(app).fns.values() if fn.name == "on_unload").fn
+    unload(SimpleNamespace(session_hash="tab1"))  # what Gradio calls when tab1 is closed
+    assert not mine.dir.exists() and theirs.dir.is_dir()
+    # nothing of the workdir is served directly; a workdir outside the current and the temporary folder
+    # (where Gradio takes returned files from) gets its session folders allowed, and only those
+    assert _allowed_paths(app) == []
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "cwd"))
+    assert _allowed_paths(app) == [str(app.sessions_dir.resolve())]

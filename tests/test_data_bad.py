@@ -102,7 +102,8 @@ def test_a_slot_that_cannot_be_filled_is_a_data_error(broken, tmp_path):
     lines = [json.dumps({**bad["unreadable"], "media": str(root / "corrupt.mp4"), "mask": str(root / "blank_mask.npz")})]
     (tmp_path / "all_bad.jsonl").write_text("\n".join(lines) + "\n")
     cfg = DataConfig(train_manifests=[str(tmp_path / "all_bad.jsonl")], height=64, width=96, frames=9,
-                     num_workers=0, image_video_ratio=0.0, delete_ratio=0.0, max_bad_fraction=1.0, max_attempts=3)
+                     num_workers=0, image_video_ratio=0.0, delete_ratio=0.0, max_bad_fraction=1.0, max_attempts=3,
+                     allow_absolute_paths=True)
     with pytest.raises(DataError, match="3 bad samples in a row"):
         next(iter(build_train_loader(cfg)))
 
@@ -144,3 +145,104 @@ def test_moved_data_set_still_resolves(broken, tmp_path, capsys):
     ok = moved / "good.jsonl"
     ok.write_text("\n".join(json.dumps(r) for r in good) + "\n")
     assert main(["data", "check", str(ok)]) == 0
+
+
+# ----------------------------------------------------------------------------- malformed manifests (issue 20, #14)
+GOOD_LINE = {"id": "ok", "kind": "image", "media": "a.png", "mask": "m.png", "captions": ["x"]}
+
+
+def _one_bad_line(tmp_path, line: bytes | str, **limits):
+    """A shard holding a good record, `line`, and another good record; returns (ids read, bad samples)."""
+    from data_loaders.format import read_manifests
+
+    text = line if isinstance(line, bytes) else line.encode()
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(json.dumps(GOOD_LINE).encode() + b"\n" + text + b"\n"
+                     + json.dumps({**GOOD_LINE, "id": "ok2"}).encode() + b"\n")
+    records, bad = read_manifests([str(path)], **limits)
+    return [r.id for r in records], bad, path
+
+
+def test_a_non_utf8_line_is_a_bad_line_with_file_and_line_number(tmp_path):
+    ids, bad, path = _one_bad_line(tmp_path, b'{"id": "latin", "kind": "image", "media": "caf\xe9.png", "mask": "m"}')
+    assert ids == ["ok", "ok2"]  # the lines around it still load
+    assert len(bad) == 1 and bad[0].path == f"{path}:2" and bad[0].reason == "invalid_record"
+    assert "not UTF-8 text: byte 0xe9" in bad[0].message
+
+
+@pytest.mark.parametrize("fps", ["NaN", "Infinity", "-Infinity", "0", "-8", "true", '"8"'])
+def test_fps_must_be_finite_and_positive(tmp_path, fps):
+    line = json.dumps({**GOOD_LINE, "id": "f"})[:-1] + f', "fps": {fps}}}'
+    ids, bad, path = _one_bad_line(tmp_path, line)
+    assert ids == ["ok", "ok2"] and len(bad) == 1
+    assert bad[0].path == f"{path}:2" and "'fps' must be a finite number > 0" in bad[0].message
+
+
+def test_captions_longer_than_the_cap_are_rejected(tmp_path):
+    from data_loaders.config import MAX_CAPTION_CHARS
+
+    long = {**GOOD_LINE, "id": "long", "captions": ["a cat", "x" * (MAX_CAPTION_CHARS + 1)]}
+    ids, bad, _ = _one_bad_line(tmp_path, json.dumps(long))
+    assert ids == ["ok", "ok2"] and len(bad) == 1
+    assert f"caption 2 is {MAX_CAPTION_CHARS + 1} characters, over the limit of {MAX_CAPTION_CHARS}" in bad[0].message
+    at_cap = {**long, "captions": ["x" * MAX_CAPTION_CHARS]}
+    assert _one_bad_line(tmp_path, json.dumps(at_cap))[0] == ["ok", "long", "ok2"]
+    ids, bad, _ = _one_bad_line(tmp_path, json.dumps({**GOOD_LINE, "id": "c", "captions": ["twelve chars"]}),
+                                max_caption_chars=11)
+    assert ids == ["ok", "ok2"] and "over the limit of 11" in bad[0].message
+    with pytest.raises(ValueError, match="max_caption_chars must be >= 1"):
+        DataConfig(max_caption_chars=0)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("media", "/etc/passwd"), ("mask", "../outside/m.png"), ("media", "sub/../../a.png"),
+    ("entity_masks", ["e.png", "/abs/e.png"]), ("target", "../t.mp4"),
+])
+def test_paths_leaving_the_data_root_are_refused_unless_allowed(tmp_path, field, value):
+    line = json.dumps({**GOOD_LINE, "id": "out", field: value})
+    ids, bad, path = _one_bad_line(tmp_path, line)
+    assert ids == ["ok", "ok2"] and len(bad) == 1 and bad[0].path == f"{path}:2"
+    assert f"'{field}'" in bad[0].message and "leaves the manifest's folder" in bad[0].message
+    ids, bad, _ = _one_bad_line(tmp_path, line, allow_absolute_paths=True)  # the caller allows them
+    assert ids == ["ok", "out", "ok2"] and not bad
+    header = json.dumps({"vivid_manifest": {"allow_absolute_paths": True}})
+    path.write_text(header + "\n" + line + "\n")  # or the shard's own header line does
+    from data_loaders.format import read_manifests
+
+    records, bad = read_manifests([str(path)])
+    assert [r.id for r in records] == ["out"] and not bad
+
+
+def test_paths_inside_the_data_root_and_misplaced_headers(tmp_path):
+    ids, bad, _ = _one_bad_line(tmp_path, json.dumps({**GOOD_LINE, "id": "in", "media": "sub/../a.png"}))
+    assert ids == ["ok", "in", "ok2"] and not bad  # ".." that stays inside the folder is fine
+    ids, bad, path = _one_bad_line(tmp_path, json.dumps({"vivid_manifest": {"allow_absolute_paths": True}}))
+    assert ids == ["ok", "ok2"] and "must be the shard's first line" in bad[0].message and bad[0].path == f"{path}:2"
+    ids, bad, _ = _one_bad_line(tmp_path, json.dumps({"vivid_manifest": {"allow_anything": True}}))
+    assert "unknown header option 'allow_anything'" in bad[0].message
+
+
+def test_write_manifest_marks_shards_that_name_outside_files(tmp_path):
+    from data_loaders.format import Record, read_manifests, write_manifest
+
+    inside = Record("in", "image", str(tmp_path / "data" / "a.png"), str(tmp_path / "data" / "m.png"), ["x"])
+    outside = Record("out", "image", str(tmp_path / "elsewhere" / "a.png"), str(tmp_path / "data" / "m.png"), ["x"])
+    plain = write_manifest([inside], tmp_path / "data" / "plain.jsonl")
+    assert "vivid_manifest" not in plain.read_text()
+    marked = write_manifest([inside, outside], tmp_path / "data" / "marked.jsonl")
+    assert json.loads(marked.read_text().splitlines()[0]) == {"vivid_manifest": {"allow_absolute_paths": True}}
+    records, bad = read_manifests([str(marked)])
+    assert not bad and records[1].media == str(tmp_path / "data" / ".." / "elsewhere" / "a.png")
+
+
+def test_the_loader_takes_the_limits_from_the_data_config(broken, tmp_path):
+    root, manifest, good, bad = broken
+    absolute = [{**r, "media": str(root / r["media"]), "mask": str(root / r["mask"])} for r in good]
+    (tmp_path / "abs.jsonl").write_text("\n".join(json.dumps(r) for r in absolute) + "\n")
+    cfg = dict(train_manifests=[str(tmp_path / "abs.jsonl")], height=64, width=96, frames=9, num_workers=0,
+               image_video_ratio=0.0, delete_ratio=0.0)
+    with pytest.raises(DataError, match="leaves the manifest's folder"):
+        build_train_loader(DataConfig(**cfg))
+    assert build_train_loader(DataConfig(**cfg, allow_absolute_paths=True)) is not None
+    with pytest.raises(DataError, match="over the limit of 3"):
+        build_train_loader(DataConfig(**{**cfg, "train_manifests": [str(manifest)]}, max_caption_chars=3))

@@ -203,9 +203,9 @@ def test_whole_shards_per_rank(synth, four_shards, monkeypatch):
     parsed: list[str] = []
     real = format_module.iter_manifest
 
-    def spy(path):
+    def spy(path, *limits):
         parsed.append(Path(path).name)
-        return real(path)
+        return real(path, *limits)
 
     monkeypatch.setattr(format_module, "iter_manifest", spy)
     cfg = DataConfig(**{**config(synth).__dict__, "train_manifests": [str(four_shards[0].parent / "train-*.jsonl")]})

@@ -10,13 +10,14 @@ import yaml
 from vivid.cli import main
 
 
-def _fake_checkpoint(tiny_model_dir, root):
+def _fake_checkpoint(tiny_model_dir, root, seed: int = 0):
     """A training checkpoint as the trainer writes it: vivid-weights/ + trainer_state.json."""
     from vivid.model.tiny import build_tiny_components
     from vivid.model.transformer import make_vivid_transformer
     from vivid.model.weights import VIVIDWeightsConfig, save_vivid_weights
 
     t = make_vivid_transformer(build_tiny_components(0)["transformer"], rank=4, alpha=4)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for name, p in t.named_parameters():
             if p.requires_grad:
@@ -114,3 +115,184 @@ def test_from_vivid_downloads_a_hub_repo_and_loads_its_base_model(tiny_model_dir
     for name, p in trained.named_parameters():
         if p.requires_grad:
             torch.testing.assert_close(loaded[name], p, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- file safety and publishing (issue 20)
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_export_into_an_earlier_export_keeps_the_other_files(tiny_model_dir, tmp_path):
+    ckpt, _ = _fake_checkpoint(tiny_model_dir, tmp_path / "run")
+    out = tmp_path / "export"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    (out / ".git").mkdir()
+    (out / ".git" / "config").write_text("[core]\n")
+    (out / "notes.txt").write_text("my notes\n")
+    old_lora = (out / "pytorch_lora_weights.safetensors").read_bytes()
+    other, _ = _fake_checkpoint(tiny_model_dir, tmp_path / "run2", seed=1)  # other weights, no trainer state
+    (other / "trainer_state.json").unlink()
+    assert main(["export", "--checkpoint", str(other), "--out", str(out)]) == 0
+    assert (out / ".git" / "config").read_text() == "[core]\n" and (out / "notes.txt").read_text() == "my notes\n"
+    new_lora = (out / "pytorch_lora_weights.safetensors").read_bytes()
+    assert new_lora != old_lora
+    assert new_lora == (other / "vivid-weights" / "pytorch_lora_weights.safetensors").read_bytes()
+    assert not (out / "training_config.json").exists()  # the earlier export's file this one does not write
+    assert not list(tmp_path.glob(".export.export-*"))  # no temporary left beside it
+
+
+def test_export_refuses_a_folder_it_does_not_own(tiny_model_dir, tmp_path, capsys):
+    ckpt, _ = _fake_checkpoint(tiny_model_dir, tmp_path / "run")
+    clone = tmp_path / "clone"  # a freshly cloned, empty hub repo: fine, nothing in it is replaced
+    (clone / ".git").mkdir(parents=True)
+    (clone / ".gitattributes").write_text("*.safetensors filter=lfs\n")
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(clone)]) == 0
+    assert (clone / ".gitattributes").read_text() == "*.safetensors filter=lfs\n" and (clone / "README.md").is_file()
+    project = tmp_path / "project"  # a README an export would replace, and not an earlier export: refused
+    project.mkdir()
+    (project / "README.md").write_text("my project\n")
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(project)]) == 2
+    assert "holds README.md but is not an earlier export" in capsys.readouterr().err
+    assert _files(project) == {"README.md": b"my project\n"}
+
+
+def test_export_refuses_out_inside_or_equal_to_the_source(tiny_model_dir, tmp_path, capsys):
+    ckpt, _ = _fake_checkpoint(tiny_model_dir, tmp_path / "run")
+    (ckpt / "vivid-weights" / "mine.txt").write_text("a user file\n")
+    before = _files(tmp_path / "run")
+    weights = ckpt / "vivid-weights"
+    for checkpoint, out in ((weights, weights), (ckpt, ckpt), (ckpt, weights), (ckpt, ckpt / "export"),
+                            (tmp_path / "run", tmp_path / "run" / "export")):
+        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+        assert "is inside the source" in capsys.readouterr().err
+    assert _files(tmp_path / "run") == before
+
+
+def test_an_interrupted_export_leaves_the_previous_export_intact(tiny_model_dir, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    ckpt, _ = _fake_checkpoint(tiny_model_dir, tmp_path / "run")
+    out = tmp_path / "export"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    (out / "notes.txt").write_text("my notes\n")
+    before = _files(out)
+    other, _ = _fake_checkpoint(tiny_model_dir, tmp_path / "run2", seed=1)
+
+    def ctrl_c_at(patcher, module, name, n):
+        """Make module.name raise KeyboardInterrupt on its n-th call (once)."""
+        real, calls = getattr(module, name), []
+
+        def fake(*args, **kwargs):
+            calls.append(args)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        patcher.setattr(module, name, fake)
+        return calls
+
+    # Ctrl-C while the second weights file is copied, and at several points of moving the files into place
+    for module, name, n in ((shutil, "copy2", 2), (os, "replace", 1), (os, "replace", 4), (os, "replace", 8)):
+        with monkeypatch.context() as m:
+            calls = ctrl_c_at(m, module, name, n)
+            assert main(["export", "--checkpoint", str(other), "--out", str(out)]) != 0
+        assert len(calls) >= n, (name, n)
+        assert _files(out) == before, (name, n)
+        assert not list(tmp_path.glob(".export.export-*")), (name, n)
+
+    stale = tmp_path / ".export.export-killed"  # what a kill -9 mid-export leaves: the next export removes it
+    (stale / ".previous").mkdir(parents=True)
+    (stale / "pytorch_lora_weights.safetensors").write_bytes(b"partial")
+    kept = tmp_path / ".export.export-mine"  # a folder of that name holding anything else is not vivid's
+    kept.mkdir()
+    (kept / "notes.txt").write_text("x")
+    assert main(["export", "--checkpoint", str(other), "--out", str(out)]) == 0
+    assert not stale.exists() and (kept / "notes.txt").is_file() and (out / "notes.txt").is_file()
+
+
+def _published_checkpoint(tiny_model_dir, root):
+    ckpt, trained = _fake_checkpoint(tiny_model_dir, root)
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    state["config"].update(output_dir=str(root / "runs" / "vivid"), model=str(tiny_model_dir),
+                           data={**state["config"]["data"], "train_manifests": [str(root / "data" / "train-*.jsonl")],
+                                 "eval_manifests": ["data/eval-*.jsonl"]})
+    (ckpt / "trainer_state.json").write_text(json.dumps(state))
+    return ckpt
+
+
+def test_published_card_and_configs_name_no_local_paths(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", "hf_FAKE")
+    ckpt = _published_checkpoint(tiny_model_dir, tmp_path / "run")
+    out = tmp_path / "export"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out), "--push-to-hub", "someone/vivid-tiny",
+                 "--dry-run"]) == 0
+    assert "the base model is the local folder" in capsys.readouterr().out
+    for name in ("README.md", "training_config.json", "vivid_config.json"):
+        text = (out / name).read_text()
+        assert str(tmp_path) not in text and str(tiny_model_dir) not in text, name
+    training = json.loads((out / "training_config.json").read_text())
+    assert training["data"]["train_manifests"] == ["train-*.jsonl"] and training["output_dir"] == "vivid"
+    assert training["data"]["eval_manifests"] == ["data/eval-*.jsonl"]  # relative paths are kept
+    assert json.loads((out / "vivid_config.json").read_text())["base_model"] == tiny_model_dir.name
+    assert f"`{tiny_model_dir.name}` (a local model)" in (out / "README.md").read_text()
+
+
+class FakeHfApi:
+    """The Hub: one repository per id, with its visibility; records what was uploaded."""
+
+    repos: dict = {}
+    uploads: list = []
+    fail: BaseException | None = None
+
+    def __init__(self, token=None):
+        self.token = token
+
+    def create_repo(self, repo_id, private=False, exist_ok=False, repo_type=None):
+        if FakeHfApi.fail is not None:
+            raise FakeHfApi.fail
+        FakeHfApi.repos.setdefault(repo_id, bool(private))  # an existing repository keeps its visibility
+        return f"https://huggingface.co/{repo_id}"
+
+    def repo_info(self, repo_id, repo_type=None):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(private=FakeHfApi.repos[repo_id])
+
+    def upload_folder(self, folder_path, repo_id, repo_type=None, allow_patterns=None, commit_message=None):
+        FakeHfApi.uploads.append((repo_id, sorted(allow_patterns)))
+
+
+def test_push_honours_private_and_fails_in_one_line(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+    from huggingface_hub.errors import HTTPError
+
+    monkeypatch.setenv("HF_TOKEN", "hf_FAKEtoken1234567890")
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_FAKEtoken1234567890")
+    monkeypatch.setattr(FakeHfApi, "repos", {"someone/public": False})
+    monkeypatch.setattr(FakeHfApi, "uploads", [])
+    ckpt, _ = _fake_checkpoint(tiny_model_dir, tmp_path / "run")
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "notes.txt").write_text("not for the hub\n")
+    args = ["export", "--checkpoint", str(ckpt), "--out", str(out), "--base-model", "THUDM/CogVideoX-5b"]
+    assert main([*args, "--push-to-hub", "someone/new", "--private"]) == 0
+    assert FakeHfApi.repos["someone/new"] is True and "uploaded: https://huggingface.co/someone/new (private)" in \
+        capsys.readouterr().out
+    assert FakeHfApi.uploads == [("someone/new", ["README.md", "patch_embed.safetensors",
+                                                   "pytorch_lora_weights.safetensors", "training_config.json",
+                                                   "vivid_config.json"])]  # notes.txt stays local
+    assert main([*args, "--push-to-hub", "someone/public", "--private"]) == 2  # would stay public: refused
+    err = capsys.readouterr().err
+    assert "someone/public already exists and is public; nothing was uploaded" in err
+    assert len(FakeHfApi.uploads) == 1
+    monkeypatch.setattr(FakeHfApi, "fail", HTTPError("[Errno -3] Temporary failure in name resolution\nmore"))
+    assert main([*args, "--push-to-hub", "someone/new"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("vivid export: error: --push-to-hub someone/new: HTTPError: [Errno -3] Temporary failure "
+                           "in name resolution")
+    monkeypatch.setattr(FakeHfApi, "fail", OSError("token hf_FAKEtoken1234567890 rejected"))
+    assert main([*args, "--push-to-hub", "someone/new"]) == 2
+    err = capsys.readouterr().err
+    assert "hf_FAKEtoken" not in err and "***" in err and len(err.strip().splitlines()) == 1

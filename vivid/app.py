@@ -9,8 +9,12 @@ clip, vivid.longvideo, with a progress bar); watch and download the result. Erro
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vivid.constants import TASKS
+from vivid.constants import APP_KEEP_HOURS, APP_MAX_UPLOAD_MB, TASKS
 from vivid.media import MediaError, VideoWriter, write_image
 
 try:  # optional (the `app` extra); module-level so that Gradio can resolve the event-data annotations
@@ -31,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 MASK_MODES = ("optical flow", "static")
 FLOW_WIDTH = 320  # flow is computed at most this wide, then scaled up
+MODEL_CONCURRENCY_ID = "vivid-model"  # the one Gradio concurrency group of every event that runs the model
+SESSIONS_DIR = "vivid-sessions"  # under the workdir: one folder per browser session, the only ones the app writes
+SESSION_MARKER = ".vivid-session"  # in every session folder: what marks a folder as the app's to remove
 
 
 # ---------------------------------------------------------------------------------------------- masks
@@ -108,7 +115,9 @@ class EditSession:
     """What one browser session works on: the uploaded video, its mask video and the candidates, in a folder."""
 
     def __init__(self, root: Path):
+        root.mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix="session-", dir=root))
+        (self.dir / SESSION_MARKER).write_text("")
         self.video: str | None = None
         self.first_frame: np.ndarray | None = None
         self.summary = ""  # what was loaded, shown under the upload: frames, fps, size
@@ -117,18 +126,70 @@ class EditSession:
         self.chosen: int | None = None
 
 
+def _last_change(folder: Path) -> float:
+    """The newest modification time of a folder and everything in it."""
+    newest = folder.stat().st_mtime
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames + filenames:
+            try:
+                newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
+            except FileNotFoundError:  # removed meanwhile
+                pass
+    return newest
+
+
 class VividApp:
     """The app's actions, independent of Gradio so that they can be tested directly."""
 
     def __init__(self, pipe: Any, workdir: str | Path | None = None, steps: int = 50, guidance: float = 6.0,
-                 height: int | None = None, width: int | None = None):
+                 height: int | None = None, width: int | None = None, keep_hours: float = APP_KEEP_HOURS):
         self.pipe = pipe
         self.root = Path(workdir or tempfile.mkdtemp(prefix="vivid-app-"))
         self.root.mkdir(parents=True, exist_ok=True)
+        self.sessions_dir = self.root / SESSIONS_DIR
         self.steps, self.guidance, self.height, self.width = steps, guidance, height, width
+        if keep_hours <= 0:
+            raise ValueError(f"keep_hours must be > 0, got {keep_hours}")
+        self.keep_s = keep_hours * 3600
+        self.model_lock = threading.Lock()  # one model call at a time, whoever calls
+        self._sessions: dict[str, list[EditSession]] = {}  # per browser session (owner), its folders
+        self._sessions_lock = threading.Lock()
 
-    def new_session(self) -> EditSession:
-        return EditSession(self.root)
+    def new_session(self, owner: str = "local") -> EditSession:
+        """A fresh session folder for `owner` (a Gradio session hash); old sessions' folders are removed first."""
+        self.remove_old_sessions()
+        session = EditSession(self.sessions_dir)
+        with self._sessions_lock:
+            self._sessions.setdefault(owner, []).append(session)
+        return session
+
+    def _remove(self, folder: Path) -> bool:
+        """Remove one session folder: only a folder of `sessions_dir` that holds the app's marker."""
+        if folder.parent != self.sessions_dir or not (folder / SESSION_MARKER).is_file() or folder.is_symlink():
+            return False
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
+
+    def end_sessions(self, owner: str) -> None:
+        """Remove the folders of one browser session (its tab was closed)."""
+        with self._sessions_lock:
+            sessions = self._sessions.pop(owner, [])
+        for session in sessions:
+            self._remove(session.dir)
+
+    def remove_old_sessions(self, now: float | None = None) -> list[Path]:
+        """Remove the session folders unchanged for `keep_hours` (also those of an earlier run of the app); returns
+        them. Nothing but marked session folders is removed."""
+        if not self.sessions_dir.is_dir():
+            return []
+        cutoff = (time.time() if now is None else now) - self.keep_s
+        removed = [d for d in sorted(self.sessions_dir.iterdir())
+                   if d.is_dir() and (d / SESSION_MARKER).is_file() and _last_change(d) < cutoff and self._remove(d)]
+        if removed:
+            with self._sessions_lock:
+                for owner, sessions in list(self._sessions.items()):
+                    self._sessions[owner] = [s for s in sessions if s.dir not in removed]
+        return removed
 
     def load_video(self, session: EditSession, video: str | None) -> np.ndarray:
         from vivid.longvideo import VideoSource
@@ -170,10 +231,11 @@ class VividApp:
         if not mask0.any():
             raise ValueError("the mask of the first frame is empty: paint the region to edit")
         seeds = list(range(int(seed), int(seed) + max(1, int(count))))
-        results = edit_candidates(
-            self.pipe, session.first_frame, mask0, [caption or None], task, seeds, num_inference_steps=self.steps,
-            guidance_scale=self.guidance, height=self.height, width=self.width,
-        )
+        with self.model_lock:
+            results = edit_candidates(
+                self.pipe, session.first_frame, mask0, [caption or None], task, seeds, num_inference_steps=self.steps,
+                guidance_scale=self.guidance, height=self.height, width=self.width,
+            )
         session.candidates = [
             write_image(session.dir / f"candidate-{uuid.uuid4().hex[:6]}-seed{s}.png", img) for _, s, img in results
         ]
@@ -190,15 +252,26 @@ class VividApp:
         if not session.candidates or session.chosen is None or session.mask_video is None:
             raise ValueError("preview keyframe candidates and choose one first")
         out = session.dir / f"vivid-edit-{uuid.uuid4().hex[:6]}.mp4"
-        chain_edit(
-            self.pipe, session.video, session.mask_video, caption or None, task, out,
-            keyframe=str(session.candidates[session.chosen]), keyframe_frame=0, num_inference_steps=self.steps,
-            guidance_scale=self.guidance, seed=int(seed), height=self.height, width=self.width, progress=progress,
-        )
+        with self.model_lock:
+            chain_edit(
+                self.pipe, session.video, session.mask_video, caption or None, task, out,
+                keyframe=str(session.candidates[session.chosen]), keyframe_frame=0, num_inference_steps=self.steps,
+                guidance_scale=self.guidance, seed=int(seed), height=self.height, width=self.width,
+                progress=progress,
+            )
         return out
 
 
 # ---------------------------------------------------------------------------------------------- UI
+_PATH = re.compile(r"(?<![\w.~-])(?:~|[A-Za-z]:)?[/\\](?:[^\s/\\'\"`:;,()<>\[\]]+[/\\])+[^\s/\\'\"`:;,()<>\[\]]*")
+
+
+def hide_paths(text: str) -> str:
+    """`text` with every absolute path (`/a/b/c.mp4`, `~/x/y`) shortened to its base name (`c.mp4`): messages
+    shown in the browser do not reveal the server's folders."""
+    return _PATH.sub(lambda m: os.path.basename(m.group(0).rstrip("/\\")) or m.group(0), text)
+
+
 def _messages(fn: Callable) -> Callable:
     """Turn errors into Gradio messages (no tracebacks in the browser; the log keeps them)."""
     import functools
@@ -210,10 +283,10 @@ def _messages(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except (ValueError, MediaError, OSError) as err:
-            raise gr.Error(str(err)) from None
+            raise gr.Error(hide_paths(str(err))) from None
         except Exception as err:  # an unexpected failure: a message for the user, the traceback for the log
             logger.exception("app action failed")
-            raise gr.Error(f"internal error ({type(err).__name__}): {err}") from None
+            raise gr.Error(hide_paths(f"internal error ({type(err).__name__}): {err}")) from None
 
     return wrapper
 
@@ -222,7 +295,9 @@ def build_app(app: VividApp):
     """The Gradio Blocks UI over `app`."""
     if gr is None:
         raise ImportError("the vivid app needs Gradio: pip install 'vivid[app]' (or pip install gradio)")
-    with gr.Blocks(title="VIVID video local editing") as demo:
+    # Gradio's own copies (uploads, returned files) go after the same time as the session folders.
+    delete_cache = (int(min(app.keep_s, 3600)), int(app.keep_s))
+    with gr.Blocks(title="VIVID video local editing", delete_cache=delete_cache) as demo:
         session = gr.State(None)
         gr.Markdown("# VIVID: add, modify or delete an entity in a video\n"
                     "1. Upload a video. 2. Paint the region on the first frame (or upload a mask video). "
@@ -253,8 +328,8 @@ def build_app(app: VividApp):
                 download = gr.File(label="Download", elem_id="download", interactive=False)
 
         @_messages
-        def on_video(video, state):
-            state = app.new_session()
+        def on_video(video, state, request: gr.Request):
+            state = app.new_session(request.session_hash or "local")
             if not video:
                 return state, None, ""
             frame = app.load_video(state, video)
@@ -284,21 +359,52 @@ def build_app(app: VividApp):
                                 progress=lambda done, total: progress((done, total), desc="clips", unit="clip"))
             return str(out), str(out)
 
+        def on_unload(request: gr.Request):
+            app.end_sessions(request.session_hash or "local")
+
         video_in.change(on_video, [video_in, session], [session, editor, video_summary])
+        # The events that run the model share one concurrency group of size 1: one edit at a time over all
+        # browser sessions, the others queued (Gradio shows each its position).
+        model = dict(concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1)
         preview_btn.click(on_preview, [session, editor, mask_mode, mask_upload, task, caption, count, seed],
-                          [gallery, chosen])
+                          [gallery, chosen], **model)
         gallery.select(on_select, [session], [chosen])
-        propagate_btn.click(on_propagate, [session, task, caption, seed], [result, download])
+        propagate_btn.click(on_propagate, [session, task, caption, seed], [result, download], **model)
+        demo.unload(on_unload)
     return demo
 
 
-def launch(app: VividApp, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True):
+def parse_auth(text: str) -> tuple[str, str]:
+    """`USER:PASS` as (user, password); ValueError unless both are non-empty."""
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("--auth must be USER:PASS (both non-empty)")
+    return user, password
+
+
+def check_share(share: bool, auth: tuple[str, str] | None) -> None:
+    """A public link must have a login: refuse `share` without `auth`."""
+    if share and auth is None:
+        raise ValueError("--share makes the app public: give --auth USER:PASS as well")
+
+
+def _allowed_paths(app: VividApp) -> list[str]:
+    """What Gradio may serve from the workdir: nothing, unless the session folders lie outside the current folder
+    and the temporary folder (where Gradio takes returned files from); then the session folders only."""
+    sessions = app.sessions_dir.resolve()
+    for base in (Path.cwd(), Path(tempfile.gettempdir())):
+        if sessions == base.resolve() or base.resolve() in sessions.parents:
+            return []
+    return [str(sessions)]
+
+
+def launch(app: VividApp, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True,
+           auth: tuple[str, str] | None = None, max_upload_mb: float = APP_MAX_UPLOAD_MB):
+    """Serve the app; `share` (a public gradio.live link) needs `auth`. Uploads over `max_upload_mb` are refused."""
+    check_share(share, auth)
+    app.remove_old_sessions()
     demo = build_app(app)
-    demo.queue(default_concurrency_limit=1)  # one model: edits run one at a time
-    demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
-                allowed_paths=[str(app.root)], show_error=True)
+    demo.queue(default_concurrency_limit=1)  # the events without a group of their own run one at a time too
+    demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block, auth=auth,
+                allowed_paths=_allowed_paths(app), max_file_size=int(max_upload_mb * 1024 * 1024), show_error=True)
     return demo
-
-
-def cleanup(app: VividApp) -> None:
-    shutil.rmtree(app.root, ignore_errors=True)

@@ -25,3 +25,7 @@ LORA_WEIGHTS_NAME = "pytorch_lora_weights.safetensors"  # diffusers' LoRA file n
 PATCH_EMBED_WEIGHTS_NAME = "patch_embed.safetensors"
 BASE_WEIGHTS_NAME = "transformer.safetensors"  # only where the base was trained too (`base_trained`, tiny models)
 VIVID_CONFIG_NAME = "vivid_config.json"
+
+# `vivid app` defaults (here so that the CLI can show them without importing Gradio).
+APP_MAX_UPLOAD_MB = 1024  # largest upload accepted
+APP_KEEP_HOURS = 24.0  # a browser session's files are removed this long after its last change

@@ -8,6 +8,10 @@ The folder holds the VIVID weights (`pytorch_lora_weights.safetensors`, `patch_e
 training checkpoint, and `README.md`, a model card whose YAML header carries the Hub metadata.
 `VIVIDPipeline.from_vivid(folder)` loads it onto the base model. The Hub token comes from the environment
 (`HF_TOKEN`) or the cached login and is never printed.
+
+The export owns only those files: an existing `--out` keeps everything else in it (a `.git/`, notes), and the new
+files are written in a temporary sibling folder first, so an interrupted export leaves the previous one as it was.
+Local absolute paths are not published: the card and `training_config.json` name local files by their base name.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from vivid.constants import BASE_WEIGHTS_NAME, LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME
-from vivid.model.weights import VIVIDWeightsConfig, required_weight_files
+from vivid.model.weights import VIVID_WEIGHT_FILES, VIVIDWeightsConfig, required_weight_files
 
 TRAINING_CONFIG_NAME = "training_config.json"
 CARD_NAME = "README.md"
+EXPORT_FILES = (*VIVID_WEIGHT_FILES, TRAINING_CONFIG_NAME, CARD_NAME)  # the files an export writes, and owns
+PREVIOUS_DIR = ".previous"  # inside the temporary folder: the previous export's files during the swap
 TAGS = ["vivid", "video-editing", "video-inpainting", "cogvideox", "lora", "diffusers"]
 COGVIDEOX_LICENSE = dict(
     license="other",
@@ -64,6 +70,23 @@ def _is_hub_id(name: str) -> bool:
     return name.count("/") == 1 and not Path(name).exists() and not name.startswith((".", "/", "~"))
 
 
+def redact_paths(value: Any) -> Any:
+    """`value` (JSON-like) with every local absolute path (`/...`, `~/...`) replaced by its base name, so that
+    what is published names no folder of this machine; relative paths and hub ids are kept."""
+    if isinstance(value, dict):
+        return {k: redact_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_paths(v) for v in value]
+    if isinstance(value, str) and (os.path.isabs(value) or value.startswith("~")):
+        return Path(value.rstrip("/\\")).name or value
+    return value
+
+
+def _base_name(base: str) -> str:
+    """The base model as a card may show it: a hub id as is, a local folder by its base name."""
+    return base if _is_hub_id(base) else redact_paths(base)
+
+
 def _recipe_lines(state: dict[str, Any] | None, config: VIVIDWeightsConfig) -> list[str]:
     lines = [
         f"- LoRA rank {config.lora_rank}, alpha {config.lora_alpha}, on `{'`, `'.join(config.lora_targets)}` of every "
@@ -99,7 +122,7 @@ def model_card(config: VIVIDWeightsConfig, state: dict[str, Any] | None, repo_id
     """The README.md of an exported folder: Hub metadata (YAML header), the recipe, and a usage snippet."""
     from huggingface_hub import ModelCardData
 
-    base = config.base_model
+    base = _base_name(config.base_model)
     meta: dict[str, Any] = dict(library_name="diffusers", tags=list(TAGS), pipeline_tag="video-to-video")
     if _is_hub_id(base):
         meta["base_model"] = base
@@ -160,6 +183,55 @@ vivid edit --model {base} --weights {name} --video input.mp4 --mask mask.mp4 --t
 """
 
 
+def _check_destination(out_dir: Path, checkpoint: Path, source: ExportSource) -> None:
+    """Refuse an `--out` inside (or equal to) the source, or one holding files an export would replace but that no
+    earlier export wrote."""
+    out = out_dir.resolve()
+    for src in dict.fromkeys((checkpoint.resolve(), source.weights_dir.resolve())):
+        if out == src or src in out.parents:
+            raise ValueError(f"--out {out_dir} is inside the source {checkpoint}: choose a folder outside it")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"--out {out_dir} is a file; choose a folder")
+    if out_dir.is_dir() and not (out_dir / VIVID_CONFIG_NAME).is_file():
+        clash = [name for name in EXPORT_FILES if (out_dir / name).exists()]
+        if clash:
+            raise FileExistsError(f"--out {out_dir} holds {clash[0]} but is not an earlier export; choose another "
+                                  "folder (an export replaces only its own files)")
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    """Replace the previous export's files in `out_dir` by those of `tmp`; nothing else in `out_dir` is touched.
+
+    The previous files are first set aside in `tmp/.previous` and put back if anything (Ctrl-C included) stops the
+    swap, so the folder holds either the previous export or the new one."""
+    names = sorted(p.name for p in tmp.iterdir())
+    previous = tmp / PREVIOUS_DIR
+    previous.mkdir()
+    set_aside: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for name in EXPORT_FILES:
+            if (out_dir / name).is_file():
+                os.replace(out_dir / name, previous / name)
+                set_aside.append(name)
+        for name in sorted(names, key=lambda n: n == VIVID_CONFIG_NAME):  # the config last: it marks an export
+            os.replace(tmp / name, out_dir / name)
+            moved_in.append(name)
+    except BaseException:
+        for name in moved_in:
+            os.replace(out_dir / name, tmp / name)
+        for name in set_aside:
+            os.replace(previous / name, out_dir / name)
+        raise
+
+
+def _is_export_temporary(folder: Path) -> bool:
+    """A temporary folder an export left behind when it was killed: only export files (and their `.previous`)."""
+    return folder.is_dir() and all(
+        p.name in EXPORT_FILES or (p.name == PREVIOUS_DIR and _is_export_temporary(p)) for p in folder.iterdir()
+    )
+
+
 def export_weights(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -167,31 +239,41 @@ def export_weights(
     repo_id: str | None = None,
     license: str | None = None,
 ) -> Path:
-    """Write the export folder (atomically: a temporary folder renamed into place). `base_model` overrides the
-    base recorded at training time (e.g. the hub id of a local copy)."""
+    """Write the export folder. `base_model` overrides the base recorded at training time (e.g. the hub id of a
+    local copy). With `repo_id` (an export for the Hub) a local base model is recorded by its base name only.
+
+    The files are written into a new temporary folder beside `out_dir`, then moved in: a new `out_dir` is that
+    folder renamed; an existing one (an earlier export) gets only the export's own files replaced (`EXPORT_FILES`),
+    everything else in it stays. An interruption (an error, Ctrl-C) leaves `out_dir` as it was."""
     source = find_weights(checkpoint)
     config = VIVIDWeightsConfig.load(source.weights_dir)
     if base_model:
         config.base_model = base_model
+    if repo_id:
+        config.base_model = _base_name(config.base_model)
     files = required_weight_files(source.weights_dir, config)
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / VIVID_CONFIG_NAME).is_file():
-        raise FileExistsError(f"--out {out_dir} exists and is not an earlier export; choose an empty folder")
+    _check_destination(out_dir, Path(checkpoint), source)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    prefix = f".{out_dir.name}.export-"
+    for stale in out_dir.parent.glob(prefix + "*"):  # an earlier export's temporaries, left by a kill
+        if _is_export_temporary(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=out_dir.parent))
     try:
         for name in files:
             shutil.copy2(source.weights_dir / name, tmp / name)
         (tmp / VIVID_CONFIG_NAME).write_text(json.dumps(asdict(config), indent=2) + "\n")
         if source.trainer_state and "config" in source.trainer_state:
-            (tmp / TRAINING_CONFIG_NAME).write_text(json.dumps(source.trainer_state["config"], indent=2) + "\n")
+            training = redact_paths(source.trainer_state["config"])
+            (tmp / TRAINING_CONFIG_NAME).write_text(json.dumps(training, indent=2) + "\n")
         (tmp / CARD_NAME).write_text(model_card(config, source.trainer_state, repo_id, license))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
+        if out_dir.is_dir():
+            _swap_in(tmp, out_dir)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
@@ -205,15 +287,25 @@ def token_source() -> str:
 
 
 def upload_plan(folder: str | os.PathLike) -> list[tuple[str, int]]:
+    """(name, bytes) of the export's own files in `folder`: what a push uploads (nothing else in the folder)."""
     folder = Path(folder)
-    return [(str(p.relative_to(folder)), p.stat().st_size) for p in sorted(folder.rglob("*")) if p.is_file()]
+    return [(name, (folder / name).stat().st_size) for name in sorted(EXPORT_FILES) if (folder / name).is_file()]
+
+
+def _one_line(err: BaseException, token: str | None) -> str:
+    """An error of the Hub client as one line, the token (should a message hold it) masked."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = f"{type(err).__name__}: {lines[0] if lines else 'no details'}"
+    return text.replace(token, "***") if token else text
 
 
 def push_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = False, dry_run: bool = False) -> str:
-    """Create (if needed) the model repository and upload the folder; returns a one-paragraph report.
+    """Create (if needed) the model repository and upload the export's files; returns a one-paragraph report.
 
     With `dry_run` nothing is contacted: the report lists what would be uploaded and where the token would
-    come from. The token itself never appears in the report or the logs.
+    come from. The token itself never appears in the report or the logs. `private` with an existing public
+    repository is refused before anything is uploaded (the Hub would keep it public). A network or Hub error is
+    a ValueError of one line.
     """
     if repo_id.count("/") != 1 or any(not part for part in repo_id.split("/")):
         raise ValueError(f"--push-to-hub {repo_id!r}: expected a repository id of the form owner/name")
@@ -221,16 +313,29 @@ def push_to_hub(folder: str | os.PathLike, repo_id: str, private: bool = False, 
     lines = [f"{'would upload' if dry_run else 'uploading'} to https://huggingface.co/{repo_id} "
              f"({'private' if private else 'public'}), token from {token_source()}:"]
     lines += [f"  {name}  ({size:,} bytes)" for name, size in plan]
+    base = VIVIDWeightsConfig.load(folder).base_model
+    if not _is_hub_id(base):
+        lines.append(f"note: the base model is the local folder {base!r}; users will need it too (record a hub id "
+                     "with --base-model OWNER/NAME)")
     if dry_run:
         return "\n".join(lines)
     from huggingface_hub import HfApi, get_token
+    from huggingface_hub.errors import HTTPError
 
     token = get_token()
     if not token:
         raise ValueError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
     api = HfApi(token=token)
-    url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                      commit_message="Upload VIVID weights")
-    lines.append(f"uploaded: {url}")
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        is_private = getattr(api.repo_info(repo_id, repo_type="model"), "private", None)
+        if private and is_private is False:
+            raise ValueError(f"--private: https://huggingface.co/{repo_id} already exists and is public; nothing was "
+                             "uploaded. Make it private in its settings on the Hub, or push without --private")
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                          allow_patterns=[name for name, _ in plan], commit_message="Upload VIVID weights")
+    except (HTTPError, OSError) as err:  # network down, no permission, hub error: one line, no traceback
+        raise ValueError(f"--push-to-hub {repo_id}: {_one_line(err, token)}") from None
+    visibility = "private" if is_private else "public" if is_private is False else "visibility unknown"
+    lines.append(f"uploaded: {url} ({visibility})")
     return "\n".join(lines)

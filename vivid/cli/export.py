@@ -9,12 +9,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="export trained VIVID weights with a model card; optionally upload them")
     p.add_argument("--checkpoint", required=True,
                    help="training checkpoint folder, run folder (its newest checkpoint) or VIVID weights folder")
-    p.add_argument("--out", required=True, help="folder to write (weights, vivid_config.json, README.md)")
+    p.add_argument("--out", required=True,
+                   help="folder to write (weights, vivid_config.json, README.md); in an earlier export only these "
+                        "files are replaced, anything else there (.git/, notes) stays")
     p.add_argument("--base-model", default=None,
                    help="hub id of the base model to record (default: the one the run trained on)")
     p.add_argument("--license", default=None, help="license for the model card (default: the base model's)")
     p.add_argument("--push-to-hub", metavar="REPO_ID", default=None, help="upload the folder to this model repo")
-    p.add_argument("--private", action="store_true", help="create the Hub repository as private")
+    p.add_argument("--private", action="store_true",
+                   help="create the Hub repository as private (an existing public one is refused, not uploaded to)")
     p.add_argument("--dry-run", action="store_true", help="list what would be uploaded; contact nothing")
     p.set_defaults(func=run)
 
