@@ -60,12 +60,19 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 start=$SECONDS
+failed=0
 run() {  # run NAME ARGS...: one benchmark's JSON into $tmp/NAME.json, its seconds into $tmp/NAME.seconds
+    # a failing run is recorded (its last error line) and the suite goes on: one broken row loses no others
     local name=$1; shift
     local t0=$SECONDS
     echo "== $name: $*" >&2
-    "$PY" "$@" --json > "$tmp/$name.out"
-    sed -n '/^{/,$p' "$tmp/$name.out" > "$tmp/$name.json"
+    if "$PY" "$@" --json > "$tmp/$name.out" 2> >(tee "$tmp/$name.err" >&2); then
+        sed -n '/^{/,$p' "$tmp/$name.out" > "$tmp/$name.json"
+    else
+        failed=1
+        "$PY" -c 'import json, sys; print(json.dumps({"error": sys.argv[1]}))' \
+            "$(grep -v '^\s*$' "$tmp/$name.err" | tail -n 1)" > "$tmp/$name.json"
+    fi
     echo $((SECONDS - t0)) > "$tmp/$name.seconds"
 }
 
@@ -87,3 +94,4 @@ run training benchmarks/bench_train.py "${train_size[@]}" --steps "$train_steps"
 run long_edit benchmarks/bench_long.py "${long[@]}" --steps "$steps" --guidance 6
 
 "$PY" benchmarks/gpu_suite_report.py "$tmp" --mode "$mode" --seconds $((SECONDS - start)) --out "$out"
+exit $failed

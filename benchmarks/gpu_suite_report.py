@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": args.mode,
         "figures_are_meaningful": args.mode != "dry",
         "wall_s": args.seconds,
+        "failed_runs": sorted(name for name, run in runs.items() if "error" in run),
         **device_info(),
         "runs": runs,
     }
