@@ -197,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         with phase(report, "training step (gradient checkpointing)"):
             step_gen = torch.Generator().manual_seed(1)
             latents, conditions = encode_batch(vae, batch, step_gen)
-            loss = compute_loss(transformer, scheduler, latents, conditions, prompt_embeds, step_gen)
+            with torch.autocast("cpu", dtype=bf16):  # what the trainer's accelerator.autocast() is under bf16
+                loss = compute_loss(transformer, scheduler, latents, conditions, prompt_embeds, step_gen)
             loss.backward()
             grads = [p.grad for p in trainable]
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, 1.0)
