@@ -10,7 +10,7 @@ from diffusers import CogVideoXTransformer3DModel
 
 from vivid.constants import LORA_RANK, VIVID_IN_CHANNELS
 from vivid.masks import erase, kive_substitute, pack_mask
-from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, TINY_TRANSFORMER
+from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_TRANSFORMER_PARAMETERS, TINY_TRANSFORMER
 from vivid.model.conditioning import rotary_embeddings, transformer_input
 from vivid.model.transformer import make_vivid_transformer, parameter_report, widen_patch_embed
 from vivid.model.weights import VIVIDWeightsConfig, load_vivid_weights, save_vivid_weights
@@ -236,15 +236,13 @@ def test_weights_that_are_neither_a_folder_nor_a_repo_fail_clearly(tmp_path, mon
         load_vivid_weights(_tiny_transformer(), "someone/other")
 
 
-# CogVideoX-5B transformer: 5,570,283,072 parameters, as cogvideox-factory reports for full fine-tuning.
-COGVIDEOX_5B_PARAMS = 5_570_283_072
 
 
 def test_full_size_5b_builds_on_meta_with_published_parameter_count():
     with torch.device("meta"):
         base = CogVideoXTransformer3DModel(**COGVIDEOX_5B_TRANSFORMER)
     total = parameter_report(base)["total"]
-    assert total == COGVIDEOX_5B_PARAMS
+    assert total == COGVIDEOX_5B_TRANSFORMER_PARAMETERS
     with torch.device("meta"):
         vivid = make_vivid_transformer(CogVideoXTransformer3DModel(**COGVIDEOX_5B_TRANSFORMER))
     report = parameter_report(vivid)

@@ -235,3 +235,30 @@ def test_vae_tiling_settings_keep_cogvideox_5b_and_line_up_on_the_tiny_vae():
         y_tiled = vae.decode(z).sample
     assert z_tiled.shape == z.shape and y_tiled.shape == y.shape == x.shape
     assert torch.isfinite(z_tiled).all() and torch.isfinite(y_tiled).all()
+
+
+def test_prompt_embeds_replace_the_caption(tiny_pipe, clip):
+    """diffusers' convention: precomputed `prompt_embeds` need no caption, and give the caption's edit."""
+    frames, _ = clip
+    mask = box_mask(5, 144, 176, 40, 60, 50, 60)
+    embeds, negative = tiny_pipe.encode_prompt("a red ball", "", True, max_sequence_length=tiny_pipe.max_sequence_length)
+    from_caption = _run(tiny_pipe, frames[:5], mask, prompt="a red ball", guidance_scale=3.0)
+    from_embeds = _run(tiny_pipe, frames[:5], mask, prompt_embeds=embeds, negative_prompt_embeds=negative,
+                       guidance_scale=3.0)
+    np.testing.assert_array_equal(from_caption, from_embeds)
+
+
+def test_pipeline_runs_with_trainable_weights_in_fp32_beside_bf16_ones(tiny_model_dir, clip):
+    """Validation during bf16 training: the LoRA and patch embedding are fp32, the frozen weights bf16."""
+    from vivid.model.transformer import make_vivid_transformer
+    from vivid.pipeline import VIVIDPipeline
+
+    pipe = VIVIDPipeline.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
+    make_vivid_transformer(pipe.transformer)
+    for p in pipe.transformer.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+    assert pipe.transformer.patch_embed.proj.weight.dtype == torch.float32
+    frames, _ = clip
+    out = _run(pipe, frames[:5], box_mask(5, 144, 176, 40, 60, 50, 60), prompt="a red ball", guidance_scale=2.0)
+    assert out.shape == (1, 5, 144, 176, 3) and np.isfinite(out).all()

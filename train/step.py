@@ -21,6 +21,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from vivid.constants import LATENT_CHANNELS
 from vivid.model.conditioning import conditions_from_latents, rotary_embeddings, to_unit_range, transformer_input
+from vivid.model.transformer import compute_dtype
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -160,9 +161,7 @@ def compute_loss(
 
     height, width = h * 8, w * 8  # pixel size, for the rotary grid
     rotary = rotary_embeddings(unwrap(transformer), height, width, t, device)
-    params = list(unwrap(transformer).parameters())
-    # the compute dtype is the frozen weights' (trainable ones are kept in fp32); all trainable: the weights'
-    model_dtype = next((p.dtype for p in params if not p.requires_grad), params[0].dtype)
+    model_dtype = compute_dtype(unwrap(transformer))
     model_output = transformer(
         hidden_states=transformer_input(noisy, conditions).to(model_dtype),
         encoder_hidden_states=prompt_embeds.to(model_dtype),

@@ -96,11 +96,14 @@ class EditInputs:
     fps: float = 0.0
 
 
-def resolve_prompt(prompt: str | None, task: str) -> str:
+def resolve_prompt(prompt: str | None, task: str, required: bool = True) -> str:
+    """The caption to use; `required=False` when the caller passes precomputed prompt embeddings instead."""
     if task not in TASKS:
         raise EditInputError(f"unknown task {task!r}: expected one of {', '.join(TASKS)}")
     if task == "delete" and not prompt:
         return DELETE_CAPTION
+    if not required and not prompt:
+        return ""
     if not prompt or not prompt.strip():
         raise EditInputError(f"task {task!r} needs a caption of what should be in the mask (--prompt)")
     return prompt
@@ -142,10 +145,10 @@ def validate(frames: np.ndarray, mask: np.ndarray, keyframe: np.ndarray | None =
 
 
 def load_edit_inputs(
-    video: Any, mask: Any, prompt: str | None, task: str, keyframe: Any | None = None
+    video: Any, mask: Any, prompt: str | None, task: str, keyframe: Any | None = None, prompt_required: bool = True
 ) -> EditInputs:
     """Read and check every input of an edit. Raises EditInputError / MediaError naming the problem."""
-    prompt = resolve_prompt(prompt, task)
+    prompt = resolve_prompt(prompt, task, prompt_required)
     fps = 0.0
     if isinstance(video, (str, os.PathLike)):
         if is_image_path(video):

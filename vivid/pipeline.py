@@ -35,7 +35,7 @@ from vivid.model.conditioning import (
     transformer_input,
 )
 from vivid.model.frame_conv import use_frame_convs
-from vivid.model.transformer import widen_patch_embed
+from vivid.model.transformer import compute_dtype, widen_patch_embed
 from vivid.model.weights import (
     VIVIDWeightsConfig,
     load_vivid_weights,
@@ -189,7 +189,7 @@ class VIVIDPipeline(CogVideoXPipeline):
         check_sampling(num_inference_steps, guidance_scale)
         if num_videos_per_prompt < 1:
             raise ValueError(f"num_videos_per_prompt must be >= 1, got {num_videos_per_prompt}")
-        inputs = load_edit_inputs(video, mask, prompt, task, keyframe)
+        inputs = load_edit_inputs(video, mask, prompt, task, keyframe, prompt_required=prompt_embeds is None)
         src_h, src_w = inputs.frames.shape[1:3]
         if (height is None) != (width is None):
             raise ValueError("give both height and width, or neither")
@@ -219,7 +219,7 @@ class VIVIDPipeline(CogVideoXPipeline):
             max_sequence_length=max_len,
             device=device,
         )
-        dtype = self.transformer.dtype
+        dtype = compute_dtype(self.transformer)  # trainable weights may be fp32 beside bf16 ones
         if do_cfg:
             prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
         prompt_embeds = prompt_embeds.to(dtype)
@@ -243,6 +243,8 @@ class VIVIDPipeline(CogVideoXPipeline):
         image_rotary_emb = rotary_embeddings(self.transformer, height, width, latent_frames, device)
 
         num_warmup_steps = max(len(timesteps) - num_inference_steps * self.scheduler.order, 0)
+        # fp32 trainable weights beside frozen bf16 ones (validation during training): autocast, as training runs
+        mixed = any(p.dtype != dtype for p in self.transformer.parameters() if p.is_floating_point())
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             old_pred_original_sample = None
             for i, t in enumerate(timesteps):
@@ -253,7 +255,7 @@ class VIVIDPipeline(CogVideoXPipeline):
                 model_input = self.scheduler.scale_model_input(model_input, t)
                 model_input = transformer_input(model_input, conditions)
                 timestep = t.expand(model_input.shape[0])
-                with self.transformer.cache_context("cond_uncond"):
+                with self.transformer.cache_context("cond_uncond"), torch.autocast(device.type, dtype, enabled=mixed):
                     noise_pred = self.transformer(
                         hidden_states=model_input,
                         encoder_hidden_states=prompt_embeds,

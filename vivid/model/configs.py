@@ -34,6 +34,9 @@ COGVIDEOX_5B_TRANSFORMER = dict(
     use_learned_positional_embeddings=False,
 )
 
+# Parameters of the stock CogVideoX-5B transformer (as cogvideox-factory reports for full fine-tuning).
+COGVIDEOX_5B_TRANSFORMER_PARAMETERS = 5_570_283_072
+
 COGVIDEOX_5B_VAE = dict(
     in_channels=3,
     out_channels=3,

@@ -68,6 +68,16 @@ def make_vivid_transformer(
     return transformer
 
 
+def compute_dtype(transformer: torch.nn.Module) -> torch.dtype:
+    """The dtype a (possibly wrapped) transformer computes in: its frozen weights' dtype.
+
+    Training keeps the trainable weights (LoRA, patch embedding) in fp32 beside bf16 frozen weights, so the dtype
+    of the first parameter says nothing; inputs must be cast to the frozen weights' dtype. All trainable: theirs.
+    """
+    params = list(getattr(transformer, "module", transformer).parameters())
+    return next((p.dtype for p in params if not p.requires_grad), params[0].dtype)
+
+
 def parameter_report(model: torch.nn.Module) -> dict[str, float]:
     """Trainable and total parameter counts (works on the meta device)."""
     total = sum(p.numel() for p in model.parameters())

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Every GPU figure of docs/performance.md in one run on one H100/H200, written to one JSON.
+#
+#   benchmarks/gpu_suite.sh [--quick] [--out FILE]     # on the GPU machine, from the repository root
+#   benchmarks/gpu_suite.sh --dry-run [--out FILE]     # on a CPU: the same runs at the tiny size (CI)
+#
+# The CogVideoX-5B architecture with random weights (no downloads): timings and memory are the real model's,
+# outputs are noise. Runs, in order: 49x480x720 inference with guidance (stock CogVideoXPipeline and VIVID,
+# same process), without guidance, with the fast options, the 24 GB memory mode, each cache; one LoRA training
+# step (stock vs VIVID, gradient checkpointing, MFU); a long edit at two lengths. --quick keeps the first two,
+# the training step and one long length, with fewer steps.
+#
+# What it needs beyond a PyTorch with CUDA: this package's dependencies. Where `import diffusers` fails, they are
+# installed from wheels in $VIVID_WHEELS (default .whl/, see benchmarks/README or docs/performance.md) without the
+# network, else from the package index.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=full
+out=gpu_suite.json
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) mode=quick ;;
+        --dry-run) mode=dry ;;
+        --out) out="$2"; shift ;;
+        *) echo "unknown argument: $1 (use --quick, --dry-run, --out FILE)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+PY=${PYTHON:-python3}
+
+if ! "$PY" -c "import diffusers, peft, decord" 2>/dev/null; then
+    wheels=${VIVID_WHEELS:-.whl}
+    if [ -d "$wheels" ]; then
+        "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/vivid-site "$wheels"/*.whl
+        export PYTHONPATH="/tmp/vivid-site${PYTHONPATH:+:$PYTHONPATH}"
+    else
+        "$PY" -m pip install -q -e .
+    fi
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+if [ "$mode" = dry ]; then
+    # the tiny model on the CPU, one step: every command line below runs, none of the figures mean anything
+    size=(--size tiny --device cpu --frames 5 --height 32 --width 48)
+    long=(--size tiny --device cpu --frames 17,25 --height 64 --width 96 --clip-frames 9)
+    steps=1
+    train_steps=1
+else
+    size=(--size 5b --frames 49 --height 480 --width 720)
+    long=(--size 5b --frames 97,193 --height 480 --width 720)
+    steps=4
+    train_steps=2
+    [ "$mode" = quick ] && steps=2 && long=(--size 5b --frames 97 --height 480 --width 720)
+    "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU: use --dry-run')"
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+start=$SECONDS
+failed=0
+run() {  # run NAME ARGS...: one benchmark's JSON into $tmp/NAME.json, its seconds into $tmp/NAME.seconds
+    # a failing run is recorded (its last error line) and the suite goes on: one broken row loses no others
+    local name=$1; shift
+    local t0=$SECONDS
+    echo "== $name: $*" >&2
+    if "$PY" "$@" --json > "$tmp/$name.out" 2> >(tee "$tmp/$name.err" >&2); then
+        sed -n '/^{/,$p' "$tmp/$name.out" > "$tmp/$name.json"
+    else
+        failed=1
+        "$PY" -c 'import json, sys; print(json.dumps({"error": sys.argv[1]}))' \
+            "$(grep -v '^\s*$' "$tmp/$name.err" | tail -n 1)" > "$tmp/$name.json"
+    fi
+    echo $((SECONDS - t0)) > "$tmp/$name.seconds"
+}
+
+infer=(benchmarks/bench_inference.py "${size[@]}" --steps "$steps" --no-isolate)
+run inference_guidance "${infer[@]}" --guidance 6
+run inference_no_guidance "${infer[@]}" --guidance 1
+if [ "$mode" != quick ]; then
+    fast=(--attention-backend auto --merge-lora --fuse-qkv)
+    [ "$mode" = dry ] && fast=(--merge-lora --fuse-qkv)
+    run inference_fast "${infer[@]}" --guidance 6 --no-stock --no-vivid-default "${fast[@]}"
+    run inference_24gb "${infer[@]}" --guidance 6 --no-stock --no-vivid-default --memory group_offload --vae-tiling
+    for cache in fbc pab fastercache taylorseer; do
+        run "inference_cache_$cache" "${infer[@]}" --guidance 6 --no-stock --no-vivid-default --cache "$cache"
+    done
+fi
+train_size=("${size[@]}")
+run training benchmarks/bench_train.py "${train_size[@]}" --steps "$train_steps" --gradient-checkpointing \
+    --no-isolate
+run long_edit benchmarks/bench_long.py "${long[@]}" --steps "$steps" --guidance 6
+
+"$PY" benchmarks/gpu_suite_report.py "$tmp" --mode "$mode" --seconds $((SECONDS - start)) --out "$out"
+exit $failed

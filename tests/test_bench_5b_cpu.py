@@ -1,0 +1,63 @@
+"""The full-size CogVideoX-5B path on the CPU (benchmarks/bench_5b_cpu.py) and the GPU suite's report and dry run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_full_size_5b_pipeline_call_training_step_and_weights_on_cpu(tmp_path):
+    # about 12 GB of RAM and several minutes on 2 cores: the only run of the real shapes without a GPU
+    out = tmp_path / "bench_5b_cpu.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_5b_cpu.py"), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["ok"] and all(report["checks"].values()), report["checks"]
+    assert report["parameters"]["trainable"] == report["parameters"]["expected"]["trainable"]
+    assert report["pipeline"]["output_shape"] == [9, 64, 96, 3]
+    assert report["training"]["grad_norm"] > 0
+
+
+@pytest.mark.slow
+def test_gpu_suite_dry_run_writes_one_report(tmp_path):
+    out = tmp_path / "suite.json"
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh"), "--dry-run", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["mode"] == "dry" and report["figures_are_meaningful"] is False
+    expected = {"inference_guidance", "inference_no_guidance", "inference_fast", "inference_24gb", "training",
+                "long_edit", *(f"inference_cache_{c}" for c in ("fbc", "pab", "fastercache", "taylorseer"))}
+    assert set(report["runs"]) == expected and report["failed_runs"] == []
+    rows = report["runs"]["inference_guidance"]["results"]
+    assert [r["name"] for r in rows] == ["stock CogVideoXPipeline", "vivid (default settings)"]
+    assert all(r["extrapolated_50_step_s"] > r["total_s"] for r in rows)
+
+
+def test_gpu_suite_report_extrapolates_50_steps_and_rejects_bad_json(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "inference_guidance.json").write_text(json.dumps(
+        {"steps": 4, "results": [{"name": "stock", "step_s": 2.0, "total_s": 30.0}]}))
+    (run / "inference_guidance.seconds").write_text("41\n")
+    out = tmp_path / "report.json"
+    script = str(ROOT / "benchmarks" / "gpu_suite_report.py")
+    subprocess.run([sys.executable, script, str(run), "--mode", "full", "--seconds", "50", "--out", str(out)],
+                   cwd=ROOT, check=True, capture_output=True)
+    report = json.loads(out.read_text())
+    row = report["runs"]["inference_guidance"]["results"][0]
+    assert row["extrapolated_50_step_s"] == 30.0 + 46 * 2.0
+    assert report["runs"]["inference_guidance"]["suite_wall_s"] == 41 and report["wall_s"] == 50
+    (run / "training.json").write_text("Traceback ...")
+    (run / "training.seconds").write_text("3")
+    proc = subprocess.run([sys.executable, script, str(run), "--mode", "full", "--seconds", "50", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode != 0 and "training.json" in proc.stderr
