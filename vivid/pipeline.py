@@ -174,7 +174,10 @@ class VIVIDPipeline(CogVideoXPipeline):
                 caption is used unless one is given.
             task: "add", "modify" or "delete".
             keyframe: an edited first frame (KIVE): frame 0 of the masked video becomes this whole frame, frame 0
-                of the mask becomes empty, and the model propagates the edit to the later frames.
+                of the mask becomes empty, and the model propagates the edit to the later frames. Frame 0 of
+                the output is the keyframe itself (with or without paste-back).
+            use_dynamic_cfg: ramp the guidance scale from 1 at the first step to `guidance_scale` at the last
+                (`dynamic_guidance_scale`).
             height, width: working size (multiples of 16); by default the training bucket nearest the source's
                 aspect when the VIVID weights list buckets, else the source's aspect at most the model's native
                 area. The output is resized back to the source size.
@@ -265,9 +268,7 @@ class VIVIDPipeline(CogVideoXPipeline):
                         return_dict=False,
                     )[0].float()
                 if use_dynamic_cfg:
-                    self._guidance_scale = 1 + guidance_scale * (
-                        (1 - math.cos(math.pi * ((num_inference_steps - t.item()) / num_inference_steps) ** 5.0)) / 2
-                    )
+                    self._guidance_scale = dynamic_guidance_scale(i, len(timesteps), guidance_scale)
                 if do_cfg:
                     uncond, cond = noise_pred.chunk(2)
                     noise_pred = uncond + self.guidance_scale * (cond - uncond)
@@ -304,9 +305,23 @@ class VIVIDPipeline(CogVideoXPipeline):
             video_out = resize_frames(video_out, (src_h, src_w))
             if paste_back_source:
                 video_out = paste_back(inputs.frames, video_out, inputs.mask, dilation)
+            if inputs.keyframe is not None:
+                video_out[0] = inputs.keyframe  # KIVE: the keyframe is the edit of frame 0, exactly
             videos.append(video_out)
         frames = _format_frames(videos, output_type)
         return VIVIDPipelineOutput(frames=frames) if return_dict else (frames,)
+
+
+def dynamic_guidance_scale(step: int, num_steps: int, guidance_scale: float, exponent: float = 5.0) -> float:
+    """The guidance scale of step `step` (0-based) of `num_steps` under dynamic CFG: a cosine ramp from 1 at the
+    first step to `guidance_scale` at the last, 1 + (scale - 1) * (1 - cos(pi * p**exponent)) / 2 with p the
+    step's fraction of the way, step / (num_steps - 1); monotone (non-decreasing for scale >= 1). This is the
+    ramp of the original CogVideoX sampler (its DynamicCFG, exponent 5), over the step index rather than
+    diffusers' mix of the timestep (0-999) with the step count. A single step takes the full scale."""
+    if num_steps < 1 or not 0 <= step < num_steps:
+        raise ValueError(f"step {step} is not one of {num_steps} steps")
+    progress = step / (num_steps - 1) if num_steps > 1 else 1.0
+    return 1.0 + (guidance_scale - 1.0) * (1.0 - math.cos(math.pi * progress**exponent)) / 2.0
 
 
 def vae_tiling_settings(vae) -> dict[str, float]:

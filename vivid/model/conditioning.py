@@ -27,15 +27,20 @@ def encode_video_latents(
     sample: bool = False,
 ) -> torch.Tensor:
     """(B, F, 3, H, W) in [-1, 1] -> scaled latents (B, T, 16, H/8, W/8). `sample` draws from the posterior
-    (training targets); otherwise its mode (deterministic conditions)."""
-    x = video.to(device=vae.device, dtype=vae.dtype).permute(0, 2, 1, 3, 4)  # B, C, F, H, W
+    (training targets); otherwise its mode (deterministic conditions).
+
+    `video` stays on its device, which must be the one the VAE runs on: a pipeline's `_execution_device`, not
+    `vae.device`, which under model CPU offload is the CPU (until the VAE's hook moves it) and under sequential
+    offload `meta`. Only the dtype follows the VAE."""
+    x = video.to(dtype=vae.dtype).permute(0, 2, 1, 3, 4)  # B, C, F, H, W
     dist = vae.encode(x).latent_dist
     latents = dist.sample(generator) if sample else dist.mode()
     return (latents * vae.config.scaling_factor).permute(0, 2, 1, 3, 4)
 
 
 def decode_video_latents(vae: AutoencoderKLCogVideoX, latents: torch.Tensor) -> torch.Tensor:
-    """Scaled latents (B, T, 16, h, w) -> video (B, F, 3, H, W) in [-1, 1]."""
+    """Scaled latents (B, T, 16, h, w) -> video (B, F, 3, H, W) in [-1, 1]. Like `encode_video_latents`, the
+    latents stay on their device (the execution device); only the dtype follows the VAE."""
     x = (latents / vae.config.scaling_factor).permute(0, 2, 1, 3, 4).to(vae.dtype)
     return vae.decode(x).sample.permute(0, 2, 1, 3, 4)
 

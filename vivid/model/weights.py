@@ -2,6 +2,8 @@
 
 A weights folder holds
 - `pytorch_lora_weights.safetensors`: the LoRA in diffusers' layout (keys `transformer.<module>.lora_A.weight`),
+  written by diffusers' own `save_lora_weights` with the LoRA's peft config (rank, alpha, targets) as its adapter
+  metadata, so that a plain diffusers `load_lora_weights` scales it by alpha / rank as vivid does,
 - `patch_embed.safetensors`: `patch_embed.proj.weight` / `.bias` (diffusers' LoRA loader cannot widen a conv),
 - `vivid_config.json`: base model, LoRA rank/alpha/targets, mask encoding and channel layout, and the training
   sizes (aspect-ratio buckets; inference edits at the one nearest the source's aspect);
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import torch
 from diffusers import CogVideoXTransformer3DModel
+from diffusers.loaders import CogVideoXLoraLoaderMixin
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
@@ -128,16 +131,24 @@ def _strip_prefixes(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -
 
 
 def vivid_state_dicts(transformer: CogVideoXTransformer3DModel) -> tuple[dict, dict]:
-    """(LoRA state in diffusers' layout, patch-embedding state), contiguous CPU tensors, no `module.` prefixes."""
+    """(LoRA state, patch-embedding state), contiguous CPU tensors, no `module.` prefixes. The LoRA's keys are the
+    transformer's (`<module>.lora_A.weight`); its file adds diffusers' `transformer.` prefix."""
     model = getattr(transformer, "module", transformer)  # unwrap DDP / DeepSpeed engines
     lora = get_peft_model_state_dict(model)
     lora = _strip_prefixes(lora, ("module.", "base_model.model."))
-    lora = {f"transformer.{k}": v.detach().cpu().contiguous() for k, v in lora.items()}
+    lora = {k: v.detach().cpu().contiguous() for k, v in lora.items()}
     proj = model.patch_embed.proj
     patch = {"patch_embed.proj.weight": proj.weight.detach().cpu().contiguous()}
     if proj.bias is not None:
         patch["patch_embed.proj.bias"] = proj.bias.detach().cpu().contiguous()
     return lora, patch
+
+
+def lora_adapter_metadata(transformer: CogVideoXTransformer3DModel) -> dict:
+    """The LoRA's peft config (rank, alpha, targets, ...) as a dict: what diffusers' training scripts store as a
+    LoRA file's adapter metadata and its `load_lora_weights` builds the adapter from (without it, alpha = rank)."""
+    model = getattr(transformer, "module", transformer)
+    return model.peft_config["default"].to_dict()
 
 
 def base_state_dict(transformer: CogVideoXTransformer3DModel) -> dict[str, torch.Tensor]:
@@ -162,7 +173,10 @@ def save_vivid_weights(
     lora, patch = vivid_state_dicts(transformer)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        save_file(lora, tmp / LORA_WEIGHTS_NAME, metadata={"format": "pt"})
+        CogVideoXLoraLoaderMixin.save_lora_weights(
+            tmp, transformer_lora_layers=lora, weight_name=LORA_WEIGHTS_NAME,
+            transformer_lora_adapter_metadata=lora_adapter_metadata(transformer),
+        )
         save_file(patch, tmp / PATCH_EMBED_WEIGHTS_NAME, metadata={"format": "pt"})
         if config.base_trained:
             save_file(base_state_dict(transformer), tmp / BASE_WEIGHTS_NAME, metadata={"format": "pt"})
