@@ -724,7 +724,7 @@ def test_cli_train_stopped_run_is_one_line_error(error, monkeypatch, capsys):
     from train import trainer
     from vivid.cli import main
 
-    def stopped(config, resume=None):
+    def stopped(config, resume=None, overwrite=False):
         if error == "data":
             raise DataError("too many bad samples: 12 of the last 200 samples were bad")
         raise trainer.NonFiniteLossError("5 non-finite losses in a row (max_bad_steps=5) at step 9; stopped.")
@@ -743,3 +743,53 @@ def test_cli_train_stopped_run_is_one_line_error(error, monkeypatch, capsys):
     with pytest.raises(CLIError) as raised:  # -v: the traceback, the original error chained
         main(["-v", "train", "--config", str(TINY_YAML)])
     assert isinstance(raised.value.__cause__, (DataError, trainer.NonFiniteLossError))
+
+
+# --------------------------------------------------------------------------- a fresh run into a folder with a run
+
+
+def _plant_previous_run(run: Path) -> dict[str, bytes]:
+    """An earlier run's checkpoints 3000/4000/5000 and metrics.jsonl; returns {relative path: bytes}."""
+    files = {"metrics.jsonl": b"".join(b'{"step": %d, "loss": 0.5}\n' % s for s in range(1, 5001, 1000)),
+             "config.json": b'{"seed": 7}\n', "notes.txt": b"mine, not vivid's\n"}
+    for step in (3000, 4000, 5000):
+        files[f"checkpoints/checkpoint-{step}/trainer_state.json"] = b'{"step": %d, "world_size": 1}' % step
+        files[f"checkpoints/checkpoint-{step}/sampler_rank0.json"] = b"{}"
+    for rel, data in files.items():
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_bytes(data)
+    return files
+
+
+def test_fresh_train_into_a_run_folder_refuses_and_overwrite_moves_the_run_aside(synth_data, tmp_path, capsys):
+    """Without --resume, a run folder holding checkpoints 3000/4000/5000 and metrics.jsonl is refused (one line,
+    nothing touched, before any model work); --overwrite moves that run into previous-1/ and trains afresh."""
+    from train import checkpoint as ckpt
+    from vivid.cli import main
+    from vivid.cli.train import main as train_main
+
+    run = tmp_path / "run"
+    planted = _plant_previous_run(run)
+    args = ["train", "--config", str(TINY_YAML), *tiny_overrides(synth_data, run, "optim.max_steps=2",
+                                                                 "checkpoint.every_n_steps=1")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "checkpoint-5000" in err and "--resume latest" in err and "--overwrite" in err
+    assert train_main(args[1:]) == 2 and "train: error:" in capsys.readouterr().err  # `python -m train`
+    assert main([*args, "--resume", "latest", "--overwrite"]) == 2
+    assert "pass one" in capsys.readouterr().err
+    assert {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()} == set(planted)  # no tiny-model
+    assert all((run / rel).read_bytes() == data for rel, data in planted.items())
+
+    assert main([*args, "--overwrite"]) == 0
+    previous = run / "previous-1"
+    for rel, data in planted.items():  # every byte of the earlier run kept, in previous-1/ (the user's note stays)
+        where = run / rel if rel == "notes.txt" else previous / rel
+        assert where.read_bytes() == data, rel
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["checkpoint-1", "checkpoint-2"]  # not pruned by 5000
+    assert ckpt.resolve_resume("latest", run).name == "checkpoint-2"
+    assert [r["step"] for r in read_metrics(run)] == [1, 2]
+    assert main([*args, "--overwrite"]) == 0  # again: the second run goes to previous-2/
+    assert [p.name for p in ckpt.list_checkpoints(run / "previous-2")] == ["checkpoint-1", "checkpoint-2"]
+    assert (previous / "metrics.jsonl").read_bytes() == planted["metrics.jsonl"]

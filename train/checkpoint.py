@@ -277,6 +277,72 @@ def abandon_checkpoints_after(output_dir: str | os.PathLike, step: int) -> list[
     return moved
 
 
+# --------------------------------------------------------------------------- a previous run in the run folder
+
+# What a run writes into its output folder (besides `tiny-model/`, the base model that its checkpoints name and
+# a new run reuses): a fresh run into a folder holding these would mix with, or destroy, the previous run.
+RUN_FILES = ("checkpoints", "metrics.jsonl", "config.json", "validation", "wandb")
+RUN_FILE_PATTERNS = ("sample_ids_rank*.jsonl",)
+PREVIOUS_PREFIX = "previous-"
+
+
+class PreviousRunError(FileExistsError):
+    """A fresh run was asked to write into a folder that holds another run's checkpoints or metrics."""
+
+
+def previous_run(output_dir: str | os.PathLike) -> list[Path]:
+    """The files of an earlier run in `output_dir` that a fresh run would overwrite or mix with; [] if none.
+
+    A run is there once it has a checkpoint (complete, torn or abandoned) or a non-empty `metrics.jsonl`.
+    """
+    out = Path(output_dir)
+    root = out / CHECKPOINTS_DIR
+    has_checkpoints = root.is_dir() and any(
+        checkpoint_step(Path(c.name.split(ABANDONED_TAG)[0])) is not None or c.name.startswith(TMP_PREFIX)
+        for c in root.iterdir()
+    )
+    metrics = out / "metrics.jsonl"
+    has_metrics = metrics.is_file() and metrics.stat().st_size > 0
+    if not (has_checkpoints or has_metrics):
+        return []
+    found = [out / name for name in RUN_FILES if (out / name).exists()]
+    for pattern in RUN_FILE_PATTERNS:
+        found.extend(sorted(out.glob(pattern)))
+    return found
+
+
+def refuse_previous_run(output_dir: str | os.PathLike) -> None:
+    """Raise PreviousRunError (one line, saying what to do) when `output_dir` holds an earlier run."""
+    found = previous_run(output_dir)
+    if not found:
+        return
+    newest = latest_checkpoint(output_dir)
+    what = f"checkpoints up to {newest.name}" if newest is not None else "an earlier run's files"
+    raise PreviousRunError(
+        f"{output_dir} already holds a training run ({what}): pass --resume latest to continue it, --overwrite to "
+        "move it aside into a previous-<n>/ subfolder and start afresh, or another checkpoint.output_dir"
+    )
+
+
+def move_previous_run_aside(output_dir: str | os.PathLike) -> Path | None:
+    """Move the earlier run's files of `output_dir` (`previous_run`) into `output_dir/previous-<n>/` (the first
+    unused n), by renames: nothing is deleted or copied. Returns that folder, or None when there was no run."""
+    out = Path(output_dir)
+    found = previous_run(out)
+    if not found:
+        return None
+    n = 1
+    while (out / f"{PREVIOUS_PREFIX}{n}").exists():
+        n += 1
+    target = out / f"{PREVIOUS_PREFIX}{n}"
+    target.mkdir()
+    for path in found:
+        os.replace(path, target / path.name)
+    _fsync_dir(out)
+    logger.warning("--overwrite: moved the previous run of %s aside to %s", out, target)
+    return target
+
+
 def read_rank_state(checkpoint: str | os.PathLike, rank: int) -> dict[str, Any]:
     """This rank's bookkeeping saved with the checkpoint (`rank_state=` of save_checkpoint); {} if none."""
     path = Path(checkpoint) / RANK_STATE_NAME.format(rank)

@@ -283,10 +283,19 @@ def _validate_one(pipe, sample, i: int, config: TrainConfig, device, out_dir: Pa
 # --------------------------------------------------------------------------- train
 
 
-def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
-    """Train VIVID as `config` says; `resume` = "latest" or a checkpoint folder."""
+def train(config: TrainConfig, resume: str | None = None, overwrite: bool = False) -> TrainResult:
+    """Train VIVID as `config` says; `resume` = "latest" or a checkpoint folder.
+
+    A fresh run (no `resume`) into an output folder that holds an earlier run (checkpoints or metrics) raises
+    `PreviousRunError` before any model work, unless `overwrite`, which moves the earlier run's files into
+    `<output_dir>/previous-<n>/` (renames only; nothing is deleted).
+    """
     output_dir = config.output_dir
     o = config.optim
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in the output folder and --overwrite moves it aside: pass one")
+    if not resume and not overwrite:  # every rank checks, before the process group (so before any rank moves)
+        ckpt.refuse_previous_run(output_dir)
     accelerator = Accelerator(
         # without a GPU, cpu=True is what makes accelerate see a torchrun launch as MULTI_CPU (gloo) instead of
         # one process per rank with an unused process group
@@ -300,8 +309,11 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
     device = accelerator.device
     set_seed(config.seed + rank)
     if is_main:
+        if overwrite:
+            ckpt.move_previous_run_aside(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_json_atomic(output_dir / "config.json", config.to_dict())
+    ckpt.barrier()  # no rank reads the run folder before the previous run is out of the way
     logging.basicConfig(level=logging.INFO, format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s")
     if is_main:
         warn_if_deepspeed_without_gpu(accelerator)
