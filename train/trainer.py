@@ -384,10 +384,10 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
                 "(DeepSpeed accumulates inside its engine) and stops training with NonFiniteLossError",
                 o.gradient_accumulation_steps,
             )
-    else:
-        ckpt.register_trainable_state_hooks(accelerator, lambda: is_main)
     transformer, optimizer = accelerator.prepare(transformer, optimizer)
-    accelerator.register_for_checkpointing(lr_scheduler)
+    # checkpoints hold the trainable weights, optimizer, scheduler and RNG states as safetensors + JSON
+    # (train/checkpoint.py), not accelerate's pickles
+    training_objects = dict(model=transformer, optimizer=optimizer, scheduler=lr_scheduler)
     loader = build_train_loader(config.data, rank=rank, world_size=world)
 
     def local_bad_samples() -> int:  # bad samples this rank's loader skipped (this process)
@@ -397,7 +397,7 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
     start_step, state, bad_offset = 0, {}, 0
     if resume:
         path = ckpt.resolve_resume(resume, output_dir)
-        state, loader_state = ckpt.load_checkpoint(accelerator, path, rank, world)
+        state, loader_state = ckpt.load_checkpoint(accelerator, path, rank, world, **training_objects)
         loader.load_state_dict(loader_state)
         start_step = int(state["step"])
         rank_state = ckpt.read_rank_state(path, rank)
@@ -440,6 +440,7 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
         return ckpt.save_checkpoint(
             accelerator, output_dir, step, rank, world, trainer_state, loader.state_dict(), save_weights,
             keep_last=config.checkpoint.keep_last, rank_state={"skipped_samples": bad_offset + local_bad_samples()},
+            **training_objects,
         )
 
     # ---- the loop: one iteration = one optimizer step over gradient_accumulation_steps micro-batches
