@@ -81,6 +81,8 @@ def test_vivid_5b_config_is_the_paper_recipe():
     assert c.model.pretrained == "THUDM/CogVideoX-5b" and c.mixed_precision == "bf16"
     assert c.model.gradient_checkpointing and c.data.image_video_ratio == 10 and c.data.delete_ratio == 0.25
     assert c.data.kive_prob == 0.5
+    # the fast default: T5 resident on the GPU, not moved over PCIe at nearly every step (docs/training.md)
+    assert c.offload_encoders is False and c.caption_embeddings is None
 
 
 @pytest.mark.parametrize(
