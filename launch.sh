@@ -3,7 +3,7 @@
 #
 #   ./launch.sh --config configs/vivid-5b.yaml [--zero zero2|zero2_offload|zero3] [--gpus N]
 #               [--num-machines N --machine-rank R --main-address HOST --main-port PORT]
-#               [--resume latest|PATH] [--dry-run] [key=value ...]
+#               [--resume latest|PATH | --overwrite] [--dry-run] [key=value ...]
 #
 # Without a GPU (or with configs/tiny.yaml) it runs one CPU process (configs/accelerate/cpu.yaml).
 # key=value arguments are config overrides (optim.lr=1e-4 checkpoint.output_dir=runs/x).
@@ -14,7 +14,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")" && pwd)"
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 
-config="" zero="zero2" gpus="" num_machines=1 machine_rank=0 main_address="" main_port=29500 resume="" dry_run=0
+config="" zero="zero2" gpus="" num_machines=1 machine_rank=0 main_address="" main_port=29500 resume="" overwrite=0 dry_run=0
 overrides=()
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 need() { [[ $# -ge 2 && -n "$2" ]] || { echo "launch.sh: $1 needs a value" >&2; exit 2; }; }
@@ -28,6 +28,7 @@ while [[ $# -gt 0 ]]; do
     --main-address) need "$@"; main_address="$2"; shift 2 ;;
     --main-port) need "$@"; main_port="$2"; shift 2 ;;
     --resume) need "$@"; resume="$2"; shift 2 ;;
+    --overwrite) overwrite=1; shift ;;
     --dry-run) dry_run=1; shift ;;
     -h|--help) usage 0 ;;
     *=*) overrides+=("$1"); shift ;;
@@ -96,6 +97,7 @@ fi
 
 cmd=(accelerate launch "${args[@]}" -m train --config "$config")
 [[ -n "$resume" ]] && cmd+=(--resume "$resume")
+[[ "$overwrite" -eq 1 ]] && cmd+=(--overwrite)
 cmd+=("${overrides[@]}")
 echo "+ ${cmd[*]}" >&2
 [[ "$dry_run" -eq 1 ]] && exit 0

@@ -62,6 +62,8 @@ def test_dry_run_multi_node_deepspeed_command(tmp_path):
     assert _arg(cmd, "-m") == "train" and _arg(cmd, "--config") == str(REPO / "configs" / "vivid-5b.yaml")
     assert cmd[-1] == "optim.gradient_accumulation_steps=2"
     assert "cwd=" not in out.stdout  # --dry-run started nothing
+    out = _launch(["--config", config, "--overwrite", "--dry-run"], cwd, bin_dir)
+    assert out.returncode == 0 and "--overwrite" in _command(out), out.stderr  # passed on to the trainer
 
 
 @pytest.mark.parametrize("visible, processes", [("0,3", "2"), ("GPU-1", "1"), ("1,-1,2", "1"), ("", None)])

@@ -82,6 +82,8 @@ def test_vivid_5b_config_is_the_paper_recipe():
     assert c.model.gradient_checkpointing and c.data.image_video_ratio == 10 and c.data.delete_ratio == 0.25
     assert c.data.kive_prob == 0.5
     assert (480, 720) in c.data.sizes() and (432, 768) in c.data.sizes() and len(c.data.sizes()) == 7
+    # the fast default: T5 resident on the GPU, not moved over PCIe at nearly every step (docs/training.md)
+    assert c.offload_encoders is False and c.caption_embeddings is None
 
 
 @pytest.mark.parametrize(
@@ -248,25 +250,29 @@ def _linear_accelerator(tmp_path):
 
     from train import checkpoint as ckpt
 
+    from diffusers.optimization import get_scheduler
+
     accelerator = Accelerator(cpu=True)
     model = torch.nn.Linear(4, 3)
     model.bias.requires_grad_(False)
     optimizer = torch.optim.AdamW([model.weight], lr=0.1)
     model, optimizer = accelerator.prepare(model, optimizer)
-    ckpt.register_trainable_state_hooks(accelerator, lambda: True)
-    return accelerator, model, optimizer
+    scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=3, num_training_steps=10)
+    return accelerator, dict(model=model, optimizer=optimizer, scheduler=scheduler)
 
 
-def _train_one(model, optimizer):
-    model(torch.ones(2, 4)).square().sum().backward()
-    optimizer.step()
-    optimizer.zero_grad()
+def _train_one(objects):
+    objects["model"](torch.ones(2, 4)).square().sum().backward()
+    objects["optimizer"].step()
+    objects["scheduler"].step()
+    objects["optimizer"].zero_grad()
 
 
 def test_checkpoint_atomic_keep_last_and_resume(tmp_path):
     from train import checkpoint as ckpt
 
-    accelerator, model, optimizer = _linear_accelerator(tmp_path)
+    accelerator, objects = _linear_accelerator(tmp_path)
+    model = objects["model"]
 
     def weights(folder: Path) -> None:
         folder.mkdir()
@@ -274,40 +280,40 @@ def test_checkpoint_atomic_keep_last_and_resume(tmp_path):
 
     saved = {}
     for step in (1, 2, 3, 4):
-        _train_one(model, optimizer)
+        _train_one(objects)
         ckpt.save_checkpoint(accelerator, tmp_path, step, 0, 1, {"last_loss": step}, {"cursor": step}, weights,
-                             keep_last=2)
+                             keep_last=2, **objects)
         saved[step] = model.weight.detach().clone()
     names = [p.name for p in ckpt.list_checkpoints(tmp_path)]
     assert names == ["checkpoint-3", "checkpoint-4"]
     assert ckpt.latest_checkpoint(tmp_path).name == "checkpoint-4"
     assert sorted(p.name for p in (tmp_path / "checkpoints" / "checkpoint-4").iterdir()) == [
-        "optimizer.bin", "random_states_0.pkl", "sampler_rank0.json", "trainable_0.safetensors",
-        "trainer_state.json", "vivid-weights",
-    ]
+        "optimizer.json", "optimizer.safetensors", "rng_state_rank0.json", "rng_state_rank0.safetensors",
+        "sampler_rank0.json", "scheduler.json", "trainable_0.safetensors", "trainer_state.json", "vivid-weights",
+    ]  # safetensors and JSON only: no pickle
 
     # a save that dies half-way (after accelerate wrote its files) leaves checkpoint-4 the latest and intact
     def dying(folder: Path) -> None:
         raise KeyboardInterrupt("killed while writing the weights")
 
-    _train_one(model, optimizer)
+    _train_one(objects)
     with pytest.raises(KeyboardInterrupt):
-        ckpt.save_checkpoint(accelerator, tmp_path, 5, 0, 1, {}, {"cursor": 5}, dying, keep_last=2)
+        ckpt.save_checkpoint(accelerator, tmp_path, 5, 0, 1, {}, {"cursor": 5}, dying, keep_last=2, **objects)
     assert (tmp_path / "checkpoints" / ".tmp-checkpoint-5").is_dir()  # the torn write, never renamed
     assert ckpt.latest_checkpoint(tmp_path).name == "checkpoint-4"
     assert ckpt.resolve_resume("latest", tmp_path).name == "checkpoint-4"
 
-    state, loader_state = ckpt.load_checkpoint(accelerator, ckpt.latest_checkpoint(tmp_path), 0, 1)
+    state, loader_state = ckpt.load_checkpoint(accelerator, ckpt.latest_checkpoint(tmp_path), 0, 1, **objects)
     assert loader_state == {"cursor": 4} and state["step"] == 4 and state["last_loss"] == 4
     torch.testing.assert_close(model.weight.detach(), saved[4], rtol=0, atol=0)
 
     # the next save cleans the torn folder
-    ckpt.save_checkpoint(accelerator, tmp_path, 5, 0, 1, {}, {"cursor": 5}, weights, keep_last=2)
+    ckpt.save_checkpoint(accelerator, tmp_path, 5, 0, 1, {}, {"cursor": 5}, weights, keep_last=2, **objects)
     assert not (tmp_path / "checkpoints" / ".tmp-checkpoint-5").exists()
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-5"]
 
     with pytest.raises(ValueError, match="processes"):
-        ckpt.load_checkpoint(accelerator, ckpt.latest_checkpoint(tmp_path), 0, 2)
+        ckpt.load_checkpoint(accelerator, ckpt.latest_checkpoint(tmp_path), 0, 2, **objects)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         ckpt.resolve_resume("latest", tmp_path / "elsewhere")
     with pytest.raises(FileNotFoundError, match="not a checkpoint"):
@@ -629,28 +635,29 @@ def test_metrics_writer_strict_json_and_torn_last_line(tmp_path):
 def test_checkpoint_resave_prune_and_abandon_use_renames(tmp_path):
     from train import checkpoint as ckpt
 
-    accelerator, model, optimizer = _linear_accelerator(tmp_path)
+    accelerator, objects = _linear_accelerator(tmp_path)
+    model = objects["model"]
 
     def weights(folder: Path) -> None:
         folder.mkdir()
         (folder / "w.txt").write_text("ok")
 
     for step in (1, 2, 3):
-        _train_one(model, optimizer)
+        _train_one(objects)
         ckpt.save_checkpoint(accelerator, tmp_path, step, 0, 1, {"n": step}, {"cursor": step}, weights,
-                             rank_state={"skipped_samples": 10 + step})
+                             rank_state={"skipped_samples": 10 + step}, **objects)
     assert ckpt.read_rank_state(ckpt.latest_checkpoint(tmp_path), 0) == {"skipped_samples": 13}
     assert ckpt.read_rank_state(tmp_path / "nowhere", 0) == {}
     root = tmp_path / "checkpoints"
     # the same step again replaces the folder (old one moved aside first, then deleted)
-    ckpt.save_checkpoint(accelerator, tmp_path, 3, 0, 1, {"n": "again"}, {"cursor": 3}, weights)
+    ckpt.save_checkpoint(accelerator, tmp_path, 3, 0, 1, {"n": "again"}, {"cursor": 3}, weights, **objects)
     assert ckpt.read_trainer_state(root / "checkpoint-3")["n"] == "again"
     assert sorted(p.name for p in root.iterdir()) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
     # a deletion that crashed half-way leaves a .trash-* folder, never a half-deleted checkpoint-N; cleaned next save
     (root / ".trash-checkpoint-0-dead").mkdir()
     assert ckpt.prune_checkpoints(tmp_path, 2) == [root / "checkpoint-1"]
     assert sorted(p.name for p in root.iterdir()) == [".trash-checkpoint-0-dead", "checkpoint-2", "checkpoint-3"]
-    ckpt.save_checkpoint(accelerator, tmp_path, 4, 0, 1, {}, {"cursor": 4}, weights)
+    ckpt.save_checkpoint(accelerator, tmp_path, 4, 0, 1, {}, {"cursor": 4}, weights, **objects)
     assert sorted(p.name for p in root.iterdir()) == ["checkpoint-2", "checkpoint-3", "checkpoint-4"]
     # resuming from checkpoint-2: the newer ones are moved aside, kept, and no longer "latest"
     moved = ckpt.abandon_checkpoints_after(tmp_path, 2)
@@ -662,13 +669,14 @@ def test_checkpoint_resave_prune_and_abandon_use_renames(tmp_path):
 
 
 _DEEPSPEED_CHECKPOINT = """
-import json, os, sys
+import json, os, shutil, sys
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DeepSpeedPlugin
+from diffusers.optimization import get_scheduler
 from train import checkpoint as ckpt
 
-out = sys.argv[1]
+out, marker = sys.argv[1], sys.argv[2]
 accelerator = Accelerator(deepspeed_plugin=DeepSpeedPlugin(zero_stage=2, gradient_accumulation_steps=1,
                                                            gradient_clipping=1.0), mixed_precision="no")
 accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1
@@ -677,24 +685,44 @@ model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 2))
 model[0].requires_grad_(False)  # the frozen "base"
 optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
 model, optimizer = accelerator.prepare(model, optimizer)
+scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=4, num_training_steps=10)
+objects = dict(model=model, optimizer=optimizer, scheduler=scheduler)
 accelerator.backward(model(torch.ones(1, 64)).sum())
+scheduler.step()
 trained = {n: p.detach().clone() for n, p in model.module.named_parameters()}
-path = ckpt.save_checkpoint(accelerator, out, 1, 0, 1, {}, {"cursor": 1}, lambda folder: None)
-states = torch.load(os.path.join(path, "pytorch_model", "mp_rank_00_model_states.pt"), weights_only=False)
+path = ckpt.save_checkpoint(accelerator, out, 1, 0, 1, {}, {"cursor": 1}, lambda folder: None, **objects)
+files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+model_file = os.path.join(path, "pytorch_model", "mp_rank_00_model_states.pt")
+with torch.serialization.safe_globals(ckpt.deepspeed_safe_globals()):  # what the trainer's loader allows
+    states = torch.load(model_file, weights_only=True)
 with torch.no_grad():
     for p in model.module.parameters():
         if p.requires_grad:
             p.zero_()
-state, loader_state = ckpt.load_checkpoint(accelerator, path, 0, 1)
+scheduler.step()
+state, loader_state = ckpt.load_checkpoint(accelerator, path, 0, 1, **objects)
 restored = all(torch.equal(p, trained[n]) for n, p in model.module.named_parameters())
+# a crafted pickle in place of the engine's model file: an error, and it never runs
+class Evil:
+    def __reduce__(self):
+        return (exec, ("open(%r, 'w').write('pwned')" % marker,))
+shutil.copy(model_file, model_file + ".good")
+torch.save(Evil(), model_file)
+try:
+    ckpt.load_checkpoint(accelerator, path, 0, 1, **objects)
+    crafted = "loaded"
+except Exception as err:
+    crafted = type(err).__name__
 print("RESULT " + json.dumps({"is_deepspeed": ckpt.is_deepspeed(accelerator), "module_keys": sorted(states["module"]),
-                              "restored": restored, "loader_state": loader_state}))
+                              "restored": restored, "loader_state": loader_state, "files": files,
+                              "last_epoch": scheduler.last_epoch, "crafted": crafted}))
 """
 
 
 def test_deepspeed_checkpoint_leaves_out_frozen_weights(tmp_path):
     """A real DeepSpeed ZeRO-2 engine (on the CPU, one process): the checkpoint holds only the trainable weights
-    (exclude_frozen_parameters) and loads back (load_module_strict=False)."""
+    (exclude_frozen_parameters) and loads back (load_module_strict=False) through the weights_only loader, with the
+    scheduler restored from JSON; a crafted pickle in the engine's file is refused and never runs."""
     import os
     import socket
     import subprocess
@@ -706,15 +734,19 @@ def test_deepspeed_checkpoint_leaves_out_frozen_weights(tmp_path):
         port = s.getsockname()[1]
     script = tmp_path / "ds_checkpoint.py"
     script.write_text(_DEEPSPEED_CHECKPOINT)
+    marker = tmp_path / "pwned"
     env = dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1",
                MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", ACCELERATE_USE_DEEPSPEED="true")
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "run"), str(marker)], env=env,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
     assert result["is_deepspeed"]
     assert result["module_keys"] == ["1.bias", "1.weight"]  # not 0.weight / 0.bias, the frozen layer
-    assert result["restored"] and result["loader_state"] == {"cursor": 1}
+    assert result["restored"] and result["loader_state"] == {"cursor": 1} and result["last_epoch"] == 1
+    assert "scheduler.json" in result["files"] and "rng_state_rank0.json" in result["files"]
+    assert not [f for f in result["files"] if f.endswith(".pkl") or f.endswith(".bin")], result["files"]
+    assert result["crafted"] == "UnpicklingError" and not marker.exists()
 
 
 # --------------------------------------------------------------------------- trainer: resume bookkeeping, CLI errors
@@ -763,7 +795,7 @@ def test_cli_train_stopped_run_is_one_line_error(error, monkeypatch, capsys):
     from train import trainer
     from vivid.cli import main
 
-    def stopped(config, resume=None):
+    def stopped(config, resume=None, overwrite=False):
         if error == "data":
             raise DataError("too many bad samples: 12 of the last 200 samples were bad")
         raise trainer.NonFiniteLossError("5 non-finite losses in a row (max_bad_steps=5) at step 9; stopped.")
@@ -782,3 +814,139 @@ def test_cli_train_stopped_run_is_one_line_error(error, monkeypatch, capsys):
     with pytest.raises(CLIError) as raised:  # -v: the traceback, the original error chained
         main(["-v", "train", "--config", str(TINY_YAML)])
     assert isinstance(raised.value.__cause__, (DataError, trainer.NonFiniteLossError))
+
+
+# --------------------------------------------------------------------------- a fresh run into a folder with a run
+
+
+def _plant_previous_run(run: Path) -> dict[str, bytes]:
+    """An earlier run's checkpoints 3000/4000/5000 and metrics.jsonl; returns {relative path: bytes}."""
+    files = {"metrics.jsonl": b"".join(b'{"step": %d, "loss": 0.5}\n' % s for s in range(1, 5001, 1000)),
+             "config.json": b'{"seed": 7}\n', "notes.txt": b"mine, not vivid's\n"}
+    for step in (3000, 4000, 5000):
+        files[f"checkpoints/checkpoint-{step}/trainer_state.json"] = b'{"step": %d, "world_size": 1}' % step
+        files[f"checkpoints/checkpoint-{step}/sampler_rank0.json"] = b"{}"
+    for rel, data in files.items():
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_bytes(data)
+    return files
+
+
+def test_fresh_train_into_a_run_folder_refuses_and_overwrite_moves_the_run_aside(synth_data, tmp_path, capsys):
+    """Without --resume, a run folder holding checkpoints 3000/4000/5000 and metrics.jsonl is refused (one line,
+    nothing touched, before any model work); --overwrite moves that run into previous-1/ and trains afresh."""
+    from train import checkpoint as ckpt
+    from vivid.cli import main
+    from vivid.cli.train import main as train_main
+
+    run = tmp_path / "run"
+    planted = _plant_previous_run(run)
+    args = ["train", "--config", str(TINY_YAML), *tiny_overrides(synth_data, run, "optim.max_steps=2",
+                                                                 "checkpoint.every_n_steps=1")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "checkpoint-5000" in err and "--resume latest" in err and "--overwrite" in err
+    assert train_main(args[1:]) == 2 and "train: error:" in capsys.readouterr().err  # `python -m train`
+    assert main([*args, "--resume", "latest", "--overwrite"]) == 2
+    assert "pass one" in capsys.readouterr().err
+    assert {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()} == set(planted)  # no tiny-model
+    assert all((run / rel).read_bytes() == data for rel, data in planted.items())
+
+    assert main([*args, "--overwrite"]) == 0
+    previous = run / "previous-1"
+    for rel, data in planted.items():  # every byte of the earlier run kept, in previous-1/ (the user's note stays)
+        where = run / rel if rel == "notes.txt" else previous / rel
+        assert where.read_bytes() == data, rel
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["checkpoint-1", "checkpoint-2"]  # not pruned by 5000
+    assert ckpt.resolve_resume("latest", run).name == "checkpoint-2"
+    assert [r["step"] for r in read_metrics(run)] == [1, 2]
+    assert main([*args, "--overwrite"]) == 0  # again: the second run goes to previous-2/
+    assert [p.name for p in ckpt.list_checkpoints(run / "previous-2")] == ["checkpoint-1", "checkpoint-2"]
+    assert (previous / "metrics.jsonl").read_bytes() == planted["metrics.jsonl"]
+
+
+# --------------------------------------------------------------------------- no unpickling on resume
+
+
+class _Evil:
+    """Unpickling this runs code: it writes `marker`."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+# every pickle accelerate's save_state wrote or load_state read, and DeepSpeed's engine files
+_PICKLE_NAMES = ["optimizer.bin", "scheduler.bin", "scaler.pt", "custom_checkpoint_0.pkl", "random_states_0.pkl",
+                 "pytorch_model.bin", "sampler.bin", "dl_state_dict.bin", "pytorch_model/mp_rank_00_model_states.pt",
+                 "pytorch_model/zero_pp_rank_0_mp_rank_00_optim_states.pt"]
+
+
+def _plant_pickles(checkpoint: Path, marker: Path) -> None:
+    for name in _PICKLE_NAMES:
+        (checkpoint / name).parent.mkdir(exist_ok=True)
+        torch.save(_Evil(marker), checkpoint / name)
+
+
+def test_state_tree_round_trips_without_pickle(tmp_path):
+    """Tensors (any dtype, 0-d, shared storage), int keys, tuples, NumPy arrays, non-finite floats: exact."""
+    import random
+
+    import numpy as np
+
+    from train import checkpoint as ckpt
+
+    base = torch.arange(6, dtype=torch.float32)
+    state = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": base[:3], "exp_avg_sq": base[3:].double()}},
+             "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.95), "params": [0], "fused": None, "eps": float("inf")}],
+             "python": random.getstate(), "numpy": np.random.get_state(), "bytes": torch.get_rng_state()}
+    ckpt.save_state_tree(state, tmp_path, "s")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json", "s.safetensors"]
+    back = ckpt.load_state_tree(tmp_path, "s")
+    assert back["param_groups"] == state["param_groups"] and back["python"] == state["python"]
+    assert isinstance(back["param_groups"][0]["betas"], tuple) and list(back["state"]) == [0]
+    for k, v in state["state"][0].items():
+        assert torch.equal(back["state"][0][k], v) and back["state"][0][k].dtype == v.dtype
+    assert torch.equal(back["bytes"], state["bytes"])
+    assert back["numpy"][0] == "MT19937" and np.array_equal(back["numpy"][1], state["numpy"][1])
+    assert back["numpy"][1].dtype == state["numpy"][1].dtype and back["numpy"][2:] == state["numpy"][2:]
+    with pytest.raises(TypeError, match="without pickling"):
+        ckpt.save_state_tree({"f": lambda: 0}, tmp_path, "bad")
+
+
+def test_resume_never_unpickles_and_repeats_the_losses(synth_data, tmp_path):
+    """Malicious pickles under every file name the old (accelerate) format and DeepSpeed used, planted in the
+    checkpoint: resuming never runs them and repeats the uninterrupted run's losses exactly; a checkpoint in the
+    old pickled format is refused with one line."""
+    from train.trainer import train
+
+    marker = tmp_path / "pwned"
+    probe = tmp_path / "probe.bin"
+    torch.save(_Evil(marker), probe)
+    torch.load(probe, weights_only=False)  # the planted files are live: an unpickling load runs them
+    assert marker.exists()
+    marker.unlink()
+
+    common = ("optim.max_steps=3", "checkpoint.every_n_steps=1", "checkpoint.keep_last=0")
+    straight = tmp_path / "straight"
+    train(load_config(TINY_YAML, tiny_overrides(synth_data, straight, *common)))
+    run = tmp_path / "run"
+    train(load_config(TINY_YAML, tiny_overrides(synth_data, run, "optim.max_steps=1", *common[1:])))
+    first = run / "checkpoints" / "checkpoint-1"
+    assert not [p for p in first.rglob("*") if p.suffix in (".pkl", ".bin", ".pt")]  # nothing pickled is written
+    _plant_pickles(first, marker)
+    train(load_config(TINY_YAML, tiny_overrides(synth_data, run, *common)), resume="latest")
+    assert not marker.exists()
+    assert [r["loss"] for r in read_metrics(run)] == [r["loss"] for r in read_metrics(straight)]  # exactly
+    assert [r["lr"] for r in read_metrics(run)] == [r["lr"] for r in read_metrics(straight)]
+
+    old = run / "checkpoints" / "checkpoint-2"  # as an older vivid wrote it: accelerate's pickles, no JSON state
+    for name in ("scheduler.json", "optimizer.json", "optimizer.safetensors"):
+        (old / name).unlink()
+    _plant_pickles(old, marker)
+    with pytest.raises(ValueError, match="older vivid as pickles .*never loaded"):
+        train(load_config(TINY_YAML, tiny_overrides(synth_data, run, *common)), resume=str(old))
+    assert not marker.exists()

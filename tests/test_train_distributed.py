@@ -138,17 +138,21 @@ def test_two_processes_train_disjoint_samples_rank0_writes(synth_data, tmp_path)
     # what each rank wrote, as recorded inside the rank: rank 1 only its own per-rank files
     rank0, rank1 = _writes(audit, 0), _writes(audit, 1)
     names1 = {Path(path).name for _, path in rank1}
-    assert {"sampler_rank1.json", "random_states_1.pkl", "sample_ids_rank1.jsonl"} <= names1, rank1  # hook works
+    assert {"sampler_rank1.json", "rng_state_rank1.safetensors", "sample_ids_rank1.jsonl"} <= names1, rank1  # hook works
     allowed1 = {"sampler_rank1.json", ".sampler_rank1.json.tmp", "rank_state_rank1.json", ".rank_state_rank1.json.tmp",
-                "random_states_1.pkl", "sample_ids_rank1.jsonl"}
+                "rng_state_rank1.safetensors", "rng_state_rank1.json", ".rng_state_rank1.json.tmp",
+                "sample_ids_rank1.jsonl"}
     assert names1 <= allowed1, sorted(names1 - allowed1)
     assert not any(kind.startswith("rename") and path.startswith("checkpoints/checkpoint-") for kind, path in rank1)
     names0 = {Path(path).name for _, path in rank0}
-    assert {"optimizer.bin", "trainable_0.safetensors", ".trainer_state.json.tmp", "metrics.jsonl",
-            "pytorch_lora_weights.safetensors", "sampler_rank0.json", "random_states_0.pkl"} <= names0, sorted(names0)
+    assert {"optimizer.safetensors", "optimizer.json", "scheduler.json", "trainable_0.safetensors",
+            ".trainer_state.json.tmp", "metrics.jsonl", "pytorch_lora_weights.safetensors", "sampler_rank0.json",
+            "rng_state_rank0.safetensors"} <= names0, sorted(names0)
     assert ("rename-to", "checkpoints/checkpoint-3") in rank0
     assert {p.name for p in checkpoint.glob("sampler_rank*.json")} == {"sampler_rank0.json", "sampler_rank1.json"}
-    assert {p.name for p in checkpoint.glob("random_states_*.pkl")} == {"random_states_0.pkl", "random_states_1.pkl"}
+    assert {p.name for p in checkpoint.glob("rng_state_rank*.safetensors")} == {"rng_state_rank0.safetensors",
+                                                                              "rng_state_rank1.safetensors"}
+    assert not list(checkpoint.rglob("*.pkl")) and not list(checkpoint.rglob("*.bin"))  # no pickle written
     assert out.stderr.count("saved checkpoint") == 1 and "[rank 1] INFO train.checkpoint" not in out.stderr
     assert "using torch.distributed" not in out.stderr  # accelerate and torch.distributed agree: 2 processes
     assert len(read_metrics(run)) == 3  # metrics from rank 0 only

@@ -1,4 +1,4 @@
-"""`python -m train` / `accelerate launch -m train --config CONFIG [key=value ...] [--resume latest|PATH]`."""
+"""`python -m train` / `accelerate launch -m train --config CONFIG [key=value ...] [--resume latest|PATH | --overwrite]`."""
 
 from __future__ import annotations
 

@@ -1,16 +1,30 @@
-"""Crash-safe training checkpoints.
+"""Crash-safe training checkpoints, read back without unpickling anything.
 
 A checkpoint is `<output_dir>/checkpoints/checkpoint-<step>/` holding
-- accelerate's state (`accelerator.save_state`): optimizer, registered LR scheduler, RNG states of every rank
-  (under DeepSpeed, the engine's own checkpoint instead); the trainable weights as `trainable_0.safetensors`
-  (written by the save hook of `register_trainable_state_hooks`, not the multi-GB frozen base weights),
+- `trainable_0.safetensors`: the trainable weights (not the multi-GB frozen base weights),
+- `optimizer.safetensors` + `optimizer.json`: the optimizer state (its tensors, and the rest: step counts,
+  parameter groups, hyper-parameters), written by rank 0,
+- `scheduler.json`: the LR scheduler's state (rank 0),
+- `rng_state_rank<r>.safetensors` + `.json`: each rank's Python, NumPy, torch (and CUDA) random states,
+- `scaler.json`: the fp16 gradient scaler's state, when there is one,
 - `sampler_rank<r>.json`: each rank's data-loader state (exact resume of the sample order),
 - `vivid-weights/`: the LoRA + patch embedding as `vivid export` and `VIVIDPipeline.load_vivid_weights` read them,
 - `rank_state_rank<r>.json`: each rank's own trainer bookkeeping (e.g. its count of skipped bad samples),
 - `trainer_state.json`: step, world size, config, and the run's bookkeeping; written last.
 
-Under DeepSpeed the engine checkpoint is written with `exclude_frozen_parameters=True` (the frozen 5B base is
-not copied into every checkpoint; it comes from the pretrained model) and read back with `load_module_strict=False`.
+Nothing here is a pickle: tensors are safetensors, everything else JSON (`save_state_tree` / `load_state_tree`).
+accelerate's `save_state` / `load_state` are not used, since they pickle the optimizer, RNG states and
+registered objects and unpickle them on load (`custom_checkpoint_0.pkl` with `weights_only=False`); a
+checkpoint written by an older vivid in that format is refused on resume rather than unpickled.
+
+Under DeepSpeed the engine writes its own checkpoint into `pytorch_model/` in place of the trainable weights
+and the optimizer files (`mp_rank_00_model_states.pt`: the trainable module weights, as
+`exclude_frozen_parameters=True` leaves out the frozen 5B base; `zero_pp_rank_<r>_mp_rank_00_optim_states.pt`:
+each rank's ZeRO partition of the fp32 weights and Adam moments; `latest`: the tag). Those are DeepSpeed's
+torch.save files; they are read back by DeepSpeed's own `load_checkpoint` (`load_module_strict=False`) through a
+loader that calls `torch.load(..., weights_only=True)` with only DeepSpeed's few plain state classes allowed
+(`deepspeed_safe_globals`), so a crafted file there is an error, not code run. The scheduler, RNG and sampler
+states are the files above, under DeepSpeed too.
 
 Everything is written into `.tmp-checkpoint-<step>/`, which rank 0 renames into place once all ranks are done,
 so a crash at any point leaves either the complete new checkpoint or none (and the previous ones intact).
@@ -24,7 +38,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import random
 import re
 import shutil
 import time
@@ -33,6 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
@@ -49,6 +66,14 @@ STATE_NAME = "trainer_state.json"
 WEIGHTS_DIR = "vivid-weights"
 TRAINABLE_NAME = "trainable_{}.safetensors"
 RANK_STATE_NAME = "rank_state_rank{}.json"
+OPTIMIZER_STEM = "optimizer"
+SCHEDULER_STEM = "scheduler"
+SCALER_STEM = "scaler"
+RNG_STEM = "rng_state_rank{}"
+DEEPSPEED_TAG = "pytorch_model"  # the engine checkpoint's sub-folder (the name accelerate's save_state used)
+# what accelerate's save_state wrote (older vivid checkpoints): pickles, never read
+PICKLED_STATE_FILES = ("optimizer.bin", "scheduler.bin", "scaler.pt", "custom_checkpoint_0.pkl",
+                       "random_states_0.pkl")
 _STEP_RE = re.compile(rf"^{PREFIX}(\d+)$")
 
 
@@ -149,7 +174,89 @@ def read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
     return json.loads((Path(checkpoint) / STATE_NAME).read_text())
 
 
-# --------------------------------------------------------------------------- trainable weights in save_state
+# --------------------------------------------------------------------------- state without pickles
+
+_TENSOR, _TUPLE, _ITEMS, _NDARRAY, _FLOAT = "__tensor__", "__tuple__", "__items__", "__ndarray__", "__float__"
+_TAGS = {_TENSOR, _TUPLE, _ITEMS, _NDARRAY, _FLOAT}
+
+
+def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
+    if isinstance(value, torch.Tensor):
+        key = str(len(tensors))
+        tensors[key] = value.detach().to("cpu").clone().contiguous()  # own storage: safetensors refuses sharing
+        return {_TENSOR: key}
+    if isinstance(value, np.ndarray):
+        return {_NDARRAY: value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {_FLOAT: repr(value)}
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return _encode(value.item(), tensors, where)
+    if isinstance(value, tuple):
+        return {_TUPLE: [_encode(v, tensors, f"{where}[{i}]") for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, tensors, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and not _TAGS & set(value):
+            return {k: _encode(v, tensors, f"{where}.{k}") for k, v in value.items()}
+        return {_ITEMS: [[_encode(k, tensors, where), _encode(v, tensors, f"{where}[{k!r}]")] for k, v in value.items()]}
+    raise TypeError(f"{where}: cannot store a {type(value).__name__} in a checkpoint without pickling it")
+
+
+def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if _TENSOR in value:
+        return tensors[value[_TENSOR]]
+    if _TUPLE in value:
+        return tuple(_decode(v, tensors) for v in value[_TUPLE])
+    if _ITEMS in value:
+        return {_decode(k, tensors): _decode(v, tensors) for k, v in value[_ITEMS]}
+    if _NDARRAY in value:
+        return np.array(value[_NDARRAY], dtype=np.dtype(value["dtype"]))
+    if _FLOAT in value:
+        return float(value[_FLOAT])
+    return {k: _decode(v, tensors) for k, v in value.items()}
+
+
+def save_state_tree(state: Any, folder: Path, stem: str) -> None:
+    """Write a state dict of plain values, tuples, NumPy arrays and tensors as `<stem>.json` (the structure and
+    every non-tensor value) + `<stem>.safetensors` (the tensors, when there are any). No pickle."""
+    tensors: dict[str, torch.Tensor] = {}
+    encoded = _encode(state, tensors, stem)
+    if tensors:
+        save_file(tensors, str(folder / f"{stem}.safetensors"))
+    write_json_atomic(folder / f"{stem}.json", {"format": "vivid-state-1", "state": encoded})
+
+
+def load_state_tree(folder: Path, stem: str) -> Any:
+    """What `save_state_tree` wrote (tensors on the CPU)."""
+    path = folder / f"{stem}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: incomplete checkpoint")
+    data = json.loads(path.read_text())
+    tensor_path = folder / f"{stem}.safetensors"
+    tensors = load_file(str(tensor_path)) if tensor_path.is_file() else {}
+    return _decode(data["state"], tensors)
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's random states: Python, NumPy, torch's CPU generator and every CUDA device's."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -157,38 +264,42 @@ def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def register_trainable_state_hooks(accelerator: Any, is_main: Callable[[], bool]) -> None:
-    """Make `accelerator.save_state/load_state` keep only the trainable weights (safetensors) of each model.
+def load_trainable(model: torch.nn.Module, path: Path) -> None:
+    """Copy the trainable weights saved at `path` into `model` (a DDP wrapper or the bare model)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: incomplete checkpoint")
+    state = load_file(str(path))
+    params = dict(getattr(model, "module", model).named_parameters())
+    expected = {n for n, p in params.items() if p.requires_grad}
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise ValueError(f"{path}: trainable weights do not fit the model (missing {missing[:3]}, extra {extra[:3]})")
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
 
-    The frozen base weights come from the pretrained model and are not copied into every checkpoint. Not
-    used under DeepSpeed, whose engine checkpoint replaces accelerate's model files.
-    """
 
-    def save_hook(models: list, weights: list, output_dir: str) -> None:
-        if is_main():
-            for i, model in enumerate(models):
-                save_file(trainable_state_dict(model), os.path.join(output_dir, TRAINABLE_NAME.format(i)))
-        weights.clear()  # accelerate writes no model files of its own
+def deepspeed_safe_globals() -> list[Any]:
+    """The classes DeepSpeed's engine checkpoint pickles besides tensors and containers (its loss scaler, the ZeRO
+    stage enum, the fragment addresses of ZeRO's parameter mapping): `torch.load(weights_only=True)` rebuilds
+    only these, never calls anything else."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
 
-    def load_hook(models: list, input_dir: str) -> None:
-        for i, model in enumerate(models):
-            path = Path(input_dir) / TRAINABLE_NAME.format(i)
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} not found: incomplete checkpoint")
-            state = load_file(path)
-            bare = getattr(model, "module", model)
-            params = dict(bare.named_parameters())
-            expected = {n for n, p in params.items() if p.requires_grad}
-            if set(state) != expected:
-                missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-                raise ValueError(f"{path}: trainable weights do not fit the model (missing {missing[:3]}, extra {extra[:3]})")
-            with torch.no_grad():
-                for name, value in state.items():
-                    params[name].copy_(value)
-        models.clear()
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
 
-    accelerator.register_save_state_pre_hook(save_hook)
-    accelerator.register_load_state_pre_hook(load_hook)
+
+def use_safe_deepspeed_loader(engine: Any) -> None:
+    """Make `engine.load_checkpoint` read its files with `torch.load(weights_only=True)` (`deepspeed_safe_globals`
+    only) instead of DeepSpeed's `weights_only=False`."""
+    allowed = deepspeed_safe_globals()
+
+    def load(path: str, map_location: Any = None) -> Any:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location=map_location, weights_only=True)
+
+    engine.checkpoint_engine.load = load
 
 
 # --------------------------------------------------------------------------- save / load
@@ -205,12 +316,18 @@ def save_checkpoint(
     save_weights: Callable[[Path], Any],
     keep_last: int = 0,
     rank_state: dict[str, Any] | None = None,
+    *,
+    model: torch.nn.Module,
+    optimizer: Any,
+    scheduler: Any,
 ) -> Path:
     """Write checkpoint-<step> atomically (collective: all ranks call it).
 
-    `save_weights(folder)` writes the VIVID weights folder; it is called on every rank (under ZeRO-3 the
-    weights must be gathered collectively) and must write on rank 0 only. `rank_state`, if given, is this
-    rank's own bookkeeping (`rank_state_rank<r>.json`, read back with `read_rank_state`).
+    `model` and `optimizer` are what `accelerator.prepare` returned (under DeepSpeed the engine and its
+    optimizer), `scheduler` the LR scheduler. `save_weights(folder)` writes the VIVID weights folder; it is called
+    on every rank (under ZeRO-3 the weights must be gathered collectively) and must write on rank 0 only.
+    `rank_state`, if given, is this rank's own bookkeeping (`rank_state_rank<r>.json`, read back with
+    `read_rank_state`).
     """
     root = Path(output_dir) / CHECKPOINTS_DIR
     final = root / f"{PREFIX}{step}"
@@ -221,15 +338,14 @@ def save_checkpoint(
             shutil.rmtree(leftover, ignore_errors=True)
         tmp.mkdir()
     barrier()
-    # under DeepSpeed the engine writes the module too: leave out the frozen base (~11 GB for CogVideoX-5B)
-    accelerator.save_state(str(tmp), **({"exclude_frozen_parameters": True} if is_deepspeed(accelerator) else {}))
+    save_training_state(accelerator, tmp, rank, model, optimizer, scheduler)
     write_json_atomic(tmp / f"sampler_rank{rank}.json", loader_state)
     if rank_state is not None:
         write_json_atomic(tmp / RANK_STATE_NAME.format(rank), rank_state)
     save_weights(tmp / WEIGHTS_DIR)
     barrier()
     if rank == 0:
-        state = dict(trainer_state, step=step, world_size=world_size)
+        state = dict(trainer_state, step=step, world_size=world_size, accelerator_step=int(accelerator.step))
         write_json_atomic(tmp / STATE_NAME, state)
         _fsync_dir(tmp)
         old = None
@@ -244,6 +360,47 @@ def save_checkpoint(
         logger.info("saved checkpoint %s", final)
     barrier()
     return final
+
+
+def save_training_state(accelerator: Any, folder: Path, rank: int, model: Any, optimizer: Any, scheduler: Any) -> None:
+    """Write the optimizer, scheduler, scaler and RNG states into `folder` (collective under DeepSpeed)."""
+    if is_deepspeed(accelerator):
+        # the engine writes the trainable module weights and its ZeRO optimizer partitions; the frozen base
+        # (~11 GB for CogVideoX-5B) is left out
+        model.save_checkpoint(str(folder), tag=DEEPSPEED_TAG, exclude_frozen_parameters=True)
+    elif rank == 0:
+        save_file(trainable_state_dict(model), str(folder / TRAINABLE_NAME.format(0)))
+        save_state_tree(optimizer.state_dict(), folder, OPTIMIZER_STEM)
+    if rank == 0:
+        save_state_tree(scheduler.state_dict(), folder, SCHEDULER_STEM)
+        scaler = getattr(accelerator, "scaler", None)
+        if scaler is not None:
+            save_state_tree(scaler.state_dict(), folder, SCALER_STEM)
+    save_state_tree(rng_state(), folder, RNG_STEM.format(rank))
+
+
+def load_training_state(accelerator: Any, folder: Path, rank: int, model: Any, optimizer: Any, scheduler: Any) -> None:
+    """Restore what `save_training_state` wrote (collective under DeepSpeed); nothing is unpickled."""
+    pickled = [name for name in PICKLED_STATE_FILES if (folder / name).exists()]
+    if pickled and not (folder / f"{SCHEDULER_STEM}.json").is_file():
+        raise ValueError(
+            f"{folder} was written by an older vivid as pickles ({', '.join(pickled)}), which are never loaded "
+            "(unpickling can run code): start a new run; its vivid-weights/ still export"
+        )
+    if is_deepspeed(accelerator):
+        use_safe_deepspeed_loader(model)
+        path, _ = model.load_checkpoint(str(folder), tag=DEEPSPEED_TAG, load_module_strict=False,
+                                        load_optimizer_states=True, load_lr_scheduler_states=False)
+        if path is None:
+            raise FileNotFoundError(f"{folder / DEEPSPEED_TAG}: no DeepSpeed checkpoint there")
+    else:
+        load_trainable(model, folder / TRAINABLE_NAME.format(0))
+        optimizer.load_state_dict(load_state_tree(folder, OPTIMIZER_STEM))
+    scheduler.load_state_dict(load_state_tree(folder, SCHEDULER_STEM))
+    scaler = getattr(accelerator, "scaler", None)
+    if scaler is not None:
+        scaler.load_state_dict(load_state_tree(folder, SCALER_STEM))
+    set_rng_state(load_state_tree(folder, RNG_STEM.format(rank)))
 
 
 def prune_checkpoints(output_dir: str | os.PathLike, keep_last: int) -> list[Path]:
@@ -277,14 +434,90 @@ def abandon_checkpoints_after(output_dir: str | os.PathLike, step: int) -> list[
     return moved
 
 
+# --------------------------------------------------------------------------- a previous run in the run folder
+
+# What a run writes into its output folder (besides `tiny-model/`, the base model that its checkpoints name and
+# a new run reuses): a fresh run into a folder holding these would mix with, or destroy, the previous run.
+RUN_FILES = ("checkpoints", "metrics.jsonl", "config.json", "validation", "wandb")
+RUN_FILE_PATTERNS = ("sample_ids_rank*.jsonl",)
+PREVIOUS_PREFIX = "previous-"
+
+
+class PreviousRunError(FileExistsError):
+    """A fresh run was asked to write into a folder that holds another run's checkpoints or metrics."""
+
+
+def previous_run(output_dir: str | os.PathLike) -> list[Path]:
+    """The files of an earlier run in `output_dir` that a fresh run would overwrite or mix with; [] if none.
+
+    A run is there once it has a checkpoint (complete, torn or abandoned) or a non-empty `metrics.jsonl`.
+    """
+    out = Path(output_dir)
+    root = out / CHECKPOINTS_DIR
+    has_checkpoints = root.is_dir() and any(
+        checkpoint_step(Path(c.name.split(ABANDONED_TAG)[0])) is not None or c.name.startswith(TMP_PREFIX)
+        for c in root.iterdir()
+    )
+    metrics = out / "metrics.jsonl"
+    has_metrics = metrics.is_file() and metrics.stat().st_size > 0
+    if not (has_checkpoints or has_metrics):
+        return []
+    found = [out / name for name in RUN_FILES if (out / name).exists()]
+    for pattern in RUN_FILE_PATTERNS:
+        found.extend(sorted(out.glob(pattern)))
+    return found
+
+
+def refuse_previous_run(output_dir: str | os.PathLike) -> None:
+    """Raise PreviousRunError (one line, saying what to do) when `output_dir` holds an earlier run."""
+    found = previous_run(output_dir)
+    if not found:
+        return
+    newest = latest_checkpoint(output_dir)
+    what = f"checkpoints up to {newest.name}" if newest is not None else "an earlier run's files"
+    raise PreviousRunError(
+        f"{output_dir} already holds a training run ({what}): pass --resume latest to continue it, --overwrite to "
+        "move it aside into a previous-<n>/ subfolder and start afresh, or another checkpoint.output_dir"
+    )
+
+
+def move_previous_run_aside(output_dir: str | os.PathLike) -> Path | None:
+    """Move the earlier run's files of `output_dir` (`previous_run`) into `output_dir/previous-<n>/` (the first
+    unused n), by renames: nothing is deleted or copied. Returns that folder, or None when there was no run."""
+    out = Path(output_dir)
+    found = previous_run(out)
+    if not found:
+        return None
+    n = 1
+    while (out / f"{PREVIOUS_PREFIX}{n}").exists():
+        n += 1
+    target = out / f"{PREVIOUS_PREFIX}{n}"
+    target.mkdir()
+    for path in found:
+        os.replace(path, target / path.name)
+    _fsync_dir(out)
+    logger.warning("--overwrite: moved the previous run of %s aside to %s", out, target)
+    return target
+
+
 def read_rank_state(checkpoint: str | os.PathLike, rank: int) -> dict[str, Any]:
     """This rank's bookkeeping saved with the checkpoint (`rank_state=` of save_checkpoint); {} if none."""
     path = Path(checkpoint) / RANK_STATE_NAME.format(rank)
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def load_checkpoint(accelerator: Any, checkpoint: str | os.PathLike, rank: int, world_size: int) -> tuple[dict, dict]:
-    """Restore accelerate's state; return (trainer state, this rank's data-loader state)."""
+def load_checkpoint(
+    accelerator: Any,
+    checkpoint: str | os.PathLike,
+    rank: int,
+    world_size: int,
+    *,
+    model: torch.nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+) -> tuple[dict, dict]:
+    """Restore the weights, optimizer, scheduler and RNG states (as `save_checkpoint` takes them); return
+    (trainer state, this rank's data-loader state). Nothing is unpickled."""
     checkpoint = Path(checkpoint)
     state = read_trainer_state(checkpoint)
     if state.get("world_size") != world_size:
@@ -295,6 +528,7 @@ def load_checkpoint(accelerator: Any, checkpoint: str | os.PathLike, rank: int, 
     sampler_path = checkpoint / f"sampler_rank{rank}.json"
     if not sampler_path.is_file():
         raise FileNotFoundError(f"{sampler_path} not found: incomplete checkpoint")
-    # DeepSpeed checkpoints lack the frozen weights (exclude_frozen_parameters): the module loads non-strictly
-    accelerator.load_state(str(checkpoint), **({"load_module_strict": False} if is_deepspeed(accelerator) else {}))
+    load_training_state(accelerator, checkpoint, rank, model, optimizer, scheduler)
+    if "accelerator_step" in state:  # accelerate's micro-batch count (its accumulation boundary)
+        accelerator.step = int(state["accelerator_step"])
     return state, json.loads(sampler_path.read_text())

@@ -106,7 +106,13 @@ class TrainConfig:
     # tiny recipe's; useless on VIVID-10M, where inputs rarely recur (train/step.py, VAELatentCache)
     cache_vae_latents: bool = False
     vae_cache_max_items: int = 20000  # LRU bound (tiny recipe: 12 KB per image, 37 KB per 9-frame clip)
-    offload_encoders: bool = False  # keep VAE and T5 on the CPU between uses (GPU memory)
+    # a folder of precomputed T5 caption embeddings (`vivid data embed-captions`): the trainer reads every prompt's
+    # embedding there and never loads T5 (no T5 memory, no T5 time); a caption it lacks is an error at start
+    caption_embeddings: str | None = None
+    # keep the VAE and T5 on the CPU, moving each to the GPU only for its own forward pass (saves their GPU memory,
+    # T5-XXL's ~9.5 GB above all, at the cost of moving it over PCIe for every step that has an uncached caption);
+    # false keeps both resident on the GPU. See docs/training.md
+    offload_encoders: bool = False
     seed: int = 0
     max_bad_steps: int = 5  # non-finite losses in a row before training stops
     mask_loss_weight: float = 0.0  # extra loss weight of the edit region's latent cells (0: CogVideoX's loss)

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from data_loaders.loader import build_train_loader
 from train import checkpoint as ckpt
 from train import step as step_lib
+from train.caption_embeddings import CaptionEmbeddings, manifest_prompts, text_encoder_signature
 from train.config import TINY, TrainConfig
 from vivid.model.frame_conv import use_frame_convs
 from vivid.model.transformer import format_parameter_report, make_vivid_transformer, parameter_report
@@ -226,9 +227,40 @@ def start_wandb(config: TrainConfig, run_id: str | None):
 # --------------------------------------------------------------------------- validation
 
 
+def check_caption_store(store: CaptionEmbeddings, pretrained: str, dtype: torch.dtype, max_length: int,
+                        dim: int) -> None:
+    """The store must come from this model's T5 architecture, in the run's dtype, at the transformer's size."""
+    from transformers import AutoConfig
+
+    t5_config = AutoConfig.from_pretrained(pretrained, subfolder="text_encoder")
+    store.check_fits(signature=text_encoder_signature(t5_config), dtype=dtype, max_length=max_length, dim=dim)
+    logger.info("caption embeddings: %d captions from %s (%s); T5 is not loaded", len(store), store.folder,
+                store.meta.model)
+
+
+def check_captions_stored(store: CaptionEmbeddings, records: list, config: TrainConfig) -> None:
+    """DataError (one line) if any prompt the run can use is missing from the store: this rank's training
+    captions, the deletion caption, "" (caption dropout, validation's negative prompt), and with validation on,
+    the eval manifests' captions."""
+    from data_loaders.errors import DataError
+    from vivid.constants import DELETE_CAPTION
+
+    prompts = ["", DELETE_CAPTION] + [c for r in records for c in r.captions]
+    if config.validation.every_n_steps and config.data.eval_manifests:
+        prompts += manifest_prompts(config.data.eval_manifests)[0]
+    missing = store.missing(prompts)
+    if missing:
+        raise DataError(
+            f"caption_embeddings {store.folder} lacks {len(missing)} of the run's {len(set(prompts))} captions "
+            f"(first: {missing[0]!r}): run `vivid data embed-captions` on the train and eval manifests into it"
+        )
+
+
 @torch.no_grad()
-def validate(components: dict, transformer: torch.nn.Module, config: TrainConfig, step: int, device, wandb_run):
-    """Edit held-out eval samples with the current weights; videos to <output_dir>/validation/step-N/ and wandb."""
+def validate(components: dict, transformer: torch.nn.Module, config: TrainConfig, step: int, device, wandb_run,
+             store: CaptionEmbeddings | None = None):
+    """Edit held-out eval samples with the current weights; videos to <output_dir>/validation/step-N/ and wandb.
+    With `store`, the prompts' embeddings come from it (no T5 is loaded then)."""
     from data_loaders.loader import build_eval_samples
     from vivid.pipeline import VIVIDPipeline
 
@@ -254,9 +286,10 @@ def validate(components: dict, transformer: torch.nn.Module, config: TrainConfig
     logged = {}
     with contextlib.ExitStack() as stack:
         stack.enter_context(on_device(pipe.vae, device, config.offload_encoders))
-        stack.enter_context(on_device(pipe.text_encoder, device, config.offload_encoders))
+        if pipe.text_encoder is not None:
+            stack.enter_context(on_device(pipe.text_encoder, device, config.offload_encoders))
         for i, sample in enumerate(samples):
-            logged.update(_validate_one(pipe, sample, i, config, device, out_dir))
+            logged.update(_validate_one(pipe, sample, i, config, device, out_dir, store))
     if was_training:
         pipe.transformer.train()
     if wandb_run is not None:
@@ -266,15 +299,19 @@ def validate(components: dict, transformer: torch.nn.Module, config: TrainConfig
     logger.info("validation at step %d: %d videos in %s", step, len(logged), out_dir)
 
 
-def _validate_one(pipe, sample, i: int, config: TrainConfig, device, out_dir: Path) -> dict[str, Path]:
+def _validate_one(pipe, sample, i: int, config: TrainConfig, device, out_dir: Path,
+                  store: CaptionEmbeddings | None = None) -> dict[str, Path]:
     from vivid.media import write_video
 
     generator = torch.Generator(device=device).manual_seed(config.validation.seed + i)
     height, width = sample.video.shape[1:3]  # decoded at its training size (bucket): edit at that size
+    embeds = {}
+    if store is not None:
+        embeds = dict(prompt_embeds=store.get([sample.caption], device), negative_prompt_embeds=store.get([""], device))
     frames = pipe(
         video=sample.video, mask=sample.mask, prompt=sample.caption, task=sample.task,
         num_inference_steps=config.validation.steps, guidance_scale=config.validation.guidance,
-        generator=generator, output_type="np", height=height, width=width,
+        generator=generator, output_type="np", height=height, width=width, **embeds,
     ).frames[0]
     path = out_dir / f"{i:02d}-{sample.task}-{sample.id}.mp4"
     write_video(path, (frames * 255).round().astype("uint8"), fps=sample.fps)
@@ -284,10 +321,20 @@ def _validate_one(pipe, sample, i: int, config: TrainConfig, device, out_dir: Pa
 # --------------------------------------------------------------------------- train
 
 
-def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
-    """Train VIVID as `config` says; `resume` = "latest" or a checkpoint folder."""
+def train(config: TrainConfig, resume: str | None = None, overwrite: bool = False) -> TrainResult:
+    """Train VIVID as `config` says; `resume` = "latest" or a checkpoint folder.
+
+    A fresh run (no `resume`) into an output folder that holds an earlier run (checkpoints or metrics) raises
+    `PreviousRunError` before any model work, unless `overwrite`, which moves the earlier run's files into
+    `<output_dir>/previous-<n>/` (renames only; nothing is deleted).
+    """
     output_dir = config.output_dir
     o = config.optim
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in the output folder and --overwrite moves it aside: pass one")
+    if not resume and not overwrite:  # every rank checks, before the process group (so before any rank moves)
+        ckpt.refuse_previous_run(output_dir)
+    store = CaptionEmbeddings(config.caption_embeddings) if config.caption_embeddings else None
     accelerator = Accelerator(
         # without a GPU, cpu=True is what makes accelerate see a torchrun launch as MULTI_CPU (gloo) instead of
         # one process per rank with an unused process group
@@ -301,8 +348,11 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
     device = accelerator.device
     set_seed(config.seed + rank)
     if is_main:
+        if overwrite:
+            ckpt.move_previous_run_aside(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_json_atomic(output_dir / "config.json", config.to_dict())
+    ckpt.barrier()  # no rank reads the run folder before the previous run is out of the way
     logging.basicConfig(level=logging.INFO, format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s")
     if is_main:
         warn_if_deepspeed_without_gpu(accelerator)
@@ -311,7 +361,9 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
     # ---- models: VAE and T5 frozen (no grad), the transformer made VIVID (LoRA + widened patch embedding)
     weight_dtype = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
     pretrained = resolve_pretrained(config, rank)
-    base = CogVideoXPipeline.from_pretrained(pretrained, dtype=weight_dtype)
+    # with precomputed caption embeddings T5 (and its tokenizer) is never loaded
+    without_t5 = {"text_encoder": None, "tokenizer": None} if store is not None else {}
+    base = CogVideoXPipeline.from_pretrained(pretrained, dtype=weight_dtype, **without_t5)
     components = dict(
         tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=base.vae,
         transformer=base.transformer, scheduler=base.scheduler,
@@ -319,14 +371,16 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
     vae, text_encoder, tokenizer, scheduler = base.vae, base.text_encoder, base.tokenizer, base.scheduler
     vae.requires_grad_(False).eval()
     use_frame_convs(vae)  # on a CPU (offload_encoders, or no GPU): torch's conv3d is slow at batch size 1
-    text_encoder.requires_grad_(False).eval()
+    if text_encoder is not None:
+        text_encoder.requires_grad_(False).eval()
     if config.model.vae_slicing:
         vae.enable_slicing()
     if config.model.vae_tiling:
         vae.enable_tiling()
     encoder_device = torch.device("cpu") if config.offload_encoders else device
     vae.to(encoder_device)
-    text_encoder.to(encoder_device)
+    if text_encoder is not None:
+        text_encoder.to(encoder_device)
     transformer = make_vivid_transformer(
         base.transformer, config.model.lora_rank, config.model.lora_alpha, config.model.lora_targets
     )
@@ -342,6 +396,8 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
     if is_main:
         logger.info("transformer: %s", format_parameter_report(parameter_report(transformer)))
     max_text_len = int(transformer.config.max_text_seq_length)
+    if store is not None:
+        check_caption_store(store, pretrained, weight_dtype, max_text_len, int(transformer.config.text_embed_dim))
     weights_config = VIVIDWeightsConfig(
         base_model=config.model.pretrained if config.model.pretrained != TINY else pretrained,
         lora_rank=config.model.lora_rank,
@@ -374,11 +430,13 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
                 "(DeepSpeed accumulates inside its engine) and stops training with NonFiniteLossError",
                 o.gradient_accumulation_steps,
             )
-    else:
-        ckpt.register_trainable_state_hooks(accelerator, lambda: is_main)
     transformer, optimizer = accelerator.prepare(transformer, optimizer)
-    accelerator.register_for_checkpointing(lr_scheduler)
+    # checkpoints hold the trainable weights, optimizer, scheduler and RNG states as safetensors + JSON
+    # (train/checkpoint.py), not accelerate's pickles
+    training_objects = dict(model=transformer, optimizer=optimizer, scheduler=lr_scheduler)
     loader = build_train_loader(config.data, rank=rank, world_size=world)
+    if store is not None:
+        check_captions_stored(store, loader.records, config)
 
     def local_bad_samples() -> int:  # bad samples this rank's loader skipped (this process)
         return sum(loader.bad_sample_counts().values())
@@ -387,7 +445,7 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
     start_step, state, bad_offset = 0, {}, 0
     if resume:
         path = ckpt.resolve_resume(resume, output_dir)
-        state, loader_state = ckpt.load_checkpoint(accelerator, path, rank, world)
+        state, loader_state = ckpt.load_checkpoint(accelerator, path, rank, world, **training_objects)
         loader.load_state_dict(loader_state)
         start_step = int(state["step"])
         rank_state = ckpt.read_rank_state(path, rank)
@@ -406,7 +464,8 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
         if not resume:
             ids_path.unlink(missing_ok=True)
         ids_file = open(ids_path, "a")
-    text_cache = step_lib.TextEmbeddingCache(config.text_cache_max_items) if config.cache_text_embeddings else None
+    use_text_cache = config.cache_text_embeddings and store is None
+    text_cache = step_lib.TextEmbeddingCache(config.text_cache_max_items) if use_text_cache else None
     latent_cache = step_lib.VAELatentCache(config.vae_cache_max_items) if config.cache_vae_latents else None
     zero3 = use_deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3
 
@@ -430,6 +489,7 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
         return ckpt.save_checkpoint(
             accelerator, output_dir, step, rank, world, trainer_state, loader.state_dict(), save_weights,
             keep_last=config.checkpoint.keep_last, rank_state={"skipped_samples": bad_offset + local_bad_samples()},
+            **training_objects,
         )
 
     # ---- the loop: one iteration = one optimizer step over gradient_accumulation_steps micro-batches
@@ -456,12 +516,14 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
             with accelerator.accumulate(transformer):
                 with on_device(vae, device, config.offload_encoders):
                     latents, conditions = step_lib.encode_batch(vae, batch, generator, latent_cache)
-                # T5 goes to the GPU only when some caption is not in the cache
-                needs_t5 = text_cache is None or bool(text_cache.missing(batch["prompt"]))
-                with on_device(text_encoder, device, config.offload_encoders and needs_t5):
-                    embeds = step_lib.encode_prompts(
-                        tokenizer, text_encoder, batch["prompt"], max_text_len, device, text_cache
-                    )
+                if store is not None:  # precomputed: no T5
+                    embeds = store.get(batch["prompt"], device)
+                else:  # T5 goes to the GPU only when some caption is not in the cache
+                    needs_t5 = text_cache is None or bool(text_cache.missing(batch["prompt"]))
+                    with on_device(text_encoder, device, config.offload_encoders and needs_t5):
+                        embeds = step_lib.encode_prompts(
+                            tokenizer, text_encoder, batch["prompt"], max_text_len, device, text_cache
+                        )
                 with accelerator.autocast():
                     loss = step_lib.compute_loss(
                         transformer, scheduler, latents, conditions, embeds, generator, config.mask_loss_weight
@@ -548,7 +610,7 @@ def train(config: TrainConfig, resume: str | None = None) -> TrainResult:
             last_checkpoint = save(step, last_loss, skipped_samples)
         if config.validation.every_n_steps and step % config.validation.every_n_steps == 0:
             if is_main or zero3:  # under ZeRO-3 every rank takes part in the forward passes
-                validate(components, transformer, config, step, device, wandb_run if is_main else None)
+                validate(components, transformer, config, step, device, wandb_run if is_main else None, store)
             ckpt.barrier()
         if out_of_time and step < o.max_steps:
             if is_main:

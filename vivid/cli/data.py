@@ -1,4 +1,5 @@
-"""`vivid data check MANIFEST...`, `vivid data synth --out DIR ...` and `vivid data vivid10m ROOT --out DIR`."""
+"""`vivid data check MANIFEST...`, `vivid data synth --out DIR ...`, `vivid data vivid10m ROOT --out DIR` and
+`vivid data embed-captions MANIFEST... --model MODEL --out DIR`."""
 
 from __future__ import annotations
 
@@ -33,6 +34,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--out", required=True, help="folder for the manifest shards")
     v.add_argument("--shard-size", type=int, default=10000)
     v.set_defaults(func=run_vivid10m)
+
+    e = sub.add_parser("embed-captions", help="precompute the T5 embedding of every caption for training "
+                                              "(config: caption_embeddings: DIR; see docs/training.md)")
+    e.add_argument("manifests", nargs="+", metavar="MANIFEST", help="JSONL manifest shards (globs allowed): train "
+                                                                    "and eval")
+    e.add_argument("--model", required=True, help="the run's base model (hub id or diffusers folder): its T5")
+    e.add_argument("--out", required=True, help="the store folder (new, empty, or a store to add to)")
+    e.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16",
+                   help="the run's mixed_precision (no = fp32); default bf16")
+    e.add_argument("--batch-size", type=int, default=8, help="captions per T5 call (default 8)")
+    e.add_argument("--shard-size", type=int, default=256, help="captions per safetensors shard (default 256)")
+    e.add_argument("--device", default=None, help="where T5 runs (default: cuda if there is a GPU, else cpu)")
+    e.set_defaults(func=run_embed_captions)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -86,4 +100,31 @@ def run_vivid10m(args: argparse.Namespace) -> int:
 
     paths, counts = convert_vivid10m(args.root, args.out, shard_size=args.shard_size)
     print(f"{counts.get('records', 0)} records ({counts.get('skipped', 0)} skipped) in {len(paths)} shard(s) under {args.out}")
+    return 0
+
+
+def run_embed_captions(args: argparse.Namespace) -> int:
+    import torch
+    from diffusers import CogVideoXPipeline, CogVideoXTransformer3DModel
+
+    from train.caption_embeddings import DTYPES, check_out_folder, manifest_prompts, write_caption_embeddings
+
+    if args.batch_size < 1 or args.shard_size < 1:
+        raise CLIError(f"--batch-size and --shard-size must be >= 1, got {args.batch_size} and {args.shard_size}")
+    check_out_folder(args.out, args.dtype)
+    prompts, bad = manifest_prompts(args.manifests)
+    if len(prompts) <= 2:
+        raise CLIError(f"no captions in {' '.join(args.manifests)} (no valid record)")
+    if bad:
+        print(f"skipped {bad} invalid record(s) (see `vivid data check`)", file=sys.stderr)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # the tokenizer and T5 exactly as the trainer's CogVideoXPipeline.from_pretrained loads them, nothing else
+    base = CogVideoXPipeline.from_pretrained(args.model, transformer=None, vae=None, dtype=DTYPES[args.dtype])
+    max_length = int(CogVideoXTransformer3DModel.load_config(args.model, subfolder="transformer")["max_text_seq_length"])
+    meta, added = write_caption_embeddings(
+        args.out, prompts, base.tokenizer, base.text_encoder.to(device), max_length, args.model,
+        batch_size=args.batch_size, shard_size=args.shard_size,
+    )
+    print(f"{added} new caption embedding(s) ({len(prompts)} captions in the manifests; {meta.count} in the store) "
+          f"in {args.out}: {meta.max_length} x {meta.dim} {meta.dtype} each")
     return 0

@@ -221,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     limit = f" (at most {plan.train_minutes:g} min)" if plan.train_minutes else ""
     print(f"[3/6] training a tiny VIVID: {plan.train_steps} steps{limit}")
-    result = train(train_config(plan, model_dir, data_dir, out / "train", args.seed))
+    # a demo run again into the same --out: the earlier training run is moved aside (train/previous-<n>/)
+    result = train(train_config(plan, model_dir, data_dir, out / "train", args.seed), overwrite=True)
     weights = Path(result.checkpoint) / "vivid-weights"
     timings["train"] = time.perf_counter() - t
     if result.step < plan.train_steps:

@@ -1,4 +1,4 @@
-"""`vivid train --config YAML [key=value ...] [--resume latest|PATH]`: train VIVID (see docs/training.md).
+"""`vivid train --config YAML [key=value ...] [--resume latest|PATH | --overwrite]`: train VIVID (see docs/training.md).
 
 One process here; for several GPUs or machines use `./launch.sh` or `accelerate launch -m train ...`, which run
 this same entry point.
@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="dotted overrides, e.g. optim.lr=1e-4 data.frames=9 checkpoint.output_dir=runs/x")
     p.add_argument("--resume", default=None, metavar="latest|PATH",
                    help="resume from the newest checkpoint of the run folder, or from a checkpoint folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a run folder that holds an earlier run: its files are moved aside into "
+                        "<output_dir>/previous-<n>/ (nothing is deleted); without it such a folder is refused")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,9 +34,11 @@ def run(args: argparse.Namespace) -> int:
     from train.trainer import NonFiniteLossError, train
     from vivid.cli import CLIError
 
+    if args.resume and args.overwrite:
+        raise CLIError("--resume continues the run in the output folder and --overwrite moves it aside: pass one")
     config = load_config(args.config, args.overrides)
     try:
-        result = train(config, resume=args.resume)
+        result = train(config, resume=args.resume, overwrite=args.overwrite)
     except NonFiniteLossError as err:
         raise CLIError(str(err)) from err
     except DataError as err:
@@ -53,6 +58,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return run(args)
-    except (ConfigError, CLIError, FileNotFoundError) as err:
+    except (ConfigError, CLIError, FileNotFoundError, FileExistsError) as err:
         print(f"train: error: {err}", file=sys.stderr)
         return 2
