@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vivid.cli.edit import add_model_arguments, guidance_scale, load_pipeline, positive_int
+from vivid.cli.edit import add_model_arguments, add_size_arguments, guidance_scale, load_pipeline, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,8 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=positive_int, default=50, help="denoising steps of every edit (>= 1)")
     p.add_argument("--guidance", type=guidance_scale, default=6.0,
                    help="classifier-free guidance scale (>= 0; 1 or less = off)")
-    p.add_argument("--height", type=int, default=None, help="working height (multiple of 16)")
-    p.add_argument("--width", type=int, default=None, help="working width (multiple of 16)")
+    add_size_arguments(p)
     p.add_argument("--workdir", default=None, help="folder for uploads and results (default: a temporary one)")
     p.set_defaults(func=run)
 
@@ -28,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise ValueError("vivid app needs Gradio: pip install 'vivid[app]' (or pip install gradio)") from None
     from vivid.app import VividApp, launch
+    from vivid.inputs import check_edit_options
 
+    check_edit_options(args.height, args.width)
     pipe = load_pipeline(args)
     app = VividApp(pipe, args.workdir, steps=args.steps, guidance=args.guidance, height=args.height, width=args.width)
     print(f"vivid app on http://{args.host}:{args.port} (Ctrl-C to stop)")
