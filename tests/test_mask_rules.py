@@ -183,3 +183,31 @@ def test_a_variable_frame_rate_source_is_edited_frame_by_frame_with_a_warning(tm
     messages = " | ".join(r.getMessage() for r in caplog.records)
     assert "variable frame rate" in messages and "written at a constant" in messages
     assert "frames matched by index" in messages
+
+
+class _Planted:
+    """Unpickling this creates a file: proof that a mask array was unpickled."""
+
+    marker: Path
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_a_pickled_mask_array_is_refused_never_unpickled(suffix, tmp_path):
+    from data_loaders.decode import MaskSource as DataMask
+    from data_loaders.errors import BadSample
+    from vivid.longvideo import MaskSource as EditMask
+    from vivid.media import MediaError
+
+    planted = _Planted()
+    planted.marker = tmp_path / "code-ran"
+    arr = np.empty((1, H, W), object)
+    arr[0, 0, 0] = planted
+    path = tmp_path / f"evil{suffix}"
+    np.save(path, arr, allow_pickle=True) if suffix == ".npy" else np.savez(path, mask=arr)
+    for read in (lambda: read_mask(path), lambda: EditMask(path, 1, H, W), lambda: DataMask(str(path)).read([0])):
+        with pytest.raises((MediaError, BadSample, ValueError)):
+            read()
+    assert not planted.marker.exists()
