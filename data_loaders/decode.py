@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vivid.media import IMAGE_SUFFIXES
+from vivid.media import IMAGE_SUFFIXES, MediaError, binarize_mask, read_mask_image
 
 from .errors import BadSample
 
@@ -233,7 +233,9 @@ class MaskSource:
     Encodings: a mask video (grey, >= 128 = edit; write it lossless), a folder of images (one per frame, sorted
     by name), one image (one frame), a .npy array (F, H, W) or (H, W) (memory-mapped), or a .npz archive holding
     either `mask` (bool/uint8 (F, H, W)) or `packed` + `shape` (np.packbits of the bool array along the last axis,
-    the compact form `data_loaders.synthetic` writes).
+    the compact form `data_loaders.synthetic` writes). Values become bool by `vivid.media.binarize_mask`, the
+    rule `vivid edit` uses (alpha where it carries the mask, >= 128, 0/1 label frames), so a mask file means the
+    same to training and to editing.
     """
 
     def __init__(self, path: str):
@@ -250,10 +252,10 @@ class MaskSource:
             if not self._files:
                 raise BadSample("no_frames", "mask folder holds no image files", path=path)
             first = self._read_image(self._files[0])
-            self.count, (self.height, self.width) = len(self._files), first.shape
+            self.count, (self.height, self.width) = len(self._files), first.shape[:2]
         elif suffix in IMAGE_SUFFIXES:
             self._files = [path]
-            self.count, (self.height, self.width) = 1, self._read_image(path).shape
+            self.count, (self.height, self.width) = 1, self._read_image(path).shape[:2]
         elif suffix == ".npy":
             try:
                 arr = np.load(path, mmap_mode="r")
@@ -295,30 +297,25 @@ class MaskSource:
         self.count, self.height, self.width = arr.shape
 
     def _read_image(self, file: str) -> np.ndarray:
-        img = cv2.imread(file, cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise BadSample("unreadable", "mask frame cannot be decoded as an image", path=file)
-        return img
+        """Raw values (H, W, C) of one mask image, alpha kept."""
+        try:
+            return read_mask_image(file, "mask frame")
+        except MediaError:
+            raise BadSample("unreadable", "mask frame cannot be decoded as an image", path=file) from None
 
     def read(self, indices: np.ndarray | list[int]) -> np.ndarray:
         """bool (len(indices), height, width) at native size."""
         indices = [int(i) for i in indices]
         if self._files is not None:
             frames = [self._read_image(self._files[i]) for i in indices]
-            if any(f.shape != (self.height, self.width) for f in frames):
+            if any(f.shape[:2] != (self.height, self.width) for f in frames):
                 raise BadSample("size_mismatch", "mask folder mixes frame sizes", path=self.path)
-            return np.stack(frames) >= 128
+            return np.stack([binarize_mask(f[None])[0] for f in frames])
         if self._packed is not None:
             return np.unpackbits(self._packed[indices], axis=-1, count=self.width).astype(bool)
         if self._array is not None:
-            arr = np.asarray(self._array[indices])
-            if arr.dtype == np.bool_:
-                return arr
-            if np.issubdtype(arr.dtype, np.integer):  # 0/1 or 0/255
-                return arr >= (128 if arr.max(initial=0) > 1 else 1)
-            return arr >= 0.5
-        frames = _decord_batch(self._vr, indices, self.path)
-        return frames[..., 0] >= 128
+            return binarize_mask(np.asarray(self._array[indices]))
+        return binarize_mask(_decord_batch(self._vr, indices, self.path))
 
     def read_resized(self, indices: np.ndarray | list[int], g: Geometry) -> np.ndarray:
         """bool (F, H, W): nearest-neighbour scaled and cropped like the video."""

@@ -161,7 +161,7 @@ def test_bad_inputs_fail_clearly_without_output(tiny_model_dir, short_clip, mask
     elif case.startswith(("steps", "guidance")):
         option = "--steps" if case.startswith("steps") else "--guidance"
         extra += [option, {"steps_zero": "0", "steps_negative": "-2", "guidance_negative": "-1"}.get(case, "nan")]
-    out = tmp_path / "out.mp4"
+    out = tmp_path / ("out.png" if case == "keyframe_on_image" else "out.mp4")  # an image is written for an image
     if case in ("unknown_task", "steps_zero", "steps_negative", "guidance_negative", "guidance_nan"):
         with pytest.raises(SystemExit) as err:  # rejected by argparse
             edit(tiny_model_dir, video, mask, out, *extra)

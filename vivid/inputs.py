@@ -6,17 +6,32 @@ Everything becomes uint8 RGB frames (F, H, W, 3) and a bool mask (F, H, W); ever
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from vivid.constants import DELETE_CAPTION, TASKS
-from vivid.media import binarize, is_image_path, read_image, read_mask, read_video
+from vivid.media import (
+    binarize_mask,
+    check_out_suffix,
+    frame_timing,
+    is_image_path,
+    is_video_file,
+    match_mask_frames,
+    read_image,
+    read_mask,
+    read_video,
+    variable_rate_note,
+)
+
+logger = logging.getLogger(__name__)
 
 
 class EditInputError(ValueError):
@@ -24,7 +39,12 @@ class EditInputError(ValueError):
 
 
 def _pil_to_array(img: Any) -> np.ndarray:
-    return np.asarray(img.convert("RGB") if img.mode not in ("L", "1") else img)
+    """A PIL image's values for a mask: grey as is, alpha kept (it may carry the mask), else RGB."""
+    if img.mode in ("L", "1"):
+        return np.asarray(img)
+    if "A" in img.mode or "transparency" in img.info:
+        return np.asarray(img.convert("RGBA"))
+    return np.asarray(img.convert("RGB"))
 
 
 def as_frames(video: Any, what: str = "video") -> np.ndarray:
@@ -64,8 +84,8 @@ def as_frames(video: Any, what: str = "video") -> np.ndarray:
 
 
 def as_mask(mask: Any) -> np.ndarray:
-    """bool (F, H, W) from a path (mask video, folder of PNGs, image, .npy/.npz), PIL image(s), array or tensor.
-    Non-binary masks are thresholded at 0.5 of their range."""
+    """bool (F, H, W) from a path (mask video, folder of PNGs, image, .npy/.npz), PIL image(s), array or tensor,
+    by `vivid.media.binarize_mask`'s rule (alpha where it carries the mask; >= half the range; 0/1 labels)."""
     if isinstance(mask, (str, os.PathLike)):
         return read_mask(mask)
     if isinstance(mask, list):
@@ -74,16 +94,14 @@ def as_mask(mask: Any) -> np.ndarray:
         mask = _pil_to_array(mask)[None]
     if isinstance(mask, torch.Tensor):
         mask = mask.detach().cpu().numpy()
-        if mask.ndim == 4 and mask.shape[1] in (1, 3):  # (F, C, H, W)
-            mask = mask.max(axis=1)
+        if mask.ndim == 4 and mask.shape[1] in (1, 3, 4):  # (F, C, H, W)
+            mask = np.moveaxis(mask, 1, -1)
     arr = np.asarray(mask)
-    if arr.ndim == 2:
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):  # one (H, W, C) frame: no video is 3 or 4 pixels wide
         arr = arr[None]
-    if arr.ndim == 4:
-        arr = arr.max(axis=-1)
-    if arr.ndim != 3:
+    if arr.ndim not in (2, 3, 4):
         raise EditInputError(f"mask must be (F, H, W), got shape {arr.shape}")
-    return binarize(arr)
+    return binarize_mask(arr)
 
 
 @dataclass
@@ -119,6 +137,65 @@ def check_sampling(num_inference_steps: int, guidance_scale: float) -> None:
         raise EditInputError(f"guidance_scale must be a finite number >= 0 (1 = no guidance), got {guidance_scale}")
 
 
+SIDE_RULE = "a multiple of 16 and at least 16"  # working sizes: the VAE's 8x times the transformer's 2x2 patches
+
+
+def check_side(value: Any, name: str = "height") -> int:
+    """A working height or width: a whole number, `SIDE_RULE`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 16 or value % 16:
+        raise EditInputError(f"{name} must be {SIDE_RULE}, got {value!r}")
+    return int(value)
+
+
+def check_edit_options(
+    height: int | None = None, width: int | None = None, paste_back_dilation: int | None = None
+) -> None:
+    """The working size (both or neither; `check_side`) and a paste-back dilation (>= 0 pixels): checked before
+    any model work, by `vivid edit`, `vivid keyframe`, the app and `chain_edit`."""
+    if (height is None) != (width is None):
+        raise EditInputError(f"give both height and width, or neither (got height {height}, width {width})")
+    if height is not None:
+        check_side(height, "height")
+        check_side(width, "width")
+    if paste_back_dilation is not None and (
+        isinstance(paste_back_dilation, bool) or not isinstance(paste_back_dilation, numbers.Integral)
+        or paste_back_dilation < 0
+    ):
+        raise EditInputError(f"paste-back dilation must be a whole number of pixels >= 0, got {paste_back_dilation!r}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: `os.path.samefile` where both exist (hard links, symbolic links), else
+    the resolved paths."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def check_outputs(
+    out: str | os.PathLike, image: bool, inputs: dict[str, Any], work_dir: str | os.PathLike | None = None
+) -> Path:
+    """Refuse an output that would overwrite or change an input: `out` (or the long edit's `work_dir`) the same
+    file as an input (`inputs`: name -> path, e.g. {"--video": ...}; non-paths are skipped), or inside an input
+    folder (a mask folder would gain a frame); and an extension that is not what is written (`check_out_suffix`)."""
+    out = Path(out)
+    if out.is_dir():
+        raise EditInputError(f"--out {out} is a folder; give a file name")
+    check_out_suffix(out, image)
+    written = [("--out", out)] + ([("--work-dir", Path(work_dir))] if work_dir is not None else [])
+    for name, given in inputs.items():
+        if not isinstance(given, (str, os.PathLike)):
+            continue
+        given = Path(given)
+        for flag, path in written:
+            if _same_file(path, given):
+                raise EditInputError(f"{flag} {path} is the input {name} {given}; vivid never overwrites an input")
+            if given.is_dir() and given.resolve() in path.resolve().parents:
+                raise EditInputError(f"{flag} {path} is inside the input folder {name} {given}; write it elsewhere")
+    return out
+
+
 def validate(frames: np.ndarray, mask: np.ndarray, keyframe: np.ndarray | None = None) -> np.ndarray:
     """Check mask and keyframe against the video; return the mask broadcast to one per frame."""
     n, h, w = frames.shape[:3]
@@ -150,14 +227,23 @@ def load_edit_inputs(
     """Read and check every input of an edit. Raises EditInputError / MediaError naming the problem."""
     prompt = resolve_prompt(prompt, task, prompt_required)
     fps = 0.0
-    if isinstance(video, (str, os.PathLike)):
-        if is_image_path(video):
-            frames = read_image(video, "video")[None]
-        else:
-            frames, fps = read_video(video)
+    video_file = isinstance(video, (str, os.PathLike)) and not is_image_path(video)
+    if video_file:
+        frames, fps = read_video(video)
+    elif isinstance(video, (str, os.PathLike)):
+        frames = read_image(video, "video")[None]
     else:
         frames = as_frames(video)
     mask_arr = as_mask(mask)
+    if video_file:  # a mask video of another frame rate or count, a variable-frame-rate source: say how they match
+        timing = frame_timing(video)
+        notes = [variable_rate_note(timing, str(video))]
+        if isinstance(mask, (str, os.PathLike)) and is_video_file(mask):
+            index, note = match_mask_frames(timing, frame_timing(mask, "mask"), str(mask))
+            mask_arr = mask_arr if index is None else mask_arr[index]
+            notes.append(note)
+        for note in filter(None, notes):
+            logger.warning("%s", note)
     key = None
     if keyframe is not None:
         key = read_image(keyframe, "keyframe") if isinstance(keyframe, (str, os.PathLike)) else as_frames(keyframe, "keyframe")

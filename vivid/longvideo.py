@@ -16,11 +16,11 @@ Clip i is sampled with seed `seed + i`, so a resumed edit is the edit that would
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -41,14 +41,20 @@ from vivid.keyframes import (
 from vivid.media import (
     ARRAY_SUFFIXES,
     IMAGE_SUFFIXES,
+    FrameTiming,
     MediaError,
     atomic_path,
-    binarize,
+    binarize_mask,
+    constant_timing,
     decode_frames,
     error_line,
-    is_image_path,
+    frame_timing,
+    match_mask_frames,
     read_image,
+    read_mask_image,
     read_video,
+    remove_stale_temporaries,
+    variable_rate_note,
     VideoWriter,
     video_info,
     write_image,
@@ -57,7 +63,7 @@ from vivid.media import (
 
 logger = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the state records the files the edit writes
 FEATURE_CHUNK = 16
 FEATURE_SIDE = 160  # frames are decoded at most this large on their long side for boundary features
 
@@ -196,6 +202,7 @@ class VideoSource:
 
     def __init__(self, video: str | os.PathLike | np.ndarray, fps: float | None = None):
         self._reader = self._small_reader = self._forward = None
+        self._timing: FrameTiming | None = None
         if isinstance(video, np.ndarray):
             if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
                 raise ValueError(f"video array must be uint8 (F, H, W, 3), got {video.dtype} {video.shape}")
@@ -212,6 +219,12 @@ class VideoSource:
 
     def __len__(self) -> int:
         return self.num_frames
+
+    def timing(self) -> FrameTiming:
+        """Every frame's start time: the container's for a file (variable frame rates show), even for an array."""
+        if self._timing is None:
+            self._timing = frame_timing(self.path) if self.path else constant_timing(self.num_frames, self.fps)
+        return self._timing
 
     def small_size(self, max_side: int = FEATURE_SIDE) -> tuple[int, int]:
         """(height, width) of the frames scaled down to at most `max_side`, for features."""
@@ -243,11 +256,18 @@ class VideoSource:
 
 class MaskSource:
     """The masks of a sequence given as a mask video (decoded forward, `ForwardReader`), a folder of images, one image (for every frame),
-    a .npy/.npz array or an in-memory array; checked against the video's frame count and size."""
+    a .npy/.npz array or an in-memory array; checked against the video's frame count and size.
 
-    def __init__(self, mask: str | os.PathLike | np.ndarray, num_frames: int, height: int, width: int):
+    With the video's `timing`, a mask video whose frame rate or count differs is matched to the video's frames
+    (`vivid.media.match_mask_frames`: by index for the same count, else by timestamp) and a warning says how
+    (`matching`, logged unless `warn` is False)."""
+
+    def __init__(self, mask: str | os.PathLike | np.ndarray, num_frames: int, height: int, width: int,
+                 timing: FrameTiming | None = None, warn: bool = True):
         self._array = self._reader = self._files = self._forward = None
         self.path = None
+        self._index: np.ndarray | None = None  # mask frame of each video frame, when not frame i for frame i
+        self.matching: str | None = None
         if isinstance(mask, np.ndarray):
             arr = mask[None] if mask.ndim == 2 else mask
             self._array, count, size = arr, arr.shape[0], arr.shape[1:3]
@@ -259,9 +279,9 @@ class MaskSource:
                 self._files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
                 if not self._files:
                     raise MediaError(f"mask folder {path} holds no image files")
-                count, size = len(self._files), self._read_file(self._files[0]).shape
+                count, size = len(self._files), self._read_file(self._files[0]).shape[:2]
             elif path.suffix.lower() in IMAGE_SUFFIXES:
-                self._array = binarize(read_image(path, "mask"))[None]
+                self._array = binarize_mask(read_mask_image(path)[None])
                 count, size = 1, self._array.shape[1:3]
             elif path.suffix.lower() in ARRAY_SUFFIXES:
                 from vivid.media import read_mask
@@ -275,31 +295,32 @@ class MaskSource:
                 count, _, h, w = video_info(path, what="mask")
                 size = (h, w)
                 self._forward = ForwardReader(path, count, "mask")
-        if count not in (1, num_frames):
+                if timing is not None:
+                    self._index, self.matching = match_mask_frames(timing, frame_timing(path, "mask"), str(path))
+        if count not in (1, num_frames) and self._index is None:
             raise MediaError(
                 f"mask has {count} frames but the video has {num_frames}: give one mask per frame or a single mask"
             )
         if tuple(size) != (height, width):
             raise MediaError(f"mask size {size[1]}x{size[0]} differs from the video's {width}x{height} (WxH)")
         self.count = count
+        if self.matching and warn:
+            logger.warning("%s", self.matching)
 
     @staticmethod
     def _read_file(path: Path) -> np.ndarray:
-        import cv2
-
-        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            raise MediaError(f"mask frame {path} could not be decoded as an image")
-        return img
+        return read_mask_image(path, "mask frame")
 
     def frames(self, indices: Sequence[int]) -> np.ndarray:
-        """bool (n, H, W) masks of the given frames."""
+        """bool (n, H, W) masks of the given (video) frames."""
+        if self._index is not None:
+            indices = [int(self._index[i]) for i in indices]
         indices = [0 if self.count == 1 else i for i in indices]
         if self._array is not None:
-            return binarize(np.asarray(self._array[indices]))
+            return binarize_mask(np.asarray(self._array[indices]))
         if self._files is not None:
-            return binarize(np.stack([self._read_file(self._files[i]) for i in indices]))
-        return binarize(_read_forward(self, indices, "mask"))
+            return np.stack([binarize_mask(self._read_file(self._files[i])[None])[0] for i in indices])
+        return binarize_mask(_read_forward(self, indices, "mask"))
 
     def any_per_frame(self, num_frames: int) -> np.ndarray:
         """bool (F,): whether each frame has any masked pixel (one streamed pass)."""
@@ -519,22 +540,26 @@ def chain_edit(
             `keep_work`. An existing work folder of the same edit is resumed; `restart` discards it.
         progress: called with (finished clips, total clips) after each clip.
     """
-    from vivid.inputs import check_sampling, resolve_prompt
+    from vivid.inputs import check_edit_options, check_outputs, check_sampling, resolve_prompt
 
     out = Path(out)
-    if is_image_path(out):
-        raise ValueError(f"a long edit writes a video; --out must be a video file (.mp4), got {out}")
+    work = Path(work_dir) if work_dir else default_work_dir(out)
+    check_outputs(out, False, {"--video": video, "--mask": mask, "--keyframe": keyframe}, work_dir=work)
+    check_edit_options(height, width, paste_back_dilation)
     prompt = resolve_prompt(prompt, task)
     check_sampling(num_inference_steps, guidance_scale)
     source = VideoSource(video, fps=fps)
     n = len(source)
-    masks = MaskSource(mask, n, source.height, source.width)
+    masks = MaskSource(mask, n, source.height, source.width, timing=source.timing() if source.path else None)
+    if source.path:
+        note = variable_rate_note(source.timing(), str(source.path))
+        if note:
+            logger.warning("%s", note)
     key = _load_keyframe(keyframe, source.height, source.width)
     max_frames = max_frames or model_clip_frames(pipe.transformer)
     check_clip_frames(max_frames)
     config = boundary_config or BoundaryConfig()
 
-    work = Path(work_dir) if work_dir else default_work_dir(out)
     fingerprint = _fingerprint(
         video=source.path if source.path else np.asarray(video), mask=masks.path if masks.path else np.asarray(mask),
         keyframe=key, keyframe_frame=keyframe_frame, prompt=prompt, task=task, max_frames=max_frames,
@@ -543,22 +568,22 @@ def chain_edit(
         model=str(getattr(pipe, "name_or_path", "")) or type(pipe.transformer).__name__,
         weights=str(getattr(pipe, "vivid_config", None)),
     )
+    for path in (out, clip_plan_path(out)):  # what a run killed while writing them left (`atomic_path`)
+        remove_stale_temporaries(path)
     state_path = work / "state.json"
-    state = None
-    if state_path.is_file() and not restart:
-        state = json.loads(state_path.read_text())
-        if state.get("version") != STATE_VERSION or state.get("fingerprint") != fingerprint:
-            differ = sorted(k for k in fingerprint if state.get("fingerprint", {}).get(k) != fingerprint[k])
-            raise ValueError(
-                f"work folder {work} belongs to a different edit (differs in: {', '.join(differ) or 'version'}); "
-                "delete it or restart the edit (--restart)"
-            )
-    elif work.exists():
-        foreign = [p.name for p in work.iterdir() if not (p.name.startswith(("clip_", ".clip_", "state", ".state")))]
-        if foreign:
-            raise ValueError(f"work folder {work} exists and holds other files ({', '.join(sorted(foreign)[:3])}); "
-                             "give another --work-dir")
-        shutil.rmtree(work)
+    state = _read_state(work) if state_path.exists() else None
+    made_work = not work.exists()
+    if state is not None and restart:
+        made_work = bool(state.get("made_work"))
+        _remove_work_files(work, state)  # only what that edit recorded writing; other files stay
+        state = None
+    elif state is not None and (state.get("version") != STATE_VERSION or state.get("fingerprint") != fingerprint):
+        differ = sorted(k for k in fingerprint if state.get("fingerprint", {}).get(k) != fingerprint[k])
+        raise ValueError(
+            f"work folder {work} belongs to a different edit (differs in: {', '.join(differ) or 'version'}); "
+            "delete it or restart the edit (--restart)"
+        )
+    remove_stale_temporaries(state_path)
 
     if state is None:
         has_mask = masks.any_per_frame(n)
@@ -585,14 +610,23 @@ def chain_edit(
         del features, plan_b
         source.release_small_reader()
         _release_free_memory()
+        files = [name for clip in plan.clips for name in _clip_names(clip)]
+        taken = [name for name in files if (work / name).exists()]
+        if taken:
+            raise ValueError(f"work folder {work} holds {taken[0]}, which this edit did not write; "
+                             "give another --work-dir")
+        # every file the edit will write, recorded before the first is written: cleaning up removes exactly these
         state = {"version": STATE_VERSION, "fingerprint": fingerprint, "plan": plan.to_json(), "done": 0,
-                 "fps": source.fps, "has_mask": np.flatnonzero(has_mask).tolist()}
+                 "fps": source.fps, "has_mask": np.flatnonzero(has_mask).tolist(), "files": files,
+                 "made_work": made_work}
         work.mkdir(parents=True, exist_ok=True)
         _write_json(state_path, state)
     plan = ClipPlan.from_json(state["plan"])
+    for name in _state_files(state):
+        remove_stale_temporaries(work / name)
     has_mask = np.zeros(n, bool)
     has_mask[state["has_mask"]] = True
-    done = int(state["done"])
+    done = _finished_clips(plan, work, int(state["done"]))
     resumed = done
     if done:
         logger.info("resuming %s: %d of %d clips already finished in %s", out, done, len(plan.clips), work)
@@ -623,7 +657,10 @@ def chain_edit(
     sidecar = clip_plan_path(out)
     _write_json(sidecar, {"fps": source.fps, **plan.to_json(), "seams": plan.seams()})
     if not keep_work:
-        shutil.rmtree(work, ignore_errors=True)
+        _remove_work_files(work, state)
+        if state.get("made_work"):
+            with contextlib.suppress(OSError):  # not empty: it holds files this edit did not write
+                work.rmdir()
     return LongEditResult(out, n, source.fps, plan, resumed, seconds)
 
 
@@ -671,6 +708,55 @@ def _feature_chunks(source: VideoSource, masks: MaskSource):
 
 def _clip_files(work: Path, index: int) -> tuple[Path, Path]:
     return work / f"clip_{index:05d}.mp4", work / f"clip_{index:05d}_last.png"
+
+
+def _clip_names(clip: Clip) -> list[str]:
+    """The files `_run_clip` writes for `clip`: its last edited frame, and its frames unless it writes none."""
+    frames, last = _clip_files(Path(), clip.index)
+    return [last.name] + ([frames.name] if clip.write_stop >= clip.write_start else [])
+
+
+def _read_state(work: Path) -> dict:
+    """The state of the edit that owns `work`; a state.json that is not one is refused, never replaced."""
+    path = work / "state.json"
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        state = None
+    if not isinstance(state, dict) or not {"version", "fingerprint"} <= state.keys():
+        raise ValueError(f"work folder {work} holds a state.json that is not a vivid edit's; give another --work-dir")
+    return state
+
+
+def _state_files(state: dict) -> list[str]:
+    """The files an edit's state records as its own: `files`, or for a state written before that was recorded
+    (version 1) the clip files its plan names."""
+    if "files" in state:
+        return [str(name) for name in state["files"]]
+    try:
+        return [name for clip in ClipPlan.from_json(state["plan"]).clips for name in _clip_names(clip)]
+    except (KeyError, TypeError, ValueError):
+        return []
+
+
+def _remove_work_files(work: Path, state: dict) -> None:
+    """Delete the files an edit recorded writing (and what killed writes of them left), the state last, so that
+    an interrupted cleanup is finished by the next run; files it did not write are left alone."""
+    for name in _state_files(state):
+        if Path(name).name != name:  # a bare file name in the work folder, never a path elsewhere
+            continue
+        (work / name).unlink(missing_ok=True)
+        remove_stale_temporaries(work / name)
+    (work / "state.json").unlink(missing_ok=True)
+
+
+def _finished_clips(plan: ClipPlan, work: Path, done: int) -> int:
+    """Clips to keep from `done` finished ones: up to the first whose files are missing (a cleanup that was
+    interrupted, a file deleted by hand), so the edit reruns from there as it would have run."""
+    for clip in plan.clips[:done]:
+        if not all((work / name).is_file() for name in _clip_names(clip)):
+            return clip.index
+    return done
 
 
 def _run_clip(

@@ -6,7 +6,7 @@ import argparse
 
 import math
 
-from vivid.cli.edit import add_model_arguments, guidance_scale, load_pipeline, positive_int
+from vivid.cli.edit import add_model_arguments, add_size_arguments, guidance_scale, load_pipeline, positive_int
 from vivid.constants import APP_KEEP_HOURS, APP_MAX_UPLOAD_MB
 
 
@@ -33,8 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=positive_int, default=50, help="denoising steps of every edit (>= 1)")
     p.add_argument("--guidance", type=guidance_scale, default=6.0,
                    help="classifier-free guidance scale (>= 0; 1 or less = off)")
-    p.add_argument("--height", type=int, default=None, help="working height (multiple of 16)")
-    p.add_argument("--width", type=int, default=None, help="working width (multiple of 16)")
+    add_size_arguments(p)
     p.add_argument("--workdir", default=None,
                    help="folder for the per-session results, in its vivid-sessions/ (default: a temporary one); "
                         "nothing else in it is served or removed")
@@ -52,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise ValueError("vivid app needs Gradio: pip install 'vivid[app]' (or pip install gradio)") from None
     from vivid.app import VividApp, check_share, launch, parse_auth
+    from vivid.inputs import check_edit_options
 
+    check_edit_options(args.height, args.width)
     auth = parse_auth(args.auth) if args.auth is not None else None
     check_share(args.share, auth)  # before the model is loaded
     pipe = load_pipeline(args)

@@ -50,6 +50,34 @@ def guidance_scale(value: str) -> float:
     return number
 
 
+def working_side(value: str) -> int:
+    """argparse type: a working height or width (`vivid.inputs.check_side`)."""
+    from vivid.inputs import SIDE_RULE, EditInputError, check_side
+
+    try:
+        return check_side(int(value))
+    except (ValueError, EditInputError):
+        raise argparse.ArgumentTypeError(f"must be {SIDE_RULE}, got {value!r}") from None
+
+
+def pixels(value: str) -> int:
+    """argparse type: a whole number of pixels >= 0."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of pixels >= 0, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 pixels, got {number}")
+    return number
+
+
+def add_size_arguments(p: argparse.ArgumentParser) -> None:
+    """--height/--width: the working size (shared by edit, keyframe and app)."""
+    size = "a multiple of 16; default: the weights' training bucket nearest the source's aspect, else the native area"
+    p.add_argument("--height", type=working_side, default=None, help=f"working height ({size})")
+    p.add_argument("--width", type=working_side, default=None, help=f"working width ({size})")
+
+
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=positive_int, default=50, help="denoising steps (>= 1)")
     p.add_argument("--guidance", type=guidance_scale, default=6.0,
@@ -65,17 +93,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mask", required=True, help="mask video, folder of PNGs, one image for all frames, or .npy/.npz")
     p.add_argument("--prompt", default=None, help="local caption of what should be in the mask (optional for delete)")
     p.add_argument("--task", required=True, choices=TASKS)
-    p.add_argument("--out", required=True, help="output video (.mp4) or image (.png/.jpg)")
+    p.add_argument("--out", required=True,
+                   help="output video (.mp4/.mov/.m4v, written as MP4) or, for an image input, an image (.png/.jpg); "
+                        "never one of the inputs")
     p.add_argument("--keyframe", default=None, help="edited first frame to propagate (KIVE)")
     add_sampling_arguments(p)
     p.add_argument("--no-paste-back", dest="paste_back", action="store_false",
                    help="keep the generated pixels everywhere instead of the source outside the dilated mask")
-    p.add_argument("--paste-back-dilation", type=int, default=None, help="pixels (default: one latent cell)")
+    p.add_argument("--paste-back-dilation", type=pixels, default=None, help="pixels (default: one latent cell)")
     p.add_argument("--lossless", action="store_true",
                    help="write the output video losslessly (RGB H.264: bit-exact, large, not every player plays it)")
-    size = "multiple of 16; default: the weights' training bucket nearest the source's aspect, else the native area"
-    p.add_argument("--height", type=int, default=None, help=f"working height ({size})")
-    p.add_argument("--width", type=int, default=None, help=f"working width ({size})")
+    add_size_arguments(p)
     add_long_video_arguments(p)
     p.set_defaults(func=run)
 
@@ -147,17 +175,20 @@ def load_pipeline(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from vivid.inputs import load_edit_inputs
-    from vivid.media import is_image_path, video_info
+    from vivid.inputs import check_edit_options, check_outputs, load_edit_inputs
+    from vivid.media import is_image_path, remove_stale_temporaries, video_info
 
-    out = Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a file name")
+    image_in = is_image_path(args.video)
+    # before anything is read or loaded: the output may not overwrite an input nor carry another format's name
+    out = check_outputs(args.out, image_in, {"--video": args.video, "--mask": args.mask, "--keyframe": args.keyframe},
+                        work_dir=None if image_in else args.work_dir)
+    check_edit_options(args.height, args.width, args.paste_back_dilation)
+    remove_stale_temporaries(out)  # a killed run's partial output (`atomic_path`), never anything else
     keyframe_frame = parse_keyframe_frame(args.keyframe_frame)
     if args.clip_frames is not None and (args.clip_frames < 5 or (args.clip_frames - 1) % 4):
         raise ValueError(f"--clip-frames must be 4k+1 and at least 5, got {args.clip_frames}")
     pipe = None
-    if not is_image_path(args.video):
+    if not image_in:
         num_frames = video_info(args.video)[0]
         clip_frames = args.clip_frames or _local_clip_frames(args.model)
         if clip_frames is None:  # a hub id: the clip length is known once the model is loaded
@@ -168,11 +199,6 @@ def run(args: argparse.Namespace) -> int:
         if num_frames > clip_frames or keyframe_frame != 0:
             return _edit_long(args, pipe, out, keyframe_frame)
     inputs = load_edit_inputs(args.video, args.mask, args.prompt, args.task, args.keyframe)  # fail fast, before loading
-    image_in = inputs.frames.shape[0] == 1 and is_image_path(args.video)
-    if image_in and not is_image_path(out):
-        raise ValueError(f"the input {args.video} is an image, so --out must be an image (.png/.jpg), got {out}")
-    if not image_in and is_image_path(out):
-        raise ValueError(f"the input {args.video} is a video, so --out must be a video (.mp4), got {out}")
     pipe = pipe or load_pipeline(args)
     return _edit_clip(args, pipe, inputs, image_in, out)
 
@@ -214,13 +240,10 @@ def _edit_long(args: argparse.Namespace, pipe, out: Path, keyframe_frame: int | 
     from vivid.inputs import resolve_prompt
     from vivid.keyframes import BoundaryConfig
     from vivid.longvideo import MaskSource, VideoSource, _load_keyframe, chain_edit
-    from vivid.media import is_image_path
 
-    if is_image_path(out):
-        raise ValueError(f"the input {args.video} is a video, so --out must be a video (.mp4), got {out}")
     resolve_prompt(args.prompt, args.task)
     source = VideoSource(args.video)  # fail fast on bad inputs, before loading the model
-    MaskSource(args.mask, len(source), source.height, source.width)
+    MaskSource(args.mask, len(source), source.height, source.width, timing=source.timing(), warn=False)
     _load_keyframe(args.keyframe, source.height, source.width)
     config = BoundaryConfig()
     if args.min_similarity is not None:

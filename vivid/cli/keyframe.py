@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vivid.constants import TASKS
-from vivid.cli.edit import add_model_arguments, add_sampling_arguments, load_pipeline
+from vivid.cli.edit import add_model_arguments, add_sampling_arguments, add_size_arguments, load_pipeline
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,8 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frame", default="0", help="frame index to edit, or 'auto': the most representative frame "
                                                 "of the first clip")
     add_sampling_arguments(p)  # --steps, --guidance, --seed (the first candidate's), --negative-prompt
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
+    add_size_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -42,7 +41,7 @@ def choose_frame(video, mask, frame: str, clip_frames: int) -> int:
     from vivid.longvideo import MaskSource, VideoSource
 
     source = VideoSource(video)
-    masks = MaskSource(mask, len(source), source.height, source.width)
+    masks = MaskSource(mask, len(source), source.height, source.width, timing=source.timing())
     if frame != "auto":
         try:
             index = int(frame)
@@ -79,10 +78,11 @@ def edit_candidates(
 
 
 def run(args: argparse.Namespace) -> int:
-    from vivid.inputs import resolve_prompt
+    from vivid.inputs import check_edit_options, resolve_prompt
     from vivid.longvideo import MaskSource, VideoSource, model_clip_frames
     from vivid.media import is_image_path, write_image
 
+    check_edit_options(args.height, args.width)
     prompts = args.prompt or [None]
     for prompt in prompts:
         resolve_prompt(prompt, args.task)
@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
             index = choose_frame(args.video, args.mask, args.frame, 0)
         source = VideoSource(args.video)
         frame = source.frames([index])[0]
-        mask = MaskSource(args.mask, len(source), source.height, source.width).frames([index])[0]
+        mask = MaskSource(args.mask, len(source), source.height, source.width, timing=source.timing(),
+                          warn=False).frames([index])[0]
         if not mask.any():
             raise ValueError(f"the mask of frame {index} is empty: nothing to edit there (pick another --frame)")
         pipe = pipe or load_pipeline(args)
