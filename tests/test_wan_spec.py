@@ -295,3 +295,19 @@ def test_tiny_wan_denoising_loop(wan):
     assert video.shape == (1, FRAMES, 3, HEIGHT, WIDTH) and bool(torch.isfinite(video).all())
     with pytest.raises(ValueError, match="negative_prompt_embeds"):
         SPEC.sample(vivid, wan["scheduler"], conditions, embeds[:1], guidance_scale=5.0)
+
+
+def test_bf16_wan_keeps_its_vae_in_fp32_and_computes_in_bf16(tiny_wan_model_dir):
+    """Wan keeps its time embedding and norms in fp32 (`_keep_in_fp32_modules`); they must not make the compute
+    dtype fp32 once the patch embedding is trainable (the blocks would get fp32 inputs)."""
+    from vivid.model.spec import compute_dtype
+
+    components = SPEC.load_components(tiny_wan_model_dir, dtype=torch.bfloat16)
+    transformer = SPEC.make_vivid(components["transformer"])
+    assert components["vae"].dtype == torch.float32
+    assert {p.dtype for p in transformer.parameters()} == {torch.bfloat16, torch.float32}
+    assert compute_dtype(transformer) == torch.bfloat16
+    noisy, conditions, text = _random_inputs()
+    with torch.no_grad():
+        out = SPEC.predict(transformer, noisy, conditions, text, torch.tensor([300]))
+    assert out.dtype == torch.bfloat16 and bool(torch.isfinite(out).all())

@@ -49,8 +49,11 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def compute_dtype(transformer: torch.nn.Module) -> torch.dtype:
     """The dtype the transformer computes in: that of its frozen weights (trainable ones may be kept in fp32);
-    with every weight trainable, that of the first."""
-    params = list(unwrap(transformer).parameters())
+    with every weight trainable, that of the first. Weights of the modules a diffusers model keeps in fp32
+    whatever its dtype (`_keep_in_fp32_modules`: Wan's time embedding and norms) do not count."""
+    model = unwrap(transformer)
+    kept = getattr(model, "_keep_in_fp32_modules", None) or ()
+    params = [p for name, p in model.named_parameters() if not any(m in name for m in kept)]
     return next((p.dtype for p in params if not p.requires_grad), params[0].dtype)
 
 
