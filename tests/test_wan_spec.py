@@ -163,11 +163,27 @@ def test_mask_packing_for_the_wan_vae(wan):
 
 WAN21_1_3B_PARAMS = 1_418_996_800
 WAN21_14B_PARAMS = 14_288_491_584
+UMT5_XXL_ENCODER_PARAMS = 5_680_910_336
+WAN21_VAE_PARAMS = 126_892_531
 
 
-@pytest.mark.parametrize("config, params", [(WAN21_1_3B_TRANSFORMER, WAN21_1_3B_PARAMS),
-                                             (WAN21_14B_TRANSFORMER, WAN21_14B_PARAMS)], ids=["1.3B", "14B"])
-def test_full_size_wan_builds_on_meta_with_published_parameter_counts(config, params):
+def test_wan21_vae_and_umt5_build_on_meta_with_their_parameter_counts():
+    from diffusers import AutoencoderKLWan
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    arch = SPEC.architectures["1.3b"]
+    with torch.device("meta"):
+        vae = AutoencoderKLWan(**arch["vae"])
+        text_encoder = UMT5EncoderModel(UMT5Config(**arch["text_encoder"]))
+    assert SPEC.parameter_report(vae)["total"] == WAN21_VAE_PARAMS
+    assert SPEC.parameter_report(text_encoder)["total"] == UMT5_XXL_ENCODER_PARAMS
+    assert SPEC.vae_compression(vae) == (4, 8)
+
+
+@pytest.mark.parametrize("size, params", [("1.3b", WAN21_1_3B_PARAMS), ("14b", WAN21_14B_PARAMS)])
+def test_full_size_wan_builds_on_meta_with_published_parameter_counts(size, params):
+    config = SPEC.architectures[size]["transformer"]
+    assert config == {"1.3b": WAN21_1_3B_TRANSFORMER, "14b": WAN21_14B_TRANSFORMER}[size]
     with torch.device("meta"):
         base = WanTransformer3DModel(**config)
     assert SPEC.parameter_report(base)["total"] == params

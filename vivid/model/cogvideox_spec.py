@@ -23,6 +23,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from vivid.constants import BASE_MODEL_ID, LORA_ALPHA, LORA_RANK, LORA_TARGETS, MAX_CLIP_FRAMES
 from vivid.model.conditioning import decode_video_latents, encode_video_latents, rotary_embeddings
+from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_VAE, T5_XXL, TINY_T5, TINY_TRANSFORMER, TINY_VAE
 from vivid.model.spec import ModelSpecification, StepCallback, compute_dtype, unwrap
 from vivid.model.transformer import make_vivid_transformer, widen_patch_embed
 
@@ -50,6 +51,11 @@ class CogVideoXSpec(ModelSpecification):
     lora_targets = tuple(LORA_TARGETS)
     patch_embedding_name = "patch_embed.proj"
     default_guidance_scale = 6.0
+    architectures = {
+        "5b": dict(model_id=BASE_MODEL_ID, transformer=COGVIDEOX_5B_TRANSFORMER, vae=COGVIDEOX_5B_VAE,
+                   text_encoder=T5_XXL),
+        "tiny": dict(model_id=None, transformer=TINY_TRANSFORMER, vae=TINY_VAE, text_encoder=TINY_T5),
+    }
 
     # ---------------------------------------------------------------- sizes
     def patch_size(self, transformer: torch.nn.Module) -> tuple[int, int, int]:

@@ -113,6 +113,10 @@ class ModelSpecification(ABC):
     default_guidance_scale: ClassVar[float]
     default_num_inference_steps: ClassVar[int] = 50
 
+    # ---- published architectures (and the tiny family), for meta-device builds and the FLOPs counter:
+    # size name -> {"model_id", "transformer", "vae", "text_encoder"} (constructor arguments of the classes)
+    architectures: ClassVar[dict[str, dict[str, Any]]]
+
     # ================================================================ layout and sizes
     @property
     def mask_channels(self) -> int:
@@ -329,6 +333,13 @@ class ModelSpecification(ABC):
             if isinstance(module, torch.nn.Linear) and any(name == t or name.endswith("." + t) for t in targets):
                 total += rank * (module.in_features + module.out_features)
         return total
+
+    def rotary_embeddings(
+        self, transformer: torch.nn.Module, height: int, width: int, latent_frames: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Positional inputs the caller passes the transformer for a pixel size (CogVideoX's 3D rotary embeddings);
+        None where the transformer computes its own (Wan)."""
+        return None
 
     @abstractmethod
     def predict(

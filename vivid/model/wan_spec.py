@@ -33,6 +33,15 @@ from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
 from diffusers.utils.torch_utils import randn_tensor
 
+from vivid.model.configs import (
+    TINY_UMT5,
+    TINY_WAN_TRANSFORMER,
+    TINY_WAN_VAE,
+    UMT5_XXL,
+    WAN21_1_3B_TRANSFORMER,
+    WAN21_14B_TRANSFORMER,
+    WAN21_VAE,
+)
 from vivid.model.spec import ModelSpecification, StepCallback, compute_dtype, unwrap
 from vivid.model.transformer import make_vivid_transformer, widened_conv
 
@@ -63,6 +72,13 @@ class WanSpec(ModelSpecification):
     native_fps = 16
     patch_embedding_name = "patch_embedding"
     default_guidance_scale = 5.0
+    architectures = {
+        "1.3b": dict(model_id=WAN21_1_3B_MODEL_ID, transformer=WAN21_1_3B_TRANSFORMER, vae=WAN21_VAE,
+                     text_encoder=UMT5_XXL),
+        "14b": dict(model_id=WAN21_14B_MODEL_ID, transformer=WAN21_14B_TRANSFORMER, vae=WAN21_VAE,
+                    text_encoder=UMT5_XXL),
+        "tiny": dict(model_id=None, transformer=TINY_WAN_TRANSFORMER, vae=TINY_WAN_VAE, text_encoder=TINY_UMT5),
+    }
 
     def __init__(
         self,
