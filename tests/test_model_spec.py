@@ -52,6 +52,8 @@ def test_registry_picks_the_spec_by_transformer_class(tiny_model_dir, tiny_wan_m
         spec_for(tmp_path)
     with pytest.raises(FileNotFoundError, match="hub"):
         spec_for("nobody/not-a-cached-model")
+    with pytest.raises(FileNotFoundError, match="not a hub repo id"):
+        spec_for(str(tmp_path / "missing"))
     (tmp_path / "f.txt").write_text("x")
     with pytest.raises(NotADirectoryError):
         spec_for(tmp_path / "f.txt")

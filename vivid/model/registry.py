@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import hf_hub_download
 
 from vivid.constants import VIVID_CONFIG_NAME
 from vivid.model.cogvideox_spec import CogVideoXSpec
+from vivid.model.hub import hub_offline, is_repo_id
 from vivid.model.spec import ModelSpecification, unwrap
 from vivid.model.wan_spec import WanSpec
 
@@ -70,12 +72,9 @@ def _folder_config(folder: Path) -> dict:
 
 
 def _hub_config(repo_id: str) -> dict:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub import constants as hub_constants
-
-    offline = bool(hub_constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {
-        "1", "ON", "YES", "TRUE"
-    }
+    if not is_repo_id(repo_id):
+        raise FileNotFoundError(f"{repo_id}: no such model folder, and not a hub repo id (owner/name)")
+    offline = hub_offline()
     try:
         path = hf_hub_download(repo_id, "model_index.json", local_files_only=offline)
     except Exception as err:  # not found, gated, no network, not cached
