@@ -30,6 +30,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_wan_model_dir(tmp_path_factory) -> Path:
+    from vivid.model.tiny_wan import write_tiny_wan_model
+
+    return write_tiny_wan_model(tmp_path_factory.mktemp("tiny-wan") / "tiny-wan", seed=0)
+
+
+@pytest.fixture(scope="session")
 def tiny_pipe(tiny_model_dir):
     from vivid.pipeline import VIVIDPipeline
 

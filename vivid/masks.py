@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vivid.constants import MASK_CHANNELS, VAE_SPATIAL, VAE_TEMPORAL
+from vivid.constants import VAE_SPATIAL, VAE_TEMPORAL
 
 
 def erase(video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -39,27 +39,30 @@ def kive_substitute(
     return masked_video, mask
 
 
-def latent_frame_count(num_frames: int) -> int:
-    """Frames after the CogVideoX VAE's temporal compression (4k+1 frames -> k+1 latent frames)."""
-    if num_frames < 1 or (num_frames - 1) % VAE_TEMPORAL:
-        raise ValueError(f"frame count must be 4k+1 (1, 5, 9, ..., 49), got {num_frames}")
-    return (num_frames - 1) // VAE_TEMPORAL + 1
+def latent_frame_count(num_frames: int, temporal: int = VAE_TEMPORAL) -> int:
+    """Frames after a causal video VAE's temporal compression by `temporal` (CogVideoX's and Wan's: 4, so
+    4k+1 frames -> k+1 latent frames)."""
+    if num_frames < 1 or (num_frames - 1) % temporal:
+        examples = f"1, {temporal + 1}, {2 * temporal + 1}, ..."
+        raise ValueError(f"frame count must be {temporal}k+1 ({examples}), got {num_frames}")
+    return (num_frames - 1) // temporal + 1
 
 
-def pack_mask(mask: torch.Tensor) -> torch.Tensor:
+def pack_mask(mask: torch.Tensor, temporal: int = VAE_TEMPORAL, spatial: int = VAE_SPATIAL) -> torch.Tensor:
     """Pack a pixel mask (B, F, 1, H, W), F = 4k+1, into mask latents (B, k+1, 4, H/8, W/8).
 
     Time is packed as the VAE packs it: latent frame 0 <- frame 0 repeated 4 times, latent frame j <- frames
     4j-3 .. 4j, the four frames becoming the four channels in order. Space is reduced 8x by max-pooling, so a
-    latent cell counts as masked if any of its pixels is.
+    latent cell counts as masked if any of its pixels is. `temporal` and `spatial` are the VAE's compression
+    factors (4 and 8 for CogVideoX and Wan2.1); the mask gets `temporal` channels.
     """
     if mask.dim() != 5 or mask.shape[2] != 1:
         raise ValueError(f"mask must be (B, F, 1, H, W), got {tuple(mask.shape)}")
     b, f, _, h, w = mask.shape
-    t = latent_frame_count(f)
-    if h % VAE_SPATIAL or w % VAE_SPATIAL:
-        raise ValueError(f"mask size {h}x{w} must be a multiple of {VAE_SPATIAL}")
-    pooled = F.max_pool2d(mask.reshape(b * f, 1, h, w).float(), VAE_SPATIAL).reshape(b, f, h // VAE_SPATIAL, w // VAE_SPATIAL)
-    first = pooled[:, :1].expand(-1, MASK_CHANNELS, -1, -1)  # frame 0 repeated
-    rest = pooled[:, 1:].reshape(b, t - 1, MASK_CHANNELS, h // VAE_SPATIAL, w // VAE_SPATIAL)
+    t = latent_frame_count(f, temporal)
+    if h % spatial or w % spatial:
+        raise ValueError(f"mask size {h}x{w} must be a multiple of {spatial}")
+    pooled = F.max_pool2d(mask.reshape(b * f, 1, h, w).float(), spatial).reshape(b, f, h // spatial, w // spatial)
+    first = pooled[:, :1].expand(-1, temporal, -1, -1)  # frame 0 repeated
+    rest = pooled[:, 1:].reshape(b, t - 1, temporal, h // spatial, w // spatial)
     return torch.cat([first.unsqueeze(1), rest], dim=1).to(mask.dtype)

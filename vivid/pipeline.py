@@ -35,6 +35,7 @@ from vivid.model.conditioning import (
     transformer_input,
 )
 from vivid.model.frame_conv import use_frame_convs
+from vivid.model.spec import dynamic_guidance_scale
 from vivid.model.transformer import compute_dtype, widen_patch_embed
 from vivid.model.weights import (
     VIVIDWeightsConfig,
@@ -310,18 +311,6 @@ class VIVIDPipeline(CogVideoXPipeline):
             videos.append(video_out)
         frames = _format_frames(videos, output_type)
         return VIVIDPipelineOutput(frames=frames) if return_dict else (frames,)
-
-
-def dynamic_guidance_scale(step: int, num_steps: int, guidance_scale: float, exponent: float = 5.0) -> float:
-    """The guidance scale of step `step` (0-based) of `num_steps` under dynamic CFG: a cosine ramp from 1 at the
-    first step to `guidance_scale` at the last, 1 + (scale - 1) * (1 - cos(pi * p**exponent)) / 2 with p the
-    step's fraction of the way, step / (num_steps - 1); monotone (non-decreasing for scale >= 1). This is the
-    ramp of the original CogVideoX sampler (its DynamicCFG, exponent 5), over the step index rather than
-    diffusers' mix of the timestep (0-999) with the step count. A single step takes the full scale."""
-    if num_steps < 1 or not 0 <= step < num_steps:
-        raise ValueError(f"step {step} is not one of {num_steps} steps")
-    progress = step / (num_steps - 1) if num_steps > 1 else 1.0
-    return 1.0 + (guidance_scale - 1.0) * (1.0 - math.cos(math.pi * progress**exponent)) / 2.0
 
 
 def vae_tiling_settings(vae) -> dict[str, float]:

@@ -98,3 +98,77 @@ TINY_VAE = dict(
 )
 
 TINY_T5 = dict(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4, relative_attention_num_buckets=8)
+
+# ---------------------------------------------------------------- Wan2.1
+# The transformer configs of Wan-AI/Wan2.1-T2V-1.3B-Diffusers and Wan-AI/Wan2.1-T2V-14B-Diffusers, as diffusers'
+# scripts/convert_wan_to_diffusers.py writes them (Wan-T2V-1.3B, Wan-T2V-14B); the rest are
+# WanTransformer3DModel's defaults (rope_max_seq_len=1024, no image embedding).
+WAN21_1_3B_TRANSFORMER = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=12,
+    attention_head_dim=128,
+    in_channels=16,
+    out_channels=16,
+    text_dim=4096,
+    freq_dim=256,
+    ffn_dim=8960,
+    num_layers=30,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    eps=1e-6,
+    image_dim=None,
+    added_kv_proj_dim=None,
+)
+
+WAN21_14B_TRANSFORMER = dict(WAN21_1_3B_TRANSFORMER, num_attention_heads=40, ffn_dim=13824, num_layers=40)
+
+# The Wan2.1 VAE (both sizes share it): AutoencoderKLWan's defaults, which are the published ones, including the
+# per-channel latents_mean / latents_std that normalise its latents.
+WAN21_VAE = dict(
+    base_dim=96,
+    z_dim=16,
+    dim_mult=[1, 2, 4, 4],
+    num_res_blocks=2,
+    attn_scales=[],
+    temperal_downsample=[False, True, True],  # (sic) diffusers' spelling; lists: the VAE concatenates them
+    dropout=0.0,
+)
+
+# The sampler the Wan2.1 T2V folders ship: UniPC on flow-matching sigmas, shift 3 (diffusers' docs: 3.0 for 480p,
+# 5.0 for 720p).
+WAN21_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    prediction_type="flow_prediction",
+    use_flow_sigmas=True,
+    flow_shift=3.0,
+)
+
+# UMT5-XXL encoder (google/umt5-xxl) as used by Wan2.1: gated-GELU feed-forward, 256384-token vocabulary.
+UMT5_XXL = dict(
+    d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64, vocab_size=256384, feed_forward_proj="gated-gelu"
+)
+
+# The tiny Wan family: every structural feature of Wan2.1 (3D RoPE split over t/h/w, (1, 2, 2) patches, cross-
+# attention to UMT5, causal 4x/8x VAE with per-channel latent normalisation, flow matching) at a CPU size.
+TINY_WAN_TRANSFORMER = dict(
+    WAN21_1_3B_TRANSFORMER,
+    num_attention_heads=4,
+    attention_head_dim=24,  # RoPE: 8 channels each for time, height and width
+    text_dim=64,
+    freq_dim=64,
+    ffn_dim=128,
+    num_layers=4,
+)
+
+TINY_WAN_VAE = dict(
+    WAN21_VAE,
+    base_dim=8,
+    num_res_blocks=1,
+    latents_mean=[0.0] * 16,  # a random VAE has no latent statistics to undo (as TINY_VAE's scaling_factor=1)
+    latents_std=[1.0] * 16,
+)
+
+TINY_UMT5 = dict(
+    d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+    feed_forward_proj="gated-gelu",
+)

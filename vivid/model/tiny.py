@@ -41,6 +41,27 @@ def build_tiny_tokenizer(max_length: int) -> PreTrainedTokenizerFast:
     )
 
 
+def with_overrides(config: dict, overrides: dict | None) -> dict:
+    """`config` with the fields of `overrides` changed; ValueError naming any field `config` lacks."""
+    unknown = sorted(set(overrides or {}) - set(config))
+    if unknown:
+        raise ValueError(f"unknown transformer config field(s): {', '.join(unknown)}")
+    return {**config, **(overrides or {})}
+
+
+def encoder_token_config(tokenizer: PreTrainedTokenizerFast) -> dict:
+    """The token fields of a tiny T5-style encoder's config: vocabulary and special tokens of `tokenizer`, encoder
+    only, no cache."""
+    return dict(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        is_encoder_decoder=False,
+        use_cache=False,
+    )
+
+
 def build_tiny_components(seed: int = 0, transformer_overrides: dict | None = None) -> dict:
     """The five components of a tiny CogVideoX pipeline, randomly initialised from `seed`.
 
@@ -48,21 +69,9 @@ def build_tiny_components(seed: int = 0, transformer_overrides: dict | None = No
     """
     tokenizer = build_tiny_tokenizer(TINY_TRANSFORMER["max_text_seq_length"])
     torch.manual_seed(seed)
-    unknown = sorted(set(transformer_overrides or {}) - set(TINY_TRANSFORMER))
-    if unknown:
-        raise ValueError(f"unknown transformer config field(s): {', '.join(unknown)}")
-    transformer = CogVideoXTransformer3DModel(**{**TINY_TRANSFORMER, **(transformer_overrides or {})})
+    transformer = CogVideoXTransformer3DModel(**with_overrides(TINY_TRANSFORMER, transformer_overrides))
     vae = AutoencoderKLCogVideoX(**TINY_VAE)
-    t5_config = T5Config(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
-        is_encoder_decoder=False,
-        use_cache=False,
-        **TINY_T5,
-    )
-    text_encoder = T5EncoderModel(t5_config)
+    text_encoder = T5EncoderModel(T5Config(**encoder_token_config(tokenizer), **TINY_T5))
     if text_encoder.config.d_model != TINY_TRANSFORMER["text_embed_dim"]:
         raise AssertionError("tiny T5 width must equal the transformer's text_embed_dim")
     scheduler = CogVideoXDDIMScheduler(**COGVIDEOX_SCHEDULER)

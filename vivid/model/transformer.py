@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from diffusers import CogVideoXTransformer3DModel
@@ -25,9 +25,17 @@ def widen_patch_embed(transformer: CogVideoXTransformer3DModel, in_channels: int
         )
     if proj.in_channels == in_channels:
         return
+    transformer.patch_embed.proj = widened_conv(proj, in_channels)
+    transformer.register_to_config(in_channels=in_channels, out_channels=LATENT_CHANNELS)
+
+
+def widened_conv(proj: torch.nn.Conv2d | torch.nn.Conv3d, in_channels: int) -> torch.nn.Conv2d | torch.nn.Conv3d:
+    """A copy of patch-embedding conv `proj` (LATENT_CHANNELS inputs) with `in_channels` inputs: the first keep
+    their weights, the new ones start at zero, so the widened conv computes what `proj` computes as long as the
+    new inputs carry no weight."""
     if proj.in_channels != LATENT_CHANNELS:
         raise ValueError(f"patch embedding has {proj.in_channels} input channels, expected {LATENT_CHANNELS}")
-    wide = torch.nn.Conv2d(
+    wide = type(proj)(
         in_channels,
         proj.out_channels,
         kernel_size=proj.kernel_size,
@@ -41,8 +49,7 @@ def widen_patch_embed(transformer: CogVideoXTransformer3DModel, in_channels: int
         wide.weight[:, : proj.in_channels] = proj.weight
         if proj.bias is not None:
             wide.bias.copy_(proj.bias)
-    transformer.patch_embed.proj = wide
-    transformer.register_to_config(in_channels=in_channels, out_channels=LATENT_CHANNELS)
+    return wide
 
 
 def lora_config(rank: int = LORA_RANK, alpha: int = LORA_ALPHA, targets: Sequence[str] = LORA_TARGETS) -> LoraConfig:
@@ -54,27 +61,34 @@ def make_vivid_transformer(
     rank: int = LORA_RANK,
     alpha: int = LORA_ALPHA,
     targets: Sequence[str] = LORA_TARGETS,
+    widen: Callable[[torch.nn.Module], None] = widen_patch_embed,
+    patch_embedding: str = "patch_embed.proj",
 ) -> CogVideoXTransformer3DModel:
     """Turn a CogVideoX transformer into VIVID's, in place: widen the patch embedding and add the LoRA.
 
-    Trainable afterwards: the LoRA (B starts at zero) and `patch_embed.proj`; everything else is frozen.
+    Trainable afterwards: the LoRA (B starts at zero) and the patch embedding; everything else is frozen. Another
+    base (a diffusers transformer with peft support) gives its own `widen` and the module path of its patch
+    embedding.
     """
-    widen_patch_embed(transformer)
+    widen(transformer)
     transformer.requires_grad_(False)
     if not getattr(transformer, "_hf_peft_config_loaded", False):
         transformer.add_adapter(lora_config(rank, alpha, targets))
     for name, param in transformer.named_parameters():
-        param.requires_grad_("lora_" in name or name.startswith("patch_embed.proj."))
+        param.requires_grad_("lora_" in name or name.startswith(patch_embedding + "."))
     return transformer
 
 
 def compute_dtype(transformer: torch.nn.Module) -> torch.dtype:
-    """The dtype a (possibly wrapped) transformer computes in: its frozen weights' dtype.
-
-    Training keeps the trainable weights (LoRA, patch embedding) in fp32 beside bf16 frozen weights, so the dtype
-    of the first parameter says nothing; inputs must be cast to the frozen weights' dtype. All trainable: theirs.
-    """
-    params = list(getattr(transformer, "module", transformer).parameters())
+    """The dtype a (possibly wrapped) transformer computes in: that of its frozen weights (training keeps the
+    trainable ones, LoRA and patch embedding, in fp32); with every weight trainable, that of the first. Weights of
+    the modules a diffusers model keeps in fp32 whatever its dtype (`_keep_in_fp32_modules`: Wan's time embedding
+    and norms) do not count."""
+    model = transformer
+    while hasattr(model, "module"):  # DDP / DeepSpeed engines
+        model = model.module
+    kept = getattr(model, "_keep_in_fp32_modules", None) or ()
+    params = [p for name, p in model.named_parameters() if not any(m in name for m in kept)]
     return next((p.dtype for p in params if not p.requires_grad), params[0].dtype)
 
 

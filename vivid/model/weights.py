@@ -2,11 +2,14 @@
 
 A weights folder holds
 - `pytorch_lora_weights.safetensors`: the LoRA in diffusers' layout (keys `transformer.<module>.lora_A.weight`),
-  written by diffusers' own `save_lora_weights` with the LoRA's peft config (rank, alpha, targets) as its adapter
-  metadata, so that a plain diffusers `load_lora_weights` scales it by alpha / rank as vivid does,
-- `patch_embed.safetensors`: `patch_embed.proj.weight` / `.bias` (diffusers' LoRA loader cannot widen a conv),
-- `vivid_config.json`: base model, LoRA rank/alpha/targets, mask encoding and channel layout, and the training
-  sizes (aspect-ratio buckets; inference edits at the one nearest the source's aspect);
+  written by diffusers' own `save_lora_weights` (the base's stock pipeline's) with the LoRA's peft config (rank,
+  alpha, targets) as its adapter metadata, so that a plain diffusers `load_lora_weights` scales it by alpha / rank
+  as vivid does,
+- `patch_embed.safetensors`: the widened patch embedding, `<name>.weight` / `.bias` with the base's module name
+  (CogVideoX: `patch_embed.proj`, Wan: `patch_embedding`; diffusers' LoRA loader cannot widen a conv),
+- `vivid_config.json`: base model and its family (`cogvideox`, `wan`), LoRA rank/alpha/targets, mask encoding and
+  channel layout, and the training sizes (aspect-ratio buckets; inference edits at the one nearest the source's
+  aspect);
 - `transformer.safetensors`, only where `base_trained` is set: the base transformer's own weights (every weight
   but the LoRA), for tiny models trained from scratch (`model.train_base`), whose random base has nothing to keep.
 Keys are written without DeepSpeed/DDP `module.` prefixes, and such prefixes are stripped on load.
@@ -18,12 +21,10 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
-from diffusers import CogVideoXTransformer3DModel
-from diffusers.loaders import CogVideoXLoraLoaderMixin
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
@@ -39,28 +40,11 @@ from vivid.constants import (
     VIVID_CONFIG_NAME,
     VIVID_IN_CHANNELS,
 )
-from vivid.model.transformer import make_vivid_transformer
+from vivid.model.hub import hub_offline, is_repo_id
+from vivid.model.registry import spec_for
 
 
 VIVID_WEIGHT_FILES = (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME, BASE_WEIGHTS_NAME)
-
-
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _is_repo_id(name: str) -> bool:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if name.count("/") != 1:  # owner/name; a bare name is taken for a (missing) local folder
-        return False
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
 
 
 def resolve_weights_folder(weights: str | os.PathLike) -> Path:
@@ -72,11 +56,11 @@ def resolve_weights_folder(weights: str | os.PathLike) -> Path:
     name = str(weights)
     if path.exists():
         raise NotADirectoryError(f"VIVID weights {name} is a file; give the weights folder or a hub repo id")
-    if not _is_repo_id(name):
+    if not is_repo_id(name):
         raise FileNotFoundError(f"VIVID weights {name}: no such folder, and not a hub repo id (owner/name)")
     from huggingface_hub import snapshot_download
 
-    offline = _hub_offline()
+    offline = hub_offline()
     try:
         local = Path(snapshot_download(name, allow_patterns=list(VIVID_WEIGHT_FILES), local_files_only=offline))
     except Exception as err:  # not found, gated, no network, not in the offline cache
@@ -93,6 +77,7 @@ def resolve_weights_folder(weights: str | os.PathLike) -> Path:
 @dataclass
 class VIVIDWeightsConfig:
     base_model: str = BASE_MODEL_ID
+    family: str = "cogvideox"  # the base's model specification (vivid/model/registry.py); set on save
     lora_rank: int = LORA_RANK
     lora_alpha: int = LORA_ALPHA
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
@@ -130,28 +115,29 @@ def _strip_prefixes(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -
     return out
 
 
-def vivid_state_dicts(transformer: CogVideoXTransformer3DModel) -> tuple[dict, dict]:
+def vivid_state_dicts(transformer: torch.nn.Module) -> tuple[dict, dict]:
     """(LoRA state, patch-embedding state), contiguous CPU tensors, no `module.` prefixes. The LoRA's keys are the
     transformer's (`<module>.lora_A.weight`); its file adds diffusers' `transformer.` prefix."""
     model = getattr(transformer, "module", transformer)  # unwrap DDP / DeepSpeed engines
     lora = get_peft_model_state_dict(model)
     lora = _strip_prefixes(lora, ("module.", "base_model.model."))
     lora = {k: v.detach().cpu().contiguous() for k, v in lora.items()}
-    proj = model.patch_embed.proj
-    patch = {"patch_embed.proj.weight": proj.weight.detach().cpu().contiguous()}
+    spec = spec_for(model)
+    proj, name = spec.patch_embedding(model), spec.patch_embedding_name
+    patch = {f"{name}.weight": proj.weight.detach().cpu().contiguous()}
     if proj.bias is not None:
-        patch["patch_embed.proj.bias"] = proj.bias.detach().cpu().contiguous()
+        patch[f"{name}.bias"] = proj.bias.detach().cpu().contiguous()
     return lora, patch
 
 
-def lora_adapter_metadata(transformer: CogVideoXTransformer3DModel) -> dict:
+def lora_adapter_metadata(transformer: torch.nn.Module) -> dict:
     """The LoRA's peft config (rank, alpha, targets, ...) as a dict: what diffusers' training scripts store as a
     LoRA file's adapter metadata and its `load_lora_weights` builds the adapter from (without it, alpha = rank)."""
     model = getattr(transformer, "module", transformer)
     return model.peft_config["default"].to_dict()
 
 
-def base_state_dict(transformer: CogVideoXTransformer3DModel) -> dict[str, torch.Tensor]:
+def base_state_dict(transformer: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Every weight of the (LoRA-wrapped) transformer but the LoRA's, contiguous CPU tensors, no `module.` prefix.
     Keys are those of the wrapped model (`...to_q.base_layer.weight`), so they load into a transformer made VIVID
     with the same LoRA targets."""
@@ -165,15 +151,17 @@ def _without_lora(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def save_vivid_weights(
-    transformer: CogVideoXTransformer3DModel, folder: str | os.PathLike, config: VIVIDWeightsConfig
+    transformer: torch.nn.Module, folder: str | os.PathLike, config: VIVIDWeightsConfig
 ) -> Path:
-    """Write the VIVID weights folder atomically (a temporary folder renamed into place)."""
+    """Write the VIVID weights folder atomically (a temporary folder renamed into place). The config's `family`
+    is that of `transformer`."""
     folder = Path(folder)
+    config = replace(config, family=spec_for(transformer).name)
     folder.parent.mkdir(parents=True, exist_ok=True)
     lora, patch = vivid_state_dicts(transformer)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        CogVideoXLoraLoaderMixin.save_lora_weights(
+        spec_for(transformer).stock_pipeline_class.save_lora_weights(
             tmp, transformer_lora_layers=lora, weight_name=LORA_WEIGHTS_NAME,
             transformer_lora_adapter_metadata=lora_adapter_metadata(transformer),
         )
@@ -205,7 +193,7 @@ def required_weight_files(folder: Path, config: VIVIDWeightsConfig) -> tuple[str
     return names
 
 
-def _load_base(transformer: CogVideoXTransformer3DModel, path: Path) -> None:
+def _load_base(transformer: torch.nn.Module, path: Path) -> None:
     """Load trained base weights into a transformer already made VIVID; every non-LoRA weight must be there."""
     state = _strip_prefixes(load_file(path), ("module.",))
     own = _without_lora(transformer.state_dict())
@@ -219,25 +207,32 @@ def _load_base(transformer: CogVideoXTransformer3DModel, path: Path) -> None:
     transformer.load_state_dict(state, strict=False)
 
 
-def load_vivid_weights(transformer: CogVideoXTransformer3DModel, folder: str | os.PathLike) -> VIVIDWeightsConfig:
+def load_vivid_weights(transformer: torch.nn.Module, folder: str | os.PathLike) -> VIVIDWeightsConfig:
     """Make `transformer` a VIVID transformer (if it is not yet) and load the weights of `folder` into it.
     `folder` is a local weights folder or a hub repo id (downloaded, see `resolve_weights_folder`)."""
     folder = resolve_weights_folder(folder)
     config = VIVIDWeightsConfig.load(folder)
     required_weight_files(folder, config)
-    if config.mask_encoding != "packed" or config.in_channels != VIVID_IN_CHANNELS:
+    spec = spec_for(transformer)
+    if config.family != spec.name:
+        raise ValueError(f"{folder}: VIVID weights for a {config.family} base, but the base model is {spec.name}")
+    if config.mask_encoding != "packed" or config.in_channels != spec.in_channels:
         raise ValueError(
             f"{folder}: mask encoding {config.mask_encoding!r} with {config.in_channels} channels is not supported"
         )
-    make_vivid_transformer(transformer, config.lora_rank, config.lora_alpha, config.lora_targets)
+    spec.make_vivid(transformer, config.lora_rank, config.lora_alpha, config.lora_targets)
     if config.base_trained:
         _load_base(transformer, folder / BASE_WEIGHTS_NAME)
     lora = _strip_prefixes(load_file(folder / LORA_WEIGHTS_NAME), ("module.", "transformer."))
     patch = _strip_prefixes(load_file(folder / PATCH_EMBED_WEIGHTS_NAME), ("module.",))
-    proj = transformer.patch_embed.proj
-    if patch["patch_embed.proj.weight"].shape != proj.weight.shape:
+    proj, name = spec.patch_embedding(transformer), spec.patch_embedding_name
+    if f"{name}.weight" not in patch:
         raise ValueError(
-            f"{folder / PATCH_EMBED_WEIGHTS_NAME}: patch embedding {tuple(patch['patch_embed.proj.weight'].shape)} "
+            f"{folder / PATCH_EMBED_WEIGHTS_NAME}: no {name}.weight (keys {sorted(patch)[:3]}; wrong base model?)"
+        )
+    if patch[f"{name}.weight"].shape != proj.weight.shape:
+        raise ValueError(
+            f"{folder / PATCH_EMBED_WEIGHTS_NAME}: patch embedding {tuple(patch[f'{name}.weight'].shape)} "
             f"does not fit the base model's {tuple(proj.weight.shape)} (wrong base model?)"
         )
     result = set_peft_model_state_dict(transformer, lora)
@@ -245,7 +240,7 @@ def load_vivid_weights(transformer: CogVideoXTransformer3DModel, folder: str | o
     if unexpected:
         raise ValueError(f"{folder / LORA_WEIGHTS_NAME}: keys that fit no LoRA layer of the base model: {unexpected[:5]}")
     with torch.no_grad():
-        proj.weight.copy_(patch["patch_embed.proj.weight"])
+        proj.weight.copy_(patch[f"{name}.weight"])
         if proj.bias is not None:
-            proj.bias.copy_(patch["patch_embed.proj.bias"])
+            proj.bias.copy_(patch[f"{name}.bias"])
     return config

@@ -1,0 +1,247 @@
+"""The CogVideoX specification (CogVideoX 1.0: THUDM/CogVideoX-5b and the tiny family of `vivid/model/tiny.py`).
+
+It is the existing CogVideoX code behind the `ModelSpecification` interface, computing bit for bit what it computes:
+VAE encoding and decoding (`vivid/model/conditioning.py`), the widened patch embedding and LoRA
+(`vivid/model/transformer.py`), 3D rotary embeddings, and the training objective of diffusers' CogVideoX LoRA
+example as `train/step.py` trains it: a timestep drawn uniformly from [0, num_train_timesteps), noise added by the
+scheduler, the v-prediction turned into an x0 prediction with `scheduler.get_velocity`, the squared error to the
+clean latents weighted by 1 / (1 - alphas_cumprod[t]). The sampler is the folder's (CogVideoX's DDIM or DPM
+scheduler), with classifier-free guidance on a batch of [unconditional, conditional] as CogVideoXPipeline does it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from diffusers import CogVideoXDPMScheduler
+from diffusers.pipelines.cogvideo.pipeline_cogvideox import retrieve_timesteps
+from diffusers.utils.torch_utils import randn_tensor
+
+from vivid.constants import BASE_MODEL_ID, LORA_ALPHA, LORA_RANK, LORA_TARGETS, MAX_CLIP_FRAMES
+from vivid.model.conditioning import decode_video_latents, encode_video_latents, rotary_embeddings
+from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_VAE, T5_XXL, TINY_T5, TINY_TRANSFORMER, TINY_VAE
+from vivid.model.spec import dynamic_guidance_scale, ModelSpecification, StepCallback, compute_dtype, unwrap
+from vivid.model.transformer import make_vivid_transformer, widen_patch_embed
+
+
+def extra_step_kwargs(scheduler: Any, generator: Any, eta: float) -> dict[str, Any]:
+    """The `eta` / `generator` arguments `scheduler.step` takes (diffusers' pipelines pass only those it has)."""
+    params = set(inspect.signature(scheduler.step).parameters)
+    kwargs: dict[str, Any] = {}
+    if "eta" in params:
+        kwargs["eta"] = eta
+    if "generator" in params:
+        kwargs["generator"] = generator
+    return kwargs
+
+
+class CogVideoXSpec(ModelSpecification):
+    name = "cogvideox"
+    transformer_class_names = ("CogVideoXTransformer3DModel",)
+    pipeline_class_name = "CogVideoXPipeline"
+    default_model_id = BASE_MODEL_ID
+    native_frames = MAX_CLIP_FRAMES  # 49
+    native_fps = 8
+    lora_rank = LORA_RANK
+    lora_alpha = LORA_ALPHA
+    lora_targets = tuple(LORA_TARGETS)
+    patch_embedding_name = "patch_embed.proj"
+    default_guidance_scale = 6.0
+    architectures = {
+        "5b": dict(model_id=BASE_MODEL_ID, transformer=COGVIDEOX_5B_TRANSFORMER, vae=COGVIDEOX_5B_VAE,
+                   text_encoder=T5_XXL),
+        "tiny": dict(model_id=None, transformer=TINY_TRANSFORMER, vae=TINY_VAE, text_encoder=TINY_T5),
+    }
+
+    # ---------------------------------------------------------------- sizes
+    def patch_size(self, transformer: torch.nn.Module) -> tuple[int, int, int]:
+        cfg = unwrap(transformer).config
+        if getattr(cfg, "patch_size_t", None) is not None:
+            raise ValueError("only CogVideoX 1.0 transformers (patch_size_t=None) are supported")
+        return (1, cfg.patch_size, cfg.patch_size)
+
+    def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
+        cfg = unwrap(transformer).config
+        return cfg.sample_height * self.vae_spatial, cfg.sample_width * self.vae_spatial
+
+    def vae_compression(self, vae: torch.nn.Module) -> tuple[int, int]:
+        cfg = vae.config
+        return int(cfg.temporal_compression_ratio), 2 ** (len(cfg.block_out_channels) - 1)
+
+    # ---------------------------------------------------------------- VAE
+    def encode_video(
+        self, vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generator | None = None,
+        sample: bool = False,
+    ) -> torch.Tensor:
+        return encode_video_latents(vae, video, generator, sample)
+
+    def decode_latents(self, vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+        return decode_video_latents(vae, latents)
+
+    def normalize_latents(self, vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+        return latents * vae.config.scaling_factor
+
+    # ---------------------------------------------------------------- text (T5)
+    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module) -> int:
+        return int(unwrap(transformer).config.max_text_seq_length)
+
+    @torch.no_grad()
+    def encode_prompts(
+        self,
+        tokenizer: Any,
+        text_encoder: torch.nn.Module,
+        prompts: Sequence[str],
+        max_length: int,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        ids = tokenizer(
+            list(prompts), padding="max_length", max_length=max_length, truncation=True,
+            add_special_tokens=True, return_tensors="pt",
+        ).input_ids
+        embeds = text_encoder(ids.to(text_encoder.device))[0]
+        return embeds.to(device or text_encoder.device)
+
+    # ---------------------------------------------------------------- transformer
+    def widen(self, transformer: torch.nn.Module) -> None:
+        widen_patch_embed(unwrap(transformer), self.in_channels)
+
+    def make_vivid(
+        self,
+        transformer: torch.nn.Module,
+        rank: int | None = None,
+        alpha: int | None = None,
+        targets: Sequence[str] | None = None,
+    ) -> torch.nn.Module:
+        return make_vivid_transformer(
+            transformer, rank or self.lora_rank, alpha or self.lora_alpha, targets or self.lora_targets
+        )
+
+    def rotary_embeddings(
+        self, transformer: torch.nn.Module, height: int, width: int, latent_frames: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """CogVideoX 1.0's 3D rotary embeddings for a pixel size (None where the model has none)."""
+        return rotary_embeddings(unwrap(transformer), height, width, latent_frames, device)
+
+    def predict(
+        self,
+        transformer: torch.nn.Module,
+        noisy_latents: torch.Tensor,
+        conditions: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        timesteps: torch.Tensor,
+        attention_kwargs: dict | None = None,
+    ) -> torch.Tensor:
+        _, t, _, h, w = noisy_latents.shape
+        rotary = self.rotary_embeddings(
+            transformer, h * self.vae_spatial, w * self.vae_spatial, t, noisy_latents.device
+        )
+        dtype = compute_dtype(transformer)
+        return transformer(
+            hidden_states=self.transformer_input(noisy_latents, conditions).to(dtype),
+            encoder_hidden_states=prompt_embeds.to(dtype),
+            timestep=timesteps,
+            image_rotary_emb=rotary,
+            attention_kwargs=attention_kwargs,
+            return_dict=False,
+        )[0]
+
+    # ---------------------------------------------------------------- training objective (v-prediction)
+    def noise_for_training(
+        self, scheduler: Any, latents: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, device = latents.shape[0], latents.device
+        num_train_timesteps = scheduler.config.num_train_timesteps
+        timesteps = torch.randint(0, num_train_timesteps, (b,), device=device, generator=generator).long()
+        noise = torch.randn(latents.shape, device=device, dtype=latents.dtype, generator=generator)
+        return scheduler.add_noise(latents, noise, timesteps), noise, timesteps
+
+    def prediction_and_target(
+        self,
+        scheduler: Any,
+        output: torch.Tensor,
+        noisy: torch.Tensor,
+        latents: torch.Tensor,
+        noise: torch.Tensor,
+        timesteps: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # v-prediction -> x0 prediction, compared with the clean latents
+        return scheduler.get_velocity(output.float(), noisy.float(), timesteps), latents.float()
+
+    def loss_weights(self, scheduler: Any, timesteps: torch.Tensor) -> torch.Tensor:
+        alphas_cumprod = scheduler.alphas_cumprod.to(device=timesteps.device, dtype=torch.float32)[timesteps]
+        return 1.0 / (1.0 - alphas_cumprod)
+
+    # ---------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def sample(
+        self,
+        transformer: torch.nn.Module,
+        scheduler: Any,
+        conditions: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        attention_kwargs: dict | None = None,
+        on_step: StepCallback | None = None,
+        eta: float = 0.0,
+        use_dynamic_cfg: bool = False,
+    ) -> torch.Tensor:
+        """CogVideoXPipeline's loop on VIVID's input (see the base class); `eta` for DDIM/DPM, `use_dynamic_cfg`
+        CogVideoX's cosine guidance schedule."""
+        steps = num_inference_steps or self.default_num_inference_steps
+        guidance = self.default_guidance_scale if guidance_scale is None else guidance_scale
+        do_cfg = guidance > 1.0
+        device, dtype = conditions.device, compute_dtype(transformer)
+        b, t, _, h, w = conditions.shape
+        if do_cfg:
+            if negative_prompt_embeds is None:
+                raise ValueError("guidance_scale > 1 needs negative_prompt_embeds")
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
+            conditions = torch.cat([conditions] * 2)
+        prompt_embeds, conditions = prompt_embeds.to(dtype), conditions.to(dtype)
+        timesteps, steps = retrieve_timesteps(scheduler, steps, device)
+        shape = (b, t, self.latent_channels, h, w)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        latents = latents.to(device, dtype) * scheduler.init_noise_sigma
+        step_kwargs = extra_step_kwargs(scheduler, generator, eta)
+        rotary = self.rotary_embeddings(transformer, h * self.vae_spatial, w * self.vae_spatial, t, device)
+        old_pred_original_sample = None
+        for i, step_t in enumerate(timesteps):
+            model_input = torch.cat([latents] * 2) if do_cfg else latents
+            model_input = self.transformer_input(scheduler.scale_model_input(model_input, step_t), conditions)
+            with transformer.cache_context("cond_uncond"):
+                noise_pred = transformer(
+                    hidden_states=model_input,
+                    encoder_hidden_states=prompt_embeds,
+                    timestep=step_t.expand(model_input.shape[0]),
+                    image_rotary_emb=rotary,
+                    attention_kwargs=attention_kwargs,
+                    return_dict=False,
+                )[0].float()
+            scale = guidance
+            if use_dynamic_cfg:
+                scale = dynamic_guidance_scale(i, len(timesteps), guidance)
+            if do_cfg:
+                uncond, cond = noise_pred.chunk(2)
+                noise_pred = uncond + scale * (cond - uncond)
+            if isinstance(scheduler, CogVideoXDPMScheduler):
+                latents, old_pred_original_sample = scheduler.step(
+                    noise_pred, old_pred_original_sample, step_t, timesteps[i - 1] if i > 0 else None, latents,
+                    **step_kwargs, return_dict=False,
+                )
+            else:
+                latents = scheduler.step(noise_pred, step_t, latents, **step_kwargs, return_dict=False)[0]
+            latents = latents.to(dtype)
+            if on_step is not None:
+                replaced = on_step(i, step_t, latents)
+                latents = latents if replaced is None else replaced
+        return latents

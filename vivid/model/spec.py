@@ -1,0 +1,431 @@
+"""The model specification: everything VIVID needs to know about a base video model, behind one object.
+
+In the manner of finetrainers' `ModelSpecification`: the pipeline, the trainer, the FLOPs counter and the CLI ask
+the specification, never the base model's classes, for the things that differ between bases. One subclass per
+base (`vivid/model/cogvideox_spec.py`, `vivid/model/wan_spec.py`); `vivid/model/registry.py` picks one by the
+transformer class of a model folder, config or module.
+
+Conventions shared by every base:
+- pixel videos are (B, F, 3, H, W) in [-1, 1], masks (B, F, 1, H, W) with 1 = edit, uint8 batches (B, F, 3, H, W);
+- latents are (B, T, C, h, w) (frames before channels, as CogVideoX has them); a base whose modules take
+  (B, C, T, h, w) (Wan) permutes at its VAE and transformer calls, so that masks, conditions and losses are the
+  same code for every base;
+- latents are normalised (CogVideoX: times the VAE's scaling factor; Wan: minus the per-channel mean, over the
+  per-channel std) before the transformer sees them;
+- the transformer input is noise (C) | masked-video latents (C) | packed mask (temporal) on the channel axis, the
+  patch embedding widened with the new input channels at zero, so that before training the model computes
+  exactly what the base computes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import diffusers
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from vivid.masks import latent_frame_count, pack_mask
+from vivid.model.conditioning import conditions_from_latents, transformer_input, to_unit_range
+from vivid.model.transformer import compute_dtype, format_parameter_report, parameter_report
+
+# The five components every base has, in the names diffusers' pipelines give them.
+COMPONENT_NAMES = ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")
+
+# `on_step(i, t, latents)` is called after each denoising step; it may return replacement latents.
+StepCallback = Callable[[int, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare model under DDP / DeepSpeed wrappers (`.module`)."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def weighted_latent_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    weights: torch.Tensor,
+    conditions: torch.Tensor,
+    latent_channels: int,
+    mask_loss_weight: float = 0.0,
+) -> torch.Tensor:
+    """The mean over the batch of each sample's weighted squared error (a scalar).
+
+    `weights` (B,) weight whole samples (the objective's timestep weighting); `mask_loss_weight` > 0 weights the
+    latent cells of the edit region (any packed mask channel of `conditions` set) 1 + `mask_loss_weight` times
+    the others, the loss staying a weighted mean, so 0 is the base's own loss exactly.
+    """
+    b = pred.shape[0]
+    error = weights.view(b, 1, 1, 1, 1) * (pred - target) ** 2
+    if mask_loss_weight == 0:
+        return error.reshape(b, -1).mean(dim=1).mean()
+    if mask_loss_weight < 0:
+        raise ValueError(f"mask_loss_weight must be >= 0, got {mask_loss_weight}")
+    region = conditions[:, :, latent_channels:].amax(dim=2, keepdim=True).float()  # (B, T, 1, h, w), 1 = edit
+    cell_weights = (1.0 + mask_loss_weight * region).expand_as(error)
+    loss = (cell_weights * error).reshape(b, -1).sum(dim=1) / cell_weights.reshape(b, -1).sum(dim=1)
+    return loss.mean()
+
+
+class ModelSpecification(ABC):
+    """What VIVID needs from a base video model. Subclasses fill in the class attributes and the abstract
+    methods; the rest is shared.
+
+    Stateless apart from the subclass's own training options: one instance serves any model of its family.
+    """
+
+    # ---- identity
+    name: ClassVar[str]  # the family: "cogvideox", "wan" (written to vivid_config.json as `family`)
+    transformer_class_names: ClassVar[tuple[str, ...]]  # diffusers classes this spec handles
+    pipeline_class_name: ClassVar[str]  # the stock diffusers pipeline ("CogVideoXPipeline", "WanPipeline")
+    default_model_id: ClassVar[str]  # the hub id VIVID's recipe starts from
+
+    # ---- latent space (checked against the VAE's config by `check_vae`)
+    latent_channels: ClassVar[int] = 16
+    vae_temporal: ClassVar[int] = 4  # frames per latent frame (after the first)
+    vae_spatial: ClassVar[int] = 8  # pixels per latent cell side
+
+    # ---- native clip
+    native_frames: ClassVar[int]
+    native_fps: ClassVar[int]
+
+    # ---- recipe defaults
+    lora_rank: ClassVar[int] = 32
+    lora_alpha: ClassVar[int] = 32
+    lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
+    patch_embedding_name: ClassVar[str]  # module path of the patch embedding conv, e.g. "patch_embed.proj"
+    default_guidance_scale: ClassVar[float]
+    default_num_inference_steps: ClassVar[int] = 50
+
+    # ---- published architectures (and the tiny family), for meta-device builds and the FLOPs counter:
+    # size name -> {"model_id", "transformer", "vae", "text_encoder"} (constructor arguments of the classes)
+    architectures: ClassVar[dict[str, dict[str, Any]]]
+
+    # ================================================================ layout and sizes
+    @property
+    def mask_channels(self) -> int:
+        """Channels of the packed mask: one per frame of a latent frame's group."""
+        return self.vae_temporal
+
+    @property
+    def in_channels(self) -> int:
+        """The widened transformer's input channels: noise | masked-video latents | packed mask."""
+        return 2 * self.latent_channels + self.mask_channels
+
+    @property
+    def condition_channels(self) -> int:
+        """Channels of the condition latents: masked-video latents | packed mask."""
+        return self.latent_channels + self.mask_channels
+
+    @abstractmethod
+    def patch_size(self, transformer: torch.nn.Module) -> tuple[int, int, int]:
+        """The transformer's (t, h, w) patch size in latent cells."""
+
+    def size_multiple(self, transformer: torch.nn.Module) -> int:
+        """Pixel heights and widths must be multiples of this (VAE cells times spatial patch)."""
+        return self.vae_spatial * self.patch_size(transformer)[1]
+
+    @abstractmethod
+    def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
+        """The (height, width) in pixels the base was trained at (its default working area)."""
+
+    def latent_frames(self, num_frames: int) -> int:
+        """Latent frames of a `num_frames` clip; ValueError unless `num_frames` is 4k+1 (the VAE's rule)."""
+        return latent_frame_count(num_frames, self.vae_temporal)
+
+    def padded_frame_count(self, num_frames: int) -> int:
+        """The smallest frame count >= `num_frames` the VAE takes (4k+1)."""
+        if num_frames < 1:
+            raise ValueError(f"frame count must be >= 1, got {num_frames}")
+        return self.vae_temporal * math.ceil((num_frames - 1) / self.vae_temporal) + 1
+
+    def latent_shape(self, batch: int, num_frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
+        """The (B, T, C, h, w) shape of the latents of `batch` clips of num_frames x height x width."""
+        if height % self.vae_spatial or width % self.vae_spatial:
+            raise ValueError(f"size {height}x{width} must be a multiple of {self.vae_spatial}")
+        return (batch, self.latent_frames(num_frames), self.latent_channels,
+                height // self.vae_spatial, width // self.vae_spatial)
+
+    # ================================================================ components
+    @property
+    def stock_pipeline_class(self) -> type:
+        """diffusers' own pipeline class for this base (`CogVideoXPipeline`, `WanPipeline`)."""
+        return getattr(diffusers, self.pipeline_class_name)
+
+    def load_components(
+        self, model: str | os.PathLike, dtype: torch.dtype | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """The five components (tokenizer, text_encoder, vae, transformer, scheduler) of a diffusers folder or hub
+        id, loaded with the stock pipeline class; weights in `dtype` (default: as stored), except where a base
+        keeps its VAE in float32 (`vae_dtype`). `kwargs` go to `from_pretrained`."""
+        options = dict(kwargs)
+        vae_dtype = self.vae_dtype(dtype)
+        if dtype is not None:
+            options["dtype"] = dtype if vae_dtype in (None, dtype) else {"default": dtype, "vae": vae_dtype}
+        pipe = self.stock_pipeline_class.from_pretrained(model, **options)
+        components = {name: getattr(pipe, name) for name in COMPONENT_NAMES}
+        if vae_dtype is not None and components["vae"].dtype != vae_dtype:  # stored in another dtype
+            components["vae"].to(vae_dtype)
+        self.check_vae(components["vae"])
+        return components
+
+    def vae_dtype(self, dtype: torch.dtype | None) -> torch.dtype | None:
+        """The dtype the VAE is kept in when the others are in `dtype` (None: the same)."""
+        return None
+
+    @abstractmethod
+    def vae_compression(self, vae: torch.nn.Module) -> tuple[int, int]:
+        """(temporal, spatial) compression of `vae`, read from its config."""
+
+    def check_vae(self, vae: torch.nn.Module) -> None:
+        """ValueError unless `vae` compresses as this spec packs masks (4x in time, 8x in space)."""
+        temporal, spatial = self.vae_compression(vae)
+        if (temporal, spatial) != (self.vae_temporal, self.vae_spatial):
+            raise ValueError(
+                f"{type(vae).__name__} compresses {temporal}x in time and {spatial}x in space; the {self.name} "
+                f"specification packs masks for {self.vae_temporal}x and {self.vae_spatial}x"
+            )
+
+    # ================================================================ VAE
+    @abstractmethod
+    def encode_video(
+        self, vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generator | None = None,
+        sample: bool = False,
+    ) -> torch.Tensor:
+        """(B, F, 3, H, W) in [-1, 1] -> normalised latents (B, T, C, h, w): the posterior's mode, or a draw from it
+        with `sample` (training targets)."""
+
+    @abstractmethod
+    def decode_latents(self, vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (B, T, C, h, w) -> video (B, F, 3, H, W) in [-1, 1]."""
+
+    @torch.no_grad()
+    def posterior(self, vae: torch.nn.Module, videos_uint8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VAE posterior's mean and std (B, T, C, h, w), NOT normalised, of uint8 videos (B, F, 3, H, W)
+        (what a latent cache stores: the VAE is frozen). Both bases' VAEs take (B, 3, F, H, W)."""
+        x = to_unit_range(videos_uint8).to(device=vae.device, dtype=vae.dtype).permute(0, 2, 1, 3, 4)
+        dist = vae.encode(x).latent_dist
+        return dist.mean.permute(0, 2, 1, 3, 4), dist.std.permute(0, 2, 1, 3, 4)
+
+    @abstractmethod
+    def normalize_latents(self, vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+        """Raw VAE latents (B, T, C, h, w) -> the normalised latents the transformer sees."""
+
+    def pack_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """Pixel mask (B, F, 1, H, W) -> mask latents (B, T, temporal, h, w), packed as the VAE packs time: latent
+        frame 0 <- frame 0 repeated, latent frame j <- frames 4j-3 .. 4j as channels; space max-pooled 8x."""
+        return pack_mask(mask, self.vae_temporal, self.vae_spatial)
+
+    def conditions_from_latents(self, masked_latents: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Condition latents (B, T, C + temporal, h, w): the masked video's normalised latents | the packed mask."""
+        if (self.vae_temporal, self.vae_spatial) != (4, 8):
+            raise NotImplementedError("conditions_from_latents packs masks for a 4x / 8x VAE")
+        return conditions_from_latents(masked_latents, mask)
+
+    def encode_conditions(self, vae: torch.nn.Module, masked_video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Condition latents of a masked video (B, F, 3, H, W) in [-1, 1] (erased pixels at -1, any KIVE keyframe
+        in frame 0) and its mask (B, F, 1, H, W) (frame 0 zeroed under KIVE)."""
+        return self.conditions_from_latents(self.encode_video(vae, masked_video), mask)
+
+    @torch.no_grad()
+    def encode_batch(
+        self,
+        vae: torch.nn.Module,
+        batch: dict[str, Any],
+        generator: torch.Generator | None = None,
+        posterior: Callable[[torch.nn.Module, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A loader batch (uint8 `video`, `masked_video` (B, F, 3, H, W), `mask` (B, F, 1, H, W)) -> (target
+        latents drawn from the posterior, conditions from its mode). `posterior` replaces `self.posterior`
+        (e.g. by a cached one); nothing here keeps a graph."""
+        for name in ("video", "masked_video", "mask"):
+            if name not in batch:
+                raise KeyError(f"batch has no {name!r} (keys: {sorted(batch)})")
+        video, masked, mask = batch["video"], batch["masked_video"], batch["mask"]
+        if video.dim() != 5 or video.shape[2] != 3 or masked.shape != video.shape:
+            raise ValueError(
+                f"batch video {tuple(video.shape)} / masked_video {tuple(masked.shape)} must both be (B, F, 3, H, W)"
+            )
+        if mask.shape != (*video.shape[:2], 1, *video.shape[3:]):
+            raise ValueError(f"batch mask {tuple(mask.shape)} must be (B, F, 1, H, W) for video {tuple(video.shape)}")
+        posterior = posterior or self.posterior
+        mean, std = posterior(vae, video)
+        # a posterior sample as diffusers' DiagonalGaussianDistribution.sample draws it (same generator use)
+        shape = mean.permute(0, 2, 1, 3, 4).shape  # the VAE's (B, C, T, h, w), as its posterior draws
+        noise = randn_tensor(shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        latents = self.normalize_latents(vae, mean + std * noise.permute(0, 2, 1, 3, 4))
+        masked_mean, _ = posterior(vae, masked)  # conditions use the posterior's mode (= mean)
+        return latents, self.conditions_from_latents(self.normalize_latents(vae, masked_mean), mask.float())
+
+    # ================================================================ text
+    @abstractmethod
+    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module) -> int:
+        """Tokens per caption (longer captions are truncated, shorter ones padded)."""
+
+    @abstractmethod
+    def encode_prompts(
+        self,
+        tokenizer: Any,
+        text_encoder: torch.nn.Module,
+        prompts: Sequence[str],
+        max_length: int,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """Text embeddings (B, max_length, D) of `prompts`, as the base's own pipeline computes them."""
+
+    # ================================================================ transformer
+    def transformer_input(self, noisy_latents: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """noise | masked-video latents | mask latents on the channel axis (B, T, in_channels, h, w)."""
+        return transformer_input(noisy_latents, conditions)
+
+    def patch_embedding(self, transformer: torch.nn.Module) -> torch.nn.Module:
+        """The patch embedding convolution (the module VIVID widens and trains in full)."""
+        return unwrap(transformer).get_submodule(self.patch_embedding_name)
+
+    @abstractmethod
+    def widen(self, transformer: torch.nn.Module) -> None:
+        """Give the patch embedding `in_channels` inputs, the new ones at zero; a no-op if already widened."""
+
+    @abstractmethod
+    def make_vivid(
+        self,
+        transformer: torch.nn.Module,
+        rank: int | None = None,
+        alpha: int | None = None,
+        targets: Sequence[str] | None = None,
+    ) -> torch.nn.Module:
+        """In place: widen the patch embedding, add the LoRA (rank/alpha/targets default to the recipe's), freeze
+        everything but the LoRA and the patch embedding. Returns `transformer`."""
+
+    def parameter_report(self, transformer: torch.nn.Module) -> dict[str, float]:
+        """Trainable and total parameters (works on the meta device)."""
+        return parameter_report(unwrap(transformer))
+
+    def format_parameter_report(self, transformer: torch.nn.Module) -> str:
+        return format_parameter_report(self.parameter_report(transformer))
+
+    def lora_parameter_count(
+        self, transformer: torch.nn.Module, rank: int | None = None, targets: Sequence[str] | None = None
+    ) -> int:
+        """Parameters a LoRA of `rank` on `targets` (default: the recipe's) adds to `transformer`, a model without
+        LoRA (works on the meta device): rank x (inputs + outputs) per targeted linear layer, the layers matched
+        by name as peft matches `target_modules` (the whole name or its last components)."""
+        rank = rank or self.lora_rank
+        targets = tuple(targets or self.lora_targets)
+        total = 0
+        for name, module in unwrap(transformer).named_modules():
+            if isinstance(module, torch.nn.Linear) and any(name == t or name.endswith("." + t) for t in targets):
+                total += rank * (module.in_features + module.out_features)
+        return total
+
+    def rotary_embeddings(
+        self, transformer: torch.nn.Module, height: int, width: int, latent_frames: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Positional inputs the caller passes the transformer for a pixel size (CogVideoX's 3D rotary embeddings);
+        None where the transformer computes its own (Wan)."""
+        return None
+
+    @abstractmethod
+    def predict(
+        self,
+        transformer: torch.nn.Module,
+        noisy_latents: torch.Tensor,
+        conditions: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        timesteps: torch.Tensor,
+        attention_kwargs: dict | None = None,
+    ) -> torch.Tensor:
+        """One transformer forward on noise | conditions (B, T, ...), in the compute dtype; the raw model output
+        (B, T, C, h, w) (CogVideoX: v-prediction; Wan: flow velocity). Positional inputs (rotary embeddings) are
+        the spec's business."""
+
+    # ================================================================ training objective
+    @abstractmethod
+    def noise_for_training(
+        self, scheduler: Any, latents: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Draw timesteps and noise for clean `latents` -> (noisy latents, noise, timesteps (B,))."""
+
+    @abstractmethod
+    def prediction_and_target(
+        self,
+        scheduler: Any,
+        output: torch.Tensor,
+        noisy: torch.Tensor,
+        latents: torch.Tensor,
+        noise: torch.Tensor,
+        timesteps: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(what the loss compares, with what), both float32 (B, T, C, h, w)."""
+
+    @abstractmethod
+    def loss_weights(self, scheduler: Any, timesteps: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss weights (B,) float32 for `timesteps`."""
+
+    def compute_loss(
+        self,
+        transformer: torch.nn.Module,
+        scheduler: Any,
+        latents: torch.Tensor,
+        conditions: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        generator: torch.Generator | None = None,
+        mask_loss_weight: float = 0.0,
+    ) -> torch.Tensor:
+        """The base's training loss (a scalar) for clean normalised `latents` (B, T, C, h, w), their conditions and
+        caption embeddings. `transformer` may be wrapped (DDP, DeepSpeed); `generator` draws the timesteps and
+        the noise, so a step is reproducible from its seed alone. See `weighted_latent_loss` for the mask weight."""
+        noisy, noise, timesteps = self.noise_for_training(scheduler, latents, generator)
+        output = self.predict(transformer, noisy, conditions, prompt_embeds, timesteps)
+        pred, target = self.prediction_and_target(scheduler, output, noisy, latents, noise, timesteps)
+        weights = self.loss_weights(scheduler, timesteps)
+        return weighted_latent_loss(pred, target, weights, conditions, self.latent_channels, mask_loss_weight)
+
+    # ================================================================ sampling
+    @abstractmethod
+    def sample(
+        self,
+        transformer: torch.nn.Module,
+        scheduler: Any,
+        conditions: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        attention_kwargs: dict | None = None,
+        on_step: StepCallback | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
+        """The base's denoising loop with its sampler and its classifier-free guidance, conditioned on
+        `conditions` (B, T, C + temporal, h, w): returns the denoised normalised latents (B, T, C, h, w).
+        Guidance runs when `guidance_scale` > 1 and needs `negative_prompt_embeds`. `latents` (B, T, C, h, w) are
+        the initial noise (default: drawn from `generator`). `options` are the base's own (CogVideoX: `eta`,
+        `use_dynamic_cfg`)."""
+
+    # ================================================================ misc
+    def to_unit_range(self, video_uint8: torch.Tensor) -> torch.Tensor:
+        """uint8 [0, 255] -> float [-1, 1] (what the VAEs take)."""
+        return to_unit_range(video_uint8)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def dynamic_guidance_scale(step: int, num_steps: int, guidance_scale: float, exponent: float = 5.0) -> float:
+    """The guidance scale of step `step` (0-based) of `num_steps` under dynamic CFG: a cosine ramp from 1 at the
+    first step to `guidance_scale` at the last, 1 + (scale - 1) * (1 - cos(pi * p**exponent)) / 2 with p the
+    step's fraction of the way, step / (num_steps - 1); monotone (non-decreasing for scale >= 1). This is the
+    ramp of the original CogVideoX sampler (its DynamicCFG, exponent 5), over the step index rather than
+    diffusers' mix of the timestep (0-999) with the step count. A single step takes the full scale."""
+    if num_steps < 1 or not 0 <= step < num_steps:
+        raise ValueError(f"step {step} is not one of {num_steps} steps")
+    progress = step / (num_steps - 1) if num_steps > 1 else 1.0
+    return 1.0 + (guidance_scale - 1.0) * (1.0 - math.cos(math.pi * progress**exponent)) / 2.0

@@ -1,0 +1,325 @@
+"""The Wan2.1 specification (Wan-AI/Wan2.1-T2V-1.3B-Diffusers, -14B-Diffusers, the tiny family of
+`vivid/model/tiny_wan.py`): diffusers' `WanTransformer3DModel`, `AutoencoderKLWan`, the UMT5 encoder and Wan's
+flow-matching sampler, with VIVID's recipe on top.
+
+- Input: noise (16) | masked-video latents (16) | mask latents (4) on the channel axis of the (1, 2, 2)-patch
+  Conv3d `patch_embedding`, widened with the 20 new input channels at zero (before training the model computes
+  exactly what Wan computes). The Wan VAE compresses 4x in time (causally: frame 0 alone, then groups of 4) and 8x
+  in space, as CogVideoX's does, so the mask is packed by the same rule: latent frame 0 <- frame 0 repeated 4
+  times, latent frame j <- frames 4j-3 .. 4j as its 4 channels, space max-pooled 8x. (Wan's own image-to-video
+  model packs its frame mask the same way.)
+- Latents: the VAE's posterior normalised per channel with the VAE config's `latents_mean` / `latents_std`, as
+  WanPipeline does ((x - mean) * (1 / std); decoding x / (1 / std) + mean).
+- Text: UMT5, up to 512 tokens; each caption's embeddings past its own length are zeros (WanPipeline's rule).
+- LoRA: rank 32 on the self- and cross-attention projections of every block (attn1 / attn2: to_q, to_k, to_v,
+  to_out.0), the patch embedding trained in full, everything else frozen.
+- Training objective: flow matching as finetrainers trains Wan. sigma drawn from a logit-normal (mean 0, std 1;
+  `timestep_sampling="uniform"` for uniform), shifted by sigma' = s sigma / (1 + (s - 1) sigma) with s the
+  sampler's own shift (the folder scheduler's `flow_shift` / `shift`, 3.0 for Wan2.1 T2V; or `flow_shift`),
+  x_t = (1 - sigma') x0 + sigma' noise, timestep = int(1000 sigma'), the transformer predicting the velocity
+  noise - x0, squared error with SD3's loss weighting (`loss_weighting`, default "none": uniform).
+- Sampler: the folder's scheduler (UniPC on flow sigmas for the published folders) stepped on the velocity in
+  float32, classifier-free guidance as Wan does it: a conditional and an unconditional forward each step,
+  uncond + scale (cond - uncond), scale 5 by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
+from diffusers.utils.torch_utils import randn_tensor
+
+from vivid.model.configs import (
+    TINY_UMT5,
+    TINY_WAN_TRANSFORMER,
+    TINY_WAN_VAE,
+    UMT5_XXL,
+    WAN21_1_3B_TRANSFORMER,
+    WAN21_14B_TRANSFORMER,
+    WAN21_VAE,
+)
+from vivid.model.spec import ModelSpecification, StepCallback, compute_dtype, unwrap
+from vivid.model.transformer import make_vivid_transformer, widened_conv
+
+WAN21_1_3B_MODEL_ID = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+WAN21_14B_MODEL_ID = "Wan-AI/Wan2.1-T2V-14B-Diffusers"
+WAN_MAX_TEXT_LENGTH = 512  # WanPipeline's max_sequence_length
+
+# Native working sizes by transformer width: 1.3B is a 480p model, 14B is trained at 480p and 720p. Any other width
+# (the tiny family) works at TINY_NATIVE_SIZE.
+NATIVE_SIZES = {1536: (480, 832), 5120: (720, 1280)}
+TINY_NATIVE_SIZE = (64, 96)
+
+TIMESTEP_SAMPLINGS = ("logit_normal", "uniform", "mode")
+LOSS_WEIGHTINGS = ("none", "sigma_sqrt", "cosmap")
+
+
+def _channels_first(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, C, h, w) <-> (B, C, T, h, w): VIVID's latent layout and Wan's."""
+    return x.permute(0, 2, 1, 3, 4)
+
+
+class WanSpec(ModelSpecification):
+    name = "wan"
+    transformer_class_names = ("WanTransformer3DModel",)
+    pipeline_class_name = "WanPipeline"
+    default_model_id = WAN21_1_3B_MODEL_ID
+    native_frames = 81
+    native_fps = 16
+    patch_embedding_name = "patch_embedding"
+    default_guidance_scale = 5.0
+    architectures = {
+        "1.3b": dict(model_id=WAN21_1_3B_MODEL_ID, transformer=WAN21_1_3B_TRANSFORMER, vae=WAN21_VAE,
+                     text_encoder=UMT5_XXL),
+        "14b": dict(model_id=WAN21_14B_MODEL_ID, transformer=WAN21_14B_TRANSFORMER, vae=WAN21_VAE,
+                    text_encoder=UMT5_XXL),
+        "tiny": dict(model_id=None, transformer=TINY_WAN_TRANSFORMER, vae=TINY_WAN_VAE, text_encoder=TINY_UMT5),
+    }
+
+    def __init__(
+        self,
+        flow_shift: float | None = None,
+        timestep_sampling: str = "logit_normal",
+        logit_mean: float = 0.0,
+        logit_std: float = 1.0,
+        mode_scale: float = 1.29,
+        loss_weighting: str = "none",
+    ) -> None:
+        """Training options (see the module docstring); `flow_shift` None takes the scheduler's own shift."""
+        if timestep_sampling not in TIMESTEP_SAMPLINGS:
+            raise ValueError(f"timestep_sampling must be one of {TIMESTEP_SAMPLINGS}, got {timestep_sampling!r}")
+        if loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {loss_weighting!r}")
+        if flow_shift is not None and flow_shift <= 0:
+            raise ValueError(f"flow_shift must be > 0, got {flow_shift}")
+        self.flow_shift = flow_shift
+        self.timestep_sampling = timestep_sampling
+        self.logit_mean = logit_mean
+        self.logit_std = logit_std
+        self.mode_scale = mode_scale
+        self.loss_weighting = loss_weighting
+
+    def __repr__(self) -> str:
+        return (
+            f"WanSpec(flow_shift={self.flow_shift}, timestep_sampling={self.timestep_sampling!r}, "
+            f"loss_weighting={self.loss_weighting!r})"
+        )
+
+    # ---------------------------------------------------------------- sizes
+    def patch_size(self, transformer: torch.nn.Module) -> tuple[int, int, int]:
+        return tuple(int(p) for p in unwrap(transformer).config.patch_size)
+
+    def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
+        cfg = unwrap(transformer).config
+        return NATIVE_SIZES.get(cfg.num_attention_heads * cfg.attention_head_dim, TINY_NATIVE_SIZE)
+
+    def vae_compression(self, vae: torch.nn.Module) -> tuple[int, int]:
+        return int(vae.config.scale_factor_temporal), int(vae.config.scale_factor_spatial)
+
+    def vae_dtype(self, dtype: torch.dtype | None) -> torch.dtype | None:
+        """Wan's examples keep the VAE in float32 whatever the other components' dtype."""
+        return torch.float32
+
+    # ---------------------------------------------------------------- VAE
+    @staticmethod
+    def _latent_stats(vae: torch.nn.Module, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, 1 / std) of the VAE's latents, shaped (1, 1, C, 1, 1), on `like`'s device and dtype."""
+        cfg = vae.config
+        mean = torch.tensor(cfg.latents_mean).view(1, 1, cfg.z_dim, 1, 1).to(like.device, like.dtype)
+        inv_std = 1.0 / torch.tensor(cfg.latents_std).view(1, 1, cfg.z_dim, 1, 1).to(like.device, like.dtype)
+        return mean, inv_std
+
+    def normalize_latents(self, vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+        mean, inv_std = self._latent_stats(vae, latents)
+        return (latents - mean) * inv_std
+
+    def encode_video(
+        self, vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generator | None = None,
+        sample: bool = False,
+    ) -> torch.Tensor:
+        dist = vae.encode(_channels_first(video.to(device=vae.device, dtype=vae.dtype))).latent_dist
+        latents = dist.sample(generator) if sample else dist.mode()
+        return self.normalize_latents(vae, _channels_first(latents))
+
+    def decode_latents(self, vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+        latents = latents.to(device=vae.device, dtype=vae.dtype)
+        mean, inv_std = self._latent_stats(vae, latents)
+        return _channels_first(vae.decode(_channels_first(latents / inv_std + mean)).sample)
+
+    # ---------------------------------------------------------------- text (UMT5)
+    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module) -> int:
+        """512 tokens, or fewer where the tokenizer says so (the tiny family's)."""
+        return min(WAN_MAX_TEXT_LENGTH, int(getattr(tokenizer, "model_max_length", WAN_MAX_TEXT_LENGTH)))
+
+    @torch.no_grad()
+    def encode_prompts(
+        self,
+        tokenizer: Any,
+        text_encoder: torch.nn.Module,
+        prompts: Sequence[str],
+        max_length: int,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        inputs = tokenizer(
+            [prompt_clean(p) for p in prompts], padding="max_length", max_length=max_length, truncation=True,
+            add_special_tokens=True, return_attention_mask=True, return_tensors="pt",
+        )
+        mask = inputs.attention_mask
+        lengths = mask.gt(0).sum(dim=1)
+        embeds = text_encoder(inputs.input_ids.to(text_encoder.device), mask.to(text_encoder.device)).last_hidden_state
+        embeds = embeds.to(dtype=text_encoder.dtype, device=device or text_encoder.device)
+        past = torch.arange(max_length, device=embeds.device)[None, :] >= lengths.to(embeds.device)[:, None]
+        return embeds.masked_fill(past[:, :, None], 0.0)  # zeros past each caption's own tokens
+
+    # ---------------------------------------------------------------- transformer
+    def widen(self, transformer: torch.nn.Module) -> None:
+        model = unwrap(transformer)
+        proj = model.patch_embedding
+        if not isinstance(proj, torch.nn.Conv3d):
+            raise TypeError(f"Wan's patch embedding is a Conv3d, got {type(proj).__name__}")
+        if proj.in_channels == self.in_channels:
+            return
+        model.patch_embedding = widened_conv(proj, self.in_channels)
+        model.register_to_config(in_channels=self.in_channels, out_channels=self.latent_channels)
+
+    def make_vivid(
+        self,
+        transformer: torch.nn.Module,
+        rank: int | None = None,
+        alpha: int | None = None,
+        targets: Sequence[str] | None = None,
+    ) -> torch.nn.Module:
+        return make_vivid_transformer(
+            transformer, rank or self.lora_rank, alpha or self.lora_alpha, targets or self.lora_targets,
+            widen=self.widen, patch_embedding=self.patch_embedding_name,
+        )
+
+    def predict(
+        self,
+        transformer: torch.nn.Module,
+        noisy_latents: torch.Tensor,
+        conditions: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        timesteps: torch.Tensor,
+        attention_kwargs: dict | None = None,
+    ) -> torch.Tensor:
+        """Wan computes its 3D RoPE inside the transformer, from the input's shape."""
+        dtype = compute_dtype(transformer)
+        output = transformer(
+            hidden_states=_channels_first(self.transformer_input(noisy_latents, conditions).to(dtype)),
+            timestep=timesteps,
+            encoder_hidden_states=prompt_embeds.to(dtype),
+            attention_kwargs=attention_kwargs,
+            return_dict=False,
+        )[0]
+        return _channels_first(output)
+
+    # ---------------------------------------------------------------- training objective (flow matching)
+    def shift(self, scheduler: Any) -> float:
+        """The timestep shift training uses: `flow_shift` if given, else the scheduler's own."""
+        if self.flow_shift is not None:
+            return float(self.flow_shift)
+        cfg = scheduler.config
+        return float(cfg.get("flow_shift", None) or cfg.get("shift", None) or 1.0)
+
+    def training_sigmas(
+        self, scheduler: Any, batch: int, device: torch.device, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Noise levels sigma in [0, 1] (B,) for a training batch: drawn by `timestep_sampling`, then shifted."""
+        u = compute_density_for_timestep_sampling(
+            weighting_scheme=self.timestep_sampling, batch_size=batch, logit_mean=self.logit_mean,
+            logit_std=self.logit_std, mode_scale=self.mode_scale, device=device, generator=generator,
+        )
+        s = self.shift(scheduler)
+        return s * u / (1 + (s - 1) * u)
+
+    def noise_for_training(
+        self, scheduler: Any, latents: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b = latents.shape[0]
+        sigmas = self.training_sigmas(scheduler, b, latents.device, generator)
+        noise = torch.randn(latents.shape, device=latents.device, dtype=latents.dtype, generator=generator)
+        s = sigmas.view(b, 1, 1, 1, 1).to(latents.dtype)
+        noisy = (1.0 - s) * latents + s * noise
+        timesteps = (sigmas * scheduler.config.num_train_timesteps).long()
+        return noisy, noise, timesteps
+
+    def prediction_and_target(
+        self,
+        scheduler: Any,
+        output: torch.Tensor,
+        noisy: torch.Tensor,
+        latents: torch.Tensor,
+        noise: torch.Tensor,
+        timesteps: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return output.float(), (noise - latents).float()  # the velocity
+
+    def loss_weights(self, scheduler: Any, timesteps: torch.Tensor) -> torch.Tensor:
+        sigmas = timesteps.float() / scheduler.config.num_train_timesteps
+        return compute_loss_weighting_for_sd3(self.loss_weighting, sigmas).float()
+
+    # ---------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def sample(
+        self,
+        transformer: torch.nn.Module,
+        scheduler: Any,
+        conditions: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        attention_kwargs: dict | None = None,
+        on_step: StepCallback | None = None,
+    ) -> torch.Tensor:
+        """WanPipeline's loop on VIVID's input (see the base class): float32 latents, the transformer in its dtype,
+        two forwards per step under guidance."""
+        steps = num_inference_steps or self.default_num_inference_steps
+        guidance = self.default_guidance_scale if guidance_scale is None else guidance_scale
+        do_cfg = guidance > 1.0
+        if do_cfg and negative_prompt_embeds is None:
+            raise ValueError("guidance_scale > 1 needs negative_prompt_embeds")
+        device, dtype = conditions.device, compute_dtype(transformer)
+        b, t, _, h, w = conditions.shape
+        conditions = conditions.to(dtype)
+        prompt_embeds = prompt_embeds.to(dtype)
+        negative_prompt_embeds = None if negative_prompt_embeds is None else negative_prompt_embeds.to(dtype)
+        scheduler.set_timesteps(steps, device=device)
+        timesteps = scheduler.timesteps
+        shape = (b, self.latent_channels, t, h, w)  # drawn in Wan's layout, as WanPipeline draws it
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        elif tuple(_channels_first(latents).shape) != shape:
+            expected = (b, t, self.latent_channels, h, w)
+            raise ValueError(f"latents must have shape {expected}, got {tuple(latents.shape)}")
+        else:
+            latents = _channels_first(latents).to(device, torch.float32)
+        scheduler.set_begin_index(0)
+        for i, step_t in enumerate(timesteps):
+            model_input = _channels_first(self.transformer_input(_channels_first(latents), conditions).to(dtype))
+            timestep = step_t.expand(b)
+            context = dict(step_index=i, sigma=float(scheduler.sigmas[i]), num_inference_steps=len(timesteps))
+            with transformer.cache_context("cond", **context):
+                noise_pred = transformer(
+                    hidden_states=model_input, timestep=timestep, encoder_hidden_states=prompt_embeds,
+                    attention_kwargs=attention_kwargs, return_dict=False,
+                )[0]
+            if do_cfg:
+                with transformer.cache_context("uncond", **context):
+                    noise_uncond = transformer(
+                        hidden_states=model_input, timestep=timestep, encoder_hidden_states=negative_prompt_embeds,
+                        attention_kwargs=attention_kwargs, return_dict=False,
+                    )[0]
+                noise_pred = noise_uncond + guidance * (noise_pred - noise_uncond)
+            latents = scheduler.step(noise_pred, step_t, latents, return_dict=False)[0]
+            if on_step is not None:
+                replaced = on_step(i, step_t, _channels_first(latents))
+                latents = latents if replaced is None else _channels_first(replaced)
+        return _channels_first(latents)
