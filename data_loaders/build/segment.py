@@ -119,7 +119,7 @@ class GroundingSam2Segmenter:
             outputs, inputs["input_ids"], threshold=self.box_threshold, text_threshold=self.text_threshold,
             target_sizes=[frame.shape[:2]],
         )[0]
-        labels = result.get("text_labels", result.get("labels"))
+        labels = result["text_labels"] if "text_labels" in result else result["labels"]
         found = [(b.tolist(), str(lab), float(s)) for b, lab, s in zip(result["boxes"], labels, result["scores"])]
         return sorted(found, key=lambda x: -x[2])
 

@@ -46,6 +46,7 @@ class ShotPlan:
     shots: list[tuple[int, int]] = field(default_factory=list)  # [start, stop) in source frames
     clips: list[Clip] = field(default_factory=list)
     too_short: int = 0  # shots dropped as shorter than one clip
+    motion: dict[str, float] = field(default_factory=dict)  # clip name -> mean frame difference (filters.min_motion)
 
     def to_json(self) -> dict:
         return asdict(self)

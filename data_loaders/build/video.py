@@ -85,19 +85,12 @@ def shots_stage(video: InputVideo, folder: Path, config: BuildConfig) -> ShotPla
         if all((folder / c.file).is_file() for c in plan.clips):
             return plan
     plan = plan_shots(video.path, config.shots)
-    motions = {}
     for clip in plan.clips:
         frames = read_clip_frames(video.path, plan, clip)
-        motions[clip.name] = mean_motion(frames)
+        plan.motion[clip.name] = mean_motion(frames)
         write_clip(frames, folder / clip.file, plan.clip_fps)
-    data = plan.to_json()
-    data["motion"] = motions
-    write_json(path, data)
+    write_json(path, plan.to_json())
     return plan
-
-
-def _motion(folder: Path, clip_name: str) -> float:
-    return float(read_json(folder / "shots.json").get("motion", {}).get(clip_name, 0.0))
 
 
 def entities_stage(frames: np.ndarray, clip_dir: Path, config: BuildConfig, models: Models) -> list[Entity]:
@@ -156,7 +149,7 @@ def process_video(video: InputVideo, out: Path, config: BuildConfig, models: Mod
     drops["shot_too_short"] += plan.too_short
     clips_used = 0
     for clip in plan.clips:
-        if is_static(_motion(folder, clip.name), config.filters):
+        if is_static(plan.motion.get(clip.name, 0.0), config.filters):
             drops["static_clip"] += 1
             continue
         clip_dir = folder / clip.name
