@@ -50,14 +50,8 @@ def process_rank() -> tuple[int, int, int]:
     """(rank, world size, local rank) from accelerate's launcher environment (1 process without it)."""
     from accelerate import PartialState
 
-    state = PartialState(cpu=not _has_cuda())
+    state = PartialState()
     return state.process_index, state.num_processes, state.local_process_index
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def load_models(config: BuildConfig, out: Path, local_rank: int) -> Models:
@@ -162,7 +156,7 @@ def build_dataset(inputs: list[str], out: str | Path, config: BuildConfig, progr
                    disable=not progress, dynamic_ncols=True, position=rank)
         entities, drops = 0, 0
         for video in pending:
-            outcome = process_video(video, out, config, models)
+            outcome = process_video(video, out, config, models, process=rank)
             entities += outcome.get("entities", 0)
             drops += sum(outcome.get("drops", {}).values())
             bar.update(1)

@@ -127,8 +127,9 @@ def captions_stage(frames: np.ndarray, kept: dict[int, Entity], clip_dir: Path, 
     return {k: cache[k] for k in kept}
 
 
-def process_video(video: InputVideo, out: Path, config: BuildConfig, models: Models) -> dict:
-    """Run the per-video stages and write `video.json`; returns its content."""
+def process_video(video: InputVideo, out: Path, config: BuildConfig, models: Models, process: int = 0) -> dict:
+    """Run the per-video stages and write `video.json` (which names the `process` that built it); returns its
+    content."""
     folder = out / "videos" / video.id
     folder.mkdir(parents=True, exist_ok=True)
     timer = _Timer()
@@ -137,7 +138,7 @@ def process_video(video: InputVideo, out: Path, config: BuildConfig, models: Mod
     donors: list[dict] = []
     deletion_clips: list[dict] = []
     errors: list[str] = []
-    outcome = {"id": video.id, "source": video.path.name, "status": "done", "error": None}
+    outcome = {"id": video.id, "source": video.path.name, "status": "done", "error": None, "process": process}
     try:
         with timer.stage("shots"):
             plan = shots_stage(video, folder, config)
