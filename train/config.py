@@ -14,6 +14,7 @@ import dataclasses
 import datetime
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -258,7 +259,7 @@ def _is_text_scalar(value: Any) -> bool:
     return isinstance(value, str) or value is None
 
 
-def _override_value(key: str, raw: str) -> Any:
+def _override_value(key: str, raw: str, cls: type | None = None) -> Any:
     """Parse one override value as YAML, keeping text as written where the target field is text."""
     if not raw.strip():
         return ""
@@ -266,7 +267,7 @@ def _override_value(key: str, raw: str) -> Any:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as err:
         raise ConfigError(f"override {key}: cannot parse {raw!r}: {err}") from err
-    tp = _field_type(key)
+    tp = _field_type(key, cls)
     if tp is None:
         return value
     if _wants_text(tp) and not _is_text_scalar(value) and not isinstance(value, (list, dict)):
@@ -280,11 +281,11 @@ def _override_value(key: str, raw: str) -> Any:
     return value
 
 
-def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
+def parse_overrides(overrides: list[str] | None, cls: type | None = None) -> dict[str, Any]:
     """["optim.lr=1e-4", "data.frames=9"] -> {"optim": {"lr": "1e-4"}, "data": {"frames": 9}}.
 
-    Values are parsed as YAML, but a field typed as text (str, a Literal of strings) gets the text as written:
-    `mixed_precision=no` is "no", not false.
+    Values are parsed as YAML, but a field typed as text (str, a Literal of strings) of `cls` (TrainConfig by
+    default) gets the text as written: `mixed_precision=no` is "no", not false.
     """
     data: dict[str, Any] = {}
     for item in overrides or []:
@@ -292,7 +293,7 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"override {item!r} is not of the form section.key=value")
-        _set_dotted(data, key, _override_value(key, raw))
+        _set_dotted(data, key, _override_value(key, raw, cls))
     return data
 
 
@@ -309,8 +310,12 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     return config
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config (or the defaults when `path` is None) and apply dotted overrides."""
+def load_dataclass_config(
+    cls: type, path: str | Path | None, overrides: list[str] | None = None,
+    validator: Callable[[Any], None] | None = None,
+) -> Any:
+    """Any config dataclass `cls` from a YAML file (or its defaults when `path` is None) and dotted overrides,
+    every key and value checked as for TrainConfig; `validator` adds cross-field checks (raising ConfigError)."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -320,11 +325,19 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         data = loaded or {}
-    data = _merge(data, parse_overrides(overrides))
+    data = _merge(data, parse_overrides(overrides, cls))
     try:
-        return config_from_dict(data)
+        config = _build(cls, data)
+        if validator is not None:
+            validator(config)
+        return config
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}" if path else str(err)) from err
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (or the defaults when `path` is None) and apply dotted overrides."""
+    return load_dataclass_config(TrainConfig, path, overrides, validate)
 
 
 def validate(config: TrainConfig) -> None:

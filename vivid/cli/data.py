@@ -1,5 +1,5 @@
 """`vivid data check MANIFEST...`, `vivid data synth --out DIR ...`, `vivid data vivid10m ROOT --out DIR` and
-`vivid data embed-captions MANIFEST... --model MODEL --out DIR`."""
+`vivid data embed-captions MANIFEST... --model MODEL --out DIR`, `vivid data build INPUT... --out DIR`."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--shard-size", type=int, default=256, help="captions per safetensors shard (default 256)")
     e.add_argument("--device", default=None, help="where T5 runs (default: cuda if there is a GPU, else cpu)")
     e.set_defaults(func=run_embed_captions)
+    register_build(sub)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -127,4 +128,56 @@ def run_embed_captions(args: argparse.Namespace) -> int:
     )
     print(f"{added} new caption embedding(s) ({len(prompts)} captions in the manifests; {meta.count} in the store) "
           f"in {args.out}: {meta.max_length} x {meta.dim} {meta.dtype} each")
+    return 0
+
+
+# --------------------------------------------------------------------------- vivid data build
+
+
+def register_build(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser(
+        "build", help="make a VIVID-10M-style data set from raw videos (shots, segmentation, filters, captions)",
+        description="Raw videos in, a data set in vivid's format out (docs/data_build.md). Runs under "
+                    "`accelerate launch` too: each process builds its share of the videos.",
+    )
+    b.add_argument("items", nargs="+", metavar="INPUT|key=value",
+                   help="video files, folders or globs; section.key=value items override the config "
+                        "(e.g. filters.max_empty_fraction=0.2)")
+    b.add_argument("--out", required=True, help="output folder (manifests, clips, masks; resumable)")
+    b.add_argument("--config", default=None,
+                   help="build config YAML (default: configs/data_build/default.yaml, or tiny.yaml with --models tiny)")
+    b.add_argument("--models", choices=["config", "tiny"], default="config",
+                   help="tiny: seeded tiny random models of the same classes, offline (plumbing only, no quality)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=run_build)
+
+
+def _split_build_items(items: list[str]) -> tuple[list[str], list[str]]:
+    """(inputs, overrides): an item is an override when it reads section.key=value and is not an existing path."""
+    import os
+    import re
+
+    overrides = [i for i in items if re.match(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+=", i) and not os.path.exists(i)]
+    return [i for i in items if i not in overrides], overrides
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from data_loaders.build import build_dataset, load_build_config
+    from data_loaders.build.config import TINY, preset_path
+
+    inputs, overrides = _split_build_items(args.items)
+    if not inputs:
+        raise CLIError("no INPUT video, folder or glob given")
+    path = args.config or preset_path("tiny" if args.models == "tiny" else "default")
+    if args.models == "tiny":
+        overrides = [f"models.{k}={TINY}" for k in ("sam3", "grounding_dino", "sam2", "captioner")] + overrides
+    config = load_build_config(path, overrides)
+    summary = build_dataset(inputs, args.out, config, progress=not args.no_progress)
+    if summary is None:  # not process 0: it prints the summary
+        return 0
+    for line in summary.lines():
+        print(line)
+    if not summary.train_records:
+        print("vivid data build: no training record was made (see the drops above)", file=sys.stderr)
+        return 1
     return 0

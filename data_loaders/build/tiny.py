@@ -1,0 +1,212 @@
+"""Seeded tiny random models of the build's `transformers` classes, written as ordinary model folders.
+
+`vivid data build --models tiny` (and the tests) load these by path through the same `from_pretrained` code as
+the real hub models: Sam3VideoModel, GroundingDinoForObjectDetection, Sam2VideoModel and
+Qwen3VLForConditionalGeneration, with byte-level tokenizers and the preprocessing configs of the real
+processors. Their weights are random, so their masks and captions are noise: they prove plumbing (shapes,
+files, manifests, resume, sharding), not quality. Sizes are the smallest the classes accept (the SAM trackers
+need a hidden size that is a multiple of their 64-channel memory, and larger than it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+SAM3_SIZE = 56  # input side of the tiny SAM 3 (patch 14: a 4 x 4 token grid)
+SAM2_SIZE = 64  # input side of the tiny SAM 2 (Hiera stride 4 then 2, 2, 2)
+HIDDEN = 128  # tracker width: twice the 64-channel mask memory that the SAM 2/3 trackers hard-code
+NAMES = ("sam3", "grounding_dino", "sam2", "captioner")
+
+
+def _byte_alphabet() -> list[str]:
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    return sorted(ByteLevel.alphabet())
+
+
+def _clip_tokenizer():
+    """CLIP's tokenizer class with a byte-level vocabulary and no merges: any text encodes, byte by byte."""
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in _byte_alphabet():
+        vocab[ch] = len(vocab)
+    for ch in _byte_alphabet():
+        vocab[ch + "</w>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[])
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _video_preprocessing(folder: Path, size: int, mean: list[float], std: list[float], image_class: str) -> None:
+    """The preprocessing configs the real SAM processors save: square resize, rescale, normalise."""
+    common = {"size": {"height": size, "width": size}, "image_mean": mean, "image_std": std, "resample": 2,
+              "do_resize": True, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+              "do_convert_rgb": True}
+    _write_json(folder / "video_preprocessor_config.json", {"video_processor_type": "Sam2VideoVideoProcessor", **common})
+    _write_json(folder / "preprocessor_config.json", {"image_processor_type": image_class, **common})
+
+
+def write_tiny_sam3(folder: Path, seed: int = 0) -> None:
+    from transformers import Sam3VideoConfig, Sam3VideoModel
+
+    torch.manual_seed(seed)
+    s, g = SAM3_SIZE, SAM3_SIZE // 14
+    vit = dict(model_type="sam3_vit_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+               num_attention_heads=2, image_size=s, patch_size=14, window_size=2, global_attn_indexes=[1],
+               pretrain_image_size=s)
+    vision = dict(model_type="sam3_vision_model", backbone_config=vit, fpn_hidden_size=HIDDEN,
+                  backbone_feature_sizes=[[4 * g, 4 * g], [2 * g, 2 * g], [g, g]])
+    tokenizer = _clip_tokenizer()
+    small = dict(hidden_size=HIDDEN, num_attention_heads=2, intermediate_size=64)
+    detector = dict(
+        vision_config=vision,
+        text_config=dict(model_type="clip_text_model", vocab_size=len(tokenizer), hidden_size=HIDDEN,
+                         intermediate_size=64, projection_dim=32, num_hidden_layers=1, num_attention_heads=2,
+                         max_position_embeddings=32, bos_token_id=0, eos_token_id=1, pad_token_id=1),
+        geometry_encoder_config=dict(num_layers=1, **small),
+        detr_encoder_config=dict(num_layers=1, **small),
+        detr_decoder_config=dict(num_layers=1, num_queries=4, **small),
+        mask_decoder_config=dict(hidden_size=HIDDEN, num_attention_heads=2),
+    )
+    tracker = dict(
+        model_type="sam3_tracker_video", vision_config=vision, image_size=s, num_maskmem=2,
+        prompt_encoder_config=dict(hidden_size=HIDDEN, image_size=s, patch_size=14),
+        mask_decoder_config=dict(hidden_size=HIDDEN, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=HIDDEN),
+        memory_attention_hidden_size=HIDDEN, memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=64, memory_attention_rope_feat_sizes=[g, g],
+        memory_encoder_hidden_size=HIDDEN, memory_encoder_output_channels=64, mask_downsampler_embed_dim=HIDDEN,
+        memory_fuser_embed_dim=HIDDEN, memory_fuser_intermediate_dim=64,
+    )
+    # random scores sit near 0.25: thresholds of 0 let every query through, capped at three tracked objects
+    config = Sam3VideoConfig(detector_config=detector, tracker_config=tracker, low_res_mask_size=4 * g,
+                             max_num_objects=3, hotstart_delay=0, score_threshold_detection=0.0,
+                             new_det_thresh=0.0)
+    Sam3VideoModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    _video_preprocessing(folder, s, [0.5] * 3, [0.5] * 3, "Sam3ImageProcessor")
+    _write_json(folder / "processor_config.json", {"processor_class": "Sam3VideoProcessor", "target_size": s})
+
+
+def write_tiny_sam2(folder: Path, seed: int = 0) -> None:
+    from transformers import Sam2VideoConfig, Sam2VideoModel
+
+    torch.manual_seed(seed)
+    s = SAM2_SIZE
+    hiera = dict(model_type="sam2_hiera_det_model", hidden_size=16, num_attention_heads=1,
+                 blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[16, 32, 64, 128],
+                 num_attention_heads_per_stage=[1, 1, 1, 1], window_size_per_stage=[4, 4, 4, 4],
+                 global_attention_blocks=[3], window_positional_embedding_background_size=[2, 2], image_size=[s, s])
+    config = Sam2VideoConfig(
+        vision_config=dict(model_type="sam2_vision_model", backbone_config=hiera, backbone_channel_list=[128, 64, 32, 16],
+                           backbone_feature_sizes=[[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
+                           fpn_hidden_size=HIDDEN),
+        prompt_encoder_config=dict(hidden_size=HIDDEN, image_size=s, patch_size=16),
+        mask_decoder_config=dict(hidden_size=HIDDEN, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32),
+        memory_attention_hidden_size=HIDDEN, memory_attention_num_layers=1, memory_attention_feed_forward_hidden_size=64,
+        memory_attention_rope_feat_sizes=[s // 16, s // 16], memory_encoder_hidden_size=HIDDEN,
+        memory_encoder_output_channels=64, mask_downsampler_embed_dim=HIDDEN, memory_fuser_embed_dim=HIDDEN,
+        memory_fuser_intermediate_dim=64, num_maskmem=2, image_size=s,
+    )
+    Sam2VideoModel(config).save_pretrained(folder)
+    _video_preprocessing(folder, s, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "Sam2ImageProcessor")
+
+
+def write_tiny_grounding_dino(folder: Path, seed: int = 0) -> None:
+    from transformers import BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoProcessor
+    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
+
+    from .config import DEFAULT_VOCABULARY
+
+    torch.manual_seed(seed)
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *DEFAULT_VOCABULARY, *letters, *("##" + c for c in letters)]
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(dict.fromkeys(words))})
+    config = GroundingDinoConfig(
+        backbone_config=dict(model_type="swin", image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1],
+                             num_heads=[1, 1, 1, 1], window_size=2, out_features=["stage2", "stage3", "stage4"]),
+        text_config=dict(model_type="bert", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64),
+        num_queries=8, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+        encoder_attention_heads=2, decoder_attention_heads=2, d_model=32, encoder_n_points=2, decoder_n_points=2,
+        max_text_len=32, disable_custom_kernels=True,
+    )
+    GroundingDinoForObjectDetection(config).save_pretrained(folder)
+    image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96})
+    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+
+
+# Qwen's chat format, reduced to what the captioner sends: user turns of images and text.
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for c in message['content'] %}"
+    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def write_tiny_captioner(folder: Path, seed: int = 0) -> None:
+    from transformers import Qwen2Tokenizer, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    torch.manual_seed(seed)
+    specials = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    tokenizer = Qwen2Tokenizer(vocab={ch: i for i, ch in enumerate(_byte_alphabet())}, merges=[], unk_token=None,
+                               bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    ids = {s: tokenizer.convert_tokens_to_ids(s) for s in specials}
+    config = Qwen3VLConfig(
+        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=8,
+                           temporal_patch_size=2, spatial_merge_size=2, out_hidden_size=32, num_position_embeddings=64,
+                           deepstack_visual_indexes=[0]),
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=512,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
+                                          "mrope_interleaved": True}),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )
+    model = Qwen3VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    Qwen2VLImageProcessorPil(patch_size=8, temporal_patch_size=2, merge_size=2, min_pixels=32 * 32,
+                             max_pixels=64 * 64).save_pretrained(folder)
+
+
+WRITERS = {"sam3": write_tiny_sam3, "sam2": write_tiny_sam2, "grounding_dino": write_tiny_grounding_dino,
+           "captioner": write_tiny_captioner}
+
+
+def tiny_model_dir(name: str, root: str | os.PathLike, seed: int = 0) -> Path:
+    """`root/<name>-seed<seed>`, written once (into a temporary folder renamed into place, so two processes or
+    a killed run never leave a half-written model)."""
+    if name not in WRITERS:
+        raise ValueError(f"no tiny model {name!r} (known: {', '.join(WRITERS)})")
+    root = Path(root)
+    final = root / f"{name}-seed{seed}"
+    if (final / "config.json").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        WRITERS[name](tmp, seed)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process got there first
+            if not (final / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
