@@ -102,3 +102,22 @@ def test_launch_runs_in_the_callers_directory_and_checks_arguments(tmp_path):
     assert bad.returncode == 2 and "not found" in bad.stderr
     bad = _launch(["--config", "my.yaml", "--dry-run", "mixed_precision=fp8"], cwd, bin_dir)
     assert bad.returncode == 2 and "mixed_precision" in bad.stderr
+
+
+def test_cpu_processes_run_deepspeed_on_the_cpu(tmp_path):
+    """--cpu-processes N: N processes under the --zero DeepSpeed config, on DeepSpeed's CPU accelerator."""
+    bin_dir = tmp_path / "bin"
+    _fake_tools(bin_dir, gpus=0)
+    tiny = str(REPO / "configs" / "tiny.yaml")
+    out = _launch(["--config", tiny, "--cpu-processes", "2", "--zero", "zero3", "--main-port", "29601"], tmp_path,
+                  bin_dir)
+    assert out.returncode == 0, out.stderr
+    cmd = _command(out)
+    assert _arg(cmd, "--config_file") == str(REPO / "configs" / "accelerate" / "zero3.yaml")
+    assert _arg(cmd, "--num_processes") == "2" and _arg(cmd, "--main_process_port") == "29601"
+    assert _arg(cmd, "--mixed_precision") == "no"  # the training config's, not the accelerate config's bf16
+    assert "DeepSpeed zero3 on DeepSpeed's CPU accelerator" in out.stderr
+    for bad, message in [(["--cpu-processes", "0"], "positive integer"), (["--cpu-processes", "2", "--gpus", "1"],
+                                                                           "not both")]:
+        out = _launch(["--config", tiny, *bad, "--dry-run"], tmp_path, bin_dir)
+        assert out.returncode == 2 and message in out.stderr, out.stderr

@@ -20,7 +20,8 @@ checkpoint written by an older vivid in that format is refused on resume rather 
 Under DeepSpeed the engine writes its own checkpoint into `pytorch_model/` in place of the trainable weights
 and the optimizer files (`mp_rank_00_model_states.pt`: the trainable module weights, as
 `exclude_frozen_parameters=True` leaves out the frozen 5B base; `zero_pp_rank_<r>_mp_rank_00_optim_states.pt`:
-each rank's ZeRO partition of the fp32 weights and Adam moments; `latest`: the tag). Those are DeepSpeed's
+each rank's ZeRO partition of the fp32 weights and Adam moments; under ZeRO-3 the module is partitioned too,
+`zero_pp_rank_<r>_mp_rank_00_model_states.pt`; `latest`: the tag). Those are DeepSpeed's
 torch.save files; they are read back by DeepSpeed's own `load_checkpoint` (`load_module_strict=False`) through a
 loader that calls `torch.load(..., weights_only=True)` with only DeepSpeed's few plain state classes allowed
 (`deepspeed_safe_globals`), so a crafted file there is an error, not code run. The scheduler, RNG and sampler

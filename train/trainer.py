@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
+from accelerate.utils import DistributedType, InitProcessGroupKwargs, ProjectConfiguration, set_seed
 from diffusers import CogVideoXPipeline
 from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
@@ -62,8 +62,9 @@ class TrainResult:
 def distributed_rank_world(accelerator: Accelerator) -> tuple[int, int]:
     """Rank and world size as torch.distributed sees them.
 
-    Under DeepSpeed on CPU accelerate's state has been seen to report one process (main on every rank) while
-    torch.distributed has the real world size; torch.distributed is the truth.
+    Under DeepSpeed on the CPU accelerate's state reports one process (main on every rank) unless it is told the
+    backend (the trainer names gloo there), while torch.distributed has the real world size; torch.distributed is
+    the truth.
     """
     if dist.is_available() and dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
@@ -180,9 +181,43 @@ class MetricsWriter:
                 f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
 
 
+def deepspeed_requested() -> bool:
+    """Whether `accelerate launch` was given a DeepSpeed config (it sets ACCELERATE_USE_DEEPSPEED=true)."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def deepspeed_on_cpu() -> bool:
+    """A DeepSpeed launch on a machine without a GPU: DeepSpeed then runs on its CPU accelerator (DS_ACCELERATOR=cpu
+    or its auto-detection), over gloo."""
+    return deepspeed_requested() and not torch.cuda.is_available()
+
+
+@contextlib.contextmanager
+def without_zero3_partitioning(accelerator: Accelerator):
+    """Load models whole inside this block, also under ZeRO-3.
+
+    accelerate registers its DeepSpeed config with transformers (`HfDeepSpeedConfig`) whatever `zero3_init_flag`
+    says, and under ZeRO-3 transformers' `from_pretrained` then builds T5 inside `deepspeed.zero.Init`: its weights
+    are partitioned across the ranks (size 0 here), and T5, which runs outside the engine, fails ("'weight' must
+    be 2-D"; the "ZeRO-3 breaks T5" that VideoX-Fun reports). Only the transformer goes into the engine, which
+    partitions it itself in `accelerator.prepare`.
+    """
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None) if ckpt.is_deepspeed(accelerator) else None
+    if plugin is None or plugin.zero_stage != 3:
+        yield
+        return
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        plugin.set_deepspeed_weakref()  # as accelerate had it
+
+
 def warn_if_deepspeed_without_gpu(accelerator: Accelerator) -> bool:
-    """Warn (and return True) when accelerate was launched with a DeepSpeed config but there is no GPU: accelerate
-    then ignores DeepSpeed (the trainer asks for cpu=True) and trains with plain DDP over gloo."""
+    """Warn (and return True) when accelerate was launched with a DeepSpeed config, there is no GPU, and DeepSpeed
+    did not take over all the same (it normally does, on its CPU accelerator: see `deepspeed_on_cpu`)."""
     requested = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
     if requested and not torch.cuda.is_available() and accelerator.distributed_type != DistributedType.DEEPSPEED:
         logger.warning(
@@ -337,11 +372,15 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
     store = CaptionEmbeddings(config.caption_embeddings) if config.caption_embeddings else None
     accelerator = Accelerator(
         # without a GPU, cpu=True is what makes accelerate see a torchrun launch as MULTI_CPU (gloo) instead of
-        # one process per rank with an unused process group
-        cpu=not torch.cuda.is_available(),
+        # one process per rank with an unused process group; but cpu=True also turns DeepSpeed off, so a DeepSpeed
+        # launch keeps cpu=False and DeepSpeed runs on its CPU accelerator (gloo) instead
+        cpu=not torch.cuda.is_available() and not deepspeed_requested(),
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=o.gradient_accumulation_steps,
         project_config=ProjectConfiguration(project_dir=str(output_dir)),
+        # DeepSpeed on the CPU: name gloo, or accelerate finds no backend for the CPU and reports one process
+        # while DeepSpeed's process group has them all
+        kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")] if deepspeed_on_cpu() else None,
     )
     rank, world = distributed_rank_world(accelerator)
     is_main = rank == 0
@@ -363,7 +402,8 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
     pretrained = resolve_pretrained(config, rank)
     # with precomputed caption embeddings T5 (and its tokenizer) is never loaded
     without_t5 = {"text_encoder": None, "tokenizer": None} if store is not None else {}
-    base = CogVideoXPipeline.from_pretrained(pretrained, dtype=weight_dtype, **without_t5)
+    with without_zero3_partitioning(accelerator):  # T5 and the VAE run outside the DeepSpeed engine: whole
+        base = CogVideoXPipeline.from_pretrained(pretrained, dtype=weight_dtype, **without_t5)
     components = dict(
         tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=base.vae,
         transformer=base.transformer, scheduler=base.scheduler,
