@@ -326,6 +326,24 @@ def test_tiny_models_load_through_from_pretrained_by_path(tmp_path):
         tiny_model_dir("clip", tmp_path)
 
 
+def test_tiny_models_under_torch_distributed_are_written_by_rank_0_only(tmp_path, monkeypatch):
+    """transformers' save_pretrained skips the weights on ranks > 0: a folder from rank 1 would lack them."""
+    import threading
+
+    from data_loaders.build import tiny
+
+    rank0 = tmp_path / "rank0"
+    tiny.write_tiny_sam2(rank0, 0)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    monkeypatch.setattr(tiny, "WRITERS", {**tiny.WRITERS, "sam2": lambda folder, seed: pytest.fail("rank 1 wrote")})
+    threading.Timer(0.5, lambda: rank0.rename(tmp_path / "sam2-seed0")).start()
+    folder = tiny.tiny_model_dir("sam2", tmp_path, wait_s=30)
+    assert (folder / "model.safetensors").is_file()
+    with pytest.raises(TimeoutError, match="rank 0 did not write"):
+        tiny.tiny_model_dir("sam2", tmp_path, seed=1, wait_s=0.3)
+
+
 def test_vivid_train_runs_on_the_built_data_set(tiny_build, tmp_path):
     """`vivid train` with the tiny recipe reads the built manifests unchanged for a few steps (and validates on
     the held-out split). The tiny segmenter's random masks cover most of each frame, which leaves the loader's

@@ -48,9 +48,11 @@ def check_writable(out: Path) -> None:
 
 def process_rank() -> tuple[int, int, int]:
     """(rank, world size, local rank) from accelerate's launcher environment (1 process without it)."""
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    # without a GPU, cpu=True makes accelerate read a torchrun launch as MULTI_CPU (else every rank is rank 0)
+    state = PartialState(cpu=not torch.cuda.is_available())
     return state.process_index, state.num_processes, state.local_process_index
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -189,24 +190,41 @@ WRITERS = {"sam3": write_tiny_sam3, "sam2": write_tiny_sam2, "grounding_dino": w
            "captioner": write_tiny_captioner}
 
 
-def tiny_model_dir(name: str, root: str | os.PathLike, seed: int = 0) -> Path:
-    """`root/<name>-seed<seed>`, written once (into a temporary folder renamed into place, so two processes or
-    a killed run never leave a half-written model)."""
+def tiny_model_dir(name: str, root: str | os.PathLike, seed: int = 0, wait_s: float = 600.0) -> Path:
+    """`root/<name>-seed<seed>`, written once (into a temporary folder renamed into place, so a killed run never
+    leaves a half-written model).
+
+    Under torch.distributed only rank 0 writes: transformers' `save_pretrained` skips the weights on the other
+    ranks, so a folder they wrote would lack them. The others wait for rank 0's folder to appear.
+    """
     if name not in WRITERS:
         raise ValueError(f"no tiny model {name!r} (known: {', '.join(WRITERS)})")
     root = Path(root)
     final = root / f"{name}-seed{seed}"
-    if (final / "config.json").is_file():
+    if _complete(final):
+        return final
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        deadline = time.monotonic() + wait_s
+        while not _complete(final):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{final}: rank 0 did not write the tiny model within {wait_s:.0f} s")
+            time.sleep(0.2)
         return final
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
         WRITERS[name](tmp, seed)
+        if not _complete(tmp):
+            raise RuntimeError(f"{tmp}: the tiny {name} model was written without its weights")
         try:
             os.rename(tmp, final)
-        except OSError:  # another process got there first
-            if not (final / "config.json").is_file():
+        except OSError:  # another run got there first
+            if not _complete(final):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
