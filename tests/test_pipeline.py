@@ -121,6 +121,10 @@ def test_output_types(tiny_pipe, clip):
     assert pt.shape == (1, 5, 3, 144, 176) and 0 <= pt.min() and pt.max() <= 1
     lat = _run(tiny_pipe, frames[:5], mask, prompt="a red circle", output_type="latent")
     assert lat.shape == (1, 2, 16, 8, 10)
+    u8 = _run(tiny_pipe, frames[:5], mask, prompt="a red circle", output_type="uint8")
+    f32 = _run(tiny_pipe, frames[:5], mask, prompt="a red circle", output_type="np")
+    assert u8.dtype == np.uint8 and u8.shape == (1, 5, 144, 176, 3)
+    assert np.array_equal(u8, (f32 * 255).round().astype(np.uint8))  # the same frames, without a float round trip
     with pytest.raises(ValueError, match="output_type"):
         _run(tiny_pipe, frames[:5], mask, prompt="x", output_type="gif")
 

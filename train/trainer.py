@@ -346,10 +346,10 @@ def _validate_one(pipe, sample, i: int, config: TrainConfig, device, out_dir: Pa
     frames = pipe(
         video=sample.video, mask=sample.mask, prompt=sample.caption, task=sample.task,
         num_inference_steps=config.validation.steps, guidance_scale=config.validation.guidance,
-        generator=generator, output_type="np", height=height, width=width, **embeds,
+        generator=generator, output_type="uint8", height=height, width=width, **embeds,
     ).frames[0]
     path = out_dir / f"{i:02d}-{sample.task}-{sample.id}.mp4"
-    write_video(path, (frames * 255).round().astype("uint8"), fps=sample.fps)
+    write_video(path, frames, fps=sample.fps)
     return {f"validation/{i:02d}": path}
 
 

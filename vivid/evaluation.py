@@ -25,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vivid.constants import DELETE_CAPTION, MAX_CLIP_FRAMES, TASKS
+from vivid.constants import MAX_CLIP_FRAMES, TASKS
 from vivid.media import atomic_path
 from vivid.metrics import (
     CLIPScorer,
@@ -162,10 +162,10 @@ def pipeline_editor(pipe, settings: EvalSettings) -> Editor:
             num_inference_steps=settings.steps,
             guidance_scale=settings.guidance,
             generator=torch.Generator(device="cpu").manual_seed(seed),
-            output_type="np",
+            output_type="uint8",
             paste_back_source=settings.paste_back,
         ).frames[0]
-        return (out * 255.0).round().clip(0, 255).astype(np.uint8)
+        return out
 
     return edit
 

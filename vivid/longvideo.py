@@ -783,11 +783,10 @@ def _run_clip(
         edited = pipe(
             video=frames, mask=mask, prompt=prompt, task=task, keyframe=keyframe,
             negative_prompt=sampling["negative_prompt"], num_inference_steps=sampling["num_inference_steps"],
-            guidance_scale=sampling["guidance_scale"], generator=generator, output_type="np",
+            guidance_scale=sampling["guidance_scale"], generator=generator, output_type="uint8",
             paste_back_source=sampling["paste_back_source"], paste_back_dilation=sampling["paste_back_dilation"],
             height=sampling["height"], width=sampling["width"],
         ).frames[0]
-        edited = (edited * 255).round().astype(np.uint8)
     if keyframe is not None:
         edited[0] = keyframe  # KIVE: the keyframe is the edit of its frame, exactly
     write_image(last_path, edited[-1])  # the keyframe of the next clip (chain order)

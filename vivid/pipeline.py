@@ -59,7 +59,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class VIVIDPipelineOutput(BaseOutput):
     """`frames`: per video, a list of PIL images (output_type="pil"), an array (F, H, W, 3) in [0, 1] ("np"),
-    a tensor (F, 3, H, W) in [0, 1] ("pt"), or the latents ("latent"). Batch first."""
+    an array (F, H, W, 3) of uint8 ("uint8": the decoded frames as they are, ready to write), a tensor
+    (F, 3, H, W) in [0, 1] ("pt"), or the latents ("latent"). Batch first."""
 
     frames: Any
 
@@ -188,8 +189,8 @@ class VIVIDPipeline(CogVideoXPipeline):
         unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if callback_on_step_end is not None and unknown:
             raise ValueError(f"callback tensor inputs {sorted(unknown)} not in {self._callback_tensor_inputs}")
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}")
+        if output_type not in ("pil", "np", "uint8", "pt", "latent"):
+            raise ValueError(f"output_type must be 'pil', 'np', 'uint8', 'pt' or 'latent', got {output_type!r}")
         check_sampling(num_inference_steps, guidance_scale)
         if num_videos_per_prompt < 1:
             raise ValueError(f"num_videos_per_prompt must be >= 1, got {num_videos_per_prompt}")
@@ -346,6 +347,8 @@ def _whole_cell_overlap(latent: int, tile: int, cells_by_preference: list[int]) 
 def _format_frames(videos: list[np.ndarray], output_type: str) -> Any:
     if output_type == "np":
         return np.stack(videos).astype(np.float32) / 255.0
+    if output_type == "uint8":
+        return np.stack(videos)
     if output_type == "pt":
         return torch.from_numpy(np.stack(videos)).permute(0, 1, 4, 2, 3).float() / 255.0
     from PIL import Image

@@ -167,8 +167,7 @@ def edit_real_video(pipe, out_dir: Path, plan: DemoPlan, seed: int) -> dict:
     mask[:, 10:58, 100:160] = True  # the car's rear window, right of the speaker's head
     prompt = "a yellow square"
     out = pipe(video=frames, mask=mask, prompt=prompt, task="add", num_inference_steps=plan.eval_steps,
-               guidance_scale=plan.guidance, generator=torch.Generator().manual_seed(seed), output_type="np").frames[0]
-    out = (out * 255).round().astype(np.uint8)
+               guidance_scale=plan.guidance, generator=torch.Generator().manual_seed(seed), output_type="uint8").frames[0]
     out_dir.mkdir(parents=True, exist_ok=True)
     write_video(out_dir / "carphone_edit.mp4", out, fps)
     strip = np.concatenate([frames[f // 2], np.repeat(mask[f // 2, :, :, None] * np.uint8(255), 3, -1), out[f // 2]], 1)

@@ -220,13 +220,12 @@ def _edit_clip(args: argparse.Namespace, pipe, inputs, image_in: bool, out: Path
         num_inference_steps=args.steps,
         guidance_scale=args.guidance,
         generator=generator,
-        output_type="np",
+        output_type="uint8",
         paste_back_source=args.paste_back,
         paste_back_dilation=args.paste_back_dilation,
         height=args.height,
         width=args.width,
     ).frames[0]
-    frames = (frames * 255).round().astype("uint8")
     if image_in:
         write_image(out, frames[0])
     else:

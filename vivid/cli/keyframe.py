@@ -72,8 +72,8 @@ def edit_candidates(
         caption = resolve_prompt(prompt, task)
         generator = torch.Generator(device="cpu").manual_seed(seed)
         edited = pipe(video=frame[None], mask=mask[None], prompt=caption, task=task, generator=generator,
-                      output_type="np", **sampling).frames[0][0]
-        out.append((caption, seed, (edited * 255).round().astype(np.uint8)))
+                      output_type="uint8", **sampling).frames[0][0]
+        out.append((caption, seed, edited))
     return out
 
 
