@@ -41,7 +41,7 @@ from common import (
 
 from vivid.flops import transformer_train_flops
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, TINY_TRANSFORMER
-from vivid.model.conditioning import rotary_embeddings
+from vivid.model.cogvideox_spec import rotary_embeddings
 from vivid.speed import ATTENTION_BACKENDS, compile_blocks, set_attention_backend
 
 

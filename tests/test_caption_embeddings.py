@@ -23,7 +23,7 @@ def test_embed_captions_writes_every_caption_as_t5_computes_it(synth_data, tiny_
     from diffusers import CogVideoXPipeline
 
     from train.caption_embeddings import META_NAME, CaptionEmbeddings, manifest_prompts
-    from train.step import encode_prompts
+    from vivid.model.cogvideox_spec import CogVideoXSpec
     from vivid.constants import DELETE_CAPTION
 
     store_dir = tmp_path / "emb"
@@ -36,7 +36,7 @@ def test_embed_captions_writes_every_caption_as_t5_computes_it(synth_data, tiny_
     assert meta["count"] == len(prompts) and len(meta["shards"]) == len(list(store_dir.glob("captions-*.safetensors")))
     assert len(meta["shards"]) > 1 and not list(store_dir.glob(".*part"))  # several shards, no temporaries left
     pipe = CogVideoXPipeline.from_pretrained(tiny_model_dir, transformer=None, vae=None, dtype=torch.float32)
-    direct = encode_prompts(pipe.tokenizer, pipe.text_encoder.eval(), prompts, 16)
+    direct = CogVideoXSpec().encode_prompts(pipe.tokenizer, pipe.text_encoder.eval(), prompts, 16)
     torch.testing.assert_close(store.get(prompts), direct, rtol=0, atol=1e-6)
     assert "new caption embedding" in capsys.readouterr().out
 

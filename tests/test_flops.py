@@ -43,7 +43,7 @@ def _measured(fn) -> int:
 
 
 def _transformer_call(transformer, frames: int, batch: int):
-    from vivid.model.conditioning import rotary_embeddings
+    from vivid.model.cogvideox_spec import rotary_embeddings
 
     t = (frames - 1) // 4 + 1
     x = torch.randn(batch, t, 36, H // 8, W // 8)
@@ -67,7 +67,7 @@ def test_transformer_forward_matches_flop_counter(tiny, frames, batch):
 def test_stock_transformer_forward_matches_flop_counter():
     from diffusers import CogVideoXTransformer3DModel
 
-    from vivid.model.conditioning import rotary_embeddings
+    from vivid.model.cogvideox_spec import rotary_embeddings
 
     torch.manual_seed(0)
     stock = CogVideoXTransformer3DModel(**TINY_TRANSFORMER)

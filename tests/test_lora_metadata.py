@@ -11,7 +11,8 @@ from diffusers import CogVideoXPipeline, CogVideoXTransformer3DModel
 from safetensors import safe_open
 
 from vivid.constants import LORA_WEIGHTS_NAME, LORA_TARGETS
-from vivid.model.conditioning import rotary_embeddings, transformer_input
+from vivid.model.cogvideox_spec import rotary_embeddings
+from vivid.model.spec import transformer_input
 from vivid.model.transformer import make_vivid_transformer
 from vivid.model.weights import VIVIDWeightsConfig, load_vivid_weights, save_vivid_weights
 

@@ -11,7 +11,8 @@ from diffusers import CogVideoXTransformer3DModel
 from vivid.constants import LORA_RANK, VIVID_IN_CHANNELS
 from vivid.masks import erase, kive_substitute, pack_mask
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_TRANSFORMER_PARAMETERS, TINY_TRANSFORMER
-from vivid.model.conditioning import rotary_embeddings, transformer_input
+from vivid.model.cogvideox_spec import rotary_embeddings
+from vivid.model.spec import transformer_input
 from vivid.model.transformer import make_vivid_transformer, parameter_report, widen_patch_embed
 from vivid.model.weights import VIVIDWeightsConfig, load_vivid_weights, save_vivid_weights
 

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 from diffusers import CogVideoXPipeline, CogVideoXTransformer3DModel, WanTransformer3DModel
+from diffusers.utils.torch_utils import randn_tensor
 
-from train import step as step_lib
+from train.step import TrainStep
 from vivid.inputs import load_edit_inputs
 from vivid.masks import pack_mask
 from vivid.model.cogvideox_spec import CogVideoXSpec
-from vivid.model.conditioning import decode_video_latents, encode_conditions, encode_video_latents
+from vivid.model.cogvideox_spec import rotary_embeddings
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, TINY_TRANSFORMER, TINY_WAN_TRANSFORMER
 from vivid.model.registry import spec_by_name, spec_for
 from vivid.model.spec import ModelSpecification
@@ -93,17 +94,22 @@ def _clip(seed=0, frames=5):
     return video, mask
 
 
-def test_vae_and_conditions_are_conditionings(tiny_pipe):
+def test_vae_and_conditions_are_cogvideoxs(tiny_pipe):
+    """The VAE as CogVideoX uses it: (B, C, F, H, W), latents times the scaling factor; conditions = the masked
+    video's latents | the packed mask."""
     vae = tiny_pipe.vae
+    sf = vae.config.scaling_factor
     video, mask = _clip()
     with torch.no_grad():
-        assert torch.equal(SPEC.encode_video(vae, video), encode_video_latents(vae, video))
+        dist = vae.encode(video.permute(0, 2, 1, 3, 4)).latent_dist
+        latents = (dist.mode() * sf).permute(0, 2, 1, 3, 4)
+        assert torch.equal(SPEC.encode_video(vae, video), latents)
         a = SPEC.encode_video(vae, video, torch.Generator().manual_seed(1), sample=True)
-        b = encode_video_latents(vae, video, torch.Generator().manual_seed(1), sample=True)
+        b = (dist.sample(torch.Generator().manual_seed(1)) * sf).permute(0, 2, 1, 3, 4)
         assert torch.equal(a, b)
-        latents = encode_video_latents(vae, video)
-        assert torch.equal(SPEC.decode_latents(vae, latents), decode_video_latents(vae, latents))
-        assert torch.equal(SPEC.encode_conditions(vae, video, mask), encode_conditions(vae, video, mask))
+        decoded = vae.decode((latents / sf).permute(0, 2, 1, 3, 4)).sample.permute(0, 2, 1, 3, 4)
+        assert torch.equal(SPEC.decode_latents(vae, latents), decoded)
+        assert torch.equal(SPEC.encode_conditions(vae, video, mask), torch.cat([latents, pack_mask(mask)], dim=2))
         mean, _ = SPEC.posterior(vae, ((video + 1) * 127.5).round().to(torch.uint8))
     assert mean.shape == latents.shape
 
@@ -118,11 +124,48 @@ def _uint8_batch(seed=0):
     return {"video": video, "masked_video": masked, "mask": mask}
 
 
-def test_encode_batch_and_loss_equal_train_steps(tiny_pipe):
+def _reference_encode_batch(vae, batch, generator):
+    """The CogVideoX trainer's batch encoding written out: the target latents a posterior sample (diffusers'
+    DiagonalGaussianDistribution.sample), the masked video's posterior mode, both times the scaling factor."""
+    def posterior(x):
+        dist = vae.encode((x.float() / 127.5 - 1.0).permute(0, 2, 1, 3, 4)).latent_dist
+        return dist.mean.permute(0, 2, 1, 3, 4), dist.std.permute(0, 2, 1, 3, 4)
+
+    with torch.no_grad():
+        mean, std = posterior(batch["video"])
+        noise = randn_tensor(mean.permute(0, 2, 1, 3, 4).shape, generator=generator, dtype=mean.dtype)
+        latents = (mean + std * noise.permute(0, 2, 1, 3, 4)) * vae.config.scaling_factor
+        masked_mean, _ = posterior(batch["masked_video"])
+    packed = pack_mask(batch["mask"].float())
+    return latents, torch.cat([masked_mean * vae.config.scaling_factor, packed], dim=2)
+
+
+def _reference_loss(transformer, scheduler, latents, conditions, embeds, generator, mask_loss_weight):
+    """diffusers' CogVideoX LoRA example's objective written out, on VIVID's input (noise | conditions): a uniform
+    timestep, scheduler noise, v-prediction -> x0 by `get_velocity`, squared error weighted 1 / (1 - alphas_cumprod),
+    the edit region's latent cells weighted 1 + mask_loss_weight."""
+    b, t, _, h, w = latents.shape
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (b,), generator=generator).long()
+    noise = torch.randn(latents.shape, dtype=latents.dtype, generator=generator)
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    rotary = rotary_embeddings(transformer, h * 8, w * 8, t, torch.device("cpu"))
+    output = transformer(hidden_states=torch.cat([noisy, conditions], dim=2), encoder_hidden_states=embeds,
+                         timestep=timesteps, image_rotary_emb=rotary, return_dict=False)[0]
+    pred = scheduler.get_velocity(output.float(), noisy.float(), timesteps)
+    weights = (1.0 / (1.0 - scheduler.alphas_cumprod[timesteps].float())).view(b, 1, 1, 1, 1)
+    error = weights * (pred - latents.float()) ** 2
+    if mask_loss_weight == 0:
+        return error.reshape(b, -1).mean(dim=1).mean()
+    region = conditions[:, :, 16:].amax(dim=2, keepdim=True).float()
+    cells = (1.0 + mask_loss_weight * region).expand_as(error)
+    return ((cells * error).reshape(b, -1).sum(dim=1) / cells.reshape(b, -1).sum(dim=1)).mean()
+
+
+def test_encode_batch_and_loss_equal_the_cogvideox_objective(tiny_pipe):
     vae, scheduler = tiny_pipe.vae, tiny_pipe.scheduler
     batch = _uint8_batch()
     latents, conditions = SPEC.encode_batch(vae, batch, torch.Generator().manual_seed(5))
-    ref_latents, ref_conditions = step_lib.encode_batch(vae, batch, torch.Generator().manual_seed(5))
+    ref_latents, ref_conditions = _reference_encode_batch(vae, batch, torch.Generator().manual_seed(5))
     assert torch.equal(latents, ref_latents) and torch.equal(conditions, ref_conditions)
     embeds = torch.randn(2, 16, 64, generator=torch.Generator().manual_seed(6))
     transformer = SPEC.make_vivid(copy.deepcopy(tiny_pipe.transformer))
@@ -134,8 +177,8 @@ def test_encode_batch_and_loss_equal_train_steps(tiny_pipe):
         ours.backward()
         ours_grad = SPEC.patch_embedding(transformer).weight.grad.clone()
         transformer.zero_grad()
-        ref = step_lib.compute_loss(transformer, scheduler, latents, conditions, embeds,
-                                    torch.Generator().manual_seed(8), mask_loss_weight=weight)
+        ref = _reference_loss(transformer, scheduler, latents, conditions, embeds,
+                              torch.Generator().manual_seed(8), mask_loss_weight=weight)
         ref.backward()
         assert torch.equal(ours, ref), weight
         assert torch.equal(ours_grad, SPEC.patch_embedding(transformer).weight.grad)
@@ -145,7 +188,9 @@ def test_encode_batch_and_loss_equal_train_steps(tiny_pipe):
 def test_prompts_equal_train_step_and_the_pipelines(tiny_pipe):
     prompts = ["a red circle", "a blue square moving to the left across the whole frame and back again"]
     ours = SPEC.encode_prompts(tiny_pipe.tokenizer, tiny_pipe.text_encoder, prompts, 16)
-    assert torch.equal(ours, step_lib.encode_prompts(tiny_pipe.tokenizer, tiny_pipe.text_encoder, prompts, 16))
+    trainer = TrainStep(SPEC, tiny_pipe.vae, tiny_pipe.scheduler, torch.device("cpu"), tiny_pipe.tokenizer,
+                        tiny_pipe.text_encoder, 16)
+    assert torch.equal(ours, trainer.encode_prompts(prompts))
     with torch.no_grad():
         pipe_embeds, _ = tiny_pipe.encode_prompt(prompts, do_classifier_free_guidance=False, max_sequence_length=16)
     assert torch.equal(ours, pipe_embeds)

@@ -222,7 +222,7 @@ def test_vae_tiling_settings_keep_cogvideox_5b_and_line_up_on_the_tiny_vae():
 
     from vivid.model.configs import COGVIDEOX_5B_VAE
     from vivid.model.tiny import build_tiny_components
-    from vivid.pipeline import vae_tiling_settings
+    from vivid.model.cogvideox_spec import vae_tiling_settings
 
     with torch.device("meta"):
         big = AutoencoderKLCogVideoX(**COGVIDEOX_5B_VAE)

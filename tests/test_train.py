@@ -11,6 +11,10 @@ import pytest
 import torch
 
 from train.config import ConfigError, TrainConfig, load_config
+from train.step import LRUCache, TrainStep
+from vivid.model.cogvideox_spec import CogVideoXSpec
+
+SPEC = CogVideoXSpec()
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_YAML = REPO / "configs" / "tiny.yaml"
@@ -133,35 +137,40 @@ def _hand_batch(frames=5, height=32, width=64, seed=0) -> dict:
     return dict(video=video, masked_video=video * (1 - mask), mask=mask, prompt=["a red ball"], id=["x"])
 
 
+def _tiny_train_step(c: dict, **options) -> TrainStep:
+    """The trainer's step on the tiny components `c`, on the CPU."""
+    return TrainStep(SPEC, c["vae"], c["scheduler"], torch.device("cpu"), c["tokenizer"], c["text_encoder"], 16,
+                     **options)
+
+
 def test_loss_is_finite_and_decreases_on_a_tiny_batch():
-    from train.step import encode_prompts, training_step
     from vivid.model.tiny import build_tiny_components
-    from vivid.model.transformer import make_vivid_transformer
 
     c = build_tiny_components(seed=0)
-    transformer = make_vivid_transformer(c["transformer"], rank=8, alpha=8)
+    transformer = SPEC.make_vivid(c["transformer"], rank=8, alpha=8)
     c["vae"].requires_grad_(False)
     batch = _hand_batch()
-    embeds = encode_prompts(c["tokenizer"], c["text_encoder"], batch["prompt"], 16)
+    step = _tiny_train_step(c)
     params = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=3e-3)
     losses = []
     for _ in range(6):  # the same timestep and noise every step: the loss must go down
-        out = training_step(transformer, c["vae"], c["scheduler"], batch, embeds, optimizer,
-                            generator=torch.Generator().manual_seed(7))
-        losses.append(out["loss"])
+        loss = step.loss(transformer, batch, torch.Generator().manual_seed(7))
+        loss.backward()  # then what the trainer's accelerator does on one process
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
     assert all(math.isfinite(x) for x in losses)
     assert losses[-1] < losses[0] * 0.98, losses
 
 
 def test_mask_loss_weight_weights_the_edit_region_cells():
     """0 is CogVideoX's loss exactly; w > 0 is the mean with the edit region's latent cells weighted 1 + w."""
-    from train.step import compute_loss
     from vivid.model.tiny import build_tiny_components
-    from vivid.model.transformer import make_vivid_transformer
 
     c = build_tiny_components(seed=0)
-    transformer = make_vivid_transformer(c["transformer"], rank=8, alpha=8)
+    transformer = SPEC.make_vivid(c["transformer"], rank=8, alpha=8)
     torch.manual_seed(0)
     latents = torch.randn(1, 3, 16, 8, 12)
     conditions = torch.cat([torch.randn(1, 3, 16, 8, 12), torch.zeros(1, 3, 4, 8, 12)], dim=2)
@@ -169,8 +178,8 @@ def test_mask_loss_weight_weights_the_edit_region_cells():
 
     def loss(weight, cond=conditions):
         with torch.no_grad():
-            return float(compute_loss(transformer, c["scheduler"], latents, cond, torch.zeros(1, 16, 64),
-                                      torch.Generator().manual_seed(3), mask_loss_weight=weight))
+            return float(SPEC.compute_loss(transformer, c["scheduler"], latents, cond, torch.zeros(1, 16, 64),
+                                           torch.Generator().manual_seed(3), mask_loss_weight=weight))
 
     empty = conditions.clone()
     empty[:, :, 16:] = 0
@@ -191,54 +200,53 @@ def test_mask_loss_weight_weights_the_edit_region_cells():
 
 
 def test_encode_batch_rejects_bad_shapes():
-    from train.step import encode_batch
     from vivid.model.tiny import build_tiny_components
 
     vae = build_tiny_components(seed=0)["vae"]
     batch = _hand_batch()
     batch["mask"] = batch["mask"][:, :, :, :16]
     with pytest.raises(ValueError, match="mask"):
-        encode_batch(vae, batch)
+        SPEC.encode_batch(vae, batch)
     with pytest.raises(KeyError, match="video"):
-        encode_batch(vae, {"mask": batch["mask"]})
+        SPEC.encode_batch(vae, {"mask": batch["mask"]})
 
 
 def test_vae_latent_cache_returns_the_encoders_posteriors():
     """Cached posteriors equal fresh encodes; only new inputs are encoded; samples stay fresh per step."""
-    from train.step import VAELatentCache, encode_batch
     from vivid.model.tiny import build_tiny_components
 
-    vae = build_tiny_components(seed=0)["vae"]
+    c = build_tiny_components(seed=0)
+    vae = c["vae"]
     a, b = _hand_batch(seed=0), _hand_batch(seed=1)
     both = {k: torch.cat([a[k], b[k]]) if torch.is_tensor(a[k]) else a[k] + b[k] for k in a}
-    fresh_latents, fresh_conditions = encode_batch(vae, both, torch.Generator().manual_seed(7))
-    cache = VAELatentCache(max_items=8)
-    encode_batch(vae, a, torch.Generator().manual_seed(0), cache)
+    fresh_latents, fresh_conditions = SPEC.encode_batch(vae, both, torch.Generator().manual_seed(7))
+    cache = LRUCache(max_items=8)
+    step = _tiny_train_step(c, latent_cache=cache)
+    step.encode_batch(a, torch.Generator().manual_seed(0))
     assert (cache.hits, cache.misses, len(cache)) == (0, 2, 2)  # video and masked video of `a`
-    latents, conditions = encode_batch(vae, both, torch.Generator().manual_seed(7), cache)
+    latents, conditions = step.encode_batch(both, torch.Generator().manual_seed(7))
     assert (cache.hits, cache.misses) == (2, 4)
     assert torch.allclose(latents, fresh_latents, atol=1e-5) and torch.allclose(conditions, fresh_conditions, atol=1e-5)
-    again, _ = encode_batch(vae, both, torch.Generator().manual_seed(8), cache)
+    again, _ = step.encode_batch(both, torch.Generator().manual_seed(8))
     assert cache.misses == 4 and not torch.allclose(again, latents)  # a new posterior sample, no new encode
-    small = VAELatentCache(max_items=1)
-    encode_batch(vae, a, None, small)
+    small = LRUCache(max_items=1)
+    _tiny_train_step(c, latent_cache=small).encode_batch(a, None)
     assert len(small) == 1
     with pytest.raises(ValueError, match="max_items"):
-        VAELatentCache(0)
+        LRUCache(0)
 
 
 def test_loss_with_every_parameter_trainable():
     """A fully trained transformer (no frozen weight to read the compute dtype from) still computes its loss."""
-    from train.step import compute_loss, encode_batch, encode_prompts
     from vivid.model.tiny import build_tiny_components
-    from vivid.model.transformer import make_vivid_transformer
 
     c = build_tiny_components(seed=0)
-    transformer = make_vivid_transformer(c["transformer"], rank=4, alpha=4).requires_grad_(True)
+    transformer = SPEC.make_vivid(c["transformer"], rank=4, alpha=4).requires_grad_(True)
     batch = _hand_batch()
-    latents, conditions = encode_batch(c["vae"], batch, torch.Generator().manual_seed(0))
-    embeds = encode_prompts(c["tokenizer"], c["text_encoder"], batch["prompt"], 16)
-    loss = compute_loss(transformer, c["scheduler"], latents, conditions, embeds, torch.Generator().manual_seed(0))
+    step = _tiny_train_step(c)
+    latents, conditions = step.encode_batch(batch, torch.Generator().manual_seed(0))
+    embeds = step.encode_prompts(batch["prompt"])
+    loss = SPEC.compute_loss(transformer, c["scheduler"], latents, conditions, embeds, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)
 
 
@@ -364,13 +372,13 @@ def test_train_with_buckets_records_them_in_the_weights(synth_data, tmp_path, mo
         r.id = f"portrait-{r.id}"
     write_manifest(records, tmp_path / "portrait" / "renamed.jsonl")
     sizes: list[tuple[int, int]] = []
-    real_encode = trainer_module.step_lib.encode_batch
+    real_encode = TrainStep.encode_batch
 
-    def spy(vae, batch, *args, **kwargs):
+    def spy(self, batch, *args, **kwargs):
         sizes.append(tuple(batch["video"].shape[-2:]))
-        return real_encode(vae, batch, *args, **kwargs)
+        return real_encode(self, batch, *args, **kwargs)
 
-    monkeypatch.setattr(trainer_module.step_lib, "encode_batch", spy)
+    monkeypatch.setattr(TrainStep, "encode_batch", spy)
     run = tmp_path / "run"
     config = load_config(TINY_YAML, tiny_overrides(
         synth_data, run, "optim.max_steps=6", "data.buckets=[[32,48],[48,32]]",
@@ -447,11 +455,10 @@ def test_train_stops_at_max_minutes_with_a_checkpoint_and_resumes(synth_data, tm
 
 
 def test_train_skips_nonfinite_losses_then_stops(synth_data, tmp_path, monkeypatch):
-    from train import step as step_lib
     from train.checkpoint import latest_checkpoint, list_checkpoints
     from train.trainer import NonFiniteLossError, train
 
-    real = step_lib.compute_loss
+    real = CogVideoXSpec.compute_loss
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):  # call 3 is NaN, and every call from 5 on
@@ -459,7 +466,7 @@ def test_train_skips_nonfinite_losses_then_stops(synth_data, tmp_path, monkeypat
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 3 or calls["n"] >= 5 else loss
 
-    monkeypatch.setattr(step_lib, "compute_loss", flaky)
+    monkeypatch.setattr(CogVideoXSpec, "compute_loss", flaky)
     run = tmp_path / "run"
     config = load_config(TINY_YAML, tiny_overrides(
         synth_data, run, "optim.max_steps=20", "checkpoint.every_n_steps=1", "checkpoint.keep_last=0",
@@ -513,38 +520,39 @@ def test_yaml_file_boolean_for_a_text_field_names_the_quoting(tmp_path):
 
 
 def test_text_embedding_cache_is_a_bounded_lru_and_encodes_only_missing_captions():
-    from train.step import TextEmbeddingCache, encode_prompts
     from vivid.model.tiny import build_tiny_components
 
     c = build_tiny_components(seed=0)
     tokenizer, encoder = c["tokenizer"], c["text_encoder"].eval()  # eval: no dropout
     seen: list[int] = []
     encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
-    direct = {p: encode_prompts(tokenizer, encoder, [p], 16)[0] for p in ("a cat", "a dog", "a red ball", "")}
+    direct = {p: SPEC.encode_prompts(tokenizer, encoder, [p], 16)[0] for p in ("a cat", "a dog", "a red ball", "")}
     seen.clear()
 
-    cache = TextEmbeddingCache(max_items=2)
-    out = encode_prompts(tokenizer, encoder, ["a cat", "a dog", "a cat"], 16, cache=cache)
+    cache = LRUCache(max_items=2)
+    step = _tiny_train_step(c, text_cache=cache)
+
+    out = step.encode_prompts(["a cat", "a dog", "a cat"])
     assert seen == [2] and len(cache) == 2  # one T5 call for the two distinct captions
     torch.testing.assert_close(out[2], direct["a cat"])
     assert cache.missing(["a cat", "a dog"]) == []
-    encode_prompts(tokenizer, encoder, ["a dog"], 16, cache=cache)  # a hit: no T5 call, "a dog" most recent
+    step.encode_prompts(["a dog"])  # a hit: no T5 call, "a dog" most recent
     assert seen == [2]
     # a hit and a new caption in one batch, with the cache full: the hit must survive its own batch's insert
-    out = encode_prompts(tokenizer, encoder, ["a dog", "a red ball"], 16, cache=cache)
+    out = step.encode_prompts(["a dog", "a red ball"])
     assert seen == [2, 1] and len(cache) == 2
     torch.testing.assert_close(out[0], direct["a dog"])
     torch.testing.assert_close(out[1], direct["a red ball"])
     assert "a cat" not in cache and cache.missing(["a cat", "a dog", "a red ball"]) == ["a cat"]  # LRU evicted
     # more distinct captions than the cap in a single batch still encode correctly, and the cap holds
-    out = encode_prompts(tokenizer, encoder, ["a cat", "a dog", "", "a red ball"], 16, cache=cache)
+    out = step.encode_prompts(["a cat", "a dog", "", "a red ball"])
     assert len(cache) == 2
     for row, p in zip(out, ["a cat", "a dog", "", "a red ball"]):
         torch.testing.assert_close(row, direct[p])
     for e in cache._items.values():  # compact CPU copies, not views keeping a whole batch alive
         assert e.device.type == "cpu" and e.untyped_storage().nbytes() == e.numel() * e.element_size()
     with pytest.raises(ValueError, match="max_items"):
-        TextEmbeddingCache(0)
+        LRUCache(0)
 
 
 # --------------------------------------------------------------------------- distributed helpers

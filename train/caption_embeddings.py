@@ -7,8 +7,9 @@ A store is a folder holding
 
 Each shard is written to a temporary file and renamed; the JSON, which lists the shards, is rewritten (atomically)
 after each one, so a kill loses at most the shard being written, and a run again adds only the captions the
-store lacks. Embeddings are computed exactly as the trainer computes them on the fly (`train.step.encode_prompts`:
-padded to the transformer's `max_text_seq_length`, no attention mask, CogVideoX's pipeline's T5 call).
+store lacks. Embeddings are computed exactly as the trainer computes them on the fly (the model specification's
+`encode_prompts`; CogVideoX: padded to the transformer's `max_text_seq_length`, no attention mask, CogVideoX's
+pipeline's T5 call).
 
 With `caption_embeddings: DIR` in the training config the trainer reads these (memory-mapped, one caption at a
 time) and never loads T5. See docs/training.md for what each choice costs.
@@ -31,6 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from train.checkpoint import write_json_atomic
+from vivid.model.spec import ModelSpecification
 from vivid.media import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -177,6 +179,7 @@ def write_caption_embeddings(
     text_encoder: torch.nn.Module,
     max_length: int,
     model: str,
+    spec: ModelSpecification,
     batch_size: int = 8,
     shard_size: int = 256,
 ) -> tuple[StoreMeta, int]:
@@ -186,8 +189,6 @@ def write_caption_embeddings(
     length. Leftover temporaries of a killed earlier run (`.captions-*.part`) are removed.
     """
     from tqdm.auto import tqdm
-
-    from train.step import encode_prompts
 
     if batch_size < 1 or shard_size < 1:
         raise ValueError(f"--batch-size and --shard-size must be >= 1, got {batch_size} and {shard_size}")
@@ -227,7 +228,7 @@ def write_caption_embeddings(
 
     for start in tqdm(range(0, len(todo), batch_size), desc="embed-captions", unit="batch", disable=not todo):
         chunk = todo[start:start + batch_size]
-        embeds = encode_prompts(tokenizer, text_encoder, chunk, max_length, device="cpu")
+        embeds = spec.encode_prompts(tokenizer, text_encoder, chunk, max_length, device="cpu")
         for prompt, row in zip(chunk, embeds):
             pending[caption_key(prompt)] = row.contiguous().clone()
         if len(pending) >= shard_size:

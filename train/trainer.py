@@ -26,17 +26,17 @@ import torch
 import torch.distributed as dist
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, InitProcessGroupKwargs, ProjectConfiguration, set_seed
-from diffusers import CogVideoXPipeline
 from diffusers.optimization import get_scheduler
 from tqdm.auto import tqdm
 
 from data_loaders.loader import build_train_loader
 from train import checkpoint as ckpt
-from train import step as step_lib
+from train.step import LRUCache, TrainStep, on_device
 from train.caption_embeddings import CaptionEmbeddings, manifest_prompts, text_encoder_signature
 from train.config import TINY, TrainConfig
 from vivid.model.frame_conv import use_frame_convs
-from vivid.model.transformer import format_parameter_report, make_vivid_transformer, parameter_report
+from vivid.model.registry import spec_for
+from vivid.model.spec import unwrap
 from vivid.model.weights import VIVIDWeightsConfig, save_vivid_weights
 
 logger = logging.getLogger("vivid.train")
@@ -113,19 +113,6 @@ def build_optimizer(params: list[torch.nn.Parameter], config: TrainConfig, devic
     except ImportError as err:
         raise ValueError("optim.use_8bit_adam needs bitsandbytes: pip install bitsandbytes") from err
     return bnb.optim.AdamW8bit(params, **kwargs)
-
-
-@contextlib.contextmanager
-def on_device(module: torch.nn.Module, device: torch.device, offload: bool):
-    """With `offload`, keep `module` on the CPU except inside this block (GPU memory for the transformer)."""
-    if offload and device.type != "cpu":
-        module.to(device)
-        try:
-            yield module
-        finally:
-            module.to("cpu")
-    else:
-        yield module
 
 
 def step_generator(config: TrainConfig, step: int, micro: int, rank: int, world: int, device: torch.device):
@@ -310,7 +297,7 @@ def validate(components: dict, transformer: torch.nn.Module, config: TrainConfig
         tokenizer=components["tokenizer"],
         text_encoder=components["text_encoder"],
         vae=components["vae"],
-        transformer=step_lib.unwrap(transformer),
+        transformer=unwrap(transformer),
         scheduler=components["scheduler"],
     )
     pipe.set_progress_bar_config(disable=True)
@@ -402,13 +389,10 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
     pretrained = resolve_pretrained(config, rank)
     # with precomputed caption embeddings T5 (and its tokenizer) is never loaded
     without_t5 = {"text_encoder": None, "tokenizer": None} if store is not None else {}
+    spec = spec_for(pretrained)
     with without_zero3_partitioning(accelerator):  # T5 and the VAE run outside the DeepSpeed engine: whole
-        base = CogVideoXPipeline.from_pretrained(pretrained, dtype=weight_dtype, **without_t5)
-    components = dict(
-        tokenizer=base.tokenizer, text_encoder=base.text_encoder, vae=base.vae,
-        transformer=base.transformer, scheduler=base.scheduler,
-    )
-    vae, text_encoder, tokenizer, scheduler = base.vae, base.text_encoder, base.tokenizer, base.scheduler
+        components = spec.load_components(pretrained, weight_dtype, **without_t5)
+    vae, text_encoder, tokenizer, scheduler = (components[k] for k in ("vae", "text_encoder", "tokenizer", "scheduler"))
     vae.requires_grad_(False).eval()
     use_frame_convs(vae)  # on a CPU (offload_encoders, or no GPU): torch's conv3d is slow at batch size 1
     if text_encoder is not None:
@@ -421,8 +405,8 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
     vae.to(encoder_device)
     if text_encoder is not None:
         text_encoder.to(encoder_device)
-    transformer = make_vivid_transformer(
-        base.transformer, config.model.lora_rank, config.model.lora_alpha, config.model.lora_targets
+    transformer = spec.make_vivid(
+        components["transformer"], config.model.lora_rank, config.model.lora_alpha, config.model.lora_targets
     )
     if config.model.train_base:
         transformer.requires_grad_(True)
@@ -434,8 +418,8 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
         transformer.enable_gradient_checkpointing()
     transformer.train()
     if is_main:
-        logger.info("transformer: %s", format_parameter_report(parameter_report(transformer)))
-    max_text_len = int(transformer.config.max_text_seq_length)
+        logger.info("transformer: %s", spec.format_parameter_report(transformer))
+    max_text_len = spec.max_text_length(tokenizer, transformer)
     if store is not None:
         check_caption_store(store, pretrained, weight_dtype, max_text_len, int(transformer.config.text_embed_dim))
     weights_config = VIVIDWeightsConfig(
@@ -505,12 +489,17 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
             ids_path.unlink(missing_ok=True)
         ids_file = open(ids_path, "a")
     use_text_cache = config.cache_text_embeddings and store is None
-    text_cache = step_lib.TextEmbeddingCache(config.text_cache_max_items) if use_text_cache else None
-    latent_cache = step_lib.VAELatentCache(config.vae_cache_max_items) if config.cache_vae_latents else None
+    text_cache = LRUCache(config.text_cache_max_items) if use_text_cache else None
+    latent_cache = LRUCache(config.vae_cache_max_items) if config.cache_vae_latents else None
+    train_step = TrainStep(
+        spec, vae, scheduler, device, tokenizer, text_encoder, max_text_len,
+        captions=store.get if store is not None else None, latent_cache=latent_cache, text_cache=text_cache,
+        mask_loss_weight=config.mask_loss_weight, offload_encoders=config.offload_encoders,
+    )
     zero3 = use_deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3
 
     def save_weights(folder: Path) -> None:
-        model = step_lib.unwrap(transformer)
+        model = unwrap(transformer)
         if zero3:  # parameters are partitioned: gather the trainable ones on every rank, write on rank 0
             import deepspeed
 
@@ -554,20 +543,7 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
                 ids_file.flush()
             generator = step_generator(config, step, micro, rank, world, device)
             with accelerator.accumulate(transformer):
-                with on_device(vae, device, config.offload_encoders):
-                    latents, conditions = step_lib.encode_batch(vae, batch, generator, latent_cache)
-                if store is not None:  # precomputed: no T5
-                    embeds = store.get(batch["prompt"], device)
-                else:  # T5 goes to the GPU only when some caption is not in the cache
-                    needs_t5 = text_cache is None or bool(text_cache.missing(batch["prompt"]))
-                    with on_device(text_encoder, device, config.offload_encoders and needs_t5):
-                        embeds = step_lib.encode_prompts(
-                            tokenizer, text_encoder, batch["prompt"], max_text_len, device, text_cache
-                        )
-                with accelerator.autocast():
-                    loss = step_lib.compute_loss(
-                        transformer, scheduler, latents, conditions, embeds, generator, config.mask_loss_weight
-                    )
+                loss = train_step.loss(transformer, batch, generator, accelerator.autocast())
                 # decided before backward, on every rank alike (or the gradient all-reduce of the others would hang)
                 ok = all_reduce(torch.isfinite(loss.detach()).logical_not().float().reshape(1), "max").item() == 0
                 if not ok and use_deepspeed and o.gradient_accumulation_steps > 1:

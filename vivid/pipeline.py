@@ -1,8 +1,11 @@
 """VIVIDPipeline: add, modify or delete an entity inside a mask of a video or an image.
 
-A diffusers pipeline over CogVideoX's components (tokenizer, T5, VAE, transformer, scheduler). The
-transformer's patch embedding is widened on construction (new channels at zero), so a plain CogVideoX
-folder loads as an untrained VIVID; `load_vivid_weights` then adds the trained LoRA and patch embedding.
+A diffusers pipeline over a base video model's five components (tokenizer, text encoder, VAE, transformer,
+scheduler), for any base with a model specification (`vivid/model/registry.py`: CogVideoX, Wan2.1): the spec, chosen
+by the transformer's class, encodes the text and the masked video, runs the base's sampler and decodes; the
+pipeline reads the inputs, picks the working size, and pastes the edit back into the source. The transformer's patch
+embedding is widened on construction (new channels at zero), so a plain base folder loads as an untrained VIVID;
+`load_vivid_weights` then adds the trained LoRA and patch embedding.
 
     pipe = VIVIDPipeline.from_pretrained("THUDM/CogVideoX-5b", torch_dtype=torch.bfloat16)
     pipe.load_vivid_weights("path/to/vivid-weights")
@@ -12,7 +15,6 @@ folder loads as an untrained VIVID; `load_vivid_weights` then adds the trained L
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,23 +22,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import CogVideoXDPMScheduler, CogVideoXPipeline
-from diffusers.pipelines.cogvideo.pipeline_cogvideox import retrieve_timesteps
+from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 
-from vivid.constants import LATENT_CHANNELS, VAE_SPATIAL
 from vivid.inputs import EditInputs, check_sampling, load_edit_inputs
 from vivid.masks import erase, kive_substitute
-from vivid.model.conditioning import (
-    decode_video_latents,
-    encode_conditions,
-    rotary_embeddings,
-    transformer_input,
-)
 from vivid.model.frame_conv import use_frame_convs
-from vivid.model.spec import dynamic_guidance_scale
-from vivid.model.transformer import compute_dtype, widen_patch_embed
+from vivid.model.registry import spec_for
+from vivid.model.spec import ModelSpecification, compute_dtype, dynamic_guidance_scale
 from vivid.model.weights import (
     VIVIDWeightsConfig,
     load_vivid_weights,
@@ -47,7 +40,6 @@ from vivid.preprocess import (
     default_paste_dilation,
     model_size,
     pad_frames,
-    padded_frame_count,
     paste_back,
     resize_frames,
     resize_mask,
@@ -65,15 +57,35 @@ class VIVIDPipelineOutput(BaseOutput):
     frames: Any
 
 
-class VIVIDPipeline(CogVideoXPipeline):
-    """CogVideoX's pipeline turned into a local editor. Inherits prompt encoding, offloading and the
-    progress bar from diffusers' CogVideoXPipeline; replaces the denoising inputs with VIVID's 36 channels."""
+class _Interrupted(Exception):
+    """Raised from the step callback when `pipe.interrupt` is set: the remaining steps are skipped."""
+
+    def __init__(self, latents: torch.Tensor):
+        self.latents = latents
+
+
+class VIVIDPipeline(DiffusionPipeline):
+    """A base video model's pipeline turned into a local editor. Offloading, the progress bar and `from_pretrained` /
+    `save_pretrained` are diffusers' (`DiffusionPipeline`); the model-specific steps are the spec's (`self.spec`)."""
+
+    model_cpu_offload_seq = "text_encoder->transformer->vae"
+    _optional_components = ["tokenizer", "text_encoder"]
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
 
     def __init__(self, tokenizer, text_encoder, vae, transformer, scheduler):
-        widen_patch_embed(transformer)
+        super().__init__()
+        self.spec: ModelSpecification = spec_for(transformer)
+        self.spec.widen(transformer)
         use_frame_convs(vae)  # torch's CPU conv3d is slow at batch size 1, which is how an edit runs the VAE
-        super().__init__(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler)
+        self.register_modules(
+            tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
+        )
         self.vivid_config: VIVIDWeightsConfig | None = None
+        self._guidance_scale = self.spec.default_guidance_scale
+        self._attention_kwargs = None
+        self._current_timestep = None
+        self._num_timesteps = 0
+        self._interrupt = False
 
     # ---------------------------------------------------------------- weights
     def load_vivid_weights(self, folder: str | os.PathLike) -> VIVIDWeightsConfig:
@@ -99,18 +111,79 @@ class VIVIDPipeline(CogVideoXPipeline):
 
     def enable_vae_tiling(self) -> None:
         """Encode and decode with the VAE in tiles (lower peak memory), with tiles that line up at any VAE size
-        (see `vae_tiling_settings`); for CogVideoX-5B the same as `pipe.vae.enable_tiling()`."""
-        self.vae.enable_tiling(**vae_tiling_settings(self.vae))
+        (the spec's; for CogVideoX-5B the same as `pipe.vae.enable_tiling()`)."""
+        self.spec.enable_vae_tiling(self.vae)
+
+    # ---------------------------------------------------------------- state, as diffusers' pipelines expose it
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def attention_kwargs(self) -> dict | None:
+        return self._attention_kwargs
+
+    @property
+    def current_timestep(self) -> torch.Tensor | None:
+        return self._current_timestep
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
 
     # ---------------------------------------------------------------- helpers
     @property
     def max_sequence_length(self) -> int:
-        return int(self.transformer.config.max_text_seq_length)
+        return self.spec.max_text_length(self.tokenizer, self.transformer)
 
     @property
     def native_area(self) -> int:
-        cfg = self.transformer.config
-        return cfg.sample_height * cfg.sample_width * VAE_SPATIAL * VAE_SPATIAL
+        height, width = self.spec.native_size(self.transformer)
+        return height * width
+
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None,
+        negative_prompt: str | list[str] | None = None,
+        do_classifier_free_guidance: bool = True,
+        num_videos_per_prompt: int = 1,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        max_sequence_length: int | None = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(prompt embeddings, negative ones) as diffusers' pipelines return them: computed by the spec's text
+        encoding (each repeated `num_videos_per_prompt` times) where not given; the negative ones (the empty caption
+        by default) only under guidance."""
+        device = device or self._execution_device
+        max_length = max_sequence_length or self.max_sequence_length
+
+        def embed(texts: list[str]) -> torch.Tensor:
+            embeds = self.spec.encode_prompts(self.tokenizer, self.text_encoder, texts, max_length, device)
+            embeds = embeds.to(dtype=dtype or self.text_encoder.dtype, device=device)
+            b, n, d = embeds.shape
+            return embeds.repeat(1, num_videos_per_prompt, 1).view(b * num_videos_per_prompt, n, d)
+
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        batch = len(prompts) if prompts is not None else prompt_embeds.shape[0]
+        if prompt_embeds is None:
+            prompt_embeds = embed(prompts)
+        if do_classifier_free_guidance and negative_prompt_embeds is None:
+            negative = negative_prompt or ""
+            negative = batch * [negative] if isinstance(negative, str) else list(negative)
+            if len(negative) != batch:
+                raise ValueError(f"{len(negative)} negative prompts for {batch} prompts")
+            negative_prompt_embeds = embed(negative)
+        return prompt_embeds, negative_prompt_embeds
 
     def _warn_if_truncated(self, prompt: str, max_length: int) -> None:
         n = len(self.tokenizer(prompt, add_special_tokens=True).input_ids)
@@ -124,7 +197,7 @@ class VIVIDPipeline(CogVideoXPipeline):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Resized, frame-padded masked video (1, F', 3, h, w) in [-1, 1] and mask (1, F', 1, h, w)."""
         n = inputs.frames.shape[0]
-        target = padded_frame_count(n)
+        target = self.spec.padded_frame_count(n)
         frames = pad_frames(resize_frames(inputs.frames, size), target)
         mask = pad_frames(resize_mask(inputs.mask, size), target)
         video = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float().div(127.5).sub(1.0)
@@ -137,6 +210,32 @@ class VIVIDPipeline(CogVideoXPipeline):
         return masked.to(device), mask_t.to(device)
 
     # ---------------------------------------------------------------- call
+    def check_inputs(
+        self,
+        height: int | None,
+        width: int | None,
+        num_inference_steps: int,
+        guidance_scale: float,
+        num_videos_per_prompt: int,
+        output_type: str,
+        callback_on_step_end: Callable | None,
+        callback_on_step_end_tensor_inputs: list[str],
+    ) -> None:
+        """Reject bad arguments before any model work (bad media are `load_edit_inputs`' to reject)."""
+        unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
+        if callback_on_step_end is not None and unknown:
+            raise ValueError(f"callback tensor inputs {sorted(unknown)} not in {self._callback_tensor_inputs}")
+        if output_type not in ("pil", "np", "uint8", "pt", "latent"):
+            raise ValueError(f"output_type must be 'pil', 'np', 'uint8', 'pt' or 'latent', got {output_type!r}")
+        check_sampling(num_inference_steps, guidance_scale)
+        if num_videos_per_prompt < 1:
+            raise ValueError(f"num_videos_per_prompt must be >= 1, got {num_videos_per_prompt}")
+        if (height is None) != (width is None):
+            raise ValueError("give both height and width, or neither")
+        multiple = self.spec.size_multiple(self.transformer)
+        if height is not None and (height % multiple or width % multiple):
+            raise ValueError(f"height and width must be multiples of {multiple}, got {height}x{width}")
+
     @torch.no_grad()
     def __call__(
         self,
@@ -148,8 +247,8 @@ class VIVIDPipeline(CogVideoXPipeline):
         negative_prompt: str | None = None,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 6.0,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         use_dynamic_cfg: bool = False,
         num_videos_per_prompt: int = 1,
         eta: float = 0.0,
@@ -178,31 +277,25 @@ class VIVIDPipeline(CogVideoXPipeline):
             keyframe: an edited first frame (KIVE): frame 0 of the masked video becomes this whole frame, frame 0
                 of the mask becomes empty, and the model propagates the edit to the later frames. Frame 0 of
                 the output is the keyframe itself (with or without paste-back).
-            use_dynamic_cfg: ramp the guidance scale from 1 at the first step to `guidance_scale` at the last
-                (`dynamic_guidance_scale`).
+            num_inference_steps, guidance_scale: default to the base's (CogVideoX: 50 and 6; Wan: 50 and 5).
+            use_dynamic_cfg, eta: CogVideoX's sampler options: ramp the guidance scale from 1 at the first step to
+                `guidance_scale` at the last (`dynamic_guidance_scale`); DDIM/DPM's eta.
             height, width: working size (multiples of 16); by default the training bucket nearest the source's
                 aspect when the VIVID weights list buckets, else the source's aspect at most the model's native
                 area. The output is resized back to the source size.
             paste_back_source: keep the source bit for bit outside the mask dilated by `paste_back_dilation`
                 pixels (default: one latent cell at the source's scale), feathered in the band between.
         """
-        unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
-        if callback_on_step_end is not None and unknown:
-            raise ValueError(f"callback tensor inputs {sorted(unknown)} not in {self._callback_tensor_inputs}")
-        if output_type not in ("pil", "np", "uint8", "pt", "latent"):
-            raise ValueError(f"output_type must be 'pil', 'np', 'uint8', 'pt' or 'latent', got {output_type!r}")
-        check_sampling(num_inference_steps, guidance_scale)
-        if num_videos_per_prompt < 1:
-            raise ValueError(f"num_videos_per_prompt must be >= 1, got {num_videos_per_prompt}")
+        spec = self.spec
+        num_inference_steps = spec.default_num_inference_steps if num_inference_steps is None else num_inference_steps
+        guidance_scale = spec.default_guidance_scale if guidance_scale is None else guidance_scale
+        self.check_inputs(height, width, num_inference_steps, guidance_scale, num_videos_per_prompt, output_type,
+                          callback_on_step_end, callback_on_step_end_tensor_inputs)
         inputs = load_edit_inputs(video, mask, prompt, task, keyframe, prompt_required=prompt_embeds is None)
         src_h, src_w = inputs.frames.shape[1:3]
-        if (height is None) != (width is None):
-            raise ValueError("give both height and width, or neither")
         if height is None:
             buckets = self.vivid_config.buckets if self.vivid_config is not None else None
             height, width = model_size(src_h, src_w, self.native_area, buckets)
-        elif height % 16 or width % 16:
-            raise ValueError(f"height and width must be multiples of 16, got {height}x{width}")
         max_len = max_sequence_length or self.max_sequence_length
         if prompt_embeds is None:
             self._warn_if_truncated(inputs.prompt, max_len)
@@ -211,6 +304,7 @@ class VIVIDPipeline(CogVideoXPipeline):
         self._attention_kwargs = attention_kwargs
         self._current_timestep = None
         self._interrupt = False
+        self._num_timesteps = num_inference_steps
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
 
@@ -224,78 +318,52 @@ class VIVIDPipeline(CogVideoXPipeline):
             max_sequence_length=max_len,
             device=device,
         )
-        dtype = compute_dtype(self.transformer)  # trainable weights may be fp32 beside bf16 ones
-        if do_cfg:
-            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
-        prompt_embeds = prompt_embeds.to(dtype)
-
         masked, mask_t = self._to_model_tensors(inputs, (height, width), device)
-        conditions = encode_conditions(self.vae, masked, mask_t).to(dtype)
+        conditions = spec.encode_conditions(self.vae, masked, mask_t)
         conditions = conditions.repeat(num_videos_per_prompt, 1, 1, 1, 1)
-        if do_cfg:
-            conditions = torch.cat([conditions] * 2)
+        options: dict[str, Any] = {}
+        if use_dynamic_cfg:
+            options["use_dynamic_cfg"] = True
+        if eta:
+            options["eta"] = eta
 
-        timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device)
-        self._num_timesteps = len(timesteps)
-        latent_frames = conditions.shape[1]
-        shape = (num_videos_per_prompt, latent_frames, LATENT_CHANNELS, height // VAE_SPATIAL, width // VAE_SPATIAL)
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        elif tuple(latents.shape) != shape:
-            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        latents = latents.to(device, dtype) * self.scheduler.init_noise_sigma
-        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
-        image_rotary_emb = rotary_embeddings(self.transformer, height, width, latent_frames, device)
-
-        num_warmup_steps = max(len(timesteps) - num_inference_steps * self.scheduler.order, 0)
+        dtype = compute_dtype(self.transformer)  # trainable weights may be fp32 beside bf16 ones
         # fp32 trainable weights beside frozen bf16 ones (validation during training): autocast, as training runs
         mixed = any(p.dtype != dtype for p in self.transformer.parameters() if p.is_floating_point())
         with self.progress_bar(total=num_inference_steps) as progress_bar:
-            old_pred_original_sample = None
-            for i, t in enumerate(timesteps):
-                if self.interrupt:
-                    continue
+
+            def before_step(i: int, t: torch.Tensor) -> None:
                 self._current_timestep = t
-                model_input = torch.cat([latents] * 2) if do_cfg else latents
-                model_input = self.scheduler.scale_model_input(model_input, t)
-                model_input = transformer_input(model_input, conditions)
-                timestep = t.expand(model_input.shape[0])
-                with self.transformer.cache_context("cond_uncond"), torch.autocast(device.type, dtype, enabled=mixed):
-                    noise_pred = self.transformer(
-                        hidden_states=model_input,
-                        encoder_hidden_states=prompt_embeds,
-                        timestep=timestep,
-                        image_rotary_emb=image_rotary_emb,
-                        attention_kwargs=attention_kwargs,
-                        return_dict=False,
-                    )[0].float()
                 if use_dynamic_cfg:
-                    self._guidance_scale = dynamic_guidance_scale(i, len(timesteps), guidance_scale)
-                if do_cfg:
-                    uncond, cond = noise_pred.chunk(2)
-                    noise_pred = uncond + self.guidance_scale * (cond - uncond)
-                if isinstance(self.scheduler, CogVideoXDPMScheduler):
-                    latents, old_pred_original_sample = self.scheduler.step(
-                        noise_pred, old_pred_original_sample, t, timesteps[i - 1] if i > 0 else None, latents,
-                        **extra_step_kwargs, return_dict=False,
-                    )
-                else:
-                    latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
-                latents = latents.to(dtype)
+                    self._guidance_scale = dynamic_guidance_scale(i, num_inference_steps, guidance_scale)
+
+            def on_step(i: int, t: torch.Tensor, step_latents: torch.Tensor) -> torch.Tensor | None:
                 if callback_on_step_end is not None:
-                    step_locals = locals()  # outside the comprehension, whose own scope would hide them
-                    callback_kwargs = {k: step_locals[k] for k in callback_on_step_end_tensor_inputs}
-                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
-                    latents = callback_outputs.pop("latents", latents)
-                if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
-                    progress_bar.update()
+                    values = dict(latents=step_latents, prompt_embeds=prompt_embeds,
+                                  negative_prompt_embeds=negative_prompt_embeds)
+                    callback_kwargs = {k: values[k] for k in callback_on_step_end_tensor_inputs}
+                    step_latents = callback_on_step_end(self, i, t, callback_kwargs).pop("latents", step_latents)
+                progress_bar.update()
+                if self.interrupt:
+                    raise _Interrupted(step_latents)
+                return step_latents
+
+            try:
+                with torch.autocast(device.type, dtype, enabled=mixed):
+                    latents = spec.sample(
+                        self.transformer, self.scheduler, conditions, prompt_embeds, negative_prompt_embeds,
+                        num_inference_steps, guidance_scale, generator, latents, attention_kwargs, on_step,
+                        before_step, **options,
+                    )
+            except _Interrupted as stop:
+                latents = stop.latents
         self._current_timestep = None
 
         if output_type == "latent":
             self.maybe_free_model_hooks()
             return VIVIDPipelineOutput(frames=latents) if return_dict else (latents,)
 
-        decoded = decode_video_latents(self.vae, latents).float()
+        decoded = spec.decode_latents(self.vae, latents).float()
         self.maybe_free_model_hooks()
         decoded = decoded[:, : inputs.frames.shape[0]]  # drop the 4k+1 padding frames
         decoded = ((decoded.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
@@ -312,36 +380,6 @@ class VIVIDPipeline(CogVideoXPipeline):
             videos.append(video_out)
         frames = _format_frames(videos, output_type)
         return VIVIDPipelineOutput(frames=frames) if return_dict else (frames,)
-
-
-def vae_tiling_settings(vae) -> dict[str, float]:
-    """`enable_tiling` arguments for `vae`: tiles of half its sample size (diffusers' default) with overlaps of
-    whole latent cells. diffusers' fractional overlaps (1/6, 1/5) line up only for CogVideoX-5B's 240x360 tiles
-    (for which these settings are the same); at other sizes, e.g. the tiny model's 32x48, its tiles misalign
-    (wrong output size) and the encoder fails on thin edge tiles."""
-    scale = 2 ** (len(vae.config.block_out_channels) - 1)
-    settings: dict[str, float] = {}
-    for axis, sample in (("height", vae.config.sample_height), ("width", vae.config.sample_width)):
-        latent = max(2, int(sample // 2 / scale))
-        tile = latent * scale
-        target = latent * (1 / 6 if axis == "height" else 1 / 5)  # diffusers' AutoencoderKLCogVideoX defaults
-        factor = _whole_cell_overlap(latent, tile, sorted(range(1, latent), key=lambda c: (abs(c - target), c)))
-        settings[f"tile_sample_min_{axis}"] = tile
-        settings[f"tile_overlap_factor_{axis}"] = factor
-    return settings
-
-
-def _whole_cell_overlap(latent: int, tile: int, cells_by_preference: list[int]) -> float:
-    """An overlap factor from which diffusers' int() arithmetic derives strides and blend widths of whole
-    latent cells, in pixels and in latents alike (cells / latent itself can miss by a rounding error)."""
-    scale = tile // latent
-    for cells in cells_by_preference:
-        factor = cells / latent
-        for f in (factor, math.nextafter(factor, 1.0), math.nextafter(factor, 0.0)):
-            if (int(latent * (1 - f)) == latent - cells and int(latent * f) == cells
-                    and int(tile * (1 - f)) == (latent - cells) * scale and int(tile * f) == cells * scale):
-                return f
-    raise ValueError(f"no VAE tile overlap of whole latent cells for tiles of {latent} latent cells")
 
 
 def _format_frames(videos: list[np.ndarray], output_type: str) -> Any:

@@ -108,6 +108,7 @@ def run_embed_captions(args: argparse.Namespace) -> int:
     import torch
     from diffusers import CogVideoXPipeline, CogVideoXTransformer3DModel
 
+    from vivid.model.registry import spec_for
     from train.caption_embeddings import DTYPES, check_out_folder, manifest_prompts, write_caption_embeddings
 
     if args.batch_size < 1 or args.shard_size < 1:
@@ -123,7 +124,7 @@ def run_embed_captions(args: argparse.Namespace) -> int:
     base = CogVideoXPipeline.from_pretrained(args.model, transformer=None, vae=None, dtype=DTYPES[args.dtype])
     max_length = int(CogVideoXTransformer3DModel.load_config(args.model, subfolder="transformer")["max_text_seq_length"])
     meta, added = write_caption_embeddings(
-        args.out, prompts, base.tokenizer, base.text_encoder.to(device), max_length, args.model,
+        args.out, prompts, base.tokenizer, base.text_encoder.to(device), max_length, args.model, spec_for(args.model),
         batch_size=args.batch_size, shard_size=args.shard_size,
     )
     print(f"{added} new caption embedding(s) ({len(prompts)} captions in the manifests; {meta.count} in the store) "

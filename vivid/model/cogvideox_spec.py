@@ -1,9 +1,8 @@
 """The CogVideoX specification (CogVideoX 1.0: THUDM/CogVideoX-5b and the tiny family of `vivid/model/tiny.py`).
 
-It is the existing CogVideoX code behind the `ModelSpecification` interface, computing bit for bit what it computes:
-VAE encoding and decoding (`vivid/model/conditioning.py`), the widened patch embedding and LoRA
-(`vivid/model/transformer.py`), 3D rotary embeddings, and the training objective of diffusers' CogVideoX LoRA
-example as `train/step.py` trains it: a timestep drawn uniformly from [0, num_train_timesteps), noise added by the
+VAE encoding and decoding (latents times the VAE's scaling factor), the widened patch embedding and LoRA
+(`vivid/model/transformer.py`), CogVideoX 1.0's 3D rotary embeddings as its pipeline computes them, and the
+training objective of diffusers' CogVideoX LoRA example: a timestep drawn uniformly from [0, num_train_timesteps), noise added by the
 scheduler, the v-prediction turned into an x0 prediction with `scheduler.get_velocity`, the squared error to the
 clean latents weighted by 1 / (1 - alphas_cumprod[t]). The sampler is the folder's (CogVideoX's DDIM or DPM
 scheduler), with classifier-free guidance on a batch of [unconditional, conditional] as CogVideoXPipeline does it.
@@ -12,18 +11,26 @@ scheduler), with classifier-free guidance on a batch of [unconditional, conditio
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from diffusers import CogVideoXDPMScheduler
-from diffusers.pipelines.cogvideo.pipeline_cogvideox import retrieve_timesteps
+from diffusers import CogVideoXDPMScheduler, CogVideoXTransformer3DModel
+from diffusers.models.embeddings import get_3d_rotary_pos_embed
+from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid, retrieve_timesteps
 from diffusers.utils.torch_utils import randn_tensor
 
-from vivid.constants import BASE_MODEL_ID, LORA_ALPHA, LORA_RANK, LORA_TARGETS, MAX_CLIP_FRAMES
-from vivid.model.conditioning import decode_video_latents, encode_video_latents, rotary_embeddings
+from vivid.constants import BASE_MODEL_ID, LORA_ALPHA, LORA_RANK, LORA_TARGETS, MAX_CLIP_FRAMES, VAE_SPATIAL
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_VAE, T5_XXL, TINY_T5, TINY_TRANSFORMER, TINY_VAE
-from vivid.model.spec import dynamic_guidance_scale, ModelSpecification, StepCallback, compute_dtype, unwrap
+from vivid.model.spec import (
+    ModelSpecification,
+    StepCallback,
+    StepStart,
+    compute_dtype,
+    dynamic_guidance_scale,
+    unwrap,
+)
 from vivid.model.transformer import make_vivid_transformer, widen_patch_embed
 
 
@@ -36,6 +43,56 @@ def extra_step_kwargs(scheduler: Any, generator: Any, eta: float) -> dict[str, A
     if "generator" in params:
         kwargs["generator"] = generator
     return kwargs
+
+
+def rotary_embeddings(
+    transformer: CogVideoXTransformer3DModel, height: int, width: int, latent_frames: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """CogVideoX 1.0's 3D rotary embeddings for a pixel size, as its pipeline computes them (None where the model
+    has none)."""
+    cfg = transformer.config
+    if not cfg.use_rotary_positional_embeddings:
+        return None
+    p = cfg.patch_size
+    grid_h, grid_w = height // (VAE_SPATIAL * p), width // (VAE_SPATIAL * p)
+    crops = get_resize_crop_region_for_grid((grid_h, grid_w), cfg.sample_width // p, cfg.sample_height // p)
+    return get_3d_rotary_pos_embed(
+        embed_dim=cfg.attention_head_dim,
+        crops_coords=crops,
+        grid_size=(grid_h, grid_w),
+        temporal_size=latent_frames,
+        device=device,
+    )
+
+
+def vae_tiling_settings(vae) -> dict[str, float]:
+    """`enable_tiling` arguments for `vae`: tiles of half its sample size (diffusers' default) with overlaps of
+    whole latent cells. diffusers' fractional overlaps (1/6, 1/5) line up only for CogVideoX-5B's 240x360 tiles
+    (for which these settings are the same); at other sizes, e.g. the tiny model's 32x48, its tiles misalign
+    (wrong output size) and the encoder fails on thin edge tiles."""
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    settings: dict[str, float] = {}
+    for axis, sample in (("height", vae.config.sample_height), ("width", vae.config.sample_width)):
+        latent = max(2, int(sample // 2 / scale))
+        tile = latent * scale
+        target = latent * (1 / 6 if axis == "height" else 1 / 5)  # diffusers' AutoencoderKLCogVideoX defaults
+        factor = _whole_cell_overlap(latent, tile, sorted(range(1, latent), key=lambda c: (abs(c - target), c)))
+        settings[f"tile_sample_min_{axis}"] = tile
+        settings[f"tile_overlap_factor_{axis}"] = factor
+    return settings
+
+
+def _whole_cell_overlap(latent: int, tile: int, cells_by_preference: list[int]) -> float:
+    """An overlap factor from which diffusers' int() arithmetic derives strides and blend widths of whole
+    latent cells, in pixels and in latents alike (cells / latent itself can miss by a rounding error)."""
+    scale = tile // latent
+    for cells in cells_by_preference:
+        factor = cells / latent
+        for f in (factor, math.nextafter(factor, 1.0), math.nextafter(factor, 0.0)):
+            if (int(latent * (1 - f)) == latent - cells and int(latent * f) == cells
+                    and int(tile * (1 - f)) == (latent - cells) * scale and int(tile * f) == cells * scale):
+                return f
+    raise ValueError(f"no VAE tile overlap of whole latent cells for tiles of {latent} latent cells")
 
 
 class CogVideoXSpec(ModelSpecification):
@@ -71,15 +128,26 @@ class CogVideoXSpec(ModelSpecification):
         cfg = vae.config
         return int(cfg.temporal_compression_ratio), 2 ** (len(cfg.block_out_channels) - 1)
 
+    def enable_vae_tiling(self, vae: torch.nn.Module) -> None:
+        """Tiles that line up at any VAE size (`vae_tiling_settings`); for CogVideoX-5B diffusers' own."""
+        vae.enable_tiling(**vae_tiling_settings(vae))
+
     # ---------------------------------------------------------------- VAE
     def encode_video(
         self, vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generator | None = None,
         sample: bool = False,
     ) -> torch.Tensor:
-        return encode_video_latents(vae, video, generator, sample)
+        """`video` stays on its device, which must be the one the VAE runs on: a pipeline's `_execution_device`,
+        not `vae.device`, which under model CPU offload is the CPU (until the VAE's hook moves it) and under
+        sequential offload `meta`. Only the dtype follows the VAE."""
+        dist = vae.encode(video.to(dtype=vae.dtype).permute(0, 2, 1, 3, 4)).latent_dist  # B, C, F, H, W
+        latents = dist.sample(generator) if sample else dist.mode()
+        return (latents * vae.config.scaling_factor).permute(0, 2, 1, 3, 4)
 
     def decode_latents(self, vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
-        return decode_video_latents(vae, latents)
+        """Like `encode_video`, the latents stay on their device (the execution device)."""
+        x = (latents / vae.config.scaling_factor).permute(0, 2, 1, 3, 4).to(vae.dtype)
+        return vae.decode(x).sample.permute(0, 2, 1, 3, 4)
 
     def normalize_latents(self, vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
         return latents * vae.config.scaling_factor
@@ -101,8 +169,8 @@ class CogVideoXSpec(ModelSpecification):
             list(prompts), padding="max_length", max_length=max_length, truncation=True,
             add_special_tokens=True, return_tensors="pt",
         ).input_ids
-        embeds = text_encoder(ids.to(text_encoder.device))[0]
-        return embeds.to(device or text_encoder.device)
+        device = device or text_encoder.device  # under offload hooks the encoder's own device can be `meta`
+        return text_encoder(ids.to(device))[0].to(device)
 
     # ---------------------------------------------------------------- transformer
     def widen(self, transformer: torch.nn.Module) -> None:
@@ -175,6 +243,22 @@ class CogVideoXSpec(ModelSpecification):
         return 1.0 / (1.0 - alphas_cumprod)
 
     # ---------------------------------------------------------------- sampling
+    def prepare_latents(
+        self,
+        scheduler: Any,
+        shape: tuple[int, int, int, int, int],
+        device: torch.device,
+        dtype: torch.dtype,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        shape = tuple(shape)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        return latents.to(device, dtype) * scheduler.init_noise_sigma
+
     @torch.no_grad()
     def sample(
         self,
@@ -189,6 +273,7 @@ class CogVideoXSpec(ModelSpecification):
         latents: torch.Tensor | None = None,
         attention_kwargs: dict | None = None,
         on_step: StepCallback | None = None,
+        before_step: StepStart | None = None,
         eta: float = 0.0,
         use_dynamic_cfg: bool = False,
     ) -> torch.Tensor:
@@ -206,16 +291,13 @@ class CogVideoXSpec(ModelSpecification):
             conditions = torch.cat([conditions] * 2)
         prompt_embeds, conditions = prompt_embeds.to(dtype), conditions.to(dtype)
         timesteps, steps = retrieve_timesteps(scheduler, steps, device)
-        shape = (b, t, self.latent_channels, h, w)
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        elif tuple(latents.shape) != shape:
-            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        latents = latents.to(device, dtype) * scheduler.init_noise_sigma
+        latents = self.prepare_latents(scheduler, (b, t, self.latent_channels, h, w), device, dtype, generator, latents)
         step_kwargs = extra_step_kwargs(scheduler, generator, eta)
         rotary = self.rotary_embeddings(transformer, h * self.vae_spatial, w * self.vae_spatial, t, device)
         old_pred_original_sample = None
         for i, step_t in enumerate(timesteps):
+            if before_step is not None:
+                before_step(i, step_t)
             model_input = torch.cat([latents] * 2) if do_cfg else latents
             model_input = self.transformer_input(scheduler.scale_model_input(model_input, step_t), conditions)
             with transformer.cache_context("cond_uncond"):

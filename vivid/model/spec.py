@@ -30,7 +30,6 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from vivid.masks import latent_frame_count, pack_mask
-from vivid.model.conditioning import conditions_from_latents, transformer_input, to_unit_range
 from vivid.model.transformer import compute_dtype, format_parameter_report, parameter_report
 
 # The five components every base has, in the names diffusers' pipelines give them.
@@ -38,6 +37,18 @@ COMPONENT_NAMES = ("tokenizer", "text_encoder", "vae", "transformer", "scheduler
 
 # `on_step(i, t, latents)` is called after each denoising step; it may return replacement latents.
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
+# `before_step(i, t)` is called before each denoising step's transformer forward.
+StepStart = Callable[[int, torch.Tensor], None]
+
+
+def to_unit_range(video_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1] (0 maps to -1, the value of erased pixels)."""
+    return video_uint8.float() / 127.5 - 1.0
+
+
+def transformer_input(noisy_latents: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+    """noise | masked-video latents | mask latents on the channel axis (dim 2) of (B, T, C, h, w) latents."""
+    return torch.cat([noisy_latents, conditions.to(noisy_latents.dtype)], dim=2)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -183,6 +194,10 @@ class ModelSpecification(ABC):
     def vae_compression(self, vae: torch.nn.Module) -> tuple[int, int]:
         """(temporal, spatial) compression of `vae`, read from its config."""
 
+    def enable_vae_tiling(self, vae: torch.nn.Module) -> None:
+        """Encode and decode with the VAE in tiles (lower peak memory)."""
+        vae.enable_tiling()
+
     def check_vae(self, vae: torch.nn.Module) -> None:
         """ValueError unless `vae` compresses as this spec packs masks (4x in time, 8x in space)."""
         temporal, spatial = self.vae_compression(vae)
@@ -223,10 +238,14 @@ class ModelSpecification(ABC):
         return pack_mask(mask, self.vae_temporal, self.vae_spatial)
 
     def conditions_from_latents(self, masked_latents: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Condition latents (B, T, C + temporal, h, w): the masked video's normalised latents | the packed mask."""
-        if (self.vae_temporal, self.vae_spatial) != (4, 8):
-            raise NotImplementedError("conditions_from_latents packs masks for a 4x / 8x VAE")
-        return conditions_from_latents(masked_latents, mask)
+        """Condition latents (B, T, C + temporal, h, w): the masked video's normalised latents (B, T, C, h, w) | the
+        pixel mask (B, F, 1, H, W) packed."""
+        mask_latents = self.pack_mask(mask.to(masked_latents.device)).to(masked_latents.dtype)
+        if mask_latents.shape[1] != masked_latents.shape[1]:
+            raise AssertionError(
+                f"mask packs to {mask_latents.shape[1]} latent frames, video to {masked_latents.shape[1]}"
+            )
+        return torch.cat([masked_latents, mask_latents], dim=2)
 
     def encode_conditions(self, vae: torch.nn.Module, masked_video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Condition latents of a masked video (B, F, 3, H, W) in [-1, 1] (erased pixels at -1, any KIVE keyframe
@@ -389,6 +408,19 @@ class ModelSpecification(ABC):
 
     # ================================================================ sampling
     @abstractmethod
+    def prepare_latents(
+        self,
+        scheduler: Any,
+        shape: tuple[int, int, int, int, int],
+        device: torch.device,
+        dtype: torch.dtype,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The initial noise (B, T, C, h, w) = `shape` of the denoising loop, drawn from `generator` as the base's
+        pipeline draws it, or `latents` (checked against `shape`), scaled as the base's sampler starts."""
+
+    @abstractmethod
     def sample(
         self,
         transformer: torch.nn.Module,
@@ -402,19 +434,17 @@ class ModelSpecification(ABC):
         latents: torch.Tensor | None = None,
         attention_kwargs: dict | None = None,
         on_step: StepCallback | None = None,
+        before_step: StepStart | None = None,
         **options: Any,
     ) -> torch.Tensor:
         """The base's denoising loop with its sampler and its classifier-free guidance, conditioned on
         `conditions` (B, T, C + temporal, h, w): returns the denoised normalised latents (B, T, C, h, w).
         Guidance runs when `guidance_scale` > 1 and needs `negative_prompt_embeds`. `latents` (B, T, C, h, w) are
-        the initial noise (default: drawn from `generator`). `options` are the base's own (CogVideoX: `eta`,
+        the initial noise (default: drawn from `generator`; see `prepare_latents`). `before_step(i, t)` runs before
+        each step, `on_step(i, t, latents)` after it. `options` are the base's own (CogVideoX: `eta`,
         `use_dynamic_cfg`)."""
 
     # ================================================================ misc
-    def to_unit_range(self, video_uint8: torch.Tensor) -> torch.Tensor:
-        """uint8 [0, 255] -> float [-1, 1] (what the VAEs take)."""
-        return to_unit_range(video_uint8)
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 

@@ -42,7 +42,7 @@ from vivid.model.configs import (
     WAN21_14B_TRANSFORMER,
     WAN21_VAE,
 )
-from vivid.model.spec import ModelSpecification, StepCallback, compute_dtype, unwrap
+from vivid.model.spec import ModelSpecification, StepCallback, StepStart, compute_dtype, unwrap
 from vivid.model.transformer import make_vivid_transformer, widened_conv
 
 WAN21_1_3B_MODEL_ID = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
@@ -170,8 +170,9 @@ class WanSpec(ModelSpecification):
         )
         mask = inputs.attention_mask
         lengths = mask.gt(0).sum(dim=1)
-        embeds = text_encoder(inputs.input_ids.to(text_encoder.device), mask.to(text_encoder.device)).last_hidden_state
-        embeds = embeds.to(dtype=text_encoder.dtype, device=device or text_encoder.device)
+        device = device or text_encoder.device  # under offload hooks the encoder's own device can be `meta`
+        embeds = text_encoder(inputs.input_ids.to(device), mask.to(device)).last_hidden_state
+        embeds = embeds.to(dtype=text_encoder.dtype, device=device)
         past = torch.arange(max_length, device=embeds.device)[None, :] >= lengths.to(embeds.device)[:, None]
         return embeds.masked_fill(past[:, :, None], 0.0)  # zeros past each caption's own tokens
 
@@ -264,6 +265,24 @@ class WanSpec(ModelSpecification):
         return compute_loss_weighting_for_sd3(self.loss_weighting, sigmas).float()
 
     # ---------------------------------------------------------------- sampling
+    def prepare_latents(
+        self,
+        scheduler: Any,
+        shape: tuple[int, int, int, int, int],
+        device: torch.device,
+        dtype: torch.dtype,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Float32 whatever `dtype` (WanPipeline's), drawn in Wan's (B, C, T, h, w) layout as WanPipeline draws it."""
+        b, t, c, h, w = shape
+        if latents is None:
+            return _channels_first(randn_tensor((b, c, t, h, w), generator=generator, device=device,
+                                                dtype=torch.float32))
+        if tuple(latents.shape) != tuple(shape):
+            raise ValueError(f"latents must have shape {tuple(shape)}, got {tuple(latents.shape)}")
+        return latents.to(device, torch.float32)
+
     @torch.no_grad()
     def sample(
         self,
@@ -278,6 +297,7 @@ class WanSpec(ModelSpecification):
         latents: torch.Tensor | None = None,
         attention_kwargs: dict | None = None,
         on_step: StepCallback | None = None,
+        before_step: StepStart | None = None,
     ) -> torch.Tensor:
         """WanPipeline's loop on VIVID's input (see the base class): float32 latents, the transformer in its dtype,
         two forwards per step under guidance."""
@@ -293,16 +313,12 @@ class WanSpec(ModelSpecification):
         negative_prompt_embeds = None if negative_prompt_embeds is None else negative_prompt_embeds.to(dtype)
         scheduler.set_timesteps(steps, device=device)
         timesteps = scheduler.timesteps
-        shape = (b, self.latent_channels, t, h, w)  # drawn in Wan's layout, as WanPipeline draws it
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
-        elif tuple(_channels_first(latents).shape) != shape:
-            expected = (b, t, self.latent_channels, h, w)
-            raise ValueError(f"latents must have shape {expected}, got {tuple(latents.shape)}")
-        else:
-            latents = _channels_first(latents).to(device, torch.float32)
+        shape = (b, t, self.latent_channels, h, w)
+        latents = _channels_first(self.prepare_latents(scheduler, shape, device, dtype, generator, latents))
         scheduler.set_begin_index(0)
         for i, step_t in enumerate(timesteps):
+            if before_step is not None:
+                before_step(i, step_t)
             model_input = _channels_first(self.transformer_input(_channels_first(latents), conditions).to(dtype))
             timestep = step_t.expand(b)
             context = dict(step_index=i, sigma=float(scheduler.sigmas[i]), num_inference_steps=len(timesteps))
