@@ -11,7 +11,10 @@ import torch
 from tests.conftest import box_mask
 from vivid.inputs import EditInputError
 from vivid.media import read_video
-from vivid.preprocess import default_paste_dilation, padded_frame_count, paste_weights, working_size
+from vivid.model.cogvideox_spec import CogVideoXSpec
+from vivid.preprocess import default_paste_dilation, paste_weights, working_size
+
+padded_frame_count = CogVideoXSpec().padded_frame_count
 
 
 @pytest.fixture(scope="module")

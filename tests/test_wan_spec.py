@@ -13,6 +13,7 @@ import torch
 from diffusers import WanPipeline, WanTransformer3DModel
 
 from vivid.constants import LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME
+from vivid.inputs import load_edit_inputs
 from vivid.model.configs import TINY_WAN_TRANSFORMER, WAN21_1_3B_TRANSFORMER, WAN21_14B_TRANSFORMER
 from vivid.model.registry import spec_for
 from vivid.model.tiny import build_tiny_components
@@ -327,3 +328,41 @@ def test_bf16_wan_keeps_its_vae_in_fp32_and_computes_in_bf16(tiny_wan_model_dir)
     with torch.no_grad():
         out = SPEC.predict(transformer, noisy, conditions, text, torch.tensor([300]))
     assert out.dtype == torch.bfloat16 and bool(torch.isfinite(out).all())
+
+
+def test_vivid_pipeline_edits_with_the_tiny_wan_folder(tiny_wan_model_dir, tmp_path):
+    """VIVIDPipeline.from_pretrained(<Wan folder>) is driven by the Wan spec: Wan's sampler on VIVID's input, the
+    source kept outside the dilated mask, and VIVID weights saved from it load back into a fresh one."""
+    import numpy as np
+
+    from vivid.pipeline import VIVIDPipeline
+
+    pipe = VIVIDPipeline.from_pretrained(tiny_wan_model_dir)
+    pipe.set_progress_bar_config(disable=True)
+    assert isinstance(pipe.spec, WanSpec) and pipe.transformer.config.in_channels == 36
+    assert pipe.native_area == 64 * 96 and pipe.max_sequence_length == 16
+    rng = np.random.RandomState(0)
+    video = rng.randint(0, 255, (FRAMES, HEIGHT, WIDTH, 3), dtype=np.uint8)
+    mask = np.zeros((FRAMES, HEIGHT, WIDTH), bool)
+    mask[:, 12:24, 16:36] = True
+    kwargs = dict(video=video, mask=mask, prompt="a red ball", num_inference_steps=2)
+    latents = pipe(**kwargs, generator=torch.Generator().manual_seed(0), output_type="latent").frames
+    with torch.no_grad():  # the pipeline's latents are the spec's sampler's on the same conditions and noise
+        masked, mask_t = pipe._to_model_tensors(load_edit_inputs(video, mask, "a red ball", "add"),
+                                                (HEIGHT, WIDTH), torch.device("cpu"))
+        conditions = SPEC.encode_conditions(pipe.vae, masked, mask_t)
+        text, negative = pipe.encode_prompt("a red ball", "", True)
+        expected = SPEC.sample(pipe.transformer, pipe.scheduler, conditions, text, negative, num_inference_steps=2,
+                               generator=torch.Generator().manual_seed(0))
+    assert torch.equal(latents, expected)
+    frames = pipe(**kwargs, generator=torch.Generator().manual_seed(0), output_type="uint8").frames[0]
+    assert frames.shape == video.shape and frames.dtype == np.uint8
+    assert np.array_equal(frames[:, :2], video[:, :2])  # far from the mask: the source, bit for bit
+    assert not np.array_equal(frames[mask], video[mask])
+    pipe.spec.make_vivid(pipe.transformer)  # a "trained" VIVID: LoRA added, condition channels non-zero
+    with torch.no_grad():
+        pipe.transformer.patch_embedding.weight[:, 16:].normal_(generator=torch.Generator().manual_seed(1))
+    pipe.save_vivid_weights(tmp_path / "w", base_model=str(tiny_wan_model_dir))
+    again = VIVIDPipeline.from_vivid(tmp_path / "w")
+    assert again.vivid_config.family == "wan"
+    assert torch.equal(again.transformer.patch_embedding.weight, pipe.transformer.patch_embedding.weight)

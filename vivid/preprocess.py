@@ -6,7 +6,7 @@ Rules (documented in the README):
   aspect ratio, scale down (never up) so the area is at most the model's native area (480x720 for
   CogVideoX-5B), then round each side down to a multiple of 16 (at least 16). Either way the output is
   resized back to the source size.
-- Frame count: CogVideoX takes 4k+1 frames. A count that is not 4k+1 is padded at the end by repeating the
+- Frame count: the VAE takes 4k+1 frames (`ModelSpecification.padded_frame_count`). A count that is not 4k+1 is padded at the end by repeating the
   last frame (and its mask) up to the next 4k+1; the padding frames are dropped from the output.
 - Paste-back: outside the mask dilated by `dilation` pixels the output is the source, bit for bit; inside
   the dilated band the generated frame is blended in with a feathered weight.
@@ -21,7 +21,6 @@ import cv2
 import numpy as np
 
 from vivid.buckets import nearest_bucket
-from vivid.constants import VAE_TEMPORAL
 
 SIZE_MULTIPLE = 16
 
@@ -41,13 +40,6 @@ def model_size(
     if buckets:
         return nearest_bucket(height, width, buckets)
     return working_size(height, width, max_area)
-
-
-def padded_frame_count(num_frames: int) -> int:
-    """The smallest 4k+1 >= num_frames."""
-    if num_frames < 1:
-        raise ValueError(f"frame count must be >= 1, got {num_frames}")
-    return VAE_TEMPORAL * math.ceil((num_frames - 1) / VAE_TEMPORAL) + 1
 
 
 def pad_frames(array: np.ndarray, target: int) -> np.ndarray:
