@@ -154,7 +154,7 @@ def build_components(size: str, device: torch.device, dtype: torch.dtype, text_e
     tokenizer = build_tiny_tokenizer(COGVIDEOX_5B_TRANSFORMER["max_text_seq_length"])  # ids < 512: valid for T5
     t5 = None
     if text_encoder:
-        t5_config = T5Config(**T5_XXL, feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False)
+        t5_config = T5Config(**T5_XXL, is_encoder_decoder=False, use_cache=False)
         t5 = _materialise(lambda: T5EncoderModel(t5_config), device, dtype, seed + 1)
     vae = _materialise(lambda: AutoencoderKLCogVideoX(**COGVIDEOX_5B_VAE), device, dtype, seed + 2)
     transformer = _materialise(lambda: CogVideoXTransformer3DModel(**COGVIDEOX_5B_TRANSFORMER), device, dtype, seed + 3)

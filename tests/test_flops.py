@@ -19,7 +19,9 @@ from vivid.flops import (
     transformer_train_flops,
     vae_decode_flops,
     vae_encode_flops,
+    wan_transformer_forward_flops,
 )
+from vivid.model.wan_spec import WanSpec
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, TINY_T5, TINY_TRANSFORMER, TINY_VAE
 
 H, W = 64, 96
@@ -185,3 +187,72 @@ def test_cli_flops_json(capsys):
     assert main(["flops"]) == 0
     assert "17.1" in capsys.readouterr().out
     assert main(["flops", "--height", "100"]) == 2
+
+
+@pytest.mark.parametrize("frames,batch,vivid", [(9, 2, True), (1, 1, True), (9, 1, False)])
+def test_wan_transformer_forward_matches_flop_counter(frames, batch, vivid):
+    """The analytic Wan2.1 transformer count against FlopCounterMode on the tiny Wan (widened + rank-32 LoRA, and
+    stock)."""
+    from diffusers import WanTransformer3DModel
+
+    from vivid.model.configs import TINY_WAN_TRANSFORMER
+    from vivid.model.wan_spec import WanSpec
+
+    spec = WanSpec()
+    torch.manual_seed(0)
+    transformer = WanTransformer3DModel(**TINY_WAN_TRANSFORMER).eval()
+    t = (frames - 1) // 4 + 1
+    channels = 36 if vivid else 16
+    if vivid:
+        spec.make_vivid(transformer)
+    x = torch.randn(batch, channels, t, H // 8, W // 8)
+    text = torch.randn(batch, 16, TINY_WAN_TRANSFORMER["text_dim"])
+    with torch.no_grad():
+        measured = _measured(lambda: transformer(x, torch.full((batch,), 500), text, return_dict=False))
+    analytic = wan_transformer_forward_flops(TINY_WAN_TRANSFORMER, frames, H, W, 16, batch, channels,
+                                             32 if vivid else 0)
+    assert measured > 0 and (analytic["lora"] > 0) == vivid
+    assert sum(analytic.values()) == pytest.approx(measured, rel=0.02)
+
+
+def test_whole_wan_pipeline_call_matches_edit_flops(tiny_wan_model_dir):
+    """One VIVIDPipeline edit on the tiny Wan folder (UMT5, VAE encode, the steps' conditional and unconditional
+    forwards, VAE decode) as FlopCounterMode sees it, against `edit_flops(family="wan")`."""
+    import numpy as np
+
+    from vivid.model.transformer import lora_config
+    from vivid.pipeline import VIVIDPipeline
+
+    frames, steps = 9, 2
+    pipe = VIVIDPipeline.from_pretrained(tiny_wan_model_dir)
+    pipe.transformer.add_adapter(lora_config(targets=WanSpec.lora_targets))
+    pipe.set_progress_bar_config(disable=True)
+    video = np.random.RandomState(0).randint(0, 256, (frames, H, W, 3), dtype=np.uint8)
+    mask = np.zeros((frames, H, W), bool)
+    mask[:, H // 4 : 3 * H // 4, W // 4 : 3 * W // 4] = True
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        pipe(video=video, mask=mask, prompt="a red ball", num_inference_steps=steps, guidance_scale=5.0,
+             generator=torch.Generator().manual_seed(0), output_type="np")
+    analytic = edit_flops("tiny", frames, H, W, steps, guidance=True, family="wan")
+    by_module = {name: sum(counts.values()) for name, counts in counter.get_flop_counts().items() if "." not in name}
+    c = analytic.components
+    assert c["t5"] == pytest.approx(by_module["UMT5EncoderModel"], rel=0.05)
+    assert analytic.transformer_total == pytest.approx(by_module["WanTransformer3DModel"], rel=0.05)
+    assert analytic.total == pytest.approx(counter.get_total_flops(), rel=0.05)
+
+
+def test_wan21_1_3b_at_81x480x832():
+    """Wan2.1-1.3B: 21 x 30 x 52 = 32,760 video tokens and 512 text tokens; a forward's linear FLOPs are about
+    2 x 32,760 tokens x the 30 blocks' weights each video token meets (self-attention 4 d^2, cross-attention q and
+    out 2 d^2, feed-forward 2 d 8960; 1.25e9 of the model's 1.42e9), its attention 4 n^2 d (self) + 4 n 512 d
+    (cross) per block."""
+    from vivid.model.configs import WAN21_1_3B_TRANSFORMER
+
+    edit = edit_flops("1.3b", 81, 480, 832, 50, guidance=True, family="wan")
+    assert (edit.video_tokens, edit.text_tokens, edit.model) == (32_760, 512, "Wan2.1-1.3B")
+    fwd = wan_transformer_forward_flops(WAN21_1_3B_TRANSFORMER, 81, 480, 832, 512, in_channels=16, lora_rank=0)
+    d, n = 1536, 32_760
+    assert fwd["attention"] == 30 * (4 * n * n * d + 4 * n * 512 * d)
+    assert fwd["linear"] == pytest.approx(2 * n * 30 * (6 * d * d + 2 * d * 8960), rel=0.01)
+    assert edit.components["transformer_attention"] == 50 * 2 * 30 * (4 * n * n * d + 4 * n * 512 * d)
+    assert 25 < edit.total / 1e15 < 32 and edit.components["vae_decode"] > edit.components["vae_encode"] > 0

@@ -9,6 +9,11 @@ masked video (VIVID's condition), the transformer (`steps` forwards, batch 2 wit
 The VAE count follows diffusers' `AutoencoderKLCogVideoX` exactly, including its frame batching (8 frames per
 encoder call, 2 latent frames per decoder call) which decides how many frames each causal stage sees.
 
+The architectures are the model specifications' (`spec.architectures`: CogVideoX "5b" and "tiny", Wan "1.3b",
+"14b" and "tiny"). Wan2.1's transformer is counted analytically (`wan_transformer_forward_flops`); its causal VAE
+(`AutoencoderKLWan`, frame by frame with cached convolution state) is counted by running it on the meta device
+under torch's FlopCounterMode, which needs no weights and no memory.
+
 The published KIVE costs (17.1 PFLOPs per video edit, 1.5 per keyframe edit) are reproduced, to the rounding,
 by counting the transformer's linear layers only, at 2 FLOPs per multiply-add, with guidance (batch 2) and 50
 steps: a module-hook counter (thop/fvcore style) that does not see `F.scaled_dot_product_attention`. See
@@ -17,17 +22,16 @@ steps: a module-hook counter (thop/fvcore style) that does not see `F.scaled_dot
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 
+import torch
+from diffusers import AutoencoderKLWan
+from torch.utils.flop_counter import FlopCounterMode
+
 from vivid.constants import LATENT_CHANNELS, LORA_RANK, LORA_TARGETS, VAE_SPATIAL, VAE_TEMPORAL, VIVID_IN_CHANNELS
-from vivid.model.configs import (
-    COGVIDEOX_5B_TRANSFORMER,
-    COGVIDEOX_5B_VAE,
-    T5_XXL,
-    TINY_T5,
-    TINY_TRANSFORMER,
-    TINY_VAE,
-)
+from vivid.model.registry import spec_by_name
+from vivid.model.spec import ModelSpecification
 
 # Published on the VIVID project page (KIVE section), in PFLOPs.
 PUBLISHED_PFLOPS = {
@@ -40,27 +44,17 @@ PUBLISHED_PFLOPS = {
 PETA = 1e15
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """The configs the count needs: transformer, VAE and T5 (as dicts, the classes' constructor arguments)."""
-
-    name: str
-    transformer: dict
-    vae: dict
-    t5: dict
-    t5_gated: bool  # T5 v1.1 (CogVideoX's) has a gated-GELU feed-forward: three matrices instead of two
+def architecture(size: str, family: str = "cogvideox") -> tuple[ModelSpecification, dict]:
+    """The specification of `family` and its published (or tiny) architecture `size`: {"transformer", "vae",
+    "text_encoder"} configs (the classes' constructor arguments)."""
+    spec = spec_by_name(family)
+    if size not in spec.architectures:
+        raise ValueError(f"model size must be one of {sorted(spec.architectures)} for {family}, got {size!r}")
+    return spec, spec.architectures[size]
 
 
-MODEL_SPECS = {
-    "5b": ModelSpec("CogVideoX-5B", COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_VAE, T5_XXL, t5_gated=True),
-    "tiny": ModelSpec("tiny", TINY_TRANSFORMER, TINY_VAE, TINY_T5, t5_gated=False),  # T5Config default: relu
-}
-
-
-def model_spec(size: str) -> ModelSpec:
-    if size not in MODEL_SPECS:
-        raise ValueError(f"model size must be one of {sorted(MODEL_SPECS)}, got {size!r}")
-    return MODEL_SPECS[size]
+def model_name(family: str, size: str) -> str:
+    return "tiny" if size == "tiny" else {"cogvideox": "CogVideoX", "wan": "Wan2.1"}.get(family, family) + "-" + size.upper()
 
 
 # ----------------------------------------------------------------------------- transformer
@@ -158,7 +152,78 @@ def transformer_train_flops(
     return {k: float(v * batch) for k, v in out.items()}
 
 
+def wan_token_counts(transformer: dict, frames: int, height: int, width: int) -> int:
+    """Video tokens a Wan transformer sees for a pixel-space clip of `frames` (4k+1) frames."""
+    pt, ph, pw = transformer["patch_size"]
+    _check_size(frames, height, width, ph)
+    latent_t = (frames - 1) // VAE_TEMPORAL + 1
+    return (latent_t // pt) * (height // (VAE_SPATIAL * ph)) * (width // (VAE_SPATIAL * pw))
+
+
+def wan_transformer_forward_flops(
+    transformer: dict,
+    frames: int,
+    height: int,
+    width: int,
+    text_tokens: int,
+    batch: int = 1,
+    in_channels: int = VIVID_IN_CHANNELS,
+    lora_rank: int = LORA_RANK,
+) -> dict[str, float]:
+    """One forward of a Wan2.1 text-to-video transformer (`WanTransformer3DModel`), split into `linear`, `attention`
+    (QK^T and AV of self-attention over the video tokens and of cross-attention to the `text_tokens` caption
+    tokens) and `lora` (VIVID's adapters on to_q, to_k, to_v, to_out.0 of both attentions).
+
+    Per block: self-attention q, k, v, out on the video tokens; cross-attention q and out on the video tokens, k and
+    v on the text tokens; the feed-forward (dim -> ffn_dim -> dim). Once: the patch embedding (a Conv3d of the
+    patch volume), the text embedder (text_dim -> dim -> dim per text token), the time embedder (freq_dim -> dim ->
+    dim) and its projection to the 6 modulation vectors (dim -> 6 dim), per sample, and proj_out on the video
+    tokens. VIVID: in_channels=36, lora_rank=32; stock Wan: in_channels=16, lora_rank=0.
+    """
+    n_video, n_text = wan_token_counts(transformer, frames, height, width), text_tokens
+    d = transformer["num_attention_heads"] * transformer["attention_head_dim"]
+    ffn, layers = transformer["ffn_dim"], transformer["num_layers"]
+    patch_volume = 1
+    for p in transformer["patch_size"]:
+        patch_volume *= p
+    per_block = (
+        4 * 2 * n_video * d * d  # self-attention projections
+        + 2 * 2 * n_video * d * d + 2 * 2 * n_text * d * d  # cross-attention: q, out on video; k, v on text
+        + 2 * 2 * n_video * d * ffn  # feed-forward up and down
+    )
+    linear = layers * per_block
+    linear += 2 * n_video * in_channels * patch_volume * d  # patch embedding
+    linear += 2 * n_text * (transformer["text_dim"] * d + d * d)  # text embedder
+    linear += 2 * (transformer["freq_dim"] * d + d * d) + 2 * d * 6 * d  # time embedder and its projection
+    linear += 2 * n_video * d * transformer["out_channels"] * patch_volume  # proj_out
+    attention = layers * (2 * 2 * n_video * n_video * d + 2 * 2 * n_video * n_text * d)
+    lora_tokens = 4 * n_video + 2 * n_video + 2 * n_text  # the tokens each adapted projection sees, summed
+    lora = layers * lora_tokens * 2 * (d * lora_rank + lora_rank * d)
+    return {k: float(v * batch) for k, v in dict(linear=linear, attention=attention, lora=lora).items()}
+
+
 # ----------------------------------------------------------------------------- VAE
+@functools.lru_cache(maxsize=16)
+def _meta_counted_wan_vae(config: tuple, frames: int, height: int, width: int) -> tuple[float, float]:
+    vae_config = {k: list(v) if isinstance(v, tuple) else v for k, v in config}
+    with torch.device("meta"), torch.no_grad():
+        vae = AutoencoderKLWan(**vae_config)
+        with FlopCounterMode(display=False) as counter:
+            latents = vae.encode(torch.zeros(1, 3, frames, height, width)).latent_dist.mode()
+        encode = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            vae.decode(latents)
+        return float(encode), float(counter.get_total_flops())
+
+
+def wan_vae_flops(vae: dict, frames: int, height: int, width: int) -> tuple[float, float]:
+    """(encode, decode) FLOPs of `AutoencoderKLWan(**vae)` on one (frames, height, width) clip, counted on the
+    meta device by FlopCounterMode."""
+    _check_size(frames, height, width, 1)
+    config = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in vae.items()))
+    return _meta_counted_wan_vae(config, frames, height, width)
+
+
 def _conv(c_in: int, c_out: int, kernel_volume: int, positions: int) -> int:
     return 2 * c_in * c_out * kernel_volume * positions
 
@@ -302,33 +367,40 @@ def edit_flops(
     steps: int = 50,
     guidance: bool = True,
     vivid: bool = True,
+    family: str = "cogvideox",
 ) -> EditFlops:
     """FLOPs of one edit at a working size. `frames` is padded to 4k+1 as the pipeline does.
 
-    `vivid=False` counts stock CogVideoX text-to-video at the same shape (16 input channels, no LoRA, no VAE
-    encode of a condition).
+    `vivid=False` counts the stock base's text-to-video at the same shape (16 input channels, no LoRA, no VAE
+    encode of a condition). `family` "wan" counts Wan2.1 (sizes "1.3b", "14b", "tiny"), whose guidance runs the
+    conditional and unconditional forwards apart (the same FLOPs as CogVideoX's batch of 2).
     """
-    spec = model_spec(size)
+    spec, arch = architecture(size, family)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    frames = VAE_TEMPORAL * -(-(frames - 1) // VAE_TEMPORAL) + 1 if frames >= 1 else frames
-    tr = spec.transformer
-    n_video, n_text = token_counts(tr, frames, height, width)
+    frames = spec.padded_frame_count(frames) if frames >= 1 else frames
+    tr, vae, text_encoder = arch["transformer"], arch["vae"], arch["text_encoder"]
     cfg_batch = 2 if guidance else 1
-    fwd = transformer_forward_flops(
-        tr, frames, height, width, batch=cfg_batch,
-        in_channels=VIVID_IN_CHANNELS if vivid else LATENT_CHANNELS,
-        lora_rank=LORA_RANK if vivid else 0,
-    )
+    in_channels, lora_rank = (spec.in_channels, spec.lora_rank) if vivid else (spec.latent_channels, 0)
+    if spec.name == "wan":
+        n_text = arch["text_tokens"]
+        n_video = wan_token_counts(tr, frames, height, width)
+        fwd = wan_transformer_forward_flops(tr, frames, height, width, n_text, cfg_batch, in_channels, lora_rank)
+        encode, decode = wan_vae_flops(vae, frames, height, width)
+    else:
+        n_video, n_text = token_counts(tr, frames, height, width)
+        fwd = transformer_forward_flops(tr, frames, height, width, cfg_batch, in_channels, lora_rank)
+        encode, decode = vae_encode_flops(vae, frames, height, width), vae_decode_flops(vae, frames, height, width)
+    gated = str(text_encoder.get("feed_forward_proj", "relu")).startswith("gated")
     comps = {
-        "t5": t5_flops(spec.t5, n_text, spec.t5_gated, batch=cfg_batch),
-        "vae_encode": vae_encode_flops(spec.vae, frames, height, width) if vivid else 0.0,
+        "t5": t5_flops(text_encoder, n_text, gated, batch=cfg_batch),
+        "vae_encode": encode if vivid else 0.0,
         "transformer_linear": steps * fwd["linear"],
         "transformer_attention": steps * fwd["attention"],
         "transformer_lora": steps * fwd["lora"],
-        "vae_decode": vae_decode_flops(spec.vae, frames, height, width),
+        "vae_decode": decode,
     }
-    return EditFlops(spec.name, frames, height, width, steps, guidance, n_video, n_text, comps)
+    return EditFlops(model_name(family, size), frames, height, width, steps, guidance, n_video, n_text, comps)
 
 
 def kive_comparison(size: str = "5b", steps: int = 50) -> dict:

@@ -14,7 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--guidance", action=argparse.BooleanOptionalAction, default=True,
                    help="classifier-free guidance (transformer batch 2, two T5 passes)")
-    p.add_argument("--model-size", choices=["5b", "tiny"], default="5b")
+    p.add_argument("--family", choices=["cogvideox", "wan"], default="cogvideox", help="the base model")
+    p.add_argument("--model-size", choices=["5b", "1.3b", "14b", "tiny"], default=None,
+                   help="the architecture (default: 5b for CogVideoX, 1.3b for Wan)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -24,15 +26,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
-    edit = edit_flops(args.model_size, args.frames, args.height, args.width, args.steps, args.guidance)
-    stock = edit_flops(args.model_size, args.frames, args.height, args.width, args.steps, args.guidance, vivid=False)
-    comparison = kive_comparison(args.model_size, args.steps) if args.model_size == "5b" else None
+    size = args.model_size or {"cogvideox": "5b", "wan": "1.3b"}[args.family]
+    shape = (args.frames, args.height, args.width, args.steps, args.guidance)
+    edit = edit_flops(size, *shape, family=args.family)
+    stock = edit_flops(size, *shape, vivid=False, family=args.family)
+    comparison = kive_comparison(size, args.steps) if (args.family, size) == ("cogvideox", "5b") else None
     if args.json:
-        out = {"edit": edit.to_dict(), "stock_cogvideox": stock.to_dict(), "kive_comparison": comparison}
+        out = {"edit": edit.to_dict(), f"stock_{args.family}": stock.to_dict(), "kive_comparison": comparison}
         print(json.dumps(out, indent=2))
         return 0
 
-    unit, scale = ("PFLOPs", PETA) if args.model_size == "5b" else ("GFLOPs", 1e9)
+    unit, scale = ("GFLOPs", 1e9) if size == "tiny" else ("PFLOPs", PETA)
     print(f"{edit.model} edit, {edit.frames}x{edit.height}x{edit.width}, {edit.steps} steps, "
           f"guidance {'on (batch 2)' if edit.guidance else 'off'}: "
           f"{edit.video_tokens:,} video + {edit.text_tokens} text tokens")
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     for name, value in edit.components.items():
         print(f"{name:<24}{value / scale:>12.4f}{100 * value / edit.total:>8.1f}%")
     print(f"{'total':<24}{edit.total / scale:>12.4f}")
-    print(f"stock CogVideoX at this shape (no LoRA, 16 input channels, no VAE encode): {stock.total / scale:.4f} {unit}")
+    print(f"stock {args.family} at this shape (no LoRA, 16 input channels, no VAE encode): {stock.total / scale:.4f} {unit}")
     if comparison is not None:
         print("\nPublished KIVE costs (PFLOPs) vs our count under several conventions (49x480x720 / 1x480x720):")
         cols = list(comparison["published"])

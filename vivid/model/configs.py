@@ -72,7 +72,9 @@ COGVIDEOX_SCHEDULER = dict(
 )
 
 # T5-v1.1-XXL encoder as used by CogVideoX.
-T5_XXL = dict(d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64, vocab_size=32128)
+T5_XXL = dict(
+    d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64, vocab_size=32128, feed_forward_proj="gated-gelu"
+)
 
 TINY_TRANSFORMER = dict(
     COGVIDEOX_5B_TRANSFORMER,

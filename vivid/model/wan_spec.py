@@ -74,10 +74,12 @@ class WanSpec(ModelSpecification):
     default_guidance_scale = 5.0
     architectures = {
         "1.3b": dict(model_id=WAN21_1_3B_MODEL_ID, transformer=WAN21_1_3B_TRANSFORMER, vae=WAN21_VAE,
-                     text_encoder=UMT5_XXL),
+                     text_encoder=UMT5_XXL, text_tokens=WAN_MAX_TEXT_LENGTH),
         "14b": dict(model_id=WAN21_14B_MODEL_ID, transformer=WAN21_14B_TRANSFORMER, vae=WAN21_VAE,
-                    text_encoder=UMT5_XXL),
-        "tiny": dict(model_id=None, transformer=TINY_WAN_TRANSFORMER, vae=TINY_WAN_VAE, text_encoder=TINY_UMT5),
+                    text_encoder=UMT5_XXL, text_tokens=WAN_MAX_TEXT_LENGTH),
+        # text_tokens: the tiny tokenizer's model_max_length (vivid/model/tiny_wan.py)
+        "tiny": dict(model_id=None, transformer=TINY_WAN_TRANSFORMER, vae=TINY_WAN_VAE, text_encoder=TINY_UMT5,
+                     text_tokens=16),
     }
 
     def __init__(
