@@ -10,8 +10,9 @@ transformer in 24 GB): the pipeline receives `prompt_embeds` of T5-XXL's shape (
 1. VIVID's transformer (widened patch embedding + rank-32 LoRA); its trainable and total parameters must equal
    the published CogVideoX-5B count plus the analytic LoRA and patch-embedding counts;
 2. one `VIVIDPipeline` call (guidance on, so the transformer runs at batch 2);
-3. one LoRA training step with gradient checkpointing through the trainer's own functions
-   (`train.step.encode_batch`, `train.step.compute_loss`), backward and an AdamW step on the trainable weights;
+3. one LoRA training step with gradient checkpointing through the trainer's own step (`train.step.TrainStep`:
+   VAE encoding and the model specification's loss, caption embeddings precomputed), backward and an AdamW step
+   on the trainable weights;
 4. the VIVID weights saved (file sizes and keys checked) and loaded back onto the model (equality checked).
 
 Printed: the checks, the seconds of each phase and the process's peak RSS after each (the whole process: weights
@@ -99,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from train.step import compute_loss, encode_batch
+    from train.step import TrainStep
     from vivid.constants import LORA_ALPHA, LORA_RANK
-    from vivid.model.transformer import make_vivid_transformer, parameter_report
+    from vivid.model.registry import spec_for
     from vivid.model.weights import (
         LORA_WEIGHTS_NAME,
         PATCH_EMBED_WEIGHTS_NAME,
@@ -127,13 +128,14 @@ def main(argv: list[str] | None = None) -> int:
 
     with phase(report, "build (meta -> bf16, random weights)"):
         comps = build_components("5b", cpu, bf16, text_encoder=False)
-        transformer = make_vivid_transformer(comps["transformer"])
+        spec = spec_for(comps["transformer"])
+        transformer = spec.make_vivid(comps["transformer"])
         vae, scheduler = comps["vae"], comps["scheduler"]
         del comps
         for p in transformer.parameters():  # as the trainer does: trainable weights in fp32, frozen in bf16
             if p.requires_grad:
                 p.data = p.data.float()
-    counts = parameter_report(transformer)
+    counts = spec.parameter_report(transformer)
     weights_gb = sum(p.numel() * p.element_size() for p in transformer.parameters()) / GB
     vae_gb = sum(p.numel() * p.element_size() for p in vae.parameters()) / GB
     report["parameters"] = {"trainable": counts["trainable"], "total": counts["total"], "expected": expected}
@@ -196,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         with phase(report, "training step (gradient checkpointing)"):
             step_gen = torch.Generator().manual_seed(1)
-            latents, conditions = encode_batch(vae, batch, step_gen)
-            with torch.autocast("cpu", dtype=bf16):  # what the trainer's accelerator.autocast() is under bf16
-                loss = compute_loss(transformer, scheduler, latents, conditions, prompt_embeds, step_gen)
+            train_step = TrainStep(spec, vae, scheduler, cpu, captions=lambda prompts, device: prompt_embeds)
+            # under autocast, as the trainer's accelerator.autocast() is under bf16
+            loss = train_step.loss(transformer, batch | {"prompt": ["a red ball"]}, step_gen,
+                                   torch.autocast("cpu", dtype=bf16))
             loss.backward()
             grads = [p.grad for p in trainable]
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{float(grad_norm):.4g}")
         frozen_grads = [n for n, p in transformer.named_parameters() if not p.requires_grad and p.grad is not None]
         check("no gradient on frozen weights", not frozen_grads, ", ".join(frozen_grads[:3]))
-        del optimizer, grads, latents, conditions, loss
+        del optimizer, grads, loss
 
     with phase(report, "save + reload VIVID weights"), tempfile.TemporaryDirectory() as tmp:
         folder = save_vivid_weights(transformer, Path(tmp) / "vivid-weights",

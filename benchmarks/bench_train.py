@@ -1,13 +1,14 @@
-"""Training benchmark: one VIVID LoRA step (train.step.training_step) vs a step in the style of diffusers'
-CogVideoX LoRA example (stock 16-channel transformer, same LoRA, pre-encoded latents), same process, same shape.
+"""Training benchmark: one VIVID LoRA step (the trainer's own `train.step.TrainStep`) vs a step in the style of
+diffusers' CogVideoX LoRA example (stock 16-channel transformer, same LoRA, pre-encoded latents), same process, same shape.
 
     python benchmarks/bench_train.py --size tiny
     python benchmarks/bench_train.py --size 5b --gradient-checkpointing --attention-backend auto --compile --json
 
 Rows: stock LoRA step (latents and prompt embeddings precomputed, as the example does with its cached
-tensors); VIVID step on pre-encoded latents + conditions (the same work plus 20 condition channels); VIVID's full
-`training_step` (VAE encodes of the video and the masked video inside the step). Prompt embeddings are cached
-(random, T5 is not loaded: the memory mode of finetrainers). MFU = analytic model FLOPs of the transformer's
+tensors); VIVID step on pre-encoded latents + conditions (the spec's loss: the same work plus 20 condition
+channels); the trainer's full step (`TrainStep.loss`: VAE encodes of the video and the masked video inside the
+step), then backward, clipping and the optimizer step as the trainer's accelerator does them on one process.
+Prompt embeddings are precomputed (random, T5 is not loaded: the trainer's `caption_embeddings` mode). MFU = analytic model FLOPs of the transformer's
 forward + backward (vivid.flops.transformer_train_flops, no recomputation counted) / step time / matmul FLOP/s.
 On CPU each configuration runs in its own Python process (--no-isolate to share one), so that its peak memory
 (the process's max RSS, which never goes down) is its own.
@@ -40,8 +41,8 @@ from common import (
 )
 
 from vivid.flops import transformer_train_flops
+from vivid.model.cogvideox_spec import CogVideoXSpec, rotary_embeddings
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, TINY_TRANSFORMER
-from vivid.model.cogvideox_spec import rotary_embeddings
 from vivid.speed import ATTENTION_BACKENDS, compile_blocks, set_attention_backend
 
 
@@ -56,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="regional torch.compile of the blocks (both models)")
     p.add_argument("--optimizer", choices=["adamw", "adamw8bit"], default="adamw")
     p.add_argument("--no-full-step", dest="full_step", action="store_false",
-                   help="skip VIVID's full training_step (with VAE encoding)")
+                   help="skip the trainer's full step (with VAE encoding)")
     p.add_argument("--json", action="store_true")
     add_isolation_arguments(p, CONFIGS)
     return p.parse_args(argv)
@@ -82,11 +83,14 @@ def make_optimizer(params, kind: str):
     return torch.optim.AdamW(params, lr=1e-4, fused=params[0].is_cuda)
 
 
+SPEC = CogVideoXSpec()
+
+
 def prepare(transformer, args, device, vivid: bool):
-    from vivid.model.transformer import lora_config, make_vivid_transformer
+    from vivid.model.transformer import lora_config
 
     if vivid:
-        make_vivid_transformer(transformer, rank=args.lora_rank, alpha=args.lora_rank)
+        SPEC.make_vivid(transformer, rank=args.lora_rank, alpha=args.lora_rank)
     else:  # diffusers' example: LoRA on to_q/k/v/out.0, everything else frozen
         transformer.requires_grad_(False)
         transformer.add_adapter(lora_config(args.lora_rank, args.lora_rank))
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = measure_peak_flops(device, dtype)
     b = args.batch_size
 
-    from train.step import compute_loss, encode_batch, training_step
+    from train.step import TrainStep
 
     comps = build_components(args.size, device, dtype, text_encoder=False)
     vae, scheduler = comps["vae"], comps["scheduler"]
@@ -170,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     batch = {"video": video, "masked_video": video * (1 - mask), "mask": mask, "prompt": ["a red ball"] * b}
     prompt_embeds = torch.randn(b, tr_config["max_text_seq_length"], tr_config["text_embed_dim"], device=device,
                                 dtype=dtype, generator=gen)
-    latents, conditions = encode_batch(vae, batch, gen)  # the pre-encoded tensors of the first two rows
+    # the trainer's step with precomputed caption embeddings (its `caption_embeddings` mode)
+    train_step = TrainStep(SPEC, vae, scheduler, device, captions=lambda prompts, device: prompt_embeds)
+    latents, conditions = train_step.encode_batch(batch, gen)  # the pre-encoded tensors of the first two rows
     rows = []
 
     stock_flops = transformer_train_flops(tr_config, frames, height, width, b, in_channels=16,
@@ -190,22 +196,26 @@ def main(argv: list[str] | None = None) -> int:
         vivid = prepare(new_transformer(args.size, device, dtype, 20), args, device, vivid=True)
         opt = make_optimizer([p for p in vivid.parameters() if p.requires_grad], args.optimizer)
 
-    def vivid_pre_encoded():
-        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
-            loss = compute_loss(vivid, scheduler, latents, conditions, prompt_embeds, gen)
+    def backward_and_step(loss):  # what the trainer's accelerator does on one process
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in vivid.parameters() if p.requires_grad], 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    def vivid_pre_encoded():
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            loss = SPEC.compute_loss(vivid, scheduler, latents, conditions, prompt_embeds, gen)
+        backward_and_step(loss)
+
+    def trainer_step():
+        amp = torch.autocast(device.type, dtype=autocast, enabled=autocast is not None)
+        backward_and_step(train_step.loss(vivid, batch, gen, amp))
+
     if "vivid-pre-encoded" in configs:
         rows.append(timed_steps("vivid step (pre-encoded latents)", vivid_pre_encoded, device, args.steps))
         rows[-1]["mfu"] = vivid_flops / rows[-1]["step_s"] / peak
     if "vivid-full-step" in configs:
-        rows.append(timed_steps(
-            "vivid training_step (+ VAE encode)",
-            lambda: training_step(vivid, vae, scheduler, batch, prompt_embeds, opt, gen, autocast_dtype=autocast),
-            device, args.steps))
+        rows.append(timed_steps("vivid trainer step (+ VAE encode)", trainer_step, device, args.steps))
         rows[-1]["mfu"] = vivid_flops / rows[-1]["step_s"] / peak  # VAE FLOPs not counted
     extra = {
         "size": args.size, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
