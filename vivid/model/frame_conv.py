@@ -1,12 +1,10 @@
 """3D convolutions of a single video computed as sums of 2D ones on the CPU, where torch's conv3d is slow at batch 1.
 
 A (kt, kh, kw) conv3d over (1, C, T, H, W) is, for each of its kt time taps, a conv2d of the frames under that tap
-(all T_out of them as one batch) with that tap's (kh, kw) kernel, summed over the taps. On this project's CPU,
-torch 2.13's conv3d takes about 10x longer per output frame at batch size 1 than at batch size 2 (16->16 channels,
-3x3x3, 64x96, one thread: 11-28 ms a frame against 1.3-2.9), and batch size 1 is how an edit runs the VAE and how
-a training step's latent cache encodes a lone unseen input. Frame-wise, the tiny VAE encodes a 9-frame clip 3.4-4.2x
-faster and decodes it 2.4-3.2x faster (`benchmarks/bench_frame_conv.py`). At batch sizes above 1 torch's conv3d is
-used.
+(all T_out of them as one batch) with that tap's (kh, kw) kernel, summed over the taps. Torch's CPU conv3d is much
+slower per output frame at batch size 1 than at larger batches, and batch size 1 is how an edit runs the VAE and how
+a training step's latent cache encodes a lone unseen input (measurements: docs/experiments.md, "Frame conv"; the
+benchmark: `benchmarks/bench_frame_conv.py`). At batch sizes above 1 torch's conv3d is used.
 
 `use_frame_convs(module)` switches a module's Conv3d layers (nn.Conv3d and diffusers' CogVideoXSafeConv3d) to
 subclasses that do this; parameters, state dicts and results stay the same (up to float rounding). On other devices,
