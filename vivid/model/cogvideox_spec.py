@@ -244,13 +244,8 @@ class CogVideoXSpec(ModelSpecification):
 
     # ---------------------------------------------------------------- sampling
     def prepare_latents(
-        self,
-        scheduler: Any,
-        shape: tuple[int, int, int, int, int],
-        device: torch.device,
-        dtype: torch.dtype,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        latents: torch.Tensor | None = None,
+        self, scheduler: Any, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype,
+        generator: torch.Generator | list[torch.Generator] | None = None, latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
         shape = tuple(shape)
         if latents is None:

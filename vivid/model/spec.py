@@ -409,13 +409,8 @@ class ModelSpecification(ABC):
     # ================================================================ sampling
     @abstractmethod
     def prepare_latents(
-        self,
-        scheduler: Any,
-        shape: tuple[int, int, int, int, int],
-        device: torch.device,
-        dtype: torch.dtype,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        latents: torch.Tensor | None = None,
+        self, scheduler: Any, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype,
+        generator: torch.Generator | list[torch.Generator] | None = None, latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The initial noise (B, T, C, h, w) = `shape` of the denoising loop, drawn from `generator` as the base's
         pipeline draws it, or `latents` (checked against `shape`), scaled as the base's sampler starts."""

@@ -268,13 +268,8 @@ class WanSpec(ModelSpecification):
 
     # ---------------------------------------------------------------- sampling
     def prepare_latents(
-        self,
-        scheduler: Any,
-        shape: tuple[int, int, int, int, int],
-        device: torch.device,
-        dtype: torch.dtype,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        latents: torch.Tensor | None = None,
+        self, scheduler: Any, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype,
+        generator: torch.Generator | list[torch.Generator] | None = None, latents: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Float32 whatever `dtype` (WanPipeline's), drawn in Wan's (B, C, T, h, w) layout as WanPipeline draws it."""
         b, t, c, h, w = shape
