@@ -146,6 +146,29 @@ def test_callback_on_step_end_sees_every_step(tiny_pipe, clip):
     assert steps == [0, 1, 2]
 
 
+def test_interrupt_skips_the_remaining_steps(tiny_pipe, clip):
+    """diffusers' `interrupt`: set from a callback, the steps after it are skipped and the latents of the last step
+    done are the result; the pipeline's state (current timestep, guidance scale) reads as in diffusers' loops."""
+    frames, _ = clip
+    mask = box_mask(1, 144, 176, 40, 60, 50, 60)
+    seen = {}
+
+    def record(pipe, i, t, kwargs):
+        seen[i] = (kwargs["latents"].clone(), pipe.current_timestep, pipe.num_timesteps, pipe.guidance_scale)
+        return {}
+
+    full = dict(prompt="a red circle", num_inference_steps=3, output_type="latent")
+    _run(tiny_pipe, frames[:5], mask, **full, callback_on_step_end=record)
+    assert [seen[i][1] for i in range(3)] == list(tiny_pipe.scheduler.timesteps) and seen[0][2:] == (3, 6.0)
+
+    def stop_after_step_1(pipe, i, t, kwargs):
+        pipe._interrupt = i == 1
+        return {}
+
+    stopped = _run(tiny_pipe, frames[:5], mask, **full, callback_on_step_end=stop_after_step_1)
+    assert torch.equal(torch.as_tensor(stopped), seen[1][0]) and tiny_pipe.current_timestep is None
+
+
 def test_long_caption_is_truncated_with_a_warning(tiny_pipe, clip, caplog):
     frames, _ = clip
     caption = " ".join(["a red circle moving left across a textured background"] * 5)

@@ -30,7 +30,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from vivid.masks import latent_frame_count, pack_mask
-from vivid.model.transformer import compute_dtype, format_parameter_report, parameter_report
+from vivid.model.transformer import compute_dtype, format_parameter_report, parameter_report, unwrap
 
 # The five components every base has, in the names diffusers' pipelines give them.
 COMPONENT_NAMES = ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")
@@ -49,13 +49,6 @@ def to_unit_range(video_uint8: torch.Tensor) -> torch.Tensor:
 def transformer_input(noisy_latents: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
     """noise | masked-video latents | mask latents on the channel axis (dim 2) of (B, T, C, h, w) latents."""
     return torch.cat([noisy_latents, conditions.to(noisy_latents.dtype)], dim=2)
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The bare model under DDP / DeepSpeed wrappers (`.module`)."""
-    while hasattr(model, "module"):
-        model = model.module
-    return model
 
 
 def weighted_latent_loss(

@@ -79,14 +79,19 @@ def make_vivid_transformer(
     return transformer
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare model under DDP / DeepSpeed wrappers (`.module`)."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
 def compute_dtype(transformer: torch.nn.Module) -> torch.dtype:
     """The dtype a (possibly wrapped) transformer computes in: that of its frozen weights (training keeps the
     trainable ones, LoRA and patch embedding, in fp32); with every weight trainable, that of the first. Weights of
     the modules a diffusers model keeps in fp32 whatever its dtype (`_keep_in_fp32_modules`: Wan's time embedding
     and norms) do not count."""
-    model = transformer
-    while hasattr(model, "module"):  # DDP / DeepSpeed engines
-        model = model.module
+    model = unwrap(transformer)
     kept = getattr(model, "_keep_in_fp32_modules", None) or ()
     params = [p for name, p in model.named_parameters() if not any(m in name for m in kept)]
     return next((p.dtype for p in params if not p.requires_grad), params[0].dtype)

@@ -42,6 +42,7 @@ from vivid.constants import (
 )
 from vivid.model.hub import hub_offline, is_repo_id
 from vivid.model.registry import spec_for
+from vivid.model.spec import unwrap
 
 
 VIVID_WEIGHT_FILES = (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME, BASE_WEIGHTS_NAME)
@@ -118,7 +119,7 @@ def _strip_prefixes(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -
 def vivid_state_dicts(transformer: torch.nn.Module) -> tuple[dict, dict]:
     """(LoRA state, patch-embedding state), contiguous CPU tensors, no `module.` prefixes. The LoRA's keys are the
     transformer's (`<module>.lora_A.weight`); its file adds diffusers' `transformer.` prefix."""
-    model = getattr(transformer, "module", transformer)  # unwrap DDP / DeepSpeed engines
+    model = unwrap(transformer)
     lora = get_peft_model_state_dict(model)
     lora = _strip_prefixes(lora, ("module.", "base_model.model."))
     lora = {k: v.detach().cpu().contiguous() for k, v in lora.items()}
@@ -133,7 +134,7 @@ def vivid_state_dicts(transformer: torch.nn.Module) -> tuple[dict, dict]:
 def lora_adapter_metadata(transformer: torch.nn.Module) -> dict:
     """The LoRA's peft config (rank, alpha, targets, ...) as a dict: what diffusers' training scripts store as a
     LoRA file's adapter metadata and its `load_lora_weights` builds the adapter from (without it, alpha = rank)."""
-    model = getattr(transformer, "module", transformer)
+    model = unwrap(transformer)
     return model.peft_config["default"].to_dict()
 
 
@@ -141,7 +142,7 @@ def base_state_dict(transformer: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Every weight of the (LoRA-wrapped) transformer but the LoRA's, contiguous CPU tensors, no `module.` prefix.
     Keys are those of the wrapped model (`...to_q.base_layer.weight`), so they load into a transformer made VIVID
     with the same LoRA targets."""
-    model = getattr(transformer, "module", transformer)
+    model = unwrap(transformer)
     state = _without_lora(model.state_dict())
     return {k: v.detach().cpu().contiguous() for k, v in _strip_prefixes(state, ("module.",)).items()}
 
