@@ -70,7 +70,7 @@ def test_spec_sizes_and_counts(tiny_pipe):
     assert SPEC.native_size(big) == (480, 720) and (SPEC.native_frames, SPEC.native_fps) == (49, 8)
     assert SPEC.lora_parameter_count(big) == 42 * 4 * 32 * (3072 + 3072)  # test_model's formula
     assert SPEC.latent_shape(2, 49, 480, 720) == (2, 13, 16, 60, 90) and SPEC.padded_frame_count(14) == 17
-    assert SPEC.max_text_length(tiny_pipe.tokenizer, t) == 16
+    assert SPEC.max_text_length(tiny_pipe.tokenizer, t) == 16 and SPEC.text_embedding_dim(t) == 64
     assert SPEC.vae_compression(tiny_pipe.vae) == (4, 8)
     assert SPEC.stock_pipeline_class is CogVideoXPipeline
     # the mask packing rule, for another compression (the spec passes its VAE's)

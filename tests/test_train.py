@@ -958,3 +958,19 @@ def test_resume_never_unpickles_and_repeats_the_losses(synth_data, tmp_path):
     with pytest.raises(ValueError, match="older vivid as pickles .*never loaded"):
         train(load_config(TINY_YAML, tiny_overrides(synth_data, run, *common)), resume=str(old))
     assert not marker.exists()
+
+
+def test_the_trainer_trains_the_tiny_wan_through_its_spec(synth_data, tiny_wan_model_dir, tmp_path):
+    """model.pretrained = a Wan folder: the same trainer loads it, trains it with Wan's flow-matching objective (the
+    spec chosen from the folder), validates with VIVIDPipeline on Wan and saves weights of the wan family."""
+    from train.trainer import train
+
+    run = tmp_path / "run"
+    result = train(load_config(TINY_YAML, tiny_overrides(
+        synth_data, run, "optim.max_steps=2", f"model.pretrained={tiny_wan_model_dir}", "validation.every_n_steps=2",
+        "validation.steps=1", "validation.num_samples=1",
+    )))
+    losses = [r["loss"] for r in read_metrics(run)]
+    assert result.step == 2 and len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert json.loads((result.checkpoint / "vivid-weights" / "vivid_config.json").read_text())["family"] == "wan"
+    assert list((run / "validation" / "step-2").glob("*.mp4"))

@@ -56,6 +56,7 @@ def test_spec_basics(wan):
     with pytest.raises(ValueError, match="4k\\+1"):
         SPEC.latent_frames(80)
     assert SPEC.max_text_length(wan["tokenizer"], wan["transformer"]) == 16
+    assert SPEC.text_embedding_dim(wan["transformer"]) == TINY_WAN_TRANSFORMER["text_dim"]
     assert SPEC.stock_pipeline_class is WanPipeline
     assert SPEC.native_size(wan["transformer"]) == (64, 96)
     with torch.device("meta"):

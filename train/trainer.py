@@ -421,7 +421,7 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
         logger.info("transformer: %s", spec.format_parameter_report(transformer))
     max_text_len = spec.max_text_length(tokenizer, transformer)
     if store is not None:
-        check_caption_store(store, pretrained, weight_dtype, max_text_len, int(transformer.config.text_embed_dim))
+        check_caption_store(store, pretrained, weight_dtype, max_text_len, spec.text_embedding_dim(transformer))
     weights_config = VIVIDWeightsConfig(
         base_model=config.model.pretrained if config.model.pretrained != TINY else pretrained,
         lora_rank=config.model.lora_rank,

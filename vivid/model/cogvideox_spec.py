@@ -156,6 +156,9 @@ class CogVideoXSpec(ModelSpecification):
     def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module) -> int:
         return int(unwrap(transformer).config.max_text_seq_length)
 
+    def text_embedding_dim(self, transformer: torch.nn.Module) -> int:
+        return int(unwrap(transformer).config.text_embed_dim)
+
     @torch.no_grad()
     def encode_prompts(
         self,

@@ -281,6 +281,10 @@ class ModelSpecification(ABC):
         """Tokens per caption (longer captions are truncated, shorter ones padded)."""
 
     @abstractmethod
+    def text_embedding_dim(self, transformer: torch.nn.Module) -> int:
+        """The width D of the caption embeddings the transformer takes."""
+
+    @abstractmethod
     def encode_prompts(
         self,
         tokenizer: Any,

@@ -157,6 +157,9 @@ class WanSpec(ModelSpecification):
         """512 tokens, or fewer where the tokenizer says so (the tiny family's)."""
         return min(WAN_MAX_TEXT_LENGTH, int(getattr(tokenizer, "model_max_length", WAN_MAX_TEXT_LENGTH)))
 
+    def text_embedding_dim(self, transformer: torch.nn.Module) -> int:
+        return int(unwrap(transformer).config.text_dim)
+
     @torch.no_grad()
     def encode_prompts(
         self,
