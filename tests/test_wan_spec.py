@@ -318,7 +318,7 @@ def test_tiny_wan_denoising_loop(wan):
 def test_bf16_wan_keeps_its_vae_in_fp32_and_computes_in_bf16(tiny_wan_model_dir):
     """Wan keeps its time embedding and norms in fp32 (`_keep_in_fp32_modules`); they must not make the compute
     dtype fp32 once the patch embedding is trainable (the blocks would get fp32 inputs)."""
-    from vivid.model.spec import compute_dtype
+    from vivid.model.transformer import compute_dtype
 
     components = SPEC.load_components(tiny_wan_model_dir, dtype=torch.bfloat16)
     transformer = SPEC.make_vivid(components["transformer"])

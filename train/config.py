@@ -104,7 +104,7 @@ class TrainConfig:
     cache_text_embeddings: bool = False  # keep T5 embeddings of seen captions on the CPU
     text_cache_max_items: int = 1024  # LRU bound of that cache (1.85 MB per caption for CogVideoX-5B's T5)
     # keep VAE posteriors of inputs seen before (content-keyed, CPU): for small, revisited data sets such as the
-    # tiny recipe's; useless on VIVID-10M, where inputs rarely recur (train/step.py, VAELatentCache)
+    # tiny recipe's; useless on VIVID-10M, where inputs rarely recur (train/step.py, TrainStep.latent_cache)
     cache_vae_latents: bool = False
     vae_cache_max_items: int = 20000  # LRU bound (tiny recipe: 12 KB per image, 37 KB per 9-frame clip)
     # a folder of precomputed T5 caption embeddings (`vivid data embed-captions`): the trainer reads every prompt's

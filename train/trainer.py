@@ -36,7 +36,7 @@ from train.caption_embeddings import CaptionEmbeddings, manifest_prompts, text_e
 from train.config import TINY, TrainConfig
 from vivid.model.frame_conv import use_frame_convs
 from vivid.model.registry import spec_for
-from vivid.model.spec import unwrap
+from vivid.model.transformer import unwrap
 from vivid.model.weights import VIVIDWeightsConfig, save_vivid_weights
 
 logger = logging.getLogger("vivid.train")

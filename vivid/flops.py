@@ -29,7 +29,7 @@ import torch
 from diffusers import AutoencoderKLWan
 from torch.utils.flop_counter import FlopCounterMode
 
-from vivid.constants import LATENT_CHANNELS, LORA_RANK, LORA_TARGETS, VAE_SPATIAL, VAE_TEMPORAL, VIVID_IN_CHANNELS
+from vivid.constants import LORA_RANK, LORA_TARGETS, VAE_SPATIAL, VAE_TEMPORAL, VIVID_IN_CHANNELS
 from vivid.model.registry import spec_by_name
 from vivid.model.spec import ModelSpecification
 

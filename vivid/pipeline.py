@@ -29,7 +29,8 @@ from vivid.inputs import EditInputs, check_sampling, load_edit_inputs
 from vivid.masks import erase, kive_substitute
 from vivid.model.frame_conv import use_frame_convs
 from vivid.model.registry import spec_for
-from vivid.model.spec import ModelSpecification, compute_dtype, dynamic_guidance_scale
+from vivid.model.spec import ModelSpecification, dynamic_guidance_scale
+from vivid.model.transformer import compute_dtype
 from vivid.model.weights import (
     VIVIDWeightsConfig,
     load_vivid_weights,

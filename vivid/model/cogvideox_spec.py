@@ -23,15 +23,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from vivid.constants import BASE_MODEL_ID, LORA_ALPHA, LORA_RANK, LORA_TARGETS, MAX_CLIP_FRAMES, VAE_SPATIAL
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_VAE, T5_XXL, TINY_T5, TINY_TRANSFORMER, TINY_VAE
-from vivid.model.spec import (
-    ModelSpecification,
-    StepCallback,
-    StepStart,
-    compute_dtype,
-    dynamic_guidance_scale,
-    unwrap,
-)
-from vivid.model.transformer import make_vivid_transformer, widen_patch_embed
+from vivid.model.spec import ModelSpecification, StepCallback, StepStart, dynamic_guidance_scale
+from vivid.model.transformer import compute_dtype, make_vivid_transformer, unwrap, widen_patch_embed
 
 
 def extra_step_kwargs(scheduler: Any, generator: Any, eta: float) -> dict[str, Any]:

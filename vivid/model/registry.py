@@ -22,7 +22,8 @@ from huggingface_hub import hf_hub_download
 from vivid.constants import VIVID_CONFIG_NAME
 from vivid.model.cogvideox_spec import CogVideoXSpec
 from vivid.model.hub import hub_offline, is_repo_id
-from vivid.model.spec import ModelSpecification, unwrap
+from vivid.model.spec import ModelSpecification
+from vivid.model.transformer import unwrap
 from vivid.model.wan_spec import WanSpec
 
 SPECS: dict[str, type[ModelSpecification]] = {spec.name: spec for spec in (CogVideoXSpec, WanSpec)}

@@ -30,7 +30,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from vivid.masks import latent_frame_count, pack_mask
-from vivid.model.transformer import compute_dtype, format_parameter_report, parameter_report, unwrap
+from vivid.model.transformer import format_parameter_report, parameter_report, unwrap
 
 # The five components every base has, in the names diffusers' pipelines give them.
 COMPONENT_NAMES = ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")

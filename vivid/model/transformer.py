@@ -1,4 +1,6 @@
-"""The VIVID transformer: CogVideoX with a widened patch embedding and a LoRA on its attention."""
+"""The VIVID transformer's parts every base shares: a patch embedding widened with zero channels, the LoRA and
+which weights train, the compute dtype, unwrapping DDP / DeepSpeed. The specifications (`vivid/model/spec.py`) call
+these; `widen_patch_embed`, CogVideoX's widening, stays here as `make_vivid_transformer`'s default."""
 
 from __future__ import annotations
 

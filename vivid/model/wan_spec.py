@@ -42,8 +42,8 @@ from vivid.model.configs import (
     WAN21_14B_TRANSFORMER,
     WAN21_VAE,
 )
-from vivid.model.spec import ModelSpecification, StepCallback, StepStart, compute_dtype, unwrap
-from vivid.model.transformer import make_vivid_transformer, widened_conv
+from vivid.model.spec import ModelSpecification, StepCallback, StepStart
+from vivid.model.transformer import compute_dtype, make_vivid_transformer, unwrap, widened_conv
 
 WAN21_1_3B_MODEL_ID = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 WAN21_14B_MODEL_ID = "Wan-AI/Wan2.1-T2V-14B-Diffusers"

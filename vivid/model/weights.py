@@ -42,7 +42,7 @@ from vivid.constants import (
 )
 from vivid.model.hub import hub_offline, is_repo_id
 from vivid.model.registry import spec_for
-from vivid.model.spec import unwrap
+from vivid.model.transformer import unwrap
 
 
 VIVID_WEIGHT_FILES = (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME, BASE_WEIGHTS_NAME)
