@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig
 
 from data_loaders.errors import DataError
+from data_loaders.format import read_manifests
 from train.checkpoint import write_json_atomic
 from train.config import TrainConfig
 from train.step import encode_prompts
@@ -70,9 +71,6 @@ def dtype_name(dtype: torch.dtype) -> str:
 def manifest_prompts(patterns: Iterable[str | os.PathLike]) -> tuple[list[str], int]:
     """Every prompt training on these manifests can use: each record's captions, the deletion caption, and ""
     (caption dropout; the negative prompt of validation). Returns (distinct prompts, invalid records skipped)."""
-    from data_loaders.format import read_manifests
-    from vivid.constants import DELETE_CAPTION
-
     records, bad = read_manifests(patterns)
     prompts = ["", DELETE_CAPTION]
     for record in records:

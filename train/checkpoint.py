@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from accelerate.utils import DistributedType
 from safetensors.torch import load_file, save_file
 
 
@@ -108,8 +109,6 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def is_deepspeed(accelerator: Any) -> bool:
     """Whether `accelerator` runs DeepSpeed (its engine writes and reads the model and optimizer state)."""
-    from accelerate.utils import DistributedType
-
     return getattr(accelerator, "distributed_type", None) == DistributedType.DEEPSPEED
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, InitProcessGroupKwargs, ProjectConfiguration
+from transformers.integrations import unset_hf_deepspeed_config
 
 from train.checkpoint import is_deepspeed
 from train.config import TrainConfig
@@ -98,8 +99,6 @@ def without_zero3_partitioning(accelerator: Accelerator) -> Iterator[None]:
     if plugin is None or plugin.zero_stage != 3:
         yield
         return
-    from transformers.integrations import unset_hf_deepspeed_config
-
     unset_hf_deepspeed_config()
     try:
         yield
