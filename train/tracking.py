@@ -9,6 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from train.checkpoint import write_text_atomic
 from train.config import TrainConfig
 
@@ -82,6 +84,28 @@ class SampleIdLog:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+
+
+def step_record(step: int, loss: float, lr: float, grad_norm: float | None, samples: int, seconds: float,
+                kind: str | None, applied: bool, skipped_steps: int, skipped_samples: int) -> dict[str, Any]:
+    """One optimizer step's metrics.jsonl record (non-finite loss and gradient norm as None)."""
+    record = dict(
+        step=step, loss=loss if math.isfinite(loss) else None, lr=lr,
+        grad_norm=grad_norm if grad_norm is not None and math.isfinite(grad_norm) else None,
+        samples_per_s=samples / seconds, step_time_s=seconds,
+        samples=samples, kind=kind, skipped=not applied, skipped_steps=skipped_steps,
+        skipped_samples=skipped_samples,
+    )
+    if torch.cuda.is_available():
+        record["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    return record
+
+
+def log_cache_use(cache: Any) -> None:
+    """How much the VAE latent cache saved (its lookups of all inputs seen)."""
+    seen = cache.hits + cache.misses
+    logger.info("VAE latent cache: %d of %d inputs were lookups (%.0f%%), %d cached",
+                cache.hits, seen, 100 * cache.hits / max(seen, 1), len(cache))
 
 
 def start_wandb(config: TrainConfig, run_id: str | None) -> Any:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from train.distributed import (
 )
 from train.models import Models, load_models, on_device, resolve_pretrained, save_weights, weights_config
 from train.optim import build_lr_scheduler, build_optimizer, optimizer_step
-from train.tracking import METRICS_NAME, MetricsWriter, SampleIdLog, start_wandb
+from train.tracking import METRICS_NAME, MetricsWriter, SampleIdLog, log_cache_use, start_wandb, step_record
 from train.validation import validate
 
 logger = logging.getLogger("vivid.train")
@@ -59,6 +58,19 @@ def step_generator(config: TrainConfig, step: int, micro: int, rank: int, world:
     are a function of the step, so a resumed run draws exactly what an uninterrupted one would."""
     index = (step * config.optim.gradient_accumulation_steps + micro) * world + rank
     return torch.Generator(device=device).manual_seed(config.seed * 1_000_003 + index)
+
+
+def deepspeed_nonfinite_error(config: TrainConfig, step: int, micro: int) -> NonFiniteLossError:
+    """Under DeepSpeed with accumulation a non-finite micro-batch loss stops the run (it cannot be skipped)."""
+    accumulation = config.optim.gradient_accumulation_steps
+    return NonFiniteLossError(
+        f"step {step + 1}, micro-batch {micro}: non-finite loss under DeepSpeed with "
+        f"optim.gradient_accumulation_steps={accumulation}. DeepSpeed accumulates "
+        "inside its engine and steps at its own boundary, so one micro-batch cannot be skipped "
+        "without shifting that boundary; stopped. Last good checkpoint: "
+        f"{ckpt.latest_checkpoint(config.output_dir) or 'none'}. Lower optim.lr or check the data; with "
+        "optim.gradient_accumulation_steps=1 non-finite steps are skipped instead."
+    )
 
 
 def micro_batch_loss(accelerator: Accelerator, transformer: torch.nn.Module, models: Models, batch: dict[str, Any],
@@ -132,14 +144,15 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
     if store is not None:
         check_captions_stored(store, loader.records, config)
 
-    def skipped_samples_here() -> int:  # bad samples this rank skipped in the whole run
-        return bad_offset + sum(loader.bad_sample_counts().values())
-
     # ---- resume, tracking, caches
     start_step, state, bad_offset = 0, {}, 0
     if resume:
         start_step, state, bad_offset = ckpt.resume_run(accelerator, resume, output_dir, rank, world, loader,
                                                         **training_objects)
+
+    def skipped_samples_here() -> int:  # bad samples this rank skipped in the whole run
+        return bad_offset + sum(loader.bad_sample_counts().values())
+
     metrics = MetricsWriter(output_dir / METRICS_NAME, is_main, start_step if resume else None)
     wandb_run = start_wandb(config, state.get("wandb_run_id")) if is_main else None
     sample_ids = SampleIdLog(config, rank, resumed=bool(resume))
@@ -171,14 +184,7 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
                 ok = not any_rank(not bool(torch.isfinite(loss.detach())), device)
                 if not ok and use_deepspeed and o.gradient_accumulation_steps > 1:
                     bar.close()
-                    raise NonFiniteLossError(
-                        f"step {step + 1}, micro-batch {micro}: non-finite loss under DeepSpeed with "
-                        f"optim.gradient_accumulation_steps={o.gradient_accumulation_steps}. DeepSpeed accumulates "
-                        "inside its engine and steps at its own boundary, so one micro-batch cannot be skipped "
-                        "without shifting that boundary; stopped. Last good checkpoint: "
-                        f"{ckpt.latest_checkpoint(output_dir) or 'none'}. Lower optim.lr or check the data; with "
-                        "optim.gradient_accumulation_steps=1 non-finite steps are skipped instead."
-                    )
+                    raise deepspeed_nonfinite_error(config, step, micro)
                 if ok and finite:
                     # under DeepSpeed this also clips and steps (or skips on overflow) at the boundary
                     accelerator.backward(loss)
@@ -201,15 +207,8 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
             skipped_steps += 1
             logger.warning("step %d: non-finite loss or gradient (%s); step skipped (%d in a row)",
                            step, mean_loss, bad_in_row)
-        record = dict(
-            step=step, loss=mean_loss if math.isfinite(mean_loss) else None, lr=lr,
-            grad_norm=grad_norm if grad_norm is not None and math.isfinite(grad_norm) else None,
-            samples_per_s=global_samples / elapsed, step_time_s=elapsed,
-            samples=global_samples, kind=batch.get("kind"), skipped=not finite, skipped_steps=skipped_steps,
-            skipped_samples=skipped_samples,
-        )
-        if torch.cuda.is_available():
-            record["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        record = step_record(step, mean_loss, lr, grad_norm, global_samples, elapsed, batch.get("kind"), finite,
+                             skipped_steps, skipped_samples)
         metrics.write(record)
         bar.update(1)
         if step % config.logging.log_every == 0 or step == o.max_steps:
@@ -218,10 +217,10 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
                 wandb_run.log({f"train/{k}": v for k, v in record.items() if isinstance(v, (int, float))}, step=step)
         if bad_in_row >= config.max_bad_steps:
             bar.close()
-            kept = ckpt.latest_checkpoint(output_dir)
             raise NonFiniteLossError(
                 f"{bad_in_row} non-finite losses in a row (max_bad_steps={config.max_bad_steps}) at step {step}; "
-                f"stopped. Last good checkpoint: {kept or 'none'}. Lower optim.lr or check the data."
+                f"stopped. Last good checkpoint: {ckpt.latest_checkpoint(output_dir) or 'none'}. Lower optim.lr or "
+                "check the data."
             )
 
         # ---- checkpoint, validation, the time limit (decided alike on every rank: all must save and stop together)
@@ -250,9 +249,7 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
 
     bar.close()
     if latent_cache is not None and is_main:
-        seen = latent_cache.hits + latent_cache.misses
-        logger.info("VAE latent cache: %d of %d inputs were lookups (%.0f%%), %d cached",
-                    latent_cache.hits, seen, 100 * latent_cache.hits / max(seen, 1), len(latent_cache))
+        log_cache_use(latent_cache)
     sample_ids.close()
     if wandb_run is not None:
         wandb_run.finish()
