@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from train.models import on_device
 from vivid.model.spec import ModelSpecification
 
 
@@ -88,19 +89,6 @@ def content_key(tensor: torch.Tensor) -> bytes:
     h.update(repr((tuple(data.shape), str(data.dtype))).encode())
     h.update(data.numpy().tobytes())
     return h.digest()
-
-
-@contextlib.contextmanager
-def on_device(module: torch.nn.Module, device: torch.device, offload: bool) -> Iterator[torch.nn.Module]:
-    """With `offload`, keep `module` on the CPU except inside this block (GPU memory for the transformer)."""
-    if offload and device.type != "cpu":
-        module.to(device)
-        try:
-            yield module
-        finally:
-            module.to("cpu")
-    else:
-        yield module
 
 
 @dataclass
