@@ -281,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {report['benchmark']}: {report['shape']}, {args.steps} steps, guidance {args.guidance}, "
               f"{report['threads']} threads")
         print(f"  parameters: trainable {counts['trainable']:,} / total {counts['total']:,}")
-        print(f"  weights: transformer {weights_gb:.2f} GB, VAE {vae_gb:.2f} GB")
+        w = report["weights_gb"]
+        print(f"  weights: transformer {w['transformer']:.2f} GB (bf16; {w.get('transformer_for_training', 0):.2f} GB "
+              f"with the trainable weights in fp32), VAE {w['vae']:.2f} GB (fp32)")
         print(f"  sampler step seconds (2 forwards each under guidance): {report['sampling']['step_seconds']}")
         if "training" in report:
             print(f"  training: loss {report['training']['loss']:.4f}, grad norm {report['training']['grad_norm']:.4g}")

@@ -86,6 +86,17 @@ def _bench(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedP
                           text=True, timeout=timeout)
 
 
+@pytest.fixture
+def benchmarks(monkeypatch):
+    """The benchmark scripts as modules, imported in this process (no interpreter start per run)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench_wan_cpu
+    import bench_wan_gpu
+    import gpu_suite_report
+
+    return bench_wan_cpu, bench_wan_gpu, gpu_suite_report
+
+
 def _check_cpu_report(report: dict, shape: list[int]) -> None:
     assert report["ok"] and all(report["checks"].values()), report["checks"]
     assert report["parameters"]["trainable"] == report["parameters"]["expected"]["trainable"]
@@ -95,11 +106,10 @@ def _check_cpu_report(report: dict, shape: list[int]) -> None:
     assert report["wan2.1_14b"]["stock_parameters"] == 14_288_491_584
 
 
-def test_wan_cpu_benchmark_on_the_tiny_wan(tmp_path):
+def test_wan_cpu_benchmark_on_the_tiny_wan(tmp_path, benchmarks):
     out = tmp_path / "bench.json"
-    proc = _bench("bench_wan_cpu.py", "--size", "tiny", "--frames", "5", "--height", "32", "--width", "48",
-                  "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert benchmarks[0].main(["--size", "tiny", "--frames", "5", "--height", "32", "--width", "48",
+                               "--out", str(out)]) == 0
     _check_cpu_report(json.loads(out.read_text()), [1, 5, 3, 32, 48])
 
 
@@ -114,22 +124,23 @@ def test_full_size_wan_1_3b_sampling_training_step_and_weights_on_cpu(tmp_path):
     assert report["parameters"]["total"] == 1_418_996_800 + 20 * 1536 * 4 + 30 * 8 * 32 * 2 * 1536
 
 
-def test_wan_gpu_benchmark_dry_rows_and_the_suite_report(tmp_path):
+def test_wan_gpu_benchmark_dry_rows_and_the_suite_report(tmp_path, benchmarks, capsys):
+    _, bench_wan_gpu, gpu_suite_report = benchmarks
     tiny = ["--size", "tiny", "--device", "cpu", "--frames", "5", "--height", "32", "--width", "48", "--json"]
     run = tmp_path / "run"
     run.mkdir()
     for name, extra in (("inference_wan2.1_1.3b_guidance", ["--steps", "2", "--guidance", "5"]),
                         ("training_wan2.1_1.3b", ["--mode", "training", "--train-steps", "1",
                                                   "--gradient-checkpointing"])):
-        proc = _bench("bench_wan_gpu.py", *tiny, *extra)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        (run / f"{name}.json").write_text(proc.stdout[proc.stdout.index("{"):])
+        capsys.readouterr()
+        assert bench_wan_gpu.main([*tiny, *extra]) == 0
+        stdout = capsys.readouterr().out
+        (run / f"{name}.json").write_text(stdout[stdout.index("{"):])
         (run / f"{name}.seconds").write_text("3\n")
     (run / "inference_wan2.1_14b_no_guidance.json").write_text(json.dumps({"error": "CUDA out of memory"}))
     (run / "inference_wan2.1_14b_no_guidance.seconds").write_text("1\n")
     out = tmp_path / "report.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite_report.py"), str(run), "--mode", "dry",
-                    "--seconds", "7", "--out", str(out)], cwd=ROOT, check=True, capture_output=True)
+    assert gpu_suite_report.main([str(run), "--mode", "dry", "--seconds", "7", "--out", str(out)]) == 0
     wan = json.loads(out.read_text())["wan"]
     guided = wan["1.3b"]["guidance"]
     assert sorted(guided) == ["stock WanPipeline (text-to-video)", "vivid (WanSpec: conditions, sample, decode)"]
