@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from bench_5b_cpu import GB, Checks, phase
-from bench_wan_gpu import build, cast_trainable_
+from bench_wan_gpu import build, cast_trainable_, edit_batch
 
 from vivid.model.configs import WAN21_1_3B_TRANSFORMER, WAN21_14B_TRANSFORMER
 from vivid.process_memory import peak_rss_bytes
@@ -153,17 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     prompt_embeds = torch.randn(1, text_len, tcfg["text_dim"], generator=gen).to(bf16)  # UMT5-XXL's output shape
     prompt_embeds[:, 20:] = 0  # a 20-token caption: zeros past its length, as WanPipeline pads
     negative_embeds = torch.zeros_like(prompt_embeds)
-    rng = np.random.RandomState(0)
-    video = rng.randint(0, 256, (frames, height, width, 3), dtype=np.uint8)
-    mask = np.zeros((frames, height, width), bool)
-    mask[:, height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = True
-    masked = video.copy()
-    masked[mask] = 0
-    batch = {
-        "video": torch.from_numpy(video).permute(0, 3, 1, 2)[None].contiguous(),
-        "masked_video": torch.from_numpy(masked).permute(0, 3, 1, 2)[None].contiguous(),
-        "mask": torch.from_numpy(mask.astype(np.uint8))[None, :, None].contiguous(),
-    }
+    batch = edit_batch(frames, height, width)
 
     transformer.eval()
     step_times: list[float] = []

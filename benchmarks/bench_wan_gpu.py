@@ -26,8 +26,8 @@ import sys
 import numpy as np
 import torch
 
-from bench_inference import edit_inputs
-from common import _materialise, clock_name, median, peak_memory, sync, timer
+from bench_inference import edit_inputs, timed_run
+from common import _materialise, clock_name
 
 from vivid.model.configs import (
     TINY_WAN_TRANSFORMER,
@@ -107,34 +107,26 @@ def build(size: str, device: torch.device, seed: int = 0) -> dict:
                 scheduler=UniPCMultistepScheduler(**WAN21_SCHEDULER))
 
 
-def timed(name: str, call, device: torch.device, repeats: int = 1) -> dict:
-    """Warm up once, then time `repeats` runs of `call(on_step)`; the per-step median drops each run's first
-    step (it also carries the VAE encode) where a run has several."""
-    clock = timer(device)
-    step_times: list[float] = []
-    last = [0.0]
+def edit_batch(frames: int, height: int, width: int) -> dict[str, torch.Tensor]:
+    """The benchmarks' clip and mask (`bench_inference.edit_inputs`) as a loader batch: uint8 `video` and
+    `masked_video` (1, F, 3, H, W), `mask` (1, F, 1, H, W)."""
+    video, mask = edit_inputs(frames, height, width)
+    masked = video.copy()
+    masked[mask] = 0
+    return {
+        "video": torch.from_numpy(video).permute(0, 3, 1, 2)[None].contiguous(),
+        "masked_video": torch.from_numpy(masked).permute(0, 3, 1, 2)[None].contiguous(),
+        "mask": torch.from_numpy(mask.astype(np.uint8))[None, :, None].contiguous(),
+    }
 
-    def on_step() -> None:
-        sync(device)
-        now = clock()
-        step_times.append(now - last[0])
-        last[0] = now
 
-    call(on_step)
-    step_times.clear()
-    row: dict = {"name": name}
-    totals = []
-    with peak_memory(device, row):
-        for _ in range(repeats):
-            sync(device)
-            t0 = last[0] = clock()
-            call(on_step)
-            sync(device)
-            totals.append(clock() - t0)
-    per_run = max(1, len(step_times) // repeats)
-    steady = [s for k, s in enumerate(step_times) if k % per_run != 0] or step_times
-    row["step_s"], row["total_s"] = median(steady), median(totals)
-    return row
+def spec_step_callback(on_step_end):
+    """`WanSpec.sample`'s on_step(i, t, latents) calling a pipeline-style callback (`timed_run`'s), replacing
+    nothing."""
+    def on_step(i, t, latents):
+        on_step_end(None, i, t, {})
+
+    return on_step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,14 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator().manual_seed(0)
     prompt_embeds = torch.randn(1, TEXT_TOKENS[args.size], text_dim, generator=gen).to(device, torch.bfloat16)
     negative_embeds = torch.zeros_like(prompt_embeds)
-    video, mask = edit_inputs(frames, height, width)
-    masked = video.copy()
-    masked[mask] = 0
-    batch = {
-        "video": torch.from_numpy(video).permute(0, 3, 1, 2)[None].contiguous(),
-        "masked_video": torch.from_numpy(masked).permute(0, 3, 1, 2)[None].contiguous(),
-        "mask": torch.from_numpy(mask.astype(np.uint8))[None, :, None].contiguous(),
-    }
+    batch = edit_batch(frames, height, width)
     rows: list[dict] = []
     extra: dict = {
         "size": args.size, "mode": args.mode, "shape": f"{frames}x{height}x{width}",
@@ -174,32 +159,28 @@ def main(argv: list[str] | None = None) -> int:
                                scheduler=scheduler)
             pipe.set_progress_bar_config(disable=True)
 
-            def stock_call(on_step):
-                def callback(_pipe, i, t, kwargs):
-                    on_step()
-                    return kwargs
-
+            def stock_call(on_step_end):
                 return pipe(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds, height=height,
                             width=width, num_frames=frames, num_inference_steps=args.steps,
                             guidance_scale=args.guidance, generator=torch.Generator().manual_seed(0),
-                            output_type="pt", callback_on_step_end=callback)
+                            output_type="pt", callback_on_step_end=on_step_end)
 
-            rows.append(timed("stock WanPipeline (text-to-video)", stock_call, device))
+            rows.append(timed_run("stock WanPipeline (text-to-video)", stock_call, device, 1))
             del pipe
         spec.make_vivid(transformer).eval()
         cast_trainable_(transformer, torch.bfloat16)  # inference: the LoRA and patch embedding in bf16 too
 
-        def vivid_call(on_step):
+        def vivid_call(on_step_end):
             with torch.no_grad():
                 conditions = spec.encode_conditions(vae, spec.to_unit_range(batch["masked_video"]).to(device),
                                                     batch["mask"].float().to(device))
                 latents = spec.sample(transformer, scheduler, conditions, prompt_embeds, negative_embeds,
                                       num_inference_steps=args.steps, guidance_scale=args.guidance,
                                       generator=torch.Generator(device).manual_seed(0),
-                                      on_step=lambda i, t, x: on_step())
+                                      on_step=spec_step_callback(on_step_end))
                 return spec.decode_latents(vae, latents)
 
-        rows.append(timed("vivid (WanSpec: conditions, sample, decode)", vivid_call, device))
+        rows.append(timed_run("vivid (WanSpec: conditions, sample, decode)", vivid_call, device, 1))
     else:
         spec.make_vivid(transformer)
         cast_trainable_(transformer, torch.float32)  # as the trainer does: trainable weights in fp32
@@ -211,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         device_batch = {k: v.to(device) for k, v in batch.items()}
         losses: list[float] = []
 
-        def train_call(on_step):
+        def train_call(on_step_end):
             step_gen = torch.Generator(device).manual_seed(len(losses))
             latents, conditions = spec.encode_batch(vae, device_batch, step_gen)
             with torch.autocast(device.type, dtype=torch.bfloat16):
@@ -221,10 +202,10 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
-            on_step()
+            on_step_end(None, 0, None, {})
 
         name = "vivid LoRA step" + (" (gradient checkpointing)" if args.gradient_checkpointing else "")
-        row = timed(name, train_call, device, repeats=args.train_steps)  # each step whole: encode, fwd, bwd, AdamW
+        row = timed_run(name, train_call, device, args.train_steps)  # each step whole: encode, fwd, bwd, AdamW
         row["losses"] = losses
         row["finite"] = all(np.isfinite(losses))
         row.update(spec.parameter_report(transformer))
