@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -132,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     vae_gb = sum(p.numel() * p.element_size() for p in vae.parameters()) / GB
     report["parameters"] = {"trainable": counts["trainable"], "total": counts["total"], "expected": expected}
     report["weights_gb"] = {"transformer": round(weights_gb, 2), "vae": round(vae_gb, 2)}
-    check("total parameters", counts["total"] == expected["total"], f"{counts['total']:,} (expected {expected['total']:,})")
+    check("total parameters", counts["total"] == expected["total"],
+          f"{counts['total']:,} (expected {expected['total']:,})")
     check("trainable parameters = LoRA + widened patch embedding", counts["trainable"] == expected["trainable"],
           f"{counts['trainable']:,} (expected {expected['trainable']:,})")
     check("LoRA count = the specification's (peft's name matching)", analytic_lora == expected["lora"],
@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             decoded = spec.decode_latents(vae, latents)
     report["sampling"] = {"latent_shape": list(latents.shape), "output_shape": list(decoded.shape),
                           "step_seconds": [round(s, 2) for s in step_times]}
-    check("latent shape", tuple(latents.shape) == spec.latent_shape(1, frames, height, width), str(tuple(latents.shape)))
+    check("latent shape", tuple(latents.shape) == spec.latent_shape(1, frames, height, width),
+          str(tuple(latents.shape)))
     check("decoded shape", tuple(decoded.shape) == (1, frames, 3, height, width), str(tuple(decoded.shape)))
     check("output finite", bool(torch.isfinite(decoded).all()))
     check("sampler ran every step", len(step_times) == args.steps, f"{len(step_times)} of {args.steps}")
