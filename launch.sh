@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Launch VIVID training with accelerate: detects the GPUs, picks the DeepSpeed config, passes multi-node args.
 #
-#   ./launch.sh --config configs/vivid-5b.yaml [--zero zero2|zero2_offload|zero3] [--gpus N | --cpu-processes N]
-#               [--num-machines N --machine-rank R --main-address HOST --main-port PORT]
+#   ./launch.sh --config configs/vivid-5b.yaml [--zero zero2|zero2_offload|zero3|zero3_offload]
+#               [--gpus N | --cpu-processes N] [--num-machines N --machine-rank R --main-address HOST --main-port PORT]
 #               [--resume latest|PATH | --overwrite] [--dry-run] [key=value ...]
 #
 # Without a GPU (or with configs/tiny.yaml) it runs one CPU process (configs/accelerate/cpu.yaml); --cpu-processes N
@@ -40,7 +40,7 @@ done
 [[ -n "$config" ]] || { echo "launch.sh: --config is required" >&2; exit 2; }
 [[ -f "$config" ]] || { echo "launch.sh: config $config not found (relative to $PWD)" >&2; exit 2; }
 config="$(cd "$(dirname "$config")" && pwd)/$(basename "$config")"
-case "$zero" in zero2|zero2_offload|zero3) ;; *) echo "launch.sh: --zero must be zero2, zero2_offload or zero3" >&2; exit 2 ;; esac
+case "$zero" in zero2|zero2_offload|zero3|zero3_offload) ;; *) echo "launch.sh: --zero must be zero2, zero2_offload, zero3 or zero3_offload" >&2; exit 2 ;; esac
 [[ "$num_machines" =~ ^[1-9][0-9]*$ ]] || { echo "launch.sh: --num-machines must be a positive integer" >&2; exit 2; }
 [[ "$machine_rank" =~ ^[0-9]+$ && "$machine_rank" -lt "$num_machines" ]] ||
   { echo "launch.sh: --machine-rank must be in [0, $num_machines)" >&2; exit 2; }

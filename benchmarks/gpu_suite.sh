@@ -7,8 +7,11 @@
 # The CogVideoX-5B architecture with random weights (no downloads): timings and memory are the real model's,
 # outputs are noise. Runs, in order: 49x480x720 inference with guidance (stock CogVideoXPipeline and VIVID,
 # same process), without guidance, with the fast options, the 24 GB memory mode, each cache; one LoRA training
-# step (stock vs VIVID, gradient checkpointing, MFU); a long edit at two lengths. --quick keeps the first two,
-# the training step and one long length, with fewer steps.
+# step (stock vs VIVID, gradient checkpointing, MFU); a long edit at two lengths. Then Wan2.1-1.3B and -14B
+# (benchmarks/bench_wan_gpu.py, random weights, through the Wan specification) at 81x480x832: inference with and
+# without guidance (stock WanPipeline and VIVID, same process), one LoRA training step with gradient
+# checkpointing. --quick keeps the first two, the training step, one long length and the Wan rows, with fewer
+# steps.
 #
 # What it needs beyond a PyTorch with CUDA: this package's dependencies. Where `import diffusers` fails, they are
 # installed from wheels in $VIVID_WHEELS (default .whl/, see benchmarks/README or docs/performance.md) without the
@@ -46,11 +49,15 @@ if [ "$mode" = dry ]; then
     # the tiny model on the CPU, one step: every command line below runs, none of the figures mean anything
     size=(--size tiny --device cpu --frames 5 --height 32 --width 48)
     long=(--size tiny --device cpu --frames 17,25 --height 64 --width 96 --clip-frames 9)
+    wan_shape=(--device cpu --frames 5 --height 32 --width 48)
+    declare -A wan_size=([1.3b]=tiny [14b]=tiny)  # both Wan rows run the tiny Wan
     steps=1
     train_steps=1
 else
     size=(--size 5b --frames 49 --height 480 --width 720)
     long=(--size 5b --frames 97,193 --height 480 --width 720)
+    wan_shape=(--frames 81 --height 480 --width 832)
+    declare -A wan_size=([1.3b]=1.3b [14b]=14b)
     steps=4
     train_steps=2
     [ "$mode" = quick ] && steps=2 && long=(--size 5b --frames 97 --height 480 --width 720)
@@ -92,6 +99,13 @@ train_size=("${size[@]}")
 run training benchmarks/bench_train.py "${train_size[@]}" --steps "$train_steps" --gradient-checkpointing \
     --no-isolate
 run long_edit benchmarks/bench_long.py "${long[@]}" --steps "$steps" --guidance 6
+for wan in 1.3b 14b; do
+    wan_args=(benchmarks/bench_wan_gpu.py --size "${wan_size[$wan]}" "${wan_shape[@]}")
+    run "inference_wan2.1_${wan}_guidance" "${wan_args[@]}" --mode inference --steps "$steps" --guidance 5
+    run "inference_wan2.1_${wan}_no_guidance" "${wan_args[@]}" --mode inference --steps "$steps" --guidance 1
+    run "training_wan2.1_${wan}" "${wan_args[@]}" --mode training --train-steps "$train_steps" \
+        --gradient-checkpointing
+done
 
 "$PY" benchmarks/gpu_suite_report.py "$tmp" --mode "$mode" --seconds $((SECONDS - start)) --out "$out"
 exit $failed

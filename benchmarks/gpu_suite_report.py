@@ -4,7 +4,8 @@
 
 RUN_DIR holds NAME.json (a benchmark's --json output) and NAME.seconds (its wall seconds) per run. Added to the
 raw results: each inference row's time of a 50-step edit, extrapolated from the measured run as its total time
-(T5, VAE and the measured steps) plus the per-step time for each step it did not run.
+(T5, VAE and the measured steps) plus the per-step time for each step it did not run; and `wan`, the Wan2.1 rows
+(runs inference_wan2.1_<size>_guidance / _no_guidance, training_wan2.1_<size>) side by side per size.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 from pathlib import Path
 
 import torch
@@ -19,12 +21,29 @@ import torch
 from vivid.media import atomic_path
 
 FULL_STEPS = 50
+WAN_RUN = re.compile(r"^(inference|training)_wan2\.1_(?P<size>[0-9.]+b)(?:_(?P<what>.+))?$")
 
 
 def extrapolate(rows: list[dict], steps: int) -> None:
     for row in rows:
         if "step_s" in row and "total_s" in row:
             row["extrapolated_50_step_s"] = row["total_s"] + (FULL_STEPS - steps) * row["step_s"]
+
+
+def wan_summary(runs: dict[str, dict]) -> dict[str, dict]:
+    """{size: {run: {row name: {step_s, total_s, peak_memory_gb, extrapolated_50_step_s}}}} of the Wan2.1 runs
+    (a failed run: {"error": ...})."""
+    keys = ("step_s", "total_s", "peak_memory_gb", "extrapolated_50_step_s")
+    summary: dict[str, dict] = {}
+    for name, run in runs.items():
+        match = WAN_RUN.match(name)
+        if not match:
+            continue
+        what = match["what"] or "training"
+        rows = {"error": run["error"]} if "error" in run else {
+            row["name"]: {k: row[k] for k in keys if k in row} for row in run.get("results", [])}
+        summary.setdefault(match["size"], {})[what] = rows
+    return summary
 
 
 def device_info() -> dict:
@@ -63,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": args.seconds,
         "failed_runs": sorted(name for name, run in runs.items() if "error" in run),
         **device_info(),
+        "wan": wan_summary(runs),
         "runs": runs,
     }
     out = Path(args.out)
