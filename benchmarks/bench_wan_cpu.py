@@ -14,8 +14,9 @@ specification (vivid/model/wan_spec.py). UMT5-XXL is not loaded (5.7e9 parameter
    patch-embedding counts;
 2. one edit's model work through the specification: the masked video's conditions (`encode_conditions`), Wan's
    sampler with classifier-free guidance (`sample`: two transformer forwards per step), the decode;
-3. one LoRA training step with gradient checkpointing through the specification's loss (`encode_batch`,
-   `compute_loss`: flow matching), backward and an AdamW step on the trainable weights;
+3. one LoRA training step with gradient checkpointing through the trainer's own step (`train.step.TrainStep`:
+   VAE encoding and the specification's flow-matching loss, captions precomputed), backward and an AdamW step on
+   the trainable weights;
 4. the VIVID weights saved (file sizes and keys checked) and loaded back onto the model (equality checked);
 5. the Wan2.1-14B transformer built on the meta device: its parameter count against the published one.
 
@@ -37,6 +38,8 @@ import torch
 from bench_5b_cpu import GB, Checks, phase
 from bench_wan_gpu import build, cast_trainable_, edit_batch
 
+from train.step import TrainStep
+from vivid.model.spec import to_unit_range
 from vivid.model.configs import WAN21_1_3B_TRANSFORMER, WAN21_14B_TRANSFORMER
 from vivid.process_memory import peak_rss_bytes
 
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         last[0] = now
 
     with phase(report, "sampling call (conditions, sampler, decode)"):
-        masked_video = spec.to_unit_range(batch["masked_video"])
+        masked_video = to_unit_range(batch["masked_video"])
         conditions = spec.encode_conditions(vae, masked_video, batch["mask"].float())
         last[0] = time.perf_counter()
         latents = spec.sample(transformer, scheduler, conditions, prompt_embeds, negative_embeds,
@@ -192,9 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         report["weights_gb"]["transformer_for_training"] = round(weights_gb, 2)
         with phase(report, "training step (gradient checkpointing)"):
             step_gen = torch.Generator().manual_seed(1)
-            latents, conditions = spec.encode_batch(vae, batch, step_gen)
-            with torch.autocast("cpu", dtype=bf16):  # what the trainer's accelerator.autocast() is under bf16
-                loss = spec.compute_loss(transformer, scheduler, latents, conditions, prompt_embeds, step_gen)
+            train_step = TrainStep(spec, vae, scheduler, torch.device("cpu"),
+                                   captions=lambda prompts, device: prompt_embeds)
+            # under autocast, as the trainer's accelerator.autocast() is under bf16
+            loss = train_step.loss(transformer, {**batch, "prompt": ["a red ball"]}, step_gen,
+                                   torch.autocast("cpu", dtype=bf16))
             loss.backward()
             grads = [p.grad for p in trainable]
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -207,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{float(grad_norm):.4g}")
         frozen_grads = [n for n, p in transformer.named_parameters() if not p.requires_grad and p.grad is not None]
         check("no gradient on frozen weights", not frozen_grads, ", ".join(frozen_grads[:3]))
-        del optimizer, grads, latents, conditions, loss
+        del optimizer, grads, loss
 
     with phase(report, "save + reload VIVID weights"), tempfile.TemporaryDirectory() as tmp:
         folder = save_vivid_weights(transformer, Path(tmp) / "vivid-weights",

@@ -13,7 +13,7 @@ so neither total includes text encoding. --size tiny is the tiny Wan family (viv
 made VIVID in place (`WanSpec.make_vivid`: widened patch embedding + rank-32 LoRA, so one copy of the weights
 serves both rows), editing a clip: conditions (VAE encode), `WanSpec.sample` (UniPC, guidance as Wan: two
 forwards per step when guidance > 1), decode. Per row: median seconds per denoising step, total seconds, peak
-memory. --mode training: VIVID's LoRA step (`encode_batch`, `compute_loss`: flow matching, backward, AdamW on
+memory. --mode training: the trainer's own step (`train.step.TrainStep`: flow matching), backward, AdamW on
 the LoRA and patch embedding in float32, bf16 autocast), optionally with gradient checkpointing; median seconds
 per step after one warm-up, peak memory. Seconds are wall time on a GPU and the process's CPU time on a CPU.
 """
@@ -29,6 +29,8 @@ import torch
 from bench_inference import edit_inputs, timed_run
 from common import _materialise, clock_name
 
+from train.step import TrainStep
+from vivid.model.spec import to_unit_range
 from vivid.model.configs import (
     TINY_WAN_TRANSFORMER,
     WAN21_1_3B_TRANSFORMER,
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def vivid_call(on_step_end):
             with torch.no_grad():
-                conditions = spec.encode_conditions(vae, spec.to_unit_range(batch["masked_video"]).to(device),
+                conditions = spec.encode_conditions(vae, to_unit_range(batch["masked_video"]).to(device),
                                                     batch["mask"].float().to(device))
                 latents = spec.sample(transformer, scheduler, conditions, prompt_embeds, negative_embeds,
                                       num_inference_steps=args.steps, guidance_scale=args.guidance,
@@ -192,11 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         device_batch = {k: v.to(device) for k, v in batch.items()}
         losses: list[float] = []
 
+        train_step = TrainStep(spec, vae, scheduler, device, captions=lambda prompts, device: prompt_embeds)
+        device_batch["prompt"] = ["a red ball"] * device_batch["video"].shape[0]
+
         def train_call(on_step_end):
             step_gen = torch.Generator(device).manual_seed(len(losses))
-            latents, conditions = spec.encode_batch(vae, device_batch, step_gen)
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                loss = spec.compute_loss(transformer, scheduler, latents, conditions, prompt_embeds, step_gen)
+            amp = torch.autocast(device.type, dtype=torch.bfloat16)
+            loss = train_step.loss(transformer, device_batch, step_gen, amp)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
