@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from vivid.media import atomic_path
+from vivid.io.atomic import atomic_path
 
 FULL_STEPS = 50
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from vivid.cli import main
-from vivid.media import read_image, read_video, video_info, write_video
+from vivid.io.images import read_image
+from vivid.io.video import read_video, video_info, write_video
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from vivid.keyframes import (
     representative_frame,
 )
 from vivid.longvideo import plan_clips
-from vivid.media import read_video
+from vivid.io.video import read_video
 
 SIZE = (96, 64)  # (W, H)
 

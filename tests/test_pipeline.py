@@ -10,7 +10,7 @@ import torch
 
 from tests.conftest import box_mask
 from vivid.inputs import EditInputError
-from vivid.media import read_video
+from vivid.io.video import read_video
 from vivid.preprocess import default_paste_dilation, padded_frame_count, paste_weights, working_size
 
 

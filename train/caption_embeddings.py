@@ -30,8 +30,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from train.checkpoint import write_json_atomic
-from vivid.media import atomic_path
+from vivid.io.atomic import atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
 

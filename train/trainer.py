@@ -35,6 +35,7 @@ from train import checkpoint as ckpt
 from train import step as step_lib
 from train.caption_embeddings import CaptionEmbeddings, manifest_prompts, text_encoder_signature
 from train.config import TINY, TrainConfig
+from vivid.io.atomic import write_json_atomic, write_text_atomic
 from vivid.model.frame_conv import use_frame_convs
 from vivid.model.transformer import format_parameter_report, make_vivid_transformer, parameter_report
 from vivid.model.weights import VIVIDWeightsConfig, save_vivid_weights
@@ -173,7 +174,7 @@ class MetricsWriter:
                     continue
                 if isinstance(step, int) and step <= resume_step:
                     kept.append(line)
-            ckpt.write_text_atomic(path, "".join(line + "\n" for line in kept))
+            write_text_atomic(path, "".join(line + "\n" for line in kept), fsync=True)
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
@@ -336,7 +337,7 @@ def validate(components: dict, transformer: torch.nn.Module, config: TrainConfig
 
 def _validate_one(pipe, sample, i: int, config: TrainConfig, device, out_dir: Path,
                   store: CaptionEmbeddings | None = None) -> dict[str, Path]:
-    from vivid.media import write_video
+    from vivid.io.video import write_video
 
     generator = torch.Generator(device=device).manual_seed(config.validation.seed + i)
     height, width = sample.video.shape[1:3]  # decoded at its training size (bucket): edit at that size
@@ -390,7 +391,7 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
         if overwrite:
             ckpt.move_previous_run_aside(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.write_json_atomic(output_dir / "config.json", config.to_dict())
+        write_json_atomic(output_dir / "config.json", config.to_dict(), fsync=True)
     ckpt.barrier()  # no rank reads the run folder before the previous run is out of the way
     logging.basicConfig(level=logging.INFO, format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s")
     if is_main:

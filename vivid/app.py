@@ -24,7 +24,9 @@ import cv2
 import numpy as np
 
 from vivid.constants import APP_KEEP_HOURS, APP_MAX_UPLOAD_MB, TASKS
-from vivid.media import MediaError, VideoWriter, write_image
+from vivid.io.files import MediaError
+from vivid.io.images import write_image
+from vivid.io.video import VideoWriter
 
 try:  # optional (the `app` extra); module-level so that Gradio can resolve the event-data annotations
     import gradio as gr
@@ -86,7 +88,7 @@ def propagate_mask(frames: Iterator[np.ndarray], first: np.ndarray) -> Iterator[
 
 def write_mask_video(path: Path, video: str, first: np.ndarray, mode: str, chunk: int = 64) -> Path:
     """A lossless mask video for `video`, from the first frame's mask: propagated by optical flow or static."""
-    from vivid.media import iter_video_chunks
+    from vivid.io.video import iter_video_chunks
 
     if mode not in MASK_MODES:
         raise ValueError(f"mask mode must be one of {MASK_MODES}, got {mode!r}")
@@ -95,7 +97,7 @@ def write_mask_video(path: Path, video: str, first: np.ndarray, mode: str, chunk
         for block in iter_video_chunks(video, chunk):
             yield from block
 
-    from vivid.media import video_info
+    from vivid.io.video import video_info
 
     fps = video_info(video)[1]
     with VideoWriter(path, fps, lossless=True) as writer:
@@ -192,7 +194,7 @@ class VividApp:
         return removed
 
     def load_video(self, session: EditSession, video: str | None) -> np.ndarray:
-        from vivid.longvideo import VideoSource
+        from vivid.io.video import VideoSource
 
         if not video:
             raise ValueError("upload a video first")
@@ -206,7 +208,8 @@ class VividApp:
         if session.video is None:
             raise ValueError("upload a video first")
         if mask_upload:
-            from vivid.longvideo import MaskSource, VideoSource
+            from vivid.io.masks import MaskSource
+            from vivid.io.video import VideoSource
 
             source = VideoSource(session.video)
             MaskSource(mask_upload, len(source), source.height, source.width)  # checks count and size
@@ -221,7 +224,8 @@ class VividApp:
                 caption: str, count: int, seed: int) -> list[Path]:
         """Candidate edits of the first frame (one-frame edits, different seeds)."""
         from vivid.cli.keyframe import edit_candidates
-        from vivid.longvideo import MaskSource, VideoSource
+        from vivid.io.masks import MaskSource
+        from vivid.io.video import VideoSource
 
         if task not in TASKS:
             raise ValueError(f"pick a task: {', '.join(TASKS)}")

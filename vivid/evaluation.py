@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from vivid.constants import MAX_CLIP_FRAMES, TASKS
-from vivid.media import atomic_path
+from vivid.io.atomic import atomic_path
 from vivid.metrics import (
     CLIPScorer,
     background_preservation,
@@ -124,7 +124,9 @@ def load_eval_samples(
 
 def _media_geometry(media: str, fps: float, max_frames: int | None = MAX_CLIP_FRAMES) -> tuple[int, int, int]:
     """(height, width, 4k+1 frames at `fps`, at most `max_frames`; None: all) of a video or image file."""
-    from vivid.media import is_image_path, read_image, video_info
+    from vivid.io.files import is_image_path
+    from vivid.io.images import read_image
+    from vivid.io.video import video_info
 
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1 (or None for no limit), got {max_frames}")
@@ -173,7 +175,7 @@ def pipeline_editor(pipe, settings: EvalSettings) -> Editor:
 def _chained_edit(pipe, sample: EvalSample, settings: EvalSettings, clip_frames: int, seed: int) -> EditedVideo:
     """A long sample edited clip by clip into a lossless temporary video, read back with its clip plan."""
     from vivid.longvideo import chain_edit
-    from vivid.media import read_video
+    from vivid.io.video import read_video
 
     with tempfile.TemporaryDirectory(prefix="vivid-eval-") as tmp:
         out = Path(tmp) / "edited.mp4"
@@ -384,7 +386,7 @@ def strip_image(rows: list[tuple[EvalSample, np.ndarray]], scale: int = 2) -> np
 
 def write_report(report: dict[str, Any], out_dir: str | os.PathLike, extra: dict[str, dict] | None = None) -> Path:
     """`out_dir/report.json`, `report.md` (with the tables of `extra` reports beside it) and `samples.png`."""
-    from vivid.media import write_image
+    from vivid.io.images import write_image
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,18 +18,10 @@ import numpy as np
 import torch
 
 from vivid.constants import DELETE_CAPTION, TASKS
-from vivid.media import (
-    binarize_mask,
-    check_out_suffix,
-    frame_timing,
-    is_image_path,
-    is_video_file,
-    match_mask_frames,
-    read_image,
-    read_mask,
-    read_video,
-    variable_rate_note,
-)
+from vivid.io.files import check_out_suffix, is_image_path, is_video_file
+from vivid.io.images import read_image
+from vivid.io.masks import binarize_mask, read_mask
+from vivid.io.video import frame_timing, match_mask_frames, read_video, variable_rate_note
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +77,7 @@ def as_frames(video: Any, what: str = "video") -> np.ndarray:
 
 def as_mask(mask: Any) -> np.ndarray:
     """bool (F, H, W) from a path (mask video, folder of PNGs, image, .npy/.npz), PIL image(s), array or tensor,
-    by `vivid.media.binarize_mask`'s rule (alpha where it carries the mask; >= half the range; 0/1 labels)."""
+    by `vivid.io.masks.binarize_mask`'s rule (alpha where it carries the mask; >= half the range; 0/1 labels)."""
     if isinstance(mask, (str, os.PathLike)):
         return read_mask(mask)
     if isinstance(mask, list):

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from vivid.keyframes import BoundaryConfig, compute_features, detect_hard_cuts
-from vivid.media import iter_video_chunks, video_info, write_video
+from vivid.io.resize import cover_geometry
+from vivid.io.video import VideoSource, iter_video_chunks, video_info, write_video
 
-from ..decode import VideoSource
 from .config import ShotsConfig
 
 _CHUNK = 64  # frames decoded at a time for the cut detection (memory does not grow with the video)
@@ -112,7 +112,8 @@ def plan_shots(path: str | Path, config: ShotsConfig) -> ShotPlan:
 
 def read_clip_frames(path: str | Path, plan: ShotPlan, clip: Clip) -> np.ndarray:
     """uint8 (F, H, W, 3): the clip's source frames at the clip size."""
-    return VideoSource(str(path), plan.height, plan.width).read(clip.source_frames)
+    source = VideoSource(path)
+    return source.read_resized(clip.source_frames, cover_geometry(source.height, source.width, plan.height, plan.width))
 
 
 def write_clip(frames: np.ndarray, out: Path, fps: float) -> Path:

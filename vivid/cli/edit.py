@@ -176,7 +176,9 @@ def load_pipeline(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from vivid.inputs import check_edit_options, check_outputs, load_edit_inputs
-    from vivid.media import is_image_path, remove_stale_temporaries, video_info
+    from vivid.io.atomic import remove_stale_temporaries
+    from vivid.io.files import is_image_path
+    from vivid.io.video import video_info
 
     image_in = is_image_path(args.video)
     # before anything is read or loaded: the output may not overwrite an input nor carry another format's name
@@ -207,7 +209,8 @@ def _edit_clip(args: argparse.Namespace, pipe, inputs, image_in: bool, out: Path
     """One pipeline call: an image, or a video of at most one clip."""
     import torch
 
-    from vivid.media import write_image, write_video
+    from vivid.io.images import write_image
+    from vivid.io.video import write_video
 
     generator = torch.Generator(device="cpu").manual_seed(args.seed)
     frames = pipe(
@@ -238,7 +241,9 @@ def _edit_long(args: argparse.Namespace, pipe, out: Path, keyframe_frame: int | 
     """A video longer than one clip: KIVE chaining over streamed clips (vivid.longvideo)."""
     from vivid.inputs import resolve_prompt
     from vivid.keyframes import BoundaryConfig
-    from vivid.longvideo import MaskSource, VideoSource, _load_keyframe, chain_edit
+    from vivid.io.masks import MaskSource
+    from vivid.io.video import VideoSource
+    from vivid.longvideo import _load_keyframe, chain_edit
 
     resolve_prompt(args.prompt, args.task)
     source = VideoSource(args.video)  # fail fast on bad inputs, before loading the model

@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def choose_frame(video, mask, frame: str, clip_frames: int) -> int:
     """The frame to edit: an index, or 'auto' (vivid.keyframes.representative_frame over the first clip)."""
     from vivid.keyframes import compute_features, detect_hard_cuts, representative_frame
-    from vivid.longvideo import MaskSource, VideoSource
+    from vivid.io.masks import MaskSource
+    from vivid.io.video import VideoSource
 
     source = VideoSource(video)
     masks = MaskSource(mask, len(source), source.height, source.width, timing=source.timing())
@@ -79,8 +80,11 @@ def edit_candidates(
 
 def run(args: argparse.Namespace) -> int:
     from vivid.inputs import check_edit_options, resolve_prompt
-    from vivid.longvideo import MaskSource, VideoSource, model_clip_frames
-    from vivid.media import is_image_path, write_image
+    from vivid.io.masks import MaskSource
+    from vivid.io.video import VideoSource
+    from vivid.longvideo import model_clip_frames
+    from vivid.io.files import is_image_path
+    from vivid.io.images import write_image
 
     check_edit_options(args.height, args.width)
     prompts = args.prompt or [None]

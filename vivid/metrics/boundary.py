@@ -78,7 +78,7 @@ def boundary_tc_of_edit(video: str, plan: str | None = None, size: tuple[int, in
     """Boundary TC of a chained edit's output video with pixel features, its plan read from `<video>.clips.json`
     (or `plan`). Streams the video, so any length works."""
     from vivid.longvideo import load_clip_plan
-    from vivid.media import iter_video_chunks
+    from vivid.io.video import iter_video_chunks
 
     clip_plan = load_clip_plan(plan or video)
     feats = np.concatenate([pixel_features(chunk, size) for chunk in iter_video_chunks(video, 64)])
