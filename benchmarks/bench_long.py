@@ -133,7 +133,7 @@ def run_one(args: argparse.Namespace) -> dict:
     import torch
     from common import default_dtype, pick_device, sync
 
-    from vivid.longvideo import chain_edit
+    from vivid.longvideo.runner import chain_edit
     from vivid.io.video import video_info
 
     device = pick_device(args.size, args.device)

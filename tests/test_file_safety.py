@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from vivid.cli import main
-from vivid.longvideo import chain_edit
+from vivid.longvideo.runner import chain_edit
 from vivid.io.atomic import stale_temporaries
 from vivid.io.files import MediaError
 from vivid.io.video import read_video, video_info, write_video
@@ -140,7 +140,7 @@ def _killed_write(path: Path) -> Path:
 
 def test_a_resumed_run_removes_the_temporaries_a_killed_assembly_left(tiny_pipe, clip17, mask_png, tmp_path,
                                                                        monkeypatch):
-    import vivid.longvideo as longvideo
+    import vivid.longvideo.runner as runner
 
     out = tmp_path / "out.mp4"
     decoys = {name: b"mine" for name in (".out.mp4.part", "out.mp4.part", ".out.backup01.mp4.part.keep",
@@ -156,7 +156,7 @@ def test_a_resumed_run_removes_the_temporaries_a_killed_assembly_left(tiny_pipe,
         assert left.stat().st_size == 0
         raise Killed
 
-    monkeypatch.setattr(longvideo, "_assemble", killed_assembly)
+    monkeypatch.setattr(runner, "assemble", killed_assembly)
     with pytest.raises(Killed):
         _edit(tiny_pipe, clip17, mask_png, out)
     work = tmp_path / "out.mp4.work"

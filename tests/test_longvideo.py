@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 import pytest
 
-from vivid.keyframes import BoundaryPlan
-from vivid.longvideo import chain_edit, load_clip_plan, plan_clips
+from vivid.boundaries import BoundaryPlan
+from vivid.longvideo.plan import load_clip_plan, plan_clips
+from vivid.longvideo.runner import chain_edit
 from vivid.io.images import read_image
 from vivid.io.video import read_video, video_info, write_video
 
@@ -250,7 +251,7 @@ def test_frames_outside_the_video_are_a_media_error_naming_it(clip40, tmp_path):
 
 
 def test_compare_boundary_modes_reports_the_clips_spanning_cuts(tiny_pipe, clip40, mask_png, tmp_path):
-    from vivid.longvideo import compare_boundary_modes
+    from benchmarks.bench_boundary_modes import compare_boundary_modes
     from vivid.metrics.boundary import cut_spanning
 
     report = compare_boundary_modes(tiny_pipe, clip40, mask_png, "a red ball", "add", tmp_path, cuts=[20],

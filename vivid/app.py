@@ -249,7 +249,7 @@ class VividApp:
     def propagate(self, session: EditSession, task: str, caption: str, seed: int,
                   progress: Callable[[int, int], None] | None = None) -> Path:
         """Propagate the chosen candidate through the whole video (KIVE chaining)."""
-        from vivid.longvideo import chain_edit
+        from vivid.longvideo.runner import chain_edit
 
         if session.video is None:
             raise ValueError("upload a video first")

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from vivid.constants import MAX_CLIP_FRAMES, TASKS
+from vivid.constants import clip_frames_at_most
 from vivid.io.atomic import atomic_path
 from vivid.metrics import (
     CLIPScorer,
@@ -136,7 +137,7 @@ def _media_geometry(media: str, fps: float, max_frames: int | None = MAX_CLIP_FR
     count, src_fps, h, w = video_info(media)
     usable = count if not src_fps or src_fps <= fps else int((count - 1) * fps / src_fps) + 1
     usable = max(usable, 1) if max_frames is None else min(max(usable, 1), max_frames)
-    return h, w, 4 * ((usable - 1) // 4) + 1
+    return h, w, clip_frames_at_most(usable)
 
 
 # ----------------------------------------------------------------------------- editors
@@ -146,7 +147,7 @@ def pipeline_editor(pipe, settings: EvalSettings) -> Editor:
     its output carries the seams and cuts of the clip plan for the boundary metric."""
     import torch
 
-    from vivid.longvideo import model_clip_frames
+    from vivid.longvideo.plan import model_clip_frames
 
     clip_frames = settings.clip_frames or model_clip_frames(pipe.transformer)
     counter = {"i": 0}
@@ -174,7 +175,7 @@ def pipeline_editor(pipe, settings: EvalSettings) -> Editor:
 
 def _chained_edit(pipe, sample: EvalSample, settings: EvalSettings, clip_frames: int, seed: int) -> EditedVideo:
     """A long sample edited clip by clip into a lossless temporary video, read back with its clip plan."""
-    from vivid.longvideo import chain_edit
+    from vivid.longvideo.runner import chain_edit
     from vivid.io.video import read_video
 
     with tempfile.TemporaryDirectory(prefix="vivid-eval-") as tmp:

@@ -213,6 +213,29 @@ def validate(frames: np.ndarray, mask: np.ndarray, keyframe: np.ndarray | None =
     return mask
 
 
+def _keyframe_frame(keyframe: Any) -> np.ndarray:
+    """uint8 (H, W, 3): a keyframe from a path, or an image or array as `as_frames` takes."""
+    key = read_image(keyframe, "keyframe") if isinstance(keyframe, (str, os.PathLike)) else as_frames(keyframe, "keyframe")
+    if key.ndim == 4:
+        if key.shape[0] != 1:
+            raise EditInputError(f"keyframe must be one frame, got {key.shape[0]}")
+        key = key[0]
+    return key
+
+
+def load_keyframe(keyframe: Any, height: int, width: int) -> np.ndarray | None:
+    """The keyframe of an edit (a path, or an image or array as `as_frames` takes), checked to be one uint8 RGB
+    frame of the video's size; None for none."""
+    if keyframe is None:
+        return None
+    key = _keyframe_frame(keyframe)
+    if key.shape[:2] != (height, width):
+        raise EditInputError(
+            f"keyframe size {key.shape[1]}x{key.shape[0]} differs from the video's {width}x{height} (WxH)"
+        )
+    return key
+
+
 def load_edit_inputs(
     video: Any, mask: Any, prompt: str | None, task: str, keyframe: Any | None = None, prompt_required: bool = True
 ) -> EditInputs:
@@ -236,12 +259,6 @@ def load_edit_inputs(
             notes.append(note)
         for note in filter(None, notes):
             logger.warning("%s", note)
-    key = None
-    if keyframe is not None:
-        key = read_image(keyframe, "keyframe") if isinstance(keyframe, (str, os.PathLike)) else as_frames(keyframe, "keyframe")
-        if key.ndim == 4:
-            if key.shape[0] != 1:
-                raise EditInputError(f"keyframe must be one frame, got {key.shape[0]}")
-            key = key[0]
+    key = None if keyframe is None else _keyframe_frame(keyframe)
     mask_arr = validate(frames, mask_arr, key)
     return EditInputs(frames=frames, mask=mask_arr, keyframe=key, prompt=prompt, task=task, fps=fps)

@@ -36,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def choose_frame(video, mask, frame: str, clip_frames: int) -> int:
-    """The frame to edit: an index, or 'auto' (vivid.keyframes.representative_frame over the first clip)."""
-    from vivid.keyframes import compute_features, detect_hard_cuts, representative_frame
+    """The frame to edit: an index, or 'auto' (vivid.boundaries.representative_frame over the first clip)."""
+    from vivid.boundaries import compute_features, detect_hard_cuts, representative_frame
     from vivid.io.masks import MaskSource
     from vivid.io.video import VideoSource
 
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from vivid.inputs import check_edit_options, resolve_prompt
     from vivid.io.masks import MaskSource
     from vivid.io.video import VideoSource
-    from vivid.longvideo import model_clip_frames
+    from vivid.longvideo.plan import model_clip_frames
     from vivid.io.files import is_image_path
     from vivid.io.images import write_image
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from vivid.io.atomic import atomic_path
 from vivid.io.files import MediaError, require_file
@@ -30,8 +31,6 @@ def image_size(path: str | os.PathLike, what: str = "image") -> tuple[int, int]:
     """(height, width) of an image as `read_image` decodes it, from the header where PIL reads the format."""
     path = Path(path)
     require_file(path, what)
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             w, h = image.size
