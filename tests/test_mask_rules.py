@@ -214,3 +214,15 @@ def test_a_pickled_mask_array_is_refused_never_unpickled(suffix, tmp_path):
         with pytest.raises((MediaError, BadSample, ValueError)):
             read()
     assert not planted.marker.exists()
+
+
+def test_a_packed_mask_archive_reads_the_same_everywhere(tmp_path):
+    """The compact .npz of `write_mask_npz` (packed bits + shape) is read by editing as by data loading: before
+    one mask reader served both, `vivid edit` took its `packed` bytes for mask values."""
+    from vivid.io.masks import write_mask_npz
+
+    mask = np.zeros((3, H, W), bool)
+    mask[:, BOX[0], BOX[1]] = True
+    mask[1, 0, :5] = True  # a frame unlike the others
+    path = write_mask_npz(tmp_path / "packed.npz", mask)
+    _assert_all(_readers(path, 3), mask)

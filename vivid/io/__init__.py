@@ -1,5 +1,5 @@
 """Reading and writing videos, masks and images: the lowest layer of vivid, used by editing, long videos, data
-loading, training and evaluation alike (it imports nothing else of vivid but `vivid.constants`).
+loading, training and evaluation alike (it imports nothing else of vivid).
 
 - `files`: `MediaError` (one line naming the file and the problem) and the file-name rules;
 - `atomic`: the one atomic writer (a temporary file renamed into place), for files, JSON and videos;
