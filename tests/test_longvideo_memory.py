@@ -8,7 +8,7 @@ video, its masks or its output in memory fails (at 144x288 the whole source, 119
 allowance). The model works at 16x32 with one step and 17-frame clips, so that the test takes minutes.
 
 Measured (2 shared cores, this configuration, ~2.5 minutes): peak RSS 684 MiB at 250 frames (16 clips) and
-698 MiB at 1,000 frames (64 clips), +2%. Before clips were decoded forward (`vivid.longvideo.ForwardReader`)
+698 MiB at 1,000 frames (64 clips), +2%. Before clips were decoded forward (`vivid.io.video.ForwardReader`)
 it was 774 and 1,100 MiB (+42%): decord's random-access `get_batch` (and its sequential `next()`) keeps memory
 that grows with the length of the file, ~100 MiB more when the first 250 frames are read from the 1,000-frame
 file than from the 250-frame file.

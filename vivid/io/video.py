@@ -426,6 +426,11 @@ class VideoSource(FrameFile):
     def __len__(self) -> int:
         return self.num_frames
 
+    @property
+    def count(self) -> int:
+        """The frame count, by the name `MaskSource` gives it (a mask and its video are read alike)."""
+        return self.num_frames
+
     def timing(self) -> FrameTiming:
         """Every frame's start time: the container's for a file (variable frame rates show), even for an array."""
         if self._timing is None:
