@@ -230,7 +230,7 @@ def test_lossless_video_edit_keeps_the_source_outside_the_dilated_mask_bit_for_b
 
 
 def test_single_clip_edit_default_encoding_is_close_outside_the_mask(tiny_model_dir, clip9, mask_png, tmp_path):
-    """The default mp4 (yuv420p, crf 17) adds only codec error to the pasted-back source (README's numbers)."""
+    """The default mp4 (yuv420p, crf 17) adds only codec error to the pasted-back source (docs/editing.md)."""
     source, _ = read_video(clip9)
     out = tmp_path / "out.mp4"
     assert edit(tiny_model_dir, clip9, mask_png, out, "--task", "delete") == 0

@@ -106,4 +106,4 @@ def test_lossless_video_decodes_to_exactly_the_frames_written(tmp_path):
     np.testing.assert_array_equal(back, frames)
     assert abs(back_fps - fps) < 0.01
     lossy, _ = read_video(write_video(tmp_path / "default.mp4", frames, fps))
-    assert not np.array_equal(lossy, frames)  # the default encoding is not lossless: the README says so
+    assert not np.array_equal(lossy, frames)  # the default encoding is not lossless: docs/editing.md says so

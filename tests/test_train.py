@@ -55,7 +55,7 @@ def test_config_loads_with_typed_overrides():
 
 def test_optimizer_is_fused_adamw_by_default_and_makes_the_same_update():
     """optim.fused_adam (default on) picks torch's fused AdamW kernel; it updates as the per-tensor loop does."""
-    from train.trainer import build_optimizer
+    from train.optim import build_optimizer
 
     def trained(fused: bool) -> tuple[torch.optim.Optimizer, torch.Tensor]:
         config = load_config(TINY_YAML, ["optim.lr=1e-2", "optim.weight_decay=0.1", f"optim.fused_adam={fused}"])
@@ -553,22 +553,22 @@ def test_text_embedding_cache_is_a_bounded_lru_and_encodes_only_missing_captions
 def test_distributed_rank_world_trusts_torch_distributed(monkeypatch, caplog):
     from types import SimpleNamespace
 
-    from train import trainer
+    from train import distributed
 
     fake = SimpleNamespace(process_index=0, num_processes=1)  # what accelerate reported under DeepSpeed on CPU
-    monkeypatch.setattr(trainer.dist, "is_available", lambda: True)
-    monkeypatch.setattr(trainer.dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(trainer.dist, "get_rank", lambda: 1)
-    monkeypatch.setattr(trainer.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(distributed.dist, "is_available", lambda: True)
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 2)
     with caplog.at_level("WARNING", logger="vivid.train"):
-        assert trainer.distributed_rank_world(fake) == (1, 2)
+        assert distributed.distributed_rank_world(fake) == (1, 2)
     assert "using torch.distributed" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="vivid.train"):
-        assert trainer.distributed_rank_world(SimpleNamespace(process_index=1, num_processes=2)) == (1, 2)
+        assert distributed.distributed_rank_world(SimpleNamespace(process_index=1, num_processes=2)) == (1, 2)
     assert "using torch.distributed" not in caplog.text
-    monkeypatch.setattr(trainer.dist, "is_initialized", lambda: False)
-    assert trainer.distributed_rank_world(fake) == (0, 1)
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    assert distributed.distributed_rank_world(fake) == (0, 1)
 
 
 def test_deepspeed_config_without_gpu_warns(monkeypatch, caplog):
@@ -576,23 +576,23 @@ def test_deepspeed_config_without_gpu_warns(monkeypatch, caplog):
 
     from accelerate.utils import DistributedType
 
-    from train import trainer
+    from train import distributed
 
     cpu = SimpleNamespace(distributed_type=DistributedType.MULTI_CPU)
-    monkeypatch.setattr(trainer.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(distributed.torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
-    assert trainer.warn_if_deepspeed_without_gpu(cpu) is False
+    assert distributed.warn_if_deepspeed_without_gpu(cpu) is False
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # what `accelerate launch` with zero2.yaml sets
     with caplog.at_level("WARNING", logger="vivid.train"):
-        assert trainer.warn_if_deepspeed_without_gpu(cpu) is True
+        assert distributed.warn_if_deepspeed_without_gpu(cpu) is True
     assert "no GPU" in caplog.text and "MULTI_CPU" in caplog.text
-    assert trainer.warn_if_deepspeed_without_gpu(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED)) is False
+    assert distributed.warn_if_deepspeed_without_gpu(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED)) is False
 
 
 def test_deepspeed_step_skipped_reads_overflow_and_engine():
     from types import SimpleNamespace
 
-    from train.trainer import deepspeed_step_skipped
+    from train.distributed import deepspeed_step_skipped
 
     applied = SimpleNamespace(was_step_applied=lambda: True)
     not_applied = SimpleNamespace(was_step_applied=lambda: False)
@@ -606,7 +606,7 @@ def test_deepspeed_step_skipped_reads_overflow_and_engine():
 
 
 def test_metrics_writer_strict_json_and_torn_last_line(tmp_path):
-    from train.trainer import MetricsWriter
+    from train.tracking import MetricsWriter
 
     path = tmp_path / "metrics.jsonl"
     writer = MetricsWriter(path, True, None)
@@ -805,7 +805,7 @@ def test_cli_train_stopped_run_is_one_line_error(error, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert ("too many bad samples" if error == "data" else "non-finite losses") in err
-    from vivid.cli.train import main as train_main
+    from train.cli import main as train_main
 
     assert train_main(["--config", str(TINY_YAML)]) == 2  # `python -m train` / accelerate launch
     assert "train: error:" in capsys.readouterr().err
@@ -837,7 +837,7 @@ def test_fresh_train_into_a_run_folder_refuses_and_overwrite_moves_the_run_aside
     nothing touched, before any model work); --overwrite moves that run into previous-1/ and trains afresh."""
     from train import checkpoint as ckpt
     from vivid.cli import main
-    from vivid.cli.train import main as train_main
+    from train.cli import main as train_main
 
     run = tmp_path / "run"
     planted = _plant_previous_run(run)

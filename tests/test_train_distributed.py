@@ -65,7 +65,7 @@ def save_file(tensors, filename, *args, **kwargs):
     return _save_file(tensors, filename, *args, **kwargs)
 
 torch.save, safetensors.torch.save_file = torch_save, save_file  # before anything imports them by name
-from vivid.cli.train import main
+from train.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from vivid.cli.train import main
+from train.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

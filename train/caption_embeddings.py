@@ -29,7 +29,14 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from tqdm.auto import tqdm
+from transformers import AutoConfig
 
+from data_loaders.errors import DataError
+from data_loaders.format import read_manifests
+from train.config import TrainConfig
+from train.step import encode_prompts
+from vivid.constants import DELETE_CAPTION
 from vivid.io.atomic import atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -63,9 +70,6 @@ def dtype_name(dtype: torch.dtype) -> str:
 def manifest_prompts(patterns: Iterable[str | os.PathLike]) -> tuple[list[str], int]:
     """Every prompt training on these manifests can use: each record's captions, the deletion caption, and ""
     (caption dropout; the negative prompt of validation). Returns (distinct prompts, invalid records skipped)."""
-    from data_loaders.format import read_manifests
-    from vivid.constants import DELETE_CAPTION
-
     records, bad = read_manifests(patterns)
     prompts = ["", DELETE_CAPTION]
     for record in records:
@@ -184,10 +188,6 @@ def write_caption_embeddings(
     A folder that exists, is not empty and is not a store is refused, as is a store made by another T5, dtype or
     length. Leftover temporaries of a killed earlier run (`.captions-*.part`) are removed.
     """
-    from tqdm.auto import tqdm
-
-    from train.step import encode_prompts
-
     if batch_size < 1 or shard_size < 1:
         raise ValueError(f"--batch-size and --shard-size must be >= 1, got {batch_size} and {shard_size}")
     out = Path(out_dir)
@@ -235,3 +235,27 @@ def write_caption_embeddings(
     if not (out / META_NAME).is_file():  # nothing to add to a new store: still write its description
         write_json_atomic(out / META_NAME, asdict(meta))
     return meta, added
+
+
+def check_caption_store(store: CaptionEmbeddings, pretrained: str, dtype: torch.dtype, max_length: int,
+                        dim: int) -> None:
+    """The store must come from this model's T5 architecture, in the run's dtype, at the transformer's size."""
+    t5_config = AutoConfig.from_pretrained(pretrained, subfolder="text_encoder")
+    store.check_fits(signature=text_encoder_signature(t5_config), dtype=dtype, max_length=max_length, dim=dim)
+    logger.info("caption embeddings: %d captions from %s (%s); T5 is not loaded", len(store), store.folder,
+                store.meta.model)
+
+
+def check_captions_stored(store: CaptionEmbeddings, records: list, config: TrainConfig) -> None:
+    """DataError (one line) if any prompt the run can use is missing from the store: this rank's training
+    captions, the deletion caption, "" (caption dropout, validation's negative prompt), and with validation on,
+    the eval manifests' captions."""
+    prompts = ["", DELETE_CAPTION] + [c for r in records for c in r.captions]
+    if config.validation.every_n_steps and config.data.eval_manifests:
+        prompts += manifest_prompts(config.data.eval_manifests)[0]
+    missing = store.missing(prompts)
+    if missing:
+        raise DataError(
+            f"caption_embeddings {store.folder} lacks {len(missing)} of the run's {len(set(prompts))} captions "
+            f"(first: {missing[0]!r}): run `vivid data embed-captions` on the train and eval manifests into it"
+        )

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from accelerate.utils import DistributedType
 from safetensors.torch import load_file, save_file
 
 from vivid.io.atomic import write_json_atomic
@@ -100,8 +101,6 @@ def _fsync_dir(path: Path) -> None:
 
 def is_deepspeed(accelerator: Any) -> bool:
     """Whether `accelerator` runs DeepSpeed (its engine writes and reads the model and optimizer state)."""
-    from accelerate.utils import DistributedType
-
     return getattr(accelerator, "distributed_type", None) == DistributedType.DEEPSPEED
 
 
@@ -515,3 +514,27 @@ def load_checkpoint(
     if "accelerator_step" in state:  # accelerate's micro-batch count (its accumulation boundary)
         accelerator.step = int(state["accelerator_step"])
     return state, json.loads(sampler_path.read_text())
+
+
+def resume_run(accelerator: Any, resume: str, output_dir: Path, rank: int, world_size: int, loader: Any, *,
+               model: torch.nn.Module, optimizer: Any, scheduler: Any) -> tuple[int, dict[str, Any], int]:
+    """Resume a run from `resume` ("latest" or a checkpoint folder), the data `loader` included (collective).
+
+    Returns (step, trainer state, skipped-sample offset): the offset is added to the loader's own count of bad
+    samples, which restarts from its load-time rejections, to give the run's count so far. Checkpoints past the
+    resumed one belong to the abandoned branch and are renamed, so that `--resume latest` never picks them.
+    """
+    path = resolve_resume(resume, output_dir)
+    state, loader_state = load_checkpoint(accelerator, path, rank, world_size, model=model, optimizer=optimizer,
+                                          scheduler=scheduler)
+    loader.load_state_dict(loader_state)
+    step = int(state["step"])
+    rank_state = read_rank_state(path, rank)
+    offset = 0
+    if "skipped_samples" in rank_state:
+        offset = int(rank_state["skipped_samples"]) - sum(loader.bad_sample_counts().values())
+    if rank == 0:
+        logger.info("resumed from %s at step %d", path, step)
+        abandon_checkpoints_after(output_dir, step)
+    barrier()
+    return step, state, offset

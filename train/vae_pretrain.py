@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import AutoencoderKLCogVideoX
+
+from data_loaders.config import DataConfig
+from data_loaders.format import read_manifests
+from data_loaders.samples import decode_record
+from vivid.model.configs import TINY_VAE
 
 logger = logging.getLogger("vivid.vae_pretrain")
 
@@ -55,9 +62,6 @@ class FrameSource:
     """Random clips (F frames) or single frames of the records of some manifests, decoded by the data pipeline."""
 
     def __init__(self, config: VAEPretrainConfig):
-        from data_loaders.config import DataConfig
-        from data_loaders.format import read_manifests
-
         records, bad = read_manifests(config.manifests)
         if bad:
             raise ValueError(f"{len(bad)} invalid record(s) in {config.manifests}; first: {bad[0]}")
@@ -74,8 +78,6 @@ class FrameSource:
 
     def batch(self, size: int, frames: int, crop: tuple[int, int] | None = None) -> torch.Tensor:
         """(B, 3, F, H, W) in [-1, 1]; with `crop` (h, w), a random crop of that size of each clip."""
-        from data_loaders.samples import decode_record
-
         pool = self.videos if frames > 1 else self.records
         if not pool:
             raise ValueError("the data set has no videos to train the VAE's temporal compression on")
@@ -109,10 +111,6 @@ class FrameSource:
 
 
 def new_tiny_vae(seed: int, init_logvar: float):
-    from diffusers import AutoencoderKLCogVideoX
-
-    from vivid.model.configs import TINY_VAE
-
     torch.manual_seed(seed)
     vae = AutoencoderKLCogVideoX(**TINY_VAE)
     conv = vae.encoder.conv_out.conv
@@ -159,8 +157,6 @@ def pretrain_vae(config: VAEPretrainConfig, progress=None) -> Path:
     torch.manual_seed(config.seed)
     source = FrameSource(config)
     if config.init_from:
-        from diffusers import AutoencoderKLCogVideoX
-
         vae = AutoencoderKLCogVideoX.from_pretrained(config.init_from)
     else:
         vae = new_tiny_vae(config.seed, config.init_logvar)
@@ -209,8 +205,6 @@ def pretrain_vae(config: VAEPretrainConfig, progress=None) -> Path:
 
 def install_vae(vae_dir: str | Path, model_dir: str | Path) -> None:
     """Replace the VAE of a diffusers CogVideoX folder by the pretrained one."""
-    import shutil
-
     model_dir = Path(model_dir)
     if not (model_dir / "model_index.json").is_file():
         raise FileNotFoundError(f"{model_dir}: no model_index.json (not a diffusers pipeline folder)")

@@ -8,6 +8,7 @@ clip, vivid.longvideo, with a progress bar); watch and download the result. Erro
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -24,9 +25,13 @@ import cv2
 import numpy as np
 
 from vivid.constants import APP_KEEP_HOURS, APP_MAX_UPLOAD_MB, TASKS
+from vivid.kive import edit_candidates
+from vivid.io.masks import MaskSource
+from vivid.io.video import VideoSource
+from vivid.longvideo.runner import chain_edit
 from vivid.io.files import MediaError
 from vivid.io.images import write_image
-from vivid.io.video import VideoWriter
+from vivid.io.video import VideoWriter, iter_video_chunks, video_info
 
 try:  # optional (the `app` extra); module-level so that Gradio can resolve the event-data annotations
     import gradio as gr
@@ -88,16 +93,12 @@ def propagate_mask(frames: Iterator[np.ndarray], first: np.ndarray) -> Iterator[
 
 def write_mask_video(path: Path, video: str, first: np.ndarray, mode: str, chunk: int = 64) -> Path:
     """A lossless mask video for `video`, from the first frame's mask: propagated by optical flow or static."""
-    from vivid.io.video import iter_video_chunks
-
     if mode not in MASK_MODES:
         raise ValueError(f"mask mode must be one of {MASK_MODES}, got {mode!r}")
 
     def frames() -> Iterator[np.ndarray]:
         for block in iter_video_chunks(video, chunk):
             yield from block
-
-    from vivid.io.video import video_info
 
     fps = video_info(video)[1]
     with VideoWriter(path, fps, lossless=True) as writer:
@@ -194,8 +195,6 @@ class VividApp:
         return removed
 
     def load_video(self, session: EditSession, video: str | None) -> np.ndarray:
-        from vivid.io.video import VideoSource
-
         if not video:
             raise ValueError("upload a video first")
         source = VideoSource(video)
@@ -208,9 +207,6 @@ class VividApp:
         if session.video is None:
             raise ValueError("upload a video first")
         if mask_upload:
-            from vivid.io.masks import MaskSource
-            from vivid.io.video import VideoSource
-
             source = VideoSource(session.video)
             MaskSource(mask_upload, len(source), source.height, source.width)  # checks count and size
             session.mask_video = Path(mask_upload)
@@ -223,10 +219,6 @@ class VividApp:
     def preview(self, session: EditSession, editor_value: Any, mode: str, mask_upload: str | None, task: str,
                 caption: str, count: int, seed: int) -> list[Path]:
         """Candidate edits of the first frame (one-frame edits, different seeds)."""
-        from vivid.cli.keyframe import edit_candidates
-        from vivid.io.masks import MaskSource
-        from vivid.io.video import VideoSource
-
         if task not in TASKS:
             raise ValueError(f"pick a task: {', '.join(TASKS)}")
         mask_video = self.make_mask(session, editor_value, mode, mask_upload)
@@ -249,8 +241,6 @@ class VividApp:
     def propagate(self, session: EditSession, task: str, caption: str, seed: int,
                   progress: Callable[[int, int], None] | None = None) -> Path:
         """Propagate the chosen candidate through the whole video (KIVE chaining)."""
-        from vivid.longvideo.runner import chain_edit
-
         if session.video is None:
             raise ValueError("upload a video first")
         if not session.candidates or session.chosen is None or session.mask_video is None:
@@ -278,8 +268,6 @@ def hide_paths(text: str) -> str:
 
 def _messages(fn: Callable) -> Callable:
     """Turn errors into Gradio messages (no tracebacks in the browser; the log keeps them)."""
-    import functools
-
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:

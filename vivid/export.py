@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from train.checkpoint import STATE_NAME, WEIGHTS_DIR, latest_checkpoint, read_trainer_state
 from vivid.constants import BASE_WEIGHTS_NAME, LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME
 from vivid.model.weights import VIVID_WEIGHT_FILES, VIVIDWeightsConfig, required_weight_files
 
@@ -47,15 +48,13 @@ class ExportSource:
 
 def find_weights(path: str | os.PathLike) -> ExportSource:
     """A VIVID weights folder, a training checkpoint (its vivid-weights/), or a run folder (its newest checkpoint)."""
-    from train.checkpoint import STATE_NAME, WEIGHTS_DIR, latest_checkpoint
-
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"--checkpoint {path}: no such folder")
     if (path / VIVID_CONFIG_NAME).is_file():
         return ExportSource(path, None)
     if (path / WEIGHTS_DIR / VIVID_CONFIG_NAME).is_file():
-        state = json.loads((path / STATE_NAME).read_text()) if (path / STATE_NAME).is_file() else None
+        state = read_trainer_state(path) if (path / STATE_NAME).is_file() else None
         return ExportSource(path / WEIGHTS_DIR, state)
     latest = latest_checkpoint(path)
     if latest is not None:

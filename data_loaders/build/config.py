@@ -2,7 +2,7 @@
 
     config = load_build_config("configs/data_build/default.yaml", ["filters.max_empty_fraction=0.2"])
 
-Loaded by the project's one YAML -> dataclass loader (`train.config.load_dataclass_config`): unknown keys and
+Loaded by the project's one YAML -> dataclass loader (`vivid.yaml_config.load_dataclass_config`): unknown keys and
 wrong types are a ConfigError naming the key. A model id is a hub id, a local folder, or "tiny" (a seeded random
 model of the same class, written under the output folder: `vivid data build --models tiny`).
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from train.config import ConfigError, load_dataclass_config
+from vivid.yaml_config import ConfigError, load_dataclass_config
 
 TINY = "tiny"  # reserved model id: the built-in tiny random model of that class (data_loaders.build.tiny)
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "data_build"

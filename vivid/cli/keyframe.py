@@ -7,11 +7,8 @@ are cheap; `vivid edit --keyframe CANDIDATE.png --keyframe-frame K` then propaga
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 from pathlib import Path
-
-import numpy as np
 
 from vivid.constants import TASKS
 from vivid.cli.edit import add_model_arguments, add_sampling_arguments, add_size_arguments, load_pipeline
@@ -35,51 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def choose_frame(video, mask, frame: str, clip_frames: int) -> int:
-    """The frame to edit: an index, or 'auto' (vivid.boundaries.representative_frame over the first clip)."""
-    from vivid.boundaries import compute_features, detect_hard_cuts, representative_frame
-    from vivid.io.masks import MaskSource
-    from vivid.io.video import VideoSource
-
-    source = VideoSource(video)
-    masks = MaskSource(mask, len(source), source.height, source.width, timing=source.timing())
-    if frame != "auto":
-        try:
-            index = int(frame)
-        except ValueError:
-            raise ValueError(f"--frame must be a frame index or 'auto', got {frame!r}") from None
-        if not 0 <= index < len(source):
-            raise ValueError(f"--frame {index} is outside the video (frames 0..{len(source) - 1})")
-        return index
-    stop = min(len(source), clip_frames)
-    idx = range(stop)
-    frames, mask_frames = source.frames(idx), masks.frames(idx)
-    features = compute_features([(frames, mask_frames)])
-    cuts = detect_hard_cuts(features)
-    last = (cuts[0] - 1) if cuts else stop - 1
-    return representative_frame(features, 0, last, mask_frames.reshape(stop, -1).any(axis=1))
-
-
-def edit_candidates(
-    pipe, frame: np.ndarray, mask: np.ndarray, prompts: list[str | None], task: str, seeds: list[int], **sampling
-) -> list[tuple[str, int, np.ndarray]]:
-    """(caption, seed, edited frame uint8 (H, W, 3)) for every caption x seed: one-frame edits."""
-    import torch
-
-    from vivid.inputs import resolve_prompt
-
-    out = []
-    for prompt, seed in itertools.product(prompts, seeds):
-        caption = resolve_prompt(prompt, task)
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        edited = pipe(video=frame[None], mask=mask[None], prompt=caption, task=task, generator=generator,
-                      output_type="uint8", **sampling).frames[0][0]
-        out.append((caption, seed, edited))
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from vivid.inputs import check_edit_options, resolve_prompt
+    from vivid.kive import choose_frame, edit_candidates
     from vivid.io.masks import MaskSource
     from vivid.io.video import VideoSource
     from vivid.longvideo.plan import model_clip_frames

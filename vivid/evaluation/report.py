@@ -1,0 +1,107 @@
+"""Reports: report.json, report.md (markdown tables) and samples.png (a strip of edits)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from vivid.constants import TASKS
+from vivid.evaluation.samples import EvalSample
+from vivid.io.atomic import atomic_path
+from vivid.io.images import write_image
+
+REPORT_NAME = "report.json"
+SUMMARY_NAME = "report.md"
+STRIP_NAME = "samples.png"
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def format_table(reports: dict[str, dict[str, Any]]) -> str:
+    """A markdown table: one row per (method, task). Where some samples were long (chained clip by clip), the
+    boundary metric's columns follow: the count of long samples, TC at clip seams, TC inside clips, the gap."""
+    header = ("| method | task | n | BP (lower better) | TC | TA | synthetic TA | colour | shape | "
+              "remnant (lower better) |")
+    long_cols = any((report.get(task) or {}).get("long") for report in reports.values() for task in TASKS)
+    if long_cols:
+        header += " long | TC seams | TC inside | gap (lower better) |"
+    lines = [header, "|---" * header.count(" | ") + "|---|"]
+    for method, report in reports.items():
+        for task in TASKS:
+            s = report.get(task)
+            if not s or not s["n"]:
+                continue
+            line = (
+                f"| {method} | {task} | {s['n']} | {_fmt(s['bp'])} | {_fmt(s['tc'])} | {_fmt(s.get('ta'))} | "
+                f"{_fmt(s.get('synthetic_ta'))} | {_fmt(s.get('synthetic_color'))} | {_fmt(s.get('synthetic_shape'))} | "
+                f"{_fmt(s.get('remnant'), 3)} |"
+            )
+            if long_cols:
+                line += (f" {s.get('long', 0)} | {_fmt(s.get('tc_boundary'))} | {_fmt(s.get('tc_inside'))} | "
+                         f"{_fmt(s.get('gap'))} |")
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def strip_image(rows: list[tuple[EvalSample, np.ndarray]], scale: int = 2) -> np.ndarray:
+    """source | mask | output (the middle frame of each sample), one sample per row, uint8 RGB."""
+    if not rows:
+        raise ValueError("no samples for the strip")
+    tiles = []
+    width = max(s.frames.shape[2] for s, _ in rows)
+    for sample, output in rows:
+        k = len(sample.frames) // 2
+        mask = np.repeat(sample.mask[k, :, :, None].astype(np.uint8) * 255, 3, axis=2)
+        row = np.concatenate([sample.frames[k], mask, output[k]], axis=1)
+        pad = 3 * width - row.shape[1]
+        if pad:
+            row = np.pad(row, ((0, 0), (0, pad), (0, 0)))
+        tiles.append(np.pad(row, ((0, 2), (0, 0), (0, 0)), constant_values=255))
+    img = np.concatenate(tiles, axis=0)
+    return cv2.resize(img, (img.shape[1] * scale, img.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+
+
+def write_report(report: dict[str, Any], out_dir: str | os.PathLike, extra: dict[str, dict] | None = None) -> Path:
+    """`out_dir/report.json`, `report.md` (with the tables of `extra` reports beside it) and `samples.png`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = {k: v for k, v in report.items() if not k.startswith("_")}
+    with atomic_path(out_dir / REPORT_NAME) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+    table = format_table({report["method"]: report, **(extra or {})})
+    settings = data["settings"]
+    legend = (
+        "BP: mean |source - output| outside the mask, 0-255. TC, TA: CLIP scores x 100 (need --clip). "
+        "Synthetic TA: fraction of add/modify edits whose region shows the caption's colour (and shape, where it "
+        "can be told). Remnant: fraction of the deletion region still showing the removed shape's colour."
+    )
+    if "| long |" in table:
+        legend += (" Long: samples with more frames than one clip, edited clip by clip; TC seams: CLIP TC of their "
+                   "frame pairs where two clips meet; TC inside: of their other pairs; gap = inside - seams "
+                   "(0 = seamless).")
+    md = [
+        f"# vivid eval: {report['method']}",
+        "",
+        table,
+        "",
+        legend,
+        "",
+        "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
+        "",
+        f"![source | mask | output]({STRIP_NAME})",
+        "",
+    ]
+    with atomic_path(out_dir / SUMMARY_NAME) as tmp:
+        tmp.write_text("\n".join(md))
+    if report.get("_strip"):
+        write_image(out_dir / STRIP_NAME, strip_image(report["_strip"]))
+    return out_dir / REPORT_NAME
