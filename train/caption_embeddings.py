@@ -34,11 +34,10 @@ from transformers import AutoConfig
 
 from data_loaders.errors import DataError
 from data_loaders.format import read_manifests
-from train.checkpoint import write_json_atomic
 from train.config import TrainConfig
 from train.step import encode_prompts
 from vivid.constants import DELETE_CAPTION
-from vivid.media import atomic_path
+from vivid.io.atomic import atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
 

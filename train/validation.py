@@ -15,7 +15,7 @@ from train.caption_embeddings import CaptionEmbeddings
 from train.config import TrainConfig
 from train.models import on_device
 from train.step import unwrap
-from vivid.media import write_video
+from vivid.io.video import write_video
 from vivid.pipeline import VIVIDPipeline
 
 logger = logging.getLogger("vivid.train")

@@ -27,6 +27,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from vivid.constants import LATENT_CHANNELS, VAE_SPATIAL
 from vivid.inputs import EditInputs, check_sampling, load_edit_inputs
+from vivid.io.resize import resize_frames, resize_mask
 from vivid.masks import erase, kive_substitute
 from vivid.model.conditioning import (
     decode_video_latents,
@@ -49,8 +50,6 @@ from vivid.preprocess import (
     pad_frames,
     padded_frame_count,
     paste_back,
-    resize_frames,
-    resize_mask,
 )
 
 logger = logging.getLogger(__name__)
