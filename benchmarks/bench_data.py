@@ -26,10 +26,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere in the checkout
 
 from data_loaders.config import DataConfig  # noqa: E402
-from data_loaders.decode import write_mask_npz  # noqa: E402
+from vivid.io.masks import write_mask_npz  # noqa: E402
 from data_loaders.format import Record, write_manifest  # noqa: E402
 from data_loaders.loader import build_train_loader  # noqa: E402
-from vivid.media import read_video, write_image  # noqa: E402
+from vivid.io.images import write_image  # noqa: E402
+from vivid.io.video import read_video  # noqa: E402
 
 
 def make_dataset(folder: Path, copies: int = 8, images: int = 8) -> Path:

@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def write_source(path: Path, frames: int, height: int, width: int, fps: float = 25.0) -> Path:
     """A moving colour pattern with a bright square crossing it, written in chunks (memory does not grow)."""
-    from vivid.media import VideoWriter
+    from vivid.io.video import VideoWriter
 
     y, x = np.mgrid[0:height, 0:width]
     side = max(4, min(height, width) // 6)
@@ -133,8 +133,8 @@ def run_one(args: argparse.Namespace) -> dict:
     import torch
     from common import default_dtype, pick_device, sync
 
-    from vivid.longvideo import chain_edit
-    from vivid.media import video_info
+    from vivid.longvideo.runner import chain_edit
+    from vivid.io.video import video_info
 
     device = pick_device(args.size, args.device)
     dtype = default_dtype(device)

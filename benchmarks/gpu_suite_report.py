@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from vivid.media import atomic_path
+from vivid.io.atomic import atomic_path
 
 FULL_STEPS = 50
 WAN_RUN = re.compile(r"^(inference|training)_wan2\.1_(?P<size>[0-9.]+b)(?:_(?P<what>.+))?$")

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .decode import MaskSource, VideoSource, probe_video, read_image
+from vivid.io.masks import MaskSource
+from vivid.io.video import VideoSource, video_info
+
+from .decode import bad_samples, read_image
 from .errors import BadSample
 from .format import Record, read_manifests
 
@@ -42,7 +45,7 @@ def _mask_nonempty(src: MaskSource, start: int, end: int) -> bool:
 
 
 def _check_mask(path: str, count: int, h: int, w: int, record: Record, what: str, start: int, end: int) -> None:
-    src = MaskSource(path)
+    src = MaskSource(path)  # a MediaError becomes a BadSample in check_record
     if src.count != count:
         raise BadSample("length_mismatch", f"{what} has {src.count} frames, the media has {count}", record.id, path)
     if (src.height, src.width) != (h, w):
@@ -54,29 +57,30 @@ def _check_mask(path: str, count: int, h: int, w: int, record: Record, what: str
 def check_record(record: Record, frames: int | None = None) -> None:
     """Raise BadSample for the first problem of `record`."""
     try:
-        if record.kind == "image":
-            h, w = read_image(record.media).shape[:2]
-            count, start, end = 1, 0, 1
-        else:
-            video = VideoSource(record.media)
-            count, h, w = video.count, video.height, video.width
-            start, end = record.start, min(record.end or count, count)
-            if start >= count:
-                raise BadSample("no_frames", f"clip start {start} is past the video's {count} frames", record.id, record.media)
-            if frames is not None and end - start < frames:
-                raise BadSample("too_short", f"clip holds {end - start} frames, {frames} needed", record.id, record.media)
-            decoded = video.read([start, end - 1])
-            if len(decoded) != 2:
-                raise BadSample("unreadable", "first/last clip frames could not be decoded", record.id, record.media)
-        _check_mask(record.mask, count, h, w, record, "mask", start, end)
-        for path in record.entity_masks:
-            _check_mask(path, count, h, w, record, "entity mask", start, end)
-        if record.target is not None:
-            tcount = 1 if record.kind == "image" else probe_video(record.target)[0]
+        with bad_samples(record.id):
             if record.kind == "image":
-                read_image(record.target)
-            if tcount != count:
-                raise BadSample("length_mismatch", f"target has {tcount} frames, the media has {count}", record.id, record.target)
+                h, w = read_image(record.media).shape[:2]
+                count, start, end = 1, 0, 1
+            else:
+                video = VideoSource(record.media)
+                count, h, w = video.num_frames, video.height, video.width
+                start, end = record.start, min(record.end or count, count)
+                if start >= count:
+                    raise BadSample("no_frames", f"clip start {start} is past the video's {count} frames", record.id, record.media)
+                if frames is not None and end - start < frames:
+                    raise BadSample("too_short", f"clip holds {end - start} frames, {frames} needed", record.id, record.media)
+                decoded = video.read([start, end - 1])
+                if len(decoded) != 2:
+                    raise BadSample("unreadable", "first/last clip frames could not be decoded", record.id, record.media)
+            _check_mask(record.mask, count, h, w, record, "mask", start, end)
+            for path in record.entity_masks:
+                _check_mask(path, count, h, w, record, "entity mask", start, end)
+            if record.target is not None:
+                tcount = 1 if record.kind == "image" else video_info(record.target, "target")[0]
+                if record.kind == "image":
+                    read_image(record.target)
+                if tcount != count:
+                    raise BadSample("length_mismatch", f"target has {tcount} frames, the media has {count}", record.id, record.target)
     except BadSample as bad:
         raise bad.with_context(record.id, record.media)
 

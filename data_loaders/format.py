@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vivid.media import atomic_path
+from vivid.io.atomic import atomic_path
 
 from .config import MAX_CAPTION_CHARS
 from .errors import BadSample

@@ -16,7 +16,11 @@ from vivid.constants import DELETE_CAPTION
 
 from .augment import augment_mask
 from .config import DataConfig
-from .decode import MaskSource, VideoSource, cover_geometry, media_size, read_image, resize_frames, sample_indices
+from vivid.io.masks import MaskSource
+from vivid.io.resize import cover_geometry, resize_frames
+from vivid.io.video import VideoSource
+
+from .decode import bad_samples, media_size, open_mask, read_image, sample_indices
 from .deletion import synthesize_deletion_mask
 from .errors import BadSample
 from .format import Record
@@ -35,7 +39,7 @@ class Decoded:
 
 def _open_mask(path: str, sample_id: str) -> MaskSource:
     try:
-        return MaskSource(path)
+        return open_mask(path)
     except BadSample as bad:
         raise bad.with_context(sample_id)
 
@@ -82,27 +86,29 @@ def decode_record(
     deterministic (clip start)."""
     height, width = size or training_size(record, config)
     try:
-        if record.kind == "image":
-            image = read_image(record.media)
-            h, w = image.shape[:2]
-            mask_src = _open_mask(record.mask, record.id)
-            _check_match(mask_src, 1, h, w, record)
+        with bad_samples(record.id):
+            if record.kind == "image":
+                image = read_image(record.media)
+                h, w = image.shape[:2]
+                mask_src = _open_mask(record.mask, record.id)
+                _check_match(mask_src, 1, h, w, record)
+                g = cover_geometry(h, w, height, width)
+                out = resize_frames(image[None], g, cv2.INTER_AREA)
+                return Decoded(out, mask_src.read_resized([0], g), np.array([0]), 0.0, 1)
+            src = VideoSource(record.media)
+            n, h, w = src.num_frames, src.height, src.width
             g = cover_geometry(h, w, height, width)
-            out = resize_frames(image[None], g, cv2.INTER_AREA)
-            return Decoded(out, mask_src.read_resized([0], g), np.array([0]), 0.0, 1)
-        src = VideoSource(record.media, height, width)
-        n, h, w, g = src.count, src.height, src.width, src.geometry
-        fps = record.fps or src.fps
-        mask_src = _open_mask(record.mask, record.id)
-        _check_match(mask_src, n, h, w, record)
-        try:
-            idx = sample_indices(n, fps, config.fps, frames or config.frames, rng, record.start, record.end)
-        except BadSample as bad:
-            raise bad.with_context(record.id, record.media)
-        video = src.read(idx)
-        if len(video) != len(idx):
-            raise BadSample("unreadable", f"decoded {len(video)} frames, {len(idx)} requested", record.id, record.media)
-        return Decoded(video, mask_src.read_resized(idx, g), idx, fps, n)
+            fps = record.fps or src.fps
+            mask_src = _open_mask(record.mask, record.id)
+            _check_match(mask_src, n, h, w, record)
+            try:
+                idx = sample_indices(n, fps, config.fps, frames or config.frames, rng, record.start, record.end)
+            except BadSample as bad:
+                raise bad.with_context(record.id, record.media)
+            video = src.read_resized(idx, g)
+            if len(video) != len(idx):
+                raise BadSample("unreadable", f"decoded {len(video)} frames, {len(idx)} requested", record.id, record.media)
+            return Decoded(video, mask_src.read_resized(idx, g), idx, fps, n)
     except BadSample as bad:
         raise bad.with_context(record.id, record.media)
 

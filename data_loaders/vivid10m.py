@@ -33,7 +33,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from vivid.media import IMAGE_SUFFIXES
+from vivid.io.files import IMAGE_SUFFIXES
 
 from .format import Record, write_shards
 

@@ -52,3 +52,20 @@ def box_mask(frames: int, height: int, width: int, top: int, left: int, h: int, 
     mask = np.zeros((frames, height, width), bool)
     mask[:, top : top + h, left : left + w] = True
     return mask
+
+
+@pytest.fixture
+def pipeline_calls(monkeypatch) -> list:
+    """The calls of `VIVIDPipeline.__call__` made during a test (one entry per call): e.g. that a video of one
+    clip is edited in a single pipeline call."""
+    from vivid.pipeline import VIVIDPipeline
+
+    calls: list = []
+    original = VIVIDPipeline.__call__
+
+    def counted(self, *args, **kwargs):
+        calls.append(kwargs.get("video"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(VIVIDPipeline, "__call__", counted)
+    return calls

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from vivid.app import VividApp, editor_mask, propagate_mask, write_mask_video
-from vivid.media import read_mask, write_video
+from vivid.io.masks import read_mask
+from vivid.io.video import write_video
 
 
 def _square_video(n: int = 12, step: int = 3) -> tuple[np.ndarray, list[tuple[int, int]]]:

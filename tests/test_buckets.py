@@ -127,7 +127,7 @@ def test_edit_of_a_1280x720_clip_runs_at_the_weights_nearest_bucket(tiny_model_d
 
     import vivid.cli.edit as edit_cli
     from vivid.cli import main
-    from vivid.media import video_info, write_video
+    from vivid.io.video import video_info, write_video
 
     rng = np.random.default_rng(0)
     clip = tmp_path / "in.mp4"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from data_loaders.config import DataConfig
-from data_loaders.decode import write_mask_npz
+from vivid.io.masks import write_mask_npz
 from data_loaders.errors import BadSampleTracker, DataError
 from data_loaders.loader import build_train_loader
 from data_loaders.synthetic import write_synthetic_dataset

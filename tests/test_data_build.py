@@ -25,7 +25,7 @@ def _restore_threads():
 
 def moving_square_video(path: Path, frames: int = 24, size: tuple[int, int] = (64, 96), fps: float = 8.0,
                         seed: int = 0) -> Path:
-    from vivid.media import write_video
+    from vivid.io.video import write_video
 
     rng = np.random.default_rng(seed)
     h, w = size
@@ -39,7 +39,7 @@ def moving_square_video(path: Path, frames: int = 24, size: tuple[int, int] = (6
 
 def joined_shots_video(path: Path, lengths: list[int], size=(48, 64), fps: float = 8.0) -> Path:
     """Shots of flat, strongly different colours (with a little moving texture) joined by hard cuts."""
-    from vivid.media import write_video
+    from vivid.io.video import write_video
 
     colours = [(230, 30, 30), (30, 200, 40), (40, 60, 230), (240, 240, 40)]
     rng = np.random.default_rng(1)
@@ -208,7 +208,8 @@ def _manifest_lines(out: Path) -> dict[str, list[dict]]:
 
 def test_tiny_build_writes_a_checked_data_set_with_a_held_out_split(tiny_build):
     from data_loaders.check import check_manifests
-    from data_loaders.decode import MaskSource, VideoSource
+    from vivid.io.masks import MaskSource
+    from vivid.io.video import VideoSource
 
     code, out = tiny_build
     assert code == 0
@@ -298,7 +299,7 @@ def test_grounding_dino_sam2_segmenter_tiny(tmp_path):
     """The alternative recipe: Grounding DINO boxes on the keyframe, SAM 2 propagation both ways."""
     from data_loaders.build.config import load_build_config, preset_path
     from data_loaders.build.segment import GroundingSam2Segmenter
-    from data_loaders.decode import VideoSource
+    from vivid.io.video import VideoSource
 
     config = load_build_config(preset_path("tiny"), ["models.segmenter=gdino_sam2", "entities.box_threshold=0.0",
                                                      "entities.text_threshold=0.0"])

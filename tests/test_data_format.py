@@ -10,13 +10,16 @@ import numpy as np
 import pytest
 
 from data_loaders.config import DataConfig
-from data_loaders.decode import MaskSource, cover_geometry, sample_indices, write_mask_npz
+from data_loaders.decode import open_mask, sample_indices
+from vivid.io.masks import MaskSource, write_mask_npz
+from vivid.io.resize import cover_geometry
 from data_loaders.errors import BadSample
 from data_loaders.format import Record, read_manifests, write_manifest, write_shards
 from data_loaders.vivid10m import convert_vivid10m
 from train.config import load_config
 from vivid.cli import main
-from vivid.media import write_image, write_video
+from vivid.io.images import write_image
+from vivid.io.video import write_video
 
 
 def test_manifest_round_trip_with_relative_paths(tmp_path):
@@ -103,7 +106,7 @@ def test_mask_encodings_read_the_same(tmp_path):
                           mask[1].repeat(2, 0).repeat(2, 1))
     (tmp_path / "bad.npz").write_bytes(b"PK not a zip")
     with pytest.raises(BadSample, match="unreadable"):
-        MaskSource(str(tmp_path / "bad.npz"))
+        open_mask(str(tmp_path / "bad.npz"))
 
 
 def test_vivid10m_adapter(tmp_path):

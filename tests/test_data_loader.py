@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from data_loaders.config import DataConfig
-from data_loaders.decode import write_mask_npz
+from vivid.io.masks import write_mask_npz
 from data_loaders.errors import BadSample, DataError
 from data_loaders.format import Record, read_manifests, write_manifest, write_shards
 from data_loaders.loader import TrainLoader, build_eval_samples, build_train_loader
 from data_loaders.samples import build_sample
 from data_loaders.synthetic import write_synthetic_dataset
 from vivid.constants import DELETE_CAPTION
-from vivid.media import read_video
+from vivid.io.video import read_video
 from vivid.metrics.synthetic import dominant_color
 from vivid.synthetic_world import COLORS, SHAPES, captions_for
 
@@ -101,7 +101,7 @@ def test_deletion_samples_avoid_the_entities(synth):
     cfg = config(synth, image_video_ratio=0.0, delete_ratio=1.0, augment_weights={"original": 1.0}, kive_prob=0.0)
     loader = build_train_loader(cfg)
     root = synth.train_manifests[0].parent / "train"
-    from data_loaders.decode import MaskSource
+    from vivid.io.masks import MaskSource
 
     for b in take(loader, 6):
         sid = b["id"][0]

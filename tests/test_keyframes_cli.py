@@ -9,7 +9,8 @@ import numpy as np
 
 from tests.test_longvideo import H, W, _pattern
 from vivid.cli import main
-from vivid.media import read_image, write_video
+from vivid.io.images import read_image
+from vivid.io.video import write_video
 
 
 def test_keyframe_candidates_over_seeds_and_captions(tiny_model_dir, tmp_path, capsys):

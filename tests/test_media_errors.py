@@ -1,4 +1,4 @@
-"""vivid.media and vivid.longvideo on files that are not videos and on decoding failures: one MediaError line
+"""vivid.io and the long-video sources on files that are not videos and on decoding failures: one MediaError line
 naming the file, nothing from decord's logger; and the lossless writer decodes to exactly the frames written."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vivid.media import MediaError, decode_frames, read_mask, read_video, video_info, write_video
+from vivid.io.files import MediaError
+from vivid.io.masks import read_mask
+from vivid.io.video import decode_frames, read_video, video_info, write_video
 
 
 @pytest.fixture
@@ -40,7 +42,7 @@ def test_concurrent_probes_give_descriptor_2_back(tmp_path, notes):
     import os
     import threading
 
-    from vivid.media import _quiet_native_stderr
+    from vivid.io.video import _quiet_native_stderr
 
     before = os.fstat(2)
     barrier = threading.Barrier(4)
@@ -74,7 +76,8 @@ def test_decoding_failures_are_one_line_media_errors(tmp_path):
 
 
 def test_long_video_sources_report_decoding_failures(tmp_path, notes):
-    from vivid.longvideo import MaskSource, VideoSource
+    from vivid.io.masks import MaskSource
+    from vivid.io.video import VideoSource
 
     frames = np.zeros((5, 32, 48, 3), np.uint8)
     frames[:, 8:24, 8:24] = 255

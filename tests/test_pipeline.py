@@ -10,7 +10,7 @@ import torch
 
 from tests.conftest import box_mask
 from vivid.inputs import EditInputError
-from vivid.media import read_video
+from vivid.io.video import read_video
 from vivid.model.cogvideox_spec import CogVideoXSpec
 from vivid.preprocess import default_paste_dilation, paste_weights, working_size
 
@@ -228,7 +228,7 @@ def test_zero_guidance_and_one_step_run(tiny_pipe, clip):
 
 
 def test_long_edit_validates_steps_before_touching_the_work_folder(tiny_pipe, clip, tmp_path):
-    from vivid.longvideo import chain_edit
+    from vivid.longvideo.runner import chain_edit
 
     frames, fps = clip
     with pytest.raises(ValueError, match="num_inference_steps must be >= 1, got 0"):

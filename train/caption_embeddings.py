@@ -35,11 +35,10 @@ from transformers import AutoConfig
 
 from data_loaders.errors import DataError
 from data_loaders.format import read_manifests
-from train.checkpoint import write_json_atomic
 from train.config import TrainConfig
 from vivid.constants import DELETE_CAPTION
+from vivid.io.atomic import atomic_path, write_json_atomic
 from vivid.model.spec import ModelSpecification
-from vivid.media import atomic_path
 
 logger = logging.getLogger(__name__)
 

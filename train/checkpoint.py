@@ -56,6 +56,8 @@ import torch.distributed as dist
 from accelerate.utils import DistributedType
 from safetensors.torch import load_file, save_file
 
+from vivid.io.atomic import write_json_atomic
+
 
 logger = logging.getLogger(__name__)
 
@@ -97,16 +99,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def is_deepspeed(accelerator: Any) -> bool:
     """Whether `accelerator` runs DeepSpeed (its engine writes and reads the model and optimizer state)."""
     return getattr(accelerator, "distributed_type", None) == DistributedType.DEEPSPEED
@@ -127,16 +119,6 @@ def checkpoint_step(path: Path) -> int | None:
     """The step of a `checkpoint-N` folder name, None for any other name."""
     match = _STEP_RE.match(Path(path).name)
     return int(match.group(1)) if match else None
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace `path` by `text` (temporary file + rename: a crash leaves the old or the new content)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
@@ -229,7 +211,7 @@ def save_state_tree(state: Any, folder: Path, stem: str) -> None:
     encoded = _encode(state, tensors, stem)
     if tensors:
         save_file(tensors, str(folder / f"{stem}.safetensors"))
-    write_json_atomic(folder / f"{stem}.json", {"format": "vivid-state-1", "state": encoded})
+    write_json_atomic(folder / f"{stem}.json", {"format": "vivid-state-1", "state": encoded}, fsync=True)
 
 
 def load_state_tree(folder: Path, stem: str) -> Any:
@@ -339,14 +321,14 @@ def save_checkpoint(
         tmp.mkdir()
     barrier()
     save_training_state(accelerator, tmp, rank, model, optimizer, scheduler)
-    write_json_atomic(tmp / f"sampler_rank{rank}.json", loader_state)
+    write_json_atomic(tmp / f"sampler_rank{rank}.json", loader_state, fsync=True)
     if rank_state is not None:
-        write_json_atomic(tmp / RANK_STATE_NAME.format(rank), rank_state)
+        write_json_atomic(tmp / RANK_STATE_NAME.format(rank), rank_state, fsync=True)
     save_weights(tmp / WEIGHTS_DIR)
     barrier()
     if rank == 0:
         state = dict(trainer_state, step=step, world_size=world_size, accelerator_step=int(accelerator.step))
-        write_json_atomic(tmp / STATE_NAME, state)
+        write_json_atomic(tmp / STATE_NAME, state, fsync=True)
         _fsync_dir(tmp)
         old = None
         if final.exists():  # the same step saved again (e.g. the final save right after a periodic one)

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from train.checkpoint import write_text_atomic
 from train.config import TrainConfig
+from vivid.io.atomic import write_text_atomic
 
 logger = logging.getLogger("vivid.train")
 
@@ -54,7 +54,7 @@ class MetricsWriter:
                     continue
                 if isinstance(step, int) and step <= resume_step:
                     kept.append(line)
-            write_text_atomic(path, "".join(line + "\n" for line in kept))
+            write_text_atomic(path, "".join(line + "\n" for line in kept), fsync=True)
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:

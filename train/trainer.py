@@ -35,6 +35,7 @@ from train.optim import build_lr_scheduler, build_optimizer, optimizer_step
 from train.step import LRUCache, TrainStep
 from train.tracking import METRICS_NAME, MetricsWriter, SampleIdLog, log_cache_use, start_wandb, step_record
 from train.validation import validate
+from vivid.io.atomic import write_json_atomic
 
 logger = logging.getLogger("vivid.train")
 
@@ -94,7 +95,7 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
         if overwrite:
             ckpt.move_previous_run_aside(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.write_json_atomic(output_dir / "config.json", config.to_dict())
+        write_json_atomic(output_dir / "config.json", config.to_dict(), fsync=True)
     ckpt.barrier()  # no rank reads the run folder before the previous run is out of the way
     logging.basicConfig(level=logging.INFO, format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s")
     if is_main:

@@ -14,7 +14,7 @@ from data_loaders.loader import build_eval_samples
 from train.caption_embeddings import CaptionEmbeddings
 from train.config import TrainConfig
 from train.models import on_device
-from vivid.media import write_video
+from vivid.io.video import write_video
 from vivid.model.transformer import unwrap
 from vivid.pipeline import VIVIDPipeline
 

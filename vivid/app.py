@@ -26,8 +26,12 @@ import numpy as np
 
 from vivid.constants import APP_KEEP_HOURS, APP_MAX_UPLOAD_MB, TASKS
 from vivid.kive import edit_candidates
-from vivid.longvideo import MaskSource, VideoSource, chain_edit
-from vivid.media import MediaError, VideoWriter, iter_video_chunks, video_info, write_image
+from vivid.io.masks import MaskSource
+from vivid.io.video import VideoSource
+from vivid.longvideo.runner import chain_edit
+from vivid.io.files import MediaError
+from vivid.io.images import write_image
+from vivid.io.video import VideoWriter, iter_video_chunks, video_info
 
 try:  # optional (the `app` extra); module-level so that Gradio can resolve the event-data annotations
     import gradio as gr

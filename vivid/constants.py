@@ -13,6 +13,12 @@ VAE_SPATIAL = 8
 VAE_TEMPORAL = 4
 MAX_CLIP_FRAMES = 49  # CogVideoX-5B's training length: 4 * 12 + 1
 
+
+def clip_frames_at_most(num_frames: int, temporal: int = VAE_TEMPORAL) -> int:
+    """The largest clip length of the form temporal * k + 1 (4k+1: what CogVideoX's and Wan's causal VAEs take)
+    that is at most `num_frames` (>= 1)."""
+    return temporal * ((num_frames - 1) // temporal) + 1
+
 LORA_RANK = 32
 LORA_ALPHA = 32
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")

@@ -18,18 +18,10 @@ import numpy as np
 import torch
 
 from vivid.constants import DELETE_CAPTION, TASKS
-from vivid.media import (
-    binarize_mask,
-    check_out_suffix,
-    frame_timing,
-    is_image_path,
-    is_video_file,
-    match_mask_frames,
-    read_image,
-    read_mask,
-    read_video,
-    variable_rate_note,
-)
+from vivid.io.files import check_out_suffix, is_image_path, is_video_file
+from vivid.io.images import read_image
+from vivid.io.masks import binarize_mask, read_mask
+from vivid.io.video import frame_timing, match_mask_frames, read_video, variable_rate_note
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +77,7 @@ def as_frames(video: Any, what: str = "video") -> np.ndarray:
 
 def as_mask(mask: Any) -> np.ndarray:
     """bool (F, H, W) from a path (mask video, folder of PNGs, image, .npy/.npz), PIL image(s), array or tensor,
-    by `vivid.media.binarize_mask`'s rule (alpha where it carries the mask; >= half the range; 0/1 labels)."""
+    by `vivid.io.masks.binarize_mask`'s rule (alpha where it carries the mask; >= half the range; 0/1 labels)."""
     if isinstance(mask, (str, os.PathLike)):
         return read_mask(mask)
     if isinstance(mask, list):
@@ -221,6 +213,29 @@ def validate(frames: np.ndarray, mask: np.ndarray, keyframe: np.ndarray | None =
     return mask
 
 
+def _keyframe_frame(keyframe: Any) -> np.ndarray:
+    """uint8 (H, W, 3): a keyframe from a path, or an image or array as `as_frames` takes."""
+    key = read_image(keyframe, "keyframe") if isinstance(keyframe, (str, os.PathLike)) else as_frames(keyframe, "keyframe")
+    if key.ndim == 4:
+        if key.shape[0] != 1:
+            raise EditInputError(f"keyframe must be one frame, got {key.shape[0]}")
+        key = key[0]
+    return key
+
+
+def load_keyframe(keyframe: Any, height: int, width: int) -> np.ndarray | None:
+    """The keyframe of an edit (a path, or an image or array as `as_frames` takes), checked to be one uint8 RGB
+    frame of the video's size; None for none."""
+    if keyframe is None:
+        return None
+    key = _keyframe_frame(keyframe)
+    if key.shape[:2] != (height, width):
+        raise EditInputError(
+            f"keyframe size {key.shape[1]}x{key.shape[0]} differs from the video's {width}x{height} (WxH)"
+        )
+    return key
+
+
 def load_edit_inputs(
     video: Any, mask: Any, prompt: str | None, task: str, keyframe: Any | None = None, prompt_required: bool = True
 ) -> EditInputs:
@@ -244,12 +259,6 @@ def load_edit_inputs(
             notes.append(note)
         for note in filter(None, notes):
             logger.warning("%s", note)
-    key = None
-    if keyframe is not None:
-        key = read_image(keyframe, "keyframe") if isinstance(keyframe, (str, os.PathLike)) else as_frames(keyframe, "keyframe")
-        if key.ndim == 4:
-            if key.shape[0] != 1:
-                raise EditInputError(f"keyframe must be one frame, got {key.shape[0]}")
-            key = key[0]
+    key = None if keyframe is None else _keyframe_frame(keyframe)
     mask_arr = validate(frames, mask_arr, key)
     return EditInputs(frames=frames, mask=mask_arr, keyframe=key, prompt=prompt, task=task, fps=fps)

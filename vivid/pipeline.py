@@ -26,6 +26,7 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
 from vivid.inputs import EditInputs, check_sampling, load_edit_inputs
+from vivid.io.resize import resize_frames, resize_mask
 from vivid.masks import erase, kive_substitute
 from vivid.model.frame_conv import use_frame_convs
 from vivid.model.registry import spec_for
@@ -42,8 +43,6 @@ from vivid.preprocess import (
     model_size,
     pad_frames,
     paste_back,
-    resize_frames,
-    resize_mask,
 )
 
 logger = logging.getLogger(__name__)

@@ -50,24 +50,6 @@ def pad_frames(array: np.ndarray, target: int) -> np.ndarray:
     return np.concatenate([array, np.repeat(array[-1:], extra, axis=0)], axis=0)
 
 
-def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(F, H, W, 3) uint8 -> (F, h, w, 3); area filter when shrinking, bicubic when growing."""
-    h, w = size
-    if frames.shape[1:3] == (h, w):
-        return frames
-    interp = cv2.INTER_AREA if h * w < frames.shape[1] * frames.shape[2] else cv2.INTER_CUBIC
-    return np.stack([cv2.resize(f, (w, h), interpolation=interp) for f in frames])
-
-
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(F, H, W) bool -> (F, h, w) bool. A cell touched by the mask stays masked, so thin objects survive."""
-    h, w = size
-    if mask.shape[1:3] == (h, w):
-        return mask
-    out = [cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.0 for m in mask]
-    return np.stack(out)
-
-
 def default_paste_dilation(source_hw: tuple[int, int], work_hw: tuple[int, int]) -> int:
     """One latent cell (8 working pixels) at the source's scale: the width of the model's blurry edge."""
     return max(2, int(math.ceil(8 * max(source_hw[0] / work_hw[0], source_hw[1] / work_hw[1]))))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vivid.media import write_image
+from vivid.io.images import write_image
 
 from ..format import Record
 

@@ -15,7 +15,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from vivid.media import atomic_path
+from vivid.io.atomic import atomic_path
 
 from ..format import Record, write_shards
 from ..vivid10m import interleave_kinds

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..decode import write_mask_npz
+from vivid.io.atomic import write_json_atomic
+from vivid.io.masks import write_mask_npz
+
 from ..errors import BadSample
 from ..format import Record, parse_record
 from .config import BuildConfig
@@ -27,7 +29,7 @@ from .deletion import Donor, deletion_mask, pick_donor
 from .inputs import InputVideo, expand_inputs
 from .manifest import eval_videos, write_manifests
 from .summary import BuildSummary, summarize
-from .video import OUTCOME, Models, process_video, read_json, read_mask_file, write_json
+from .video import OUTCOME, Models, process_video, read_json, read_mask_file
 
 logger = logging.getLogger("data_loaders.build")
 
@@ -112,7 +114,7 @@ def deletion_stage(out: Path, outcomes: list[dict], config: BuildConfig) -> list
                 records.append(rec.to_json(out))
         result = {"video": o["id"], "records": records, "drops": dict(drops),
                   "seconds": round(time.perf_counter() - start, 4)}
-        write_json(path, result)
+        write_json_atomic(path, result, indent=1)
         results.append(result)
     return results
 
@@ -136,7 +138,7 @@ def assemble(out: Path, videos: list[InputVideo], config: BuildConfig, built_now
     summary.train_records, summary.eval_records = len(train), len(evals)
     summary.train_manifests = [str(p) for p in train_paths]
     summary.eval_manifests = [str(p) for p in eval_paths]
-    write_json(out / SUMMARY, summary.to_json())
+    write_json_atomic(out / SUMMARY, summary.to_json(), indent=1)
     return summary
 
 

@@ -1,6 +1,6 @@
 """Shots stage: split a video at hard cuts, drop shots shorter than one clip, cut long shots into clips.
 
-Hard cuts come from the project's cut detection (`vivid.keyframes.detect_hard_cuts`: whole-frame colour
+Hard cuts come from the project's cut detection (`vivid.boundaries.detect_hard_cuts`: whole-frame colour
 histograms and single-frame collapses of patch similarity), computed in one streamed pass over every source frame.
 A clip is `shots.frames` frames sampled at `shots.fps` inside one shot (never across a cut); it is written as its
 own video at that rate and at most `shots.max_side` pixels on its longer side, so the trainer reads it with a
@@ -14,17 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from vivid.keyframes import BoundaryConfig, compute_features, detect_hard_cuts
-from vivid.media import iter_video_chunks, video_info, write_video
+from vivid.boundaries import BoundaryConfig, compute_features, detect_hard_cuts
+from vivid.io.resize import cover_geometry
+from vivid.io.video import VideoSource, iter_video_chunks, video_info, write_video
 
-from ..decode import VideoSource
 from .config import ShotsConfig
 
 _CHUNK = 64  # frames decoded at a time for the cut detection (memory does not grow with the video)
 
 
 @dataclass
-class Clip:
+class ShotClip:
     index: int
     shot: int
     source_frames: list[int]  # indices into the source video, one per clip frame
@@ -44,7 +44,7 @@ class ShotPlan:
     width: int
     cuts: list[int] = field(default_factory=list)
     shots: list[tuple[int, int]] = field(default_factory=list)  # [start, stop) in source frames
-    clips: list[Clip] = field(default_factory=list)
+    clips: list[ShotClip] = field(default_factory=list)
     too_short: int = 0  # shots dropped as shorter than one clip
     motion: dict[str, float] = field(default_factory=dict)  # clip name -> mean frame difference (filters.min_motion)
 
@@ -54,7 +54,7 @@ class ShotPlan:
     @classmethod
     def from_json(cls, data: dict) -> "ShotPlan":
         data = dict(data)
-        data["clips"] = [Clip(**c) for c in data["clips"]]
+        data["clips"] = [ShotClip(**c) for c in data["clips"]]
         data["shots"] = [tuple(s) for s in data["shots"]]
         return cls(**data)
 
@@ -106,13 +106,14 @@ def plan_shots(path: str | Path, config: ShotsConfig) -> ShotPlan:
             plan.too_short += 1
         for run in runs:
             index = len(plan.clips)
-            plan.clips.append(Clip(index=index, shot=s, source_frames=run, file=f"c{index:03d}.mp4"))
+            plan.clips.append(ShotClip(index=index, shot=s, source_frames=run, file=f"c{index:03d}.mp4"))
     return plan
 
 
-def read_clip_frames(path: str | Path, plan: ShotPlan, clip: Clip) -> np.ndarray:
+def read_clip_frames(path: str | Path, plan: ShotPlan, clip: ShotClip) -> np.ndarray:
     """uint8 (F, H, W, 3): the clip's source frames at the clip size."""
-    return VideoSource(str(path), plan.height, plan.width).read(clip.source_frames)
+    source = VideoSource(path)
+    return source.read_resized(clip.source_frames, cover_geometry(source.height, source.width, plan.height, plan.width))
 
 
 def write_clip(frames: np.ndarray, out: Path, fps: float) -> Path:

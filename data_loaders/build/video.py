@@ -22,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from vivid.media import MediaError, atomic_path, error_line
+from vivid.io.atomic import write_json_atomic
+from vivid.io.files import MediaError, error_line
+from vivid.io.masks import MaskSource, write_mask_npz
+from vivid.io.video import VideoSource
 
-from ..decode import MaskSource, VideoSource, write_mask_npz
 from ..errors import BadSample
 from ..format import Record
 from .caption import entity_crop
@@ -44,11 +46,6 @@ OUTCOME = "video.json"
 class Models:
     segmenter: Any  # callable (frames, prompts, keyframe) -> list[Entity]
     captioner: Any  # data_loaders.build.caption.Captioner
-
-
-def write_json(path: Path, data: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def read_json(path: Path) -> Any:
@@ -89,7 +86,7 @@ def shots_stage(video: InputVideo, folder: Path, config: BuildConfig) -> ShotPla
         frames = read_clip_frames(video.path, plan, clip)
         plan.motion[clip.name] = mean_motion(frames)
         write_clip(frames, folder / clip.file, plan.clip_fps)
-    write_json(path, plan.to_json())
+    write_json_atomic(path, plan.to_json(), indent=1)
     return plan
 
 
@@ -108,7 +105,7 @@ def entities_stage(frames: np.ndarray, clip_dir: Path, config: BuildConfig, mode
     for k, e in enumerate(entities):
         write_mask_npz(clip_dir / f"e{k:02d}.npz", e.mask)
         listing.append({"mask": f"e{k:02d}.npz", "label": e.label, "score": round(float(e.score), 6)})
-    write_json(path, listing)
+    write_json_atomic(path, listing, indent=1)
     return entities
 
 
@@ -123,7 +120,7 @@ def captions_stage(frames: np.ndarray, kept: dict[int, Entity], clip_dir: Path, 
         key = keyframe_index(e.mask)
         cache[k] = models.captioner.captions(entity_crop(frames[key], e.mask[key], config.captions.crop_margin))
     if missing:
-        write_json(path, {str(k): v for k, v in sorted(cache.items())})
+        write_json_atomic(path, {str(k): v for k, v in sorted(cache.items())}, indent=1)
     return {k: cache[k] for k in kept}
 
 
@@ -145,7 +142,7 @@ def process_video(video: InputVideo, out: Path, config: BuildConfig, models: Mod
     except (MediaError, BadSample, OSError) as err:
         outcome.update(status="failed", error=f"unreadable: {error_line(err)}")
         logger.warning("%s: %s", video.path, outcome["error"])
-        write_json(folder / OUTCOME, outcome)
+        write_json_atomic(folder / OUTCOME, outcome, indent=1)
         return outcome
     drops["shot_too_short"] += plan.too_short
     clips_used = 0
@@ -233,7 +230,7 @@ def process_video(video: InputVideo, out: Path, config: BuildConfig, models: Mod
                          "entity_masks": [_rel(p, out) for p in c["entity_masks"]]} for c in deletion_clips],
         timings={k: round(v, 4) for k, v in timer.seconds.items()},
     )
-    write_json(folder / OUTCOME, outcome)
+    write_json_atomic(folder / OUTCOME, outcome, indent=1)
     return outcome
 
 

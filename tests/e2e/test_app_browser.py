@@ -45,7 +45,7 @@ def app_url(tiny_pipe, tmp_path_factory):
 @pytest.fixture(scope="module")
 def moving_video(tmp_path_factory) -> Path:
     """14 frames (two 9-frame clips of the tiny model, chained) of a dark square moving over a gradient."""
-    from vivid.media import write_video
+    from vivid.io.video import write_video
 
     y, x = np.mgrid[0:64, 0:96]
     frames = []
@@ -57,7 +57,7 @@ def moving_video(tmp_path_factory) -> Path:
 
 
 def test_app_upload_paint_preview_propagate_download(app_url, moving_video, tmp_path):
-    from vivid.media import video_info
+    from vivid.io.video import video_info
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    from vivid.media import MediaError
+    from vivid.io.files import MediaError
 
     try:
         return int(args.func(args) or 0)

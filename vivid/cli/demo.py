@@ -147,7 +147,8 @@ def edit_real_video(pipe, out_dir: Path, plan: DemoPlan, seed: int) -> dict:
     import numpy as np
     import torch
 
-    from vivid.media import read_video, write_image, write_video
+    from vivid.io.images import write_image
+    from vivid.io.video import read_video, write_video
     from vivid.metrics import synthetic_alignment
 
     try:

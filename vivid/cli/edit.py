@@ -1,8 +1,9 @@
 """`vivid edit`: add, modify or delete an entity inside a mask of a video or an image.
 
-A video longer than one clip of the model (`--clip-frames`, default the model's `sample_frames`) is edited
-clip by clip with KIVE chaining (vivid.longvideo): streamed, with a progress bar over clips, resumable after
-a kill by running the same command again.
+Every edit runs through the clip runner (`vivid.longvideo.runner.chain_edit`): an image or a video of at most one
+clip of the model (`--clip-frames`, default the model's `sample_frames`) is one clip, one pipeline call; a longer
+video is edited clip by clip with KIVE chaining: streamed, with a progress bar over clips, resumable after a kill
+by running the same command again.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from vivid.constants import TASKS
+from vivid.constants import TASKS, clip_frames_at_most
 
 logger = logging.getLogger("vivid.edit")
 
@@ -143,8 +144,7 @@ def _local_clip_frames(model: str) -> int | None:
     config = Path(model) / "transformer" / "config.json"
     if not config.is_file():
         return None
-    n = int(json.loads(config.read_text()).get("sample_frames", 49))
-    return 4 * ((n - 1) // 4) + 1
+    return clip_frames_at_most(int(json.loads(config.read_text()).get("sample_frames", 49)))
 
 
 def load_pipeline(args: argparse.Namespace):
@@ -175,75 +175,33 @@ def load_pipeline(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from vivid.inputs import check_edit_options, check_outputs, load_edit_inputs
-    from vivid.media import is_image_path, remove_stale_temporaries, video_info
+    """Every edit, of an image or a video of any length, is a plan of clips run by `vivid.longvideo.runner`:
+    a video of at most one clip (and an image) is the plan of one clip, one pipeline call."""
+    from vivid.boundaries import BoundaryConfig
+    from vivid.inputs import check_edit_options, check_outputs, resolve_prompt
+    from vivid.io.atomic import remove_stale_temporaries
+    from vivid.io.files import is_image_path
+    from vivid.longvideo.plan import model_clip_frames
+    from vivid.longvideo.runner import chain_edit, open_edit_sources
 
     image_in = is_image_path(args.video)
     # before anything is read or loaded: the output may not overwrite an input nor carry another format's name
     out = check_outputs(args.out, image_in, {"--video": args.video, "--mask": args.mask, "--keyframe": args.keyframe},
-                        work_dir=None if image_in else args.work_dir)
+                        work_dir=args.work_dir)
     check_edit_options(args.height, args.width, args.paste_back_dilation)
     remove_stale_temporaries(out)  # a killed run's partial output (`atomic_path`), never anything else
     keyframe_frame = parse_keyframe_frame(args.keyframe_frame)
     if args.clip_frames is not None and (args.clip_frames < 5 or (args.clip_frames - 1) % 4):
         raise ValueError(f"--clip-frames must be 4k+1 and at least 5, got {args.clip_frames}")
-    pipe = None
-    if not image_in:
-        num_frames = video_info(args.video)[0]
-        clip_frames = args.clip_frames or _local_clip_frames(args.model)
-        if clip_frames is None:  # a hub id: the clip length is known once the model is loaded
-            from vivid.longvideo import model_clip_frames
-
-            pipe = load_pipeline(args)
-            clip_frames = model_clip_frames(pipe.transformer)
-        if num_frames > clip_frames or keyframe_frame != 0:
-            return _edit_long(args, pipe, out, keyframe_frame)
-    inputs = load_edit_inputs(args.video, args.mask, args.prompt, args.task, args.keyframe)  # fail fast, before loading
-    pipe = pipe or load_pipeline(args)
-    return _edit_clip(args, pipe, inputs, image_in, out)
-
-
-def _edit_clip(args: argparse.Namespace, pipe, inputs, image_in: bool, out: Path) -> int:
-    """One pipeline call: an image, or a video of at most one clip."""
-    import torch
-
-    from vivid.media import write_image, write_video
-
-    generator = torch.Generator(device="cpu").manual_seed(args.seed)
-    frames = pipe(
-        video=inputs.frames,
-        mask=inputs.mask,
-        prompt=inputs.prompt,
-        task=args.task,
-        keyframe=inputs.keyframe,
-        negative_prompt=args.negative_prompt,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance,
-        generator=generator,
-        output_type="uint8",
-        paste_back_source=args.paste_back,
-        paste_back_dilation=args.paste_back_dilation,
-        height=args.height,
-        width=args.width,
-    ).frames[0]
-    if image_in:
-        write_image(out, frames[0])
-    else:
-        write_video(out, frames, inputs.fps, lossless=args.lossless)
-    print(f"wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]})")
-    return 0
-
-
-def _edit_long(args: argparse.Namespace, pipe, out: Path, keyframe_frame: int | str) -> int:
-    """A video longer than one clip: KIVE chaining over streamed clips (vivid.longvideo)."""
-    from vivid.inputs import resolve_prompt
-    from vivid.keyframes import BoundaryConfig
-    from vivid.longvideo import MaskSource, VideoSource, _load_keyframe, chain_edit
-
     resolve_prompt(args.prompt, args.task)
-    source = VideoSource(args.video)  # fail fast on bad inputs, before loading the model
-    MaskSource(args.mask, len(source), source.height, source.width, timing=source.timing(), warn=False)
-    _load_keyframe(args.keyframe, source.height, source.width)
+    # fail fast on bad inputs, before loading the model
+    source, masks, _ = open_edit_sources(args.video, args.mask, args.keyframe, warn=False)
+    pipe = None
+    clip_frames = args.clip_frames or _local_clip_frames(args.model)
+    if clip_frames is None:  # a hub id: the clip length is known once the model is loaded
+        pipe = load_pipeline(args)
+        clip_frames = model_clip_frames(pipe.transformer)
+    one_clip = len(source) <= clip_frames and keyframe_frame == 0
     config = BoundaryConfig()
     if args.min_similarity is not None:
         config.min_similarity = args.min_similarity
@@ -253,15 +211,16 @@ def _edit_long(args: argparse.Namespace, pipe, out: Path, keyframe_frame: int | 
     result = chain_edit(
         pipe, args.video, args.mask, args.prompt, args.task, out,
         keyframe=args.keyframe, keyframe_frame=keyframe_frame, max_frames=args.clip_frames,
-        boundaries=args.boundaries, boundary_config=config, num_inference_steps=args.steps,
-        guidance_scale=args.guidance, seed=args.seed, negative_prompt=args.negative_prompt,
-        paste_back_source=args.paste_back, paste_back_dilation=args.paste_back_dilation,
-        height=args.height, width=args.width, lossless=args.lossless, work_dir=args.work_dir,
-        restart=args.restart, keep_work=args.keep_work,
+        boundaries="fixed" if one_clip else args.boundaries, boundary_config=config,
+        num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
+        negative_prompt=args.negative_prompt, paste_back_source=args.paste_back,
+        paste_back_dilation=args.paste_back_dilation, height=args.height, width=args.width, lossless=args.lossless,
+        work_dir=args.work_dir, restart=args.restart, keep_work=args.keep_work,
     )
     ran = len(result.seconds_per_clip)
     per_clip = sum(result.seconds_per_clip) / ran if ran else 0.0
     resumed = f", {result.resumed_clips} resumed" if result.resumed_clips else ""
     print(f"wrote {out} ({result.num_frames} frames, {source.width}x{source.height}; "
-          f"{len(result.plan.clips)} clips{resumed}, {per_clip:.1f} s per clip)")
+          f"{len(result.plan.clips)} clip{'s' if len(result.plan.clips) > 1 else ''}{resumed}, "
+          f"{per_clip:.1f} s per clip)")
     return 0

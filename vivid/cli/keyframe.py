@@ -35,8 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vivid.inputs import check_edit_options, resolve_prompt
     from vivid.kive import choose_frame, edit_candidates
-    from vivid.longvideo import MaskSource, VideoSource, model_clip_frames
-    from vivid.media import is_image_path, write_image
+    from vivid.io.masks import MaskSource
+    from vivid.io.video import VideoSource
+    from vivid.longvideo.plan import model_clip_frames
+    from vivid.io.files import is_image_path
+    from vivid.io.images import write_image
 
     check_edit_options(args.height, args.width)
     prompts = args.prompt or [None]

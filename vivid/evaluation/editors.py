@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from vivid.evaluation.samples import EvalSample
-from vivid.longvideo import chain_edit, model_clip_frames
-from vivid.media import read_video
+from vivid.longvideo.plan import model_clip_frames
+from vivid.longvideo.runner import chain_edit
+from vivid.io.video import read_video
 from vivid.metrics.resample import EVAL_FPS
 
 

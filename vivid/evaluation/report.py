@@ -12,7 +12,8 @@ import numpy as np
 
 from vivid.constants import TASKS
 from vivid.evaluation.samples import EvalSample
-from vivid.media import atomic_path, write_image
+from vivid.io.atomic import atomic_path
+from vivid.io.images import write_image
 
 REPORT_NAME = "report.json"
 SUMMARY_NAME = "report.md"

@@ -12,8 +12,10 @@ import numpy as np
 from data_loaders.config import DataConfig
 from data_loaders.format import read_manifests
 from data_loaders.loader import build_eval_samples
-from vivid.constants import MAX_CLIP_FRAMES, TASKS
-from vivid.media import is_image_path, read_image, video_info
+from vivid.constants import MAX_CLIP_FRAMES, TASKS, clip_frames_at_most
+from vivid.io.files import is_image_path
+from vivid.io.images import read_image
+from vivid.io.video import video_info
 
 
 @dataclass
@@ -73,4 +75,4 @@ def _media_geometry(media: str, fps: float, max_frames: int | None = MAX_CLIP_FR
     count, src_fps, h, w = video_info(media)
     usable = count if not src_fps or src_fps <= fps else int((count - 1) * fps / src_fps) + 1
     usable = max(usable, 1) if max_frames is None else min(max(usable, 1), max_frames)
-    return h, w, 4 * ((usable - 1) // 4) + 1
+    return h, w, clip_frames_at_most(usable)

@@ -74,17 +74,6 @@ def pixel_features(frames: np.ndarray, size: tuple[int, int] = (32, 32)) -> np.n
     return np.stack(out).reshape(len(frames), -1)
 
 
-def boundary_tc_of_edit(video: str, plan: str | None = None, size: tuple[int, int] = (32, 32)) -> BoundaryTC:
-    """Boundary TC of a chained edit's output video with pixel features, its plan read from `<video>.clips.json`
-    (or `plan`). Streams the video, so any length works."""
-    from vivid.longvideo import load_clip_plan
-    from vivid.media import iter_video_chunks
-
-    clip_plan = load_clip_plan(plan or video)
-    feats = np.concatenate([pixel_features(chunk, size) for chunk in iter_video_chunks(video, 64)])
-    return boundary_tc(feats, clip_plan.seams(), clip_plan.cuts)
-
-
 @dataclass
 class CutSpanning:
     clips_spanning_cuts: int  # clips whose frames lie on both sides of a hard cut (0 = every shot edited apart)
@@ -97,7 +86,7 @@ class CutSpanning:
 
 
 def _span(clip: Any) -> tuple[int, int, int, int]:
-    """(start, stop, write_start, write_stop) of a `vivid.longvideo.Clip` or a (start, stop) pair."""
+    """(start, stop, write_start, write_stop) of a `vivid.longvideo.plan.Clip` or a (start, stop) pair."""
     if isinstance(clip, (tuple, list)):
         start, stop = int(clip[0]), int(clip[1])
         return start, stop, start, stop

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from vivid.constants import DEFAULT_CLIP
 from vivid.metrics._checks import check_frames, check_mask
+from vivid.metrics.boundary import consecutive_tc
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -37,10 +38,11 @@ def _features(output) -> torch.Tensor:
 
 
 def tc_of_features(features: np.ndarray) -> float:
-    """TC of unit-norm per-frame features (F, D): 100 x the mean cosine of consecutive frames; NaN below 2 frames."""
+    """TC of per-frame features (F, D): the mean of `consecutive_tc` (100 x cosine of consecutive frames); NaN
+    below 2 frames."""
     if len(features) < 2:
         return float("nan")
-    return float(100.0 * (features[1:] * features[:-1]).sum(-1).mean())
+    return float(consecutive_tc(features).mean())
 
 
 class CLIPScorer:

@@ -1,4 +1,5 @@
-"""Adaptive clip boundaries and keyframe choice for long edits (AdaFlow's keyframe selection, adapted).
+"""Hard cuts and clip boundaries of long edits, and the representative frame of a clip (AdaFlow's keyframe
+selection, adapted).
 
 AdaFlow cuts a long video into clips where its content changes: each later frame is compared with the clip's
 reference frame by a per-token best-match cosine map, and a new clip starts when the mean similarity falls
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from vivid.constants import VAE_TEMPORAL
+from vivid.constants import VAE_TEMPORAL, clip_frames_at_most
 
 
 @dataclass
@@ -172,8 +173,7 @@ def detect_hard_cuts(features: FrameFeatures, config: BoundaryConfig | None = No
 
 def _round_stop(start: int, stop: int, min_frames: int) -> int:
     """The largest stop <= `stop` making the clip [start, stop] 4k+1 frames long, at least `min_frames`."""
-    length = max(stop - start + 1, min_frames)
-    return start + VAE_TEMPORAL * ((length - 1) // VAE_TEMPORAL)
+    return start + clip_frames_at_most(max(stop - start + 1, min_frames)) - 1
 
 
 def adaptive_boundaries(
@@ -263,6 +263,6 @@ def plan_boundaries(
     if mode != "adaptive":
         raise ValueError(f"boundary mode must be 'adaptive' or 'fixed', got {mode!r}")
     if features is None:
-        raise ValueError("adaptive boundaries need frame features (vivid.keyframes.compute_features)")
+        raise ValueError("adaptive boundaries need frame features (vivid.boundaries.compute_features)")
     cuts = detect_hard_cuts(features, config)
     return BoundaryPlan(cuts=cuts, boundaries=adaptive_boundaries(features, max_frames, cuts, config))
