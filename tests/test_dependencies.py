@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT as REPO
 # torch is pinned to the local CPU wheel in every CI venv (older CPU builds are not on PyPI): its floor is reasoned,
 # not installed (docs/training.md, "Dependency floors")
 NOT_INSTALLED_AT_FLOOR = {"torch"}

@@ -7,7 +7,7 @@ import json
 import cv2
 import numpy as np
 
-from tests.test_longvideo import H, W, _pattern
+from tests.vivid.longvideo.test_runner import H, W, _pattern
 from vivid.cli import main
 from vivid.io.images import read_image
 from vivid.io.video import write_video

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT as ROOT
 SMALL = ("--frames", "5", "--height", "32", "--width", "48")  # the smallest shape the tiny model takes
 
 

@@ -350,7 +350,7 @@ def test_vivid_train_runs_on_the_built_data_set(tiny_build, tmp_path):
     the held-out split). The tiny segmenter's random masks cover most of each frame, which leaves the loader's
     deletion synthesis no background to paste on (no_background), so deletion slots are off here; the deletion
     stage itself is tested on hand-made masks."""
-    from tests.test_train import TINY_YAML
+    from tests.train.test_trainer import TINY_YAML
     from vivid.cli import main
 
     _, out = tiny_build

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT as REPO
 H, W = 288, 512  # 1,000 decoded frames: 442 MB (422 MiB), well beyond 20% of a 250-frame edit's peak
 
 

@@ -20,7 +20,7 @@ from vivid.io.atomic import stale_temporaries
 from vivid.io.files import MediaError
 from vivid.io.video import read_video, video_info, write_video
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT as REPO
 H, W = 32, 64  # below the tiny model's native size: it works at the source size
 
 

@@ -17,7 +17,7 @@ from vivid.cli import main as vivid_main
 from vivid.model.registry import FAMILIES, spec_for
 from vivid.model.wan_spec import WAN21_14B_MODEL_ID, WAN21_1_3B_MODEL_ID, WanSpec
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT as ROOT
 WAN_CONFIGS = {"vivid-wan2.1-1.3b.yaml": WAN21_1_3B_MODEL_ID, "vivid-wan2.1-14b.yaml": WAN21_14B_MODEL_ID}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_train import REPO, TINY_YAML, read_metrics, synth_data, tiny_overrides  # noqa: F401 (fixture)
+from tests.train.test_trainer import REPO, TINY_YAML, read_metrics, synth_data, tiny_overrides  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 

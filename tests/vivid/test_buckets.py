@@ -18,6 +18,7 @@ from vivid.buckets import (
     nearest_bucket,
 )
 from vivid.preprocess import model_size, working_size
+from tests.conftest import REPO_ROOT
 
 FIVE_B = [(768, 432), (720, 480), (656, 496), (576, 576), (496, 656), (480, 720), (432, 768)]
 
@@ -86,7 +87,7 @@ def test_the_5b_config_lists_the_default_buckets():
 
     from train.config import load_config
 
-    c = load_config(Path(__file__).resolve().parents[1] / "configs" / "vivid-5b.yaml")
+    c = load_config(REPO_ROOT / "configs" / "vivid-5b.yaml")
     assert sorted(c.data.sizes()) == sorted(default_buckets(c.data.height, c.data.width))
 
 

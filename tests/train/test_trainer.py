@@ -16,7 +16,7 @@ from vivid.model.cogvideox_spec import CogVideoXSpec
 
 SPEC = CogVideoXSpec()
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO_ROOT as REPO
 TINY_YAML = REPO / "configs" / "tiny.yaml"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_train import TINY_YAML, read_metrics, synth_data, tiny_overrides  # noqa: F401 (fixture)
+from tests.train.test_trainer import TINY_YAML, read_metrics, synth_data, tiny_overrides  # noqa: F401 (fixture)
 from train.config import load_config
 
 
