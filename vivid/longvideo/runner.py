@@ -220,11 +220,14 @@ def chain_edit(
     if done:
         logger.info("resuming %s: %d of %d clips already finished in %s", out, done, len(plan.clips), work)
 
+    # one bar: the pipeline's over denoising steps for a single clip, else one over clips
+    single = len(plan.clips) == 1
     previous_config = dict(getattr(pipe, "_progress_bar_config", {}))
-    pipe.set_progress_bar_config(**{**previous_config, "disable": True})  # one bar, over clips
+    if not single:
+        pipe.set_progress_bar_config(**{**previous_config, "disable": True})
     seconds: list[float] = []
     try:
-        with tqdm(total=len(plan.clips), initial=done, unit="clip", desc="clips") as bar:
+        with tqdm(total=len(plan.clips), initial=done, unit="clip", desc="clips", disable=single) as bar:
             for clip in plan.clips[done:]:
                 t0 = time.perf_counter()
                 _run_clip(pipe, clip, plan, source, masks, has_mask, key, work, prompt, task, dict(

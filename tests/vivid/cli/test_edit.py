@@ -291,3 +291,18 @@ def test_vae_tiling_encodes_and_decodes_in_tiles(tiny_model_dir, clip9, mask_png
     assert (n, h, w) == (9, 144, 176)
     # the tiny VAE tiles above 32x48 pixels (4x6 latents); the working size is 64x80
     assert calls["tiled_encode"] >= 1 and calls["tiled_decode"] >= 1, calls
+
+
+def test_one_clip_edit_shows_the_denoising_steps_and_a_long_one_the_clips(tiny_model_dir, clip9, short_clip,
+                                                                         mask_png, tmp_path, capsys):
+    """One clip: the pipeline's bar over its steps (a 5B clip takes minutes); several clips: one bar over clips."""
+    import re
+
+    step_bar = re.compile(r"\| 2/2 \[[^\]]*(it/s|s/it)\]")
+    capsys.readouterr()
+    assert edit(tiny_model_dir, clip9, mask_png, tmp_path / "one.mp4", "--task", "delete") == 0  # 2 steps
+    err = capsys.readouterr().err
+    assert step_bar.search(err) and "clip]" not in err
+    assert edit(tiny_model_dir, short_clip, mask_png, tmp_path / "long.mp4", "--task", "delete") == 0
+    err = capsys.readouterr().err
+    assert "s/clip]" in err and not step_bar.search(err)
