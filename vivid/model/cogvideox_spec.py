@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -21,7 +21,15 @@ from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid, retrieve_timesteps
 from diffusers.utils.torch_utils import randn_tensor
 
-from vivid.constants import BASE_MODEL_ID, LORA_ALPHA, LORA_RANK, LORA_TARGETS, MAX_CLIP_FRAMES, VAE_SPATIAL
+from vivid.constants import (
+    BASE_MODEL_ID,
+    LORA_ALPHA,
+    LORA_RANK,
+    LORA_TARGETS,
+    MAX_CLIP_FRAMES,
+    VAE_SPATIAL,
+    clip_frames_at_most,
+)
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_VAE, T5_XXL, TINY_T5, TINY_TRANSFORMER, TINY_VAE
 from vivid.model.spec import ModelSpecification, StepCallback, StepStart, dynamic_guidance_scale
 from vivid.model.transformer import compute_dtype, make_vivid_transformer, unwrap, widen_patch_embed
@@ -116,6 +124,11 @@ class CogVideoXSpec(ModelSpecification):
     def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
         cfg = unwrap(transformer).config
         return cfg.sample_height * self.vae_spatial, cfg.sample_width * self.vae_spatial
+
+    def clip_frames(self, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
+        """The transformer config's `sample_frames` (49 for CogVideoX-5B, 9 for the tiny family), as 4k+1."""
+        config = self.transformer_config(transformer)
+        return clip_frames_at_most(int(config.get("sample_frames", self.native_frames)), self.vae_temporal)
 
     def vae_compression(self, vae: torch.nn.Module) -> tuple[int, int]:
         cfg = vae.config

@@ -22,13 +22,14 @@ from __future__ import annotations
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import diffusers
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from vivid.constants import clip_frames_at_most
 from vivid.masks import latent_frame_count, pack_mask
 from vivid.model.transformer import format_parameter_report, parameter_report, unwrap
 
@@ -138,6 +139,17 @@ class ModelSpecification(ABC):
     @abstractmethod
     def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
         """The (height, width) in pixels the base was trained at (its default working area)."""
+
+    def clip_frames(self, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
+        """Frames of one clip of the model (4k+1), what a long edit's clips hold at most by default, from the
+        transformer or its config alone (`transformer.config`, a transformer config.json's dict): here the
+        base's `native_frames`."""
+        return clip_frames_at_most(self.native_frames, self.vae_temporal)
+
+    @staticmethod
+    def transformer_config(transformer: torch.nn.Module | Mapping[str, Any]) -> Mapping[str, Any]:
+        """The config of a (possibly wrapped) transformer, or the config given."""
+        return transformer if isinstance(transformer, Mapping) else unwrap(transformer).config
 
     def latent_frames(self, num_frames: int) -> int:
         """Latent frames of a `num_frames` clip; ValueError unless `num_frames` is 4k+1 (the VAE's rule)."""

@@ -25,7 +25,7 @@ flow-matching sampler, with VIVID's recipe on top.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -53,6 +53,9 @@ WAN_MAX_TEXT_LENGTH = 512  # WanPipeline's max_sequence_length
 # (the tiny family) works at TINY_NATIVE_SIZE.
 NATIVE_SIZES = {1536: (480, 832), 5120: (720, 1280)}
 TINY_NATIVE_SIZE = (64, 96)
+# Clip length: Wan2.1's 81 frames for the published widths; the tiny family's clips are short (tests chain a video
+# of 14 frames) and, unlike the tiny CogVideoX's 9, say which base's rule a long edit followed.
+TINY_CLIP_FRAMES = 13
 
 TIMESTEP_SAMPLINGS = ("logit_normal", "uniform", "mode")
 LOSS_WEIGHTINGS = ("none", "sigma_sqrt", "cosmap")
@@ -115,9 +118,18 @@ class WanSpec(ModelSpecification):
     def patch_size(self, transformer: torch.nn.Module) -> tuple[int, int, int]:
         return tuple(int(p) for p in unwrap(transformer).config.patch_size)
 
+    @staticmethod
+    def _width(transformer: torch.nn.Module | Mapping[str, Any]) -> int:
+        cfg = ModelSpecification.transformer_config(transformer)
+        return int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"])
+
     def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
-        cfg = unwrap(transformer).config
-        return NATIVE_SIZES.get(cfg.num_attention_heads * cfg.attention_head_dim, TINY_NATIVE_SIZE)
+        return NATIVE_SIZES.get(self._width(transformer), TINY_NATIVE_SIZE)
+
+    def clip_frames(self, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
+        """81 (Wan2.1's native clip, 4k+1) for the published models, TINY_CLIP_FRAMES for the tiny family (the
+        transformer's config has no frame count)."""
+        return self.native_frames if self._width(transformer) in NATIVE_SIZES else TINY_CLIP_FRAMES
 
     def vae_compression(self, vae: torch.nn.Module) -> tuple[int, int]:
         return int(vae.config.scale_factor_temporal), int(vae.config.scale_factor_spatial)
