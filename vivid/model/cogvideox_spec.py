@@ -159,8 +159,8 @@ class CogVideoXSpec(ModelSpecification):
         return latents * vae.config.scaling_factor
 
     # ---------------------------------------------------------------- text (T5)
-    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module) -> int:
-        return int(unwrap(transformer).config.max_text_seq_length)
+    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
+        return int(self.transformer_config(transformer)["max_text_seq_length"])
 
     def text_embedding_dim(self, transformer: torch.nn.Module) -> int:
         return int(unwrap(transformer).config.text_embed_dim)

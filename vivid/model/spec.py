@@ -191,6 +191,22 @@ class ModelSpecification(ABC):
         self.check_vae(components["vae"])
         return components
 
+    def load_text_components(
+        self, model: str | os.PathLike, dtype: torch.dtype | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """The tokenizer and text encoder alone of a diffusers folder or hub id (what precomputing caption
+        embeddings needs), loaded as `load_components` loads them, the transformer and VAE skipped."""
+        options = dict(kwargs, transformer=None, vae=None)
+        if dtype is not None:
+            options["dtype"] = dtype
+        pipe = self.stock_pipeline_class.from_pretrained(model, **options)
+        return {"tokenizer": pipe.tokenizer, "text_encoder": pipe.text_encoder}
+
+    def load_transformer_config(self, model: str | os.PathLike, **kwargs: Any) -> dict[str, Any]:
+        """The transformer's config (its config.json) of a diffusers folder or hub id, without its weights."""
+        cls = getattr(diffusers, self.transformer_class_names[0])
+        return dict(cls.load_config(model, subfolder="transformer", **kwargs))
+
     def vae_dtype(self, dtype: torch.dtype | None) -> torch.dtype | None:
         """The dtype the VAE is kept in when the others are in `dtype` (None: the same)."""
         return None
@@ -289,8 +305,9 @@ class ModelSpecification(ABC):
 
     # ================================================================ text
     @abstractmethod
-    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module) -> int:
-        """Tokens per caption (longer captions are truncated, shorter ones padded)."""
+    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
+        """Tokens per caption (longer captions are truncated, shorter ones padded), from the tokenizer and the
+        transformer or its config alone."""
 
     @abstractmethod
     def text_embedding_dim(self, transformer: torch.nn.Module) -> int:

@@ -165,7 +165,7 @@ class WanSpec(ModelSpecification):
         return _channels_first(vae.decode(_channels_first(latents / inv_std + mean)).sample)
 
     # ---------------------------------------------------------------- text (UMT5)
-    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module) -> int:
+    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
         """512 tokens, or fewer where the tokenizer says so (the tiny family's)."""
         return min(WAN_MAX_TEXT_LENGTH, int(getattr(tokenizer, "model_max_length", WAN_MAX_TEXT_LENGTH)))
 
