@@ -108,6 +108,7 @@ class CogVideoXSpec(ModelSpecification):
     lora_targets = tuple(LORA_TARGETS)
     patch_embedding_name = "patch_embed.proj"
     default_guidance_scale = 6.0
+    objective = "CogVideoX's v-prediction with the loss weighting of diffusers' CogVideoX LoRA example."
     architectures = {
         "5b": dict(model_id=BASE_MODEL_ID, transformer=COGVIDEOX_5B_TRANSFORMER, vae=COGVIDEOX_5B_VAE,
                    text_encoder=T5_XXL),

@@ -107,6 +107,7 @@ class ModelSpecification(ABC):
     patch_embedding_name: ClassVar[str]  # module path of the patch embedding conv, e.g. "patch_embed.proj"
     default_guidance_scale: ClassVar[float]
     default_num_inference_steps: ClassVar[int] = 50
+    objective: ClassVar[str]  # the training objective in a sentence (model cards of exported weights)
 
     # ---- published architectures (and the tiny family), for meta-device builds and the FLOPs counter:
     # size name -> {"model_id", "transformer", "vae", "text_encoder"} (constructor arguments of the classes)

@@ -75,6 +75,8 @@ class WanSpec(ModelSpecification):
     native_fps = 16
     patch_embedding_name = "patch_embedding"
     default_guidance_scale = 5.0
+    objective = ("Wan2.1's flow matching as finetrainers trains Wan: the velocity noise - x0 at noise levels "
+                 "shifted by the sampler's shift.")
     architectures = {
         "1.3b": dict(model_id=WAN21_1_3B_MODEL_ID, transformer=WAN21_1_3B_TRANSFORMER, vae=WAN21_VAE,
                      text_encoder=UMT5_XXL, text_tokens=WAN_MAX_TEXT_LENGTH),
