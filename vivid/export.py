@@ -26,13 +26,14 @@ from typing import Any
 
 from train.checkpoint import STATE_NAME, WEIGHTS_DIR, latest_checkpoint, read_trainer_state
 from vivid.constants import BASE_WEIGHTS_NAME, LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME
+from vivid.model.registry import spec_by_name
 from vivid.model.weights import VIVID_WEIGHT_FILES, VIVIDWeightsConfig, required_weight_files
 
 TRAINING_CONFIG_NAME = "training_config.json"
 CARD_NAME = "README.md"
 EXPORT_FILES = (*VIVID_WEIGHT_FILES, TRAINING_CONFIG_NAME, CARD_NAME)  # the files an export writes, and owns
 PREVIOUS_DIR = ".previous"  # inside the temporary folder: the previous export's files during the swap
-TAGS = ["vivid", "video-editing", "video-inpainting", "cogvideox", "lora", "diffusers"]
+TAGS = ["vivid", "video-editing", "video-inpainting", "lora", "diffusers"]  # and the base's family
 COGVIDEOX_LICENSE = dict(
     license="other",
     license_name="cogvideox-license",
@@ -92,7 +93,7 @@ def _recipe_lines(state: dict[str, Any] | None, config: VIVIDWeightsConfig) -> l
         "transformer block; the patch embedding widened to "
         f"{config.in_channels} input channels ({config.channel_order}) and trained in full; everything else frozen.",
         f"- Mask encoding: `{config.mask_encoding}` (4 frames per latent frame as 4 channels, 8x max-pooled).",
-        "- Objective: CogVideoX's v-prediction with the loss weighting of diffusers' CogVideoX LoRA example.",
+        f"- Objective: {spec_by_name(config.family).objective}",
     ]
     if config.buckets:
         lines.append("- Trained at the aspect-ratio buckets " + ", ".join(f"{h}x{w}" for h, w in config.buckets)
@@ -122,7 +123,8 @@ def model_card(config: VIVIDWeightsConfig, state: dict[str, Any] | None, repo_id
     from huggingface_hub import ModelCardData
 
     base = _base_name(config.base_model)
-    meta: dict[str, Any] = dict(library_name="diffusers", tags=list(TAGS), pipeline_tag="video-to-video")
+    tags = [*TAGS[:3], config.family, *TAGS[3:]]
+    meta: dict[str, Any] = dict(library_name="diffusers", tags=tags, pipeline_tag="video-to-video")
     if _is_hub_id(base):
         meta["base_model"] = base
     if license:

@@ -19,12 +19,14 @@ def _embed(data: Path, model: Path, out: Path, *extra: str, manifests: tuple[str
                  "--out", str(out), "--dtype", "fp32", "--batch-size", "3", "--shard-size", "4", *extra])
 
 
-def test_embed_captions_writes_every_caption_as_t5_computes_it(synth_data, tiny_model_dir, tmp_path, capsys):
-    from diffusers import CogVideoXPipeline
-
+def test_embed_captions_writes_every_caption_as_t5_computes_it(synth_data, family_model_dir, tmp_path, capsys):
+    """On either base: the store holds the captions as the base's own text encoder computes them (T5 for CogVideoX,
+    UMT5 for Wan2.1), at the base's caption length."""
     from train.caption_embeddings import META_NAME, CaptionEmbeddings, manifest_prompts
-    from vivid.model.cogvideox_spec import CogVideoXSpec
     from vivid.constants import DELETE_CAPTION
+    from vivid.model.registry import spec_for
+
+    tiny_model_dir = family_model_dir
 
     store_dir = tmp_path / "emb"
     assert _embed(synth_data, tiny_model_dir, store_dir) == 0
@@ -35,8 +37,10 @@ def test_embed_captions_writes_every_caption_as_t5_computes_it(synth_data, tiny_
     meta = json.loads((store_dir / META_NAME).read_text())
     assert meta["count"] == len(prompts) and len(meta["shards"]) == len(list(store_dir.glob("captions-*.safetensors")))
     assert len(meta["shards"]) > 1 and not list(store_dir.glob(".*part"))  # several shards, no temporaries left
-    pipe = CogVideoXPipeline.from_pretrained(tiny_model_dir, transformer=None, vae=None, dtype=torch.float32)
-    direct = CogVideoXSpec().encode_prompts(pipe.tokenizer, pipe.text_encoder.eval(), prompts, 16)
+    spec = spec_for(tiny_model_dir)
+    parts = spec.load_components(tiny_model_dir, torch.float32)
+    assert meta["max_length"] == spec.max_text_length(parts["tokenizer"], parts["transformer"]) == 16
+    direct = spec.encode_prompts(parts["tokenizer"], parts["text_encoder"].eval(), prompts, 16)
     torch.testing.assert_close(store.get(prompts), direct, rtol=0, atol=1e-6)
     assert "new caption embedding" in capsys.readouterr().out
 

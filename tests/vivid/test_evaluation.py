@@ -1,4 +1,4 @@
-"""`vivid eval` end to end on the tiny model and a small synthetic eval split; the evaluation helpers."""
+"""`vivid eval` end to end on the tiny model (of each base) and a small synthetic eval split; the evaluation helpers."""
 
 from __future__ import annotations
 
@@ -31,17 +31,16 @@ def synth(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def weights_dir(tmp_path_factory, tiny_model_dir):
-    """A valid VIVID weights folder (the untrained LoRA and widened patch embedding of the tiny model)."""
-    from diffusers import CogVideoXTransformer3DModel
-
-    from vivid.model.transformer import make_vivid_transformer
+def weights_dir(tmp_path_factory, family_model_dir):
+    """A valid VIVID weights folder (the untrained LoRA and widened patch embedding) of the tiny model of each
+    base."""
+    from vivid.model.registry import spec_for
     from vivid.model.weights import VIVIDWeightsConfig, save_vivid_weights
 
-    t = CogVideoXTransformer3DModel.from_pretrained(tiny_model_dir, subfolder="transformer")
-    make_vivid_transformer(t, rank=4, alpha=4)
+    spec = spec_for(family_model_dir)
+    t = spec.make_vivid(spec.load_components(family_model_dir)["transformer"], rank=4, alpha=4)
     return save_vivid_weights(t, tmp_path_factory.mktemp("w") / "weights",
-                              VIVIDWeightsConfig(base_model=str(tiny_model_dir), lora_rank=4, lora_alpha=4))
+                              VIVIDWeightsConfig(base_model=str(family_model_dir), lora_rank=4, lora_alpha=4))
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +67,12 @@ def clip_dir(tmp_path_factory):
     return path
 
 
-def test_vivid_eval_writes_report_with_required_keys(tmp_path, tiny_model_dir, weights_dir, synth, clip_dir, capsys):
+# the tiny Wan's eval is slow on two shared cores (about a minute): it runs with the slow tests
+@pytest.mark.parametrize("family", ["cogvideox", pytest.param("wan", marks=pytest.mark.slow)], indirect=True)
+def test_vivid_eval_writes_report_with_required_keys(tmp_path, family_model_dir, weights_dir, synth, clip_dir, capsys):
+    """On either base (the tiny CogVideoX and the tiny Wan)."""
     out = tmp_path / "eval"
-    code = main(["eval", "--model", str(tiny_model_dir), "--weights", str(weights_dir), "--data", str(synth),
+    code = main(["eval", "--model", str(family_model_dir), "--weights", str(weights_dir), "--data", str(synth),
                  "--out", str(out), "--clip", str(clip_dir), "--limit", "1", "--steps", "2"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())

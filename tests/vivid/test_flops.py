@@ -256,3 +256,22 @@ def test_wan21_1_3b_at_81x480x832():
     assert fwd["linear"] == pytest.approx(2 * n * 30 * (6 * d * d + 2 * d * 8960), rel=0.01)
     assert edit.components["transformer_attention"] == 50 * 2 * 30 * (4 * n * n * d + 4 * n * 512 * d)
     assert 25 < edit.total / 1e15 < 32 and edit.components["vae_decode"] > edit.components["vae_encode"] > 0
+
+
+def test_a_new_base_is_counted_through_its_spec_alone(monkeypatch):
+    """vivid/flops.py sums an edit from the spec's FLOPs methods only: a base the registry knows (here a stand-in
+    registered under a new name) is counted without a line of vivid/flops.py naming it."""
+    from vivid.model import registry
+
+    class ThirdSpec(WanSpec):
+        name = "third"
+        display_name = "Third"
+
+    monkeypatch.setitem(registry.SPECS, "third", ThirdSpec)
+    third = edit_flops("1.3b", 81, 480, 832, 50, family="third")
+    wan = edit_flops("1.3b", 81, 480, 832, 50, family="wan")
+    assert third.model == "Third-1.3B" and third.components == wan.components
+    spec, arch = WanSpec(), WanSpec.architectures["1.3b"]
+    fwd = spec.flops_transformer_forward(arch["transformer"], 81, 480, 832, spec.flops_text_tokens(arch), batch=2)
+    assert wan.components["transformer_linear"] == 50 * fwd["linear"]
+    assert wan.video_tokens == spec.flops_video_tokens(arch["transformer"], 81, 480, 832) == 21 * 30 * 52

@@ -106,7 +106,6 @@ def run_vivid10m(args: argparse.Namespace) -> int:
 
 def run_embed_captions(args: argparse.Namespace) -> int:
     import torch
-    from diffusers import CogVideoXPipeline, CogVideoXTransformer3DModel
 
     from vivid.model.registry import spec_for
     from train.caption_embeddings import DTYPES, check_out_folder, manifest_prompts, write_caption_embeddings
@@ -120,11 +119,12 @@ def run_embed_captions(args: argparse.Namespace) -> int:
     if bad:
         print(f"skipped {bad} invalid record(s) (see `vivid data check`)", file=sys.stderr)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    # the tokenizer and T5 exactly as the trainer's CogVideoXPipeline.from_pretrained loads them, nothing else
-    base = CogVideoXPipeline.from_pretrained(args.model, transformer=None, vae=None, dtype=DTYPES[args.dtype])
-    max_length = int(CogVideoXTransformer3DModel.load_config(args.model, subfolder="transformer")["max_text_seq_length"])
+    # the tokenizer and text encoder (T5, UMT5) exactly as the trainer's spec loads them, nothing else
+    spec = spec_for(args.model)
+    text = spec.load_text_components(args.model, DTYPES[args.dtype])
+    max_length = spec.max_text_length(text["tokenizer"], spec.load_transformer_config(args.model))
     meta, added = write_caption_embeddings(
-        args.out, prompts, base.tokenizer, base.text_encoder.to(device), max_length, args.model, spec_for(args.model),
+        args.out, prompts, text["tokenizer"], text["text_encoder"].to(device), max_length, args.model, spec,
         batch_size=args.batch_size, shard_size=args.shard_size,
     )
     print(f"{added} new caption embedding(s) ({len(prompts)} captions in the manifests; {meta.count} in the store) "

@@ -1,7 +1,7 @@
 """`vivid edit`: add, modify or delete an entity inside a mask of a video or an image.
 
 Every edit runs through the clip runner (`vivid.longvideo.runner.chain_edit`): an image or a video of at most one
-clip of the model (`--clip-frames`, default the model's `sample_frames`) is one clip, one pipeline call; a longer
+clip of the model (`--clip-frames`, default the model's clip length by its base's rule) is one clip, one pipeline call; a longer
 video is edited clip by clip with KIVE chaining: streamed, with a progress bar over clips, resumable after a kill
 by running the same command again.
 """
@@ -12,13 +12,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from vivid.constants import TASKS, clip_frames_at_most
+from vivid.constants import TASKS
 
 logger = logging.getLogger("vivid.edit")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="base CogVideoX: hub id (THUDM/CogVideoX-5b) or local folder")
+    p.add_argument("--model", required=True, help="base model (CogVideoX or Wan2.1): hub id (THUDM/CogVideoX-5b, "
+                   "Wan-AI/Wan2.1-T2V-1.3B-Diffusers) or local diffusers folder")
     p.add_argument("--weights", help="VIVID weights folder (LoRA + patch embedding); omit for the untrained model")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                    help="model dtype (default: bfloat16 on GPU, float32 on CPU)")
@@ -112,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def add_long_video_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("long videos (more frames than one clip)")
     g.add_argument("--clip-frames", type=int, default=None,
-                   help="frames per clip, 4k+1 (default: the model's sample_frames, 49 for CogVideoX-5B)")
+                   help="frames per clip, 4k+1 (default: the model's clip, 49 for CogVideoX-5B, 81 for Wan2.1)")
     g.add_argument("--boundaries", choices=["adaptive", "fixed"], default="adaptive",
                    help="clip boundaries: at hard cuts and content changes (adaptive) or every clip-frames (fixed)")
     g.add_argument("--keyframe-frame", default="0",
@@ -138,13 +139,16 @@ def parse_keyframe_frame(value: str) -> int | str:
 
 
 def _local_clip_frames(model: str) -> int | None:
-    """The model's clip length from a local folder's transformer config, without loading the model."""
+    """The model's clip length by its base's rule, from a local folder's transformer config, without loading the
+    model (None for a hub id)."""
     import json
+
+    from vivid.model.registry import spec_for
 
     config = Path(model) / "transformer" / "config.json"
     if not config.is_file():
         return None
-    return clip_frames_at_most(int(json.loads(config.read_text()).get("sample_frames", 49)))
+    return spec_for(model).clip_frames(json.loads(config.read_text()))
 
 
 def load_pipeline(args: argparse.Namespace):

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "0: the whole record). Samples longer than one clip are edited clip by clip and get the "
                         "boundary metric")
     p.add_argument("--clip-frames", type=int, default=None,
-                   help="clip length (4k+1) of such chained edits (default: the model's sample_frames)")
+                   help="clip length (4k+1) of such chained edits (default: the model's clip length)")
     p.add_argument("--boundaries", choices=["adaptive", "fixed"], default="adaptive",
                    help="clip boundaries of chained edits (default adaptive, as vivid edit)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)

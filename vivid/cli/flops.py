@@ -14,9 +14,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--guidance", action=argparse.BooleanOptionalAction, default=True,
                    help="classifier-free guidance (transformer batch 2, two T5 passes)")
-    p.add_argument("--family", choices=["cogvideox", "wan"], default="cogvideox", help="the base model")
-    p.add_argument("--model-size", choices=["5b", "1.3b", "14b", "tiny"], default=None,
-                   help="the architecture (default: 5b for CogVideoX, 1.3b for Wan)")
+    from vivid.model.registry import FAMILIES, SPECS
+
+    p.add_argument("--family", choices=FAMILIES, default="cogvideox", help="the base model")
+    sizes = sorted({size for spec in SPECS.values() for size in spec.architectures})
+    p.add_argument("--model-size", choices=sizes, default=None,
+                   help="an architecture of the family (default: " + ", ".join(
+                       f"{spec.default_architecture} for {spec.display_name}" for spec in SPECS.values()) + ")")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -26,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
-    size = args.model_size or {"cogvideox": "5b", "wan": "1.3b"}[args.family]
+    from vivid.model.registry import spec_by_name
+
+    size = args.model_size or spec_by_name(args.family).default_architecture
     shape = (args.frames, args.height, args.width, args.steps, args.guidance)
     edit = edit_flops(size, *shape, family=args.family)
     stock = edit_flops(size, *shape, vivid=False, family=args.family)

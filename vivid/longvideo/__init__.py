@@ -1,9 +1,9 @@
 """Editing videos of any length clip by clip, with KIVE chaining, streaming I/O and resume.
 
-A long video is cut into clips of 4k+1 frames (at most the model's clip length, `sample_frames` of its
-transformer: 49 for CogVideoX-5B). Neighbouring clips of one shot share their boundary frame: the last edited
-frame of a clip is the keyframe (KIVE) of the next, so the edit is carried through the video. A clip after a
-hard cut starts afresh. The first clip's keyframe can be given by the user, or chosen (the most representative
+A long video is cut into clips of 4k+1 frames (at most the model's clip length by its base's rule,
+`model_clip_frames`: 49 for CogVideoX-5B, 81 for Wan2.1). Neighbouring clips of one shot share their boundary
+frame: the last edited frame of a clip is the keyframe (KIVE) of the next, so the edit is carried through the
+video. A clip after a hard cut starts afresh. The first clip's keyframe can be given by the user, or chosen (the most representative
 frame of the first clip, `vivid.boundaries.representative_frame`) and edited alone first; a keyframe inside the
 first clip is propagated backward (the clip's frames reversed) and forward from there.
 

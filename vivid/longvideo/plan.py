@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vivid.boundaries import BoundaryPlan, check_clip_frames
-from vivid.constants import clip_frames_at_most
+from vivid.model.registry import spec_for
 
 
 @dataclass(frozen=True)
@@ -138,5 +138,6 @@ def load_clip_plan(path: str | os.PathLike) -> ClipPlan:
 
 
 def model_clip_frames(transformer: Any) -> int:
-    """The model's native clip length (frames), from its transformer config (`sample_frames`)."""
-    return clip_frames_at_most(int(transformer.config.sample_frames))
+    """The model's clip length (frames, 4k+1), by its base's rule (`ModelSpecification.clip_frames`: CogVideoX's
+    `sample_frames`, Wan2.1's 81)."""
+    return spec_for(transformer).clip_frames(transformer)

