@@ -6,8 +6,9 @@
 
 Run it with `accelerate launch -m train --config CONFIG` (or `vivid train`, or `./launch.sh`). Beside it:
 `distributed.py` (the accelerator, ranks, DeepSpeed), `models.py` (loading and saving the models), `optim.py`
-(optimizer, schedule, the optimizer step), `step.py` (the step on one micro-batch: encoding and the loss), `tracking.py` (metrics.jsonl, wandb),
-`validation.py` (editing held-out samples) and `checkpoint.py` (checkpoints and resume).
+(optimizer, schedule, the optimizer step), `step.py` (the step on one micro-batch: encoding and the loss),
+`tracking.py` (metrics.jsonl, wandb), `validation.py` (editing held-out samples) and `checkpoint.py`
+(checkpoints and resume).
 """
 
 from __future__ import annotations
