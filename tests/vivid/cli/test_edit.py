@@ -341,7 +341,7 @@ def test_one_clip_edit_shows_the_denoising_steps_and_a_long_one_the_clips(tiny_m
     capsys.readouterr()
     assert edit(tiny_model_dir, clip9, mask_png, tmp_path / "one.mp4", "--task", "delete") == 0  # 2 steps
     err = capsys.readouterr().err
-    assert step_bar.search(err) and "clip]" not in err
+    assert step_bar.search(err) and "clips:" not in err
     assert edit(tiny_model_dir, short_clip, mask_png, tmp_path / "long.mp4", "--task", "delete") == 0
     err = capsys.readouterr().err
-    assert "s/clip]" in err and not step_bar.search(err)
+    assert "clips: 100%" in err and not step_bar.search(err)
