@@ -25,6 +25,7 @@ flow-matching sampler, with VIVID's recipe on top.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -339,13 +340,13 @@ class WanSpec(ModelSpecification):
             model_input = _channels_first(self.transformer_input(_channels_first(latents), conditions).to(dtype))
             timestep = step_t.expand(b)
             context = dict(step_index=i, sigma=float(scheduler.sigmas[i]), num_inference_steps=len(timesteps))
-            with transformer.cache_context("cond", **context):
+            with _cache_context(transformer, "cond", context):
                 noise_pred = transformer(
                     hidden_states=model_input, timestep=timestep, encoder_hidden_states=prompt_embeds,
                     attention_kwargs=attention_kwargs, return_dict=False,
                 )[0]
             if do_cfg:
-                with transformer.cache_context("uncond", **context):
+                with _cache_context(transformer, "uncond", context):
                     noise_uncond = transformer(
                         hidden_states=model_input, timestep=timestep, encoder_hidden_states=negative_prompt_embeds,
                         attention_kwargs=attention_kwargs, return_dict=False,
@@ -372,3 +373,11 @@ class WanSpec(ModelSpecification):
 
     def flops_vae(self, vae: dict[str, Any], frames: int, height: int, width: int) -> tuple[float, float]:
         return wan_vae_flops(vae, frames, height, width)
+
+
+def _cache_context(transformer: torch.nn.Module, name: str, context: dict[str, Any]):
+    """`transformer.cache_context(name, **context)`: newer diffusers tell their cache hooks where the denoising loop
+    is (step index, sigma); the releases down to the floor (0.40) take the name alone."""
+    takes_context = any(p.kind is inspect.Parameter.VAR_KEYWORD
+                        for p in inspect.signature(transformer.cache_context).parameters.values())
+    return transformer.cache_context(name, **context) if takes_context else transformer.cache_context(name)
