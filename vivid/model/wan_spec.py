@@ -334,19 +334,20 @@ class WanSpec(ModelSpecification):
         shape = (b, t, self.latent_channels, h, w)
         latents = _channels_first(self.prepare_latents(scheduler, shape, device, dtype, generator, latents))
         scheduler.set_begin_index(0)
+        cache_context = _cache_context_of(transformer)
         for i, step_t in enumerate(timesteps):
             if before_step is not None:
                 before_step(i, step_t)
             model_input = _channels_first(self.transformer_input(_channels_first(latents), conditions).to(dtype))
             timestep = step_t.expand(b)
             context = dict(step_index=i, sigma=float(scheduler.sigmas[i]), num_inference_steps=len(timesteps))
-            with _cache_context(transformer, "cond", context):
+            with cache_context("cond", context):
                 noise_pred = transformer(
                     hidden_states=model_input, timestep=timestep, encoder_hidden_states=prompt_embeds,
                     attention_kwargs=attention_kwargs, return_dict=False,
                 )[0]
             if do_cfg:
-                with _cache_context(transformer, "uncond", context):
+                with cache_context("uncond", context):
                     noise_uncond = transformer(
                         hidden_states=model_input, timestep=timestep, encoder_hidden_states=negative_prompt_embeds,
                         attention_kwargs=attention_kwargs, return_dict=False,
@@ -375,9 +376,11 @@ class WanSpec(ModelSpecification):
         return wan_vae_flops(vae, frames, height, width)
 
 
-def _cache_context(transformer: torch.nn.Module, name: str, context: dict[str, Any]):
-    """`transformer.cache_context(name, **context)`: newer diffusers tell their cache hooks where the denoising loop
-    is (step index, sigma); the releases down to the floor (0.40) take the name alone."""
+def _cache_context_of(transformer: torch.nn.Module):
+    """`(name, context) -> transformer.cache_context(...)`: newer diffusers tell their cache hooks where the
+    denoising loop is (step index, sigma); the releases down to the floor (0.40) take the name alone."""
     takes_context = any(p.kind is inspect.Parameter.VAR_KEYWORD
                         for p in inspect.signature(transformer.cache_context).parameters.values())
-    return transformer.cache_context(name, **context) if takes_context else transformer.cache_context(name)
+    if takes_context:
+        return lambda name, context: transformer.cache_context(name, **context)
+    return lambda name, context: transformer.cache_context(name)
