@@ -9,6 +9,7 @@ A checkpoint is `<output_dir>/checkpoints/checkpoint-<step>/` holding
 - `scaler.json`: the fp16 gradient scaler's state, when there is one,
 - `sampler_rank<r>.json`: each rank's data-loader state (exact resume of the sample order),
 - `vivid-weights/`: the LoRA + patch embedding as `vivid export` and `VIVIDPipeline.load_vivid_weights` read them,
+  or, for a text-to-video run (`model.objective`), `transformer/`: the base transformer as a diffusers folder,
 - `rank_state_rank<r>.json`: each rank's own trainer bookkeeping (e.g. its count of skipped bad samples),
 - `trainer_state.json`: step, world size, config, and the run's bookkeeping; written last.
 
@@ -68,6 +69,7 @@ TRASH_PREFIX = ".trash-"
 ABANDONED_TAG = ".abandoned-"
 STATE_NAME = "trainer_state.json"
 WEIGHTS_DIR = "vivid-weights"
+BASE_DIR = "transformer"  # a text-to-video run's weights: the base transformer as a diffusers model folder
 TRAINABLE_NAME = "trainable_{}.safetensors"
 RANK_STATE_NAME = "rank_state_rank{}.json"
 OPTIMIZER_STEM = "optimizer"
@@ -302,11 +304,13 @@ def save_checkpoint(
     model: torch.nn.Module,
     optimizer: Any,
     scheduler: Any,
+    weights_dir: str = WEIGHTS_DIR,
 ) -> Path:
     """Write checkpoint-<step> atomically (collective: all ranks call it).
 
     `model` and `optimizer` are what `accelerator.prepare` returned (under DeepSpeed the engine and its
-    optimizer), `scheduler` the LR scheduler. `save_weights(folder)` writes the VIVID weights folder; it is called
+    optimizer), `scheduler` the LR scheduler. `save_weights(folder)` writes the weights folder (`weights_dir`: the
+    VIVID weights, or a text-to-video run's BASE_DIR); it is called
     on every rank (under ZeRO-3 the weights must be gathered collectively) and must write on rank 0 only.
     `rank_state`, if given, is this rank's own bookkeeping (`rank_state_rank<r>.json`, read back with
     `read_rank_state`).
@@ -324,7 +328,7 @@ def save_checkpoint(
     write_json_atomic(tmp / f"sampler_rank{rank}.json", loader_state, fsync=True)
     if rank_state is not None:
         write_json_atomic(tmp / RANK_STATE_NAME.format(rank), rank_state, fsync=True)
-    save_weights(tmp / WEIGHTS_DIR)
+    save_weights(tmp / weights_dir)
     barrier()
     if rank == 0:
         state = dict(trainer_state, step=step, world_size=world_size, accelerator_step=int(accelerator.step))

@@ -23,6 +23,10 @@ TINY = "tiny"  # reserved `model.pretrained` value: the built-in tiny CogVideoX 
 class ModelConfig:
     pretrained: str = TINY  # hub id, local diffusers folder, or "tiny" (written to <output_dir>/tiny-model)
     tiny_seed: int = 0
+    # "edit": VIVID (noise | masked-video | mask latents in, LoRA + widened patch embedding trained);
+    # "text_to_video": the base's own objective, no condition channels, every transformer weight trained, the
+    # checkpoint's transformer/ a diffusers model folder (how vivid/model/tiny_base was pretrained)
+    objective: Literal["edit", "text_to_video"] = "edit"
     lora_rank: int = LORA_RANK
     lora_alpha: int = LORA_ALPHA
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
@@ -146,6 +150,10 @@ def validate(config: TrainConfig) -> None:
         (config.logging.log_every >= 1, "logging.log_every must be >= 1"),
         (config.model.lora_rank >= 1, "model.lora_rank must be >= 1"),
         (bool(config.model.lora_targets), "model.lora_targets must not be empty"),
+        (config.model.objective == "edit" or config.validation.every_n_steps == 0,
+         "validation edits held-out samples: with model.objective=text_to_video set validation.every_n_steps=0"),
+        (config.model.objective == "edit" or config.mask_loss_weight == 0,
+         "mask_loss_weight weights the edit region: with model.objective=text_to_video there is none, set it to 0"),
     ]
     for ok, message in checks:
         if not ok:

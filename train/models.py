@@ -100,11 +100,14 @@ def load_models(config: TrainConfig, accelerator: Accelerator, pretrained: str, 
     vae.to(encoder_device)
     if text_encoder is not None:
         text_encoder.to(encoder_device)
-    transformer = spec.make_vivid(
-        components["transformer"], config.model.lora_rank, config.model.lora_alpha, config.model.lora_targets
-    )
-    if config.model.train_base:
-        transformer.requires_grad_(True)
+    if config.model.objective == "text_to_video":  # the base itself, as it is, every weight trained
+        transformer = components["transformer"].requires_grad_(True)
+    else:
+        transformer = spec.make_vivid(
+            components["transformer"], config.model.lora_rank, config.model.lora_alpha, config.model.lora_targets
+        )
+        if config.model.train_base:
+            transformer.requires_grad_(True)
     transformer.to(device)
     for p in transformer.parameters():  # trainable weights in fp32, frozen ones in the compute dtype
         if p.requires_grad:
@@ -131,16 +134,40 @@ def weights_config(config: TrainConfig, pretrained: str) -> VIVIDWeightsConfig:
     )
 
 
+def save_base_transformer(model: torch.nn.Module, folder: Path) -> Path:
+    """Write a text-to-video run's transformer as a diffusers model folder (`from_pretrained` reads it), atomically:
+    written into a temporary folder beside it, then renamed into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if folder.exists():
+            raise FileExistsError(f"{folder} exists")
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
 def save_weights(transformer: torch.nn.Module, params: list[torch.nn.Parameter], folder: Path,
-                 config: VIVIDWeightsConfig, is_main: bool, zero3: bool) -> None:
-    """Write the VIVID weights folder on rank 0 (collective: every rank calls it). Under ZeRO-3 the parameters are
-    partitioned: the trainable ones are gathered on every rank first."""
+                 config: VIVIDWeightsConfig, is_main: bool, zero3: bool, objective: str = "edit") -> None:
+    """Write the VIVID weights folder (objective "edit") or the base transformer's diffusers folder
+    ("text_to_video") on rank 0 (collective: every rank calls it). Under ZeRO-3 the parameters are partitioned: the
+    trainable ones are gathered on every rank first."""
     model = unwrap(transformer)
+
+    def write() -> None:
+        if objective == "text_to_video":
+            save_base_transformer(model, folder)
+        else:
+            save_vivid_weights(model, folder, config)
+
     if zero3:
         import deepspeed
 
         with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
             if is_main:
-                save_vivid_weights(model, folder, config)
+                write()
     elif is_main:
-        save_vivid_weights(model, folder, config)
+        write()

@@ -115,6 +115,8 @@ class TrainStep:
     text_cache: LRUCache | None = None
     mask_loss_weight: float = 0.0
     offload_encoders: bool = False
+    # False: the text-to-video objective: the target video alone is encoded and the conditions have no channels
+    conditioned: bool = True
 
     def posterior(self, vae: torch.nn.Module, videos_uint8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The spec's VAE posterior (mean, std) of uint8 videos; with `latent_cache`, the VAE encodes only the
@@ -132,9 +134,13 @@ class TrainStep:
     def encode_batch(
         self, batch: dict[str, Any], generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(target latents drawn from the posterior, conditions) of a loader batch (see `spec.encode_batch`)."""
+        """(target latents drawn from the posterior, conditions) of a loader batch (see `spec.encode_batch`); not
+        `conditioned`, the conditions have zero channels (the transformer's input is the noisy latents alone)."""
         with on_device(self.vae, self.device, self.offload_encoders):
-            return self.spec.encode_batch(self.vae, batch, generator, posterior=self.posterior)
+            if self.conditioned:
+                return self.spec.encode_batch(self.vae, batch, generator, posterior=self.posterior)
+            latents = self.spec.encode_targets(self.vae, batch["video"], generator, posterior=self.posterior)
+            return latents, latents[:, :, :0]
 
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:

@@ -116,8 +116,10 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
         configure_deepspeed(accelerator, config, is_main)
     transformer, optimizer = accelerator.prepare(models.transformer, optimizer)
     training_objects = dict(model=transformer, optimizer=optimizer, scheduler=lr_scheduler)
+    objective = config.model.objective
     write_weights = functools.partial(save_weights, transformer, params, config=weights_config(config, pretrained),
-                                      is_main=is_main, zero3=zero3)
+                                      is_main=is_main, zero3=zero3, objective=objective)
+    weights_dir = ckpt.BASE_DIR if objective == "text_to_video" else ckpt.WEIGHTS_DIR
     loader = build_train_loader(config.data, rank=rank, world_size=world)
     if store is not None:
         check_captions_stored(store, loader.records, config)
@@ -141,6 +143,7 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
         models.spec, models.vae, models.scheduler, device, models.tokenizer, models.text_encoder,
         models.max_text_len, captions=store.get if store is not None else None, latent_cache=latent_cache,
         text_cache=text_cache, mask_loss_weight=config.mask_loss_weight, offload_encoders=config.offload_encoders,
+        conditioned=objective == "edit",
     )
 
     # ---- the loop: one iteration = one optimizer step over gradient_accumulation_steps micro-batches
@@ -217,7 +220,7 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
             last_checkpoint = ckpt.save_checkpoint(
                 accelerator, output_dir, step, rank, world, trainer_state, loader.state_dict(), write_weights,
                 keep_last=config.checkpoint.keep_last, rank_state={"skipped_samples": skipped_samples_here()},
-                **training_objects,
+                weights_dir=weights_dir, **training_objects,
             )
         if config.validation.every_n_steps and step % config.validation.every_n_steps == 0:
             if is_main or zero3:  # under ZeRO-3 every rank takes part in the forward passes

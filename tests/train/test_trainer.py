@@ -339,7 +339,8 @@ def test_train_tiny_end_to_end(synth_data, tmp_path):
     run = tmp_path / "run"
     config = load_config(TINY_YAML, tiny_overrides(
         synth_data, run, "optim.max_steps=2", "checkpoint.every_n_steps=1", "checkpoint.keep_last=1",
-        "validation.every_n_steps=2", "validation.steps=2", "logging.wandb=offline", "cache_vae_latents=true",
+        "validation.every_n_steps=2", "validation.steps=2", "validation.num_samples=3", "logging.wandb=offline",
+        "cache_vae_latents=true",
     ))
     result = train(config)
     assert result.step == 2 and math.isfinite(result.loss)
@@ -351,6 +352,9 @@ def test_train_tiny_end_to_end(synth_data, tmp_path):
         assert {"step", "loss", "lr", "grad_norm", "samples_per_s", "skipped_samples"} <= set(r)
         assert math.isfinite(r["loss"]) and r["samples_per_s"] > 0
     assert list((run / "validation" / "step-2").glob("*.mp4"))
+    scores = json.loads((run / "validation" / "step-2" / "scores.json").read_text())  # synthetic eval samples
+    assert scores["step"] == 2 and {r["task"] for r in scores["samples"]} == {"add", "modify", "delete"}
+    assert 0 <= scores["synthetic_ta_add"] <= 1 and 0 <= scores["remnant"] <= 1
     assert list((run / "wandb").glob("offline-run-*"))
     pipe = VIVIDPipeline.from_vivid(result.checkpoint / "vivid-weights", base_model=str(run / "tiny-model"))
     trained = dict(pipe.transformer.named_parameters())["patch_embed.proj.weight"]
@@ -974,3 +978,50 @@ def test_the_trainer_trains_the_tiny_wan_through_its_spec(synth_data, tiny_wan_m
     assert result.step == 2 and len(losses) == 2 and all(math.isfinite(x) for x in losses)
     assert json.loads((result.checkpoint / "vivid-weights" / "vivid_config.json").read_text())["family"] == "wan"
     assert list((run / "validation" / "step-2").glob("*.mp4"))
+
+
+def test_text_to_video_objective_trains_the_whole_base_without_conditions(synth_data, tmp_path):
+    """model.objective=text_to_video: no LoRA, no widened patch embedding, every weight trained, the checkpoint's
+    transformer/ a diffusers folder that CogVideoXPipeline loads; the loss sees the target latents alone."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    from train.trainer import train
+
+    run = tmp_path / "run"
+    config = load_config(TINY_YAML, tiny_overrides(
+        synth_data, run, "optim.max_steps=2", "checkpoint.every_n_steps=0", "model.objective=text_to_video",
+        "data.delete_ratio=0",
+    ))
+    result = train(config)
+    assert result.step == 2 and math.isfinite(result.loss)
+    folder = result.checkpoint / "transformer"
+    assert not (result.checkpoint / "vivid-weights").exists()
+    trained = CogVideoXTransformer3DModel.from_pretrained(folder)
+    start = CogVideoXTransformer3DModel.from_pretrained(run / "tiny-model" / "transformer")
+    assert trained.config.in_channels == start.config.in_channels == 16  # no condition channels
+    assert not any("lora" in name for name in trained.state_dict())
+    moved = [n for n, p in trained.named_parameters() if not torch.equal(p, start.get_parameter(n))]
+    assert "patch_embed.proj.weight" in moved and any("ff.net" in n for n in moved)  # the base itself trained
+
+
+def test_text_to_video_step_encodes_the_target_alone():
+    """TrainStep(conditioned=False): the conditions have no channels, so the transformer input is the noise."""
+    from vivid.model.tiny import build_tiny_components
+
+    vae = build_tiny_components(0)["vae"].eval()
+    batch = {"video": torch.randint(0, 255, (1, 5, 3, 32, 32), dtype=torch.uint8)}  # no masked_video, no mask
+    step = TrainStep(SPEC, vae, None, torch.device("cpu"), conditioned=False)
+    latents, conditions = step.encode_batch(batch, torch.Generator().manual_seed(0))
+    assert latents.shape == (1, 2, 16, 4, 4) and conditions.shape == (1, 2, 0, 4, 4)
+    assert SPEC.transformer_input(latents, conditions).shape == latents.shape
+
+
+@pytest.mark.parametrize("override, message", [
+    ("validation.every_n_steps=5", "validation edits held-out samples"),
+    ("mask_loss_weight=1.0", "mask_loss_weight weights the edit region"),
+])
+def test_text_to_video_objective_refuses_edit_only_options(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(TINY_YAML, ["model.objective=text_to_video", "validation.every_n_steps=0", override])
+    with pytest.raises(ConfigError, match="objective"):
+        load_config(TINY_YAML, ["model.objective=inpaint"])

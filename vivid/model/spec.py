@@ -278,6 +278,20 @@ class ModelSpecification(ABC):
         return self.conditions_from_latents(self.encode_video(vae, masked_video), mask)
 
     @torch.no_grad()
+    def encode_targets(
+        self,
+        vae: torch.nn.Module,
+        video: torch.Tensor,
+        generator: torch.Generator | None = None,
+        posterior: Callable[[torch.nn.Module, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
+        """Target latents of uint8 videos (B, F, 3, H, W): a sample of the VAE posterior, normalised."""
+        mean, std = (posterior or self.posterior)(vae, video)
+        # a posterior sample as diffusers' DiagonalGaussianDistribution.sample draws it (same generator use)
+        shape = mean.permute(0, 2, 1, 3, 4).shape  # the VAE's (B, C, T, h, w), as its posterior draws
+        noise = randn_tensor(shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return self.normalize_latents(vae, mean + std * noise.permute(0, 2, 1, 3, 4))
+
     def encode_batch(
         self,
         vae: torch.nn.Module,
@@ -299,11 +313,7 @@ class ModelSpecification(ABC):
         if mask.shape != (*video.shape[:2], 1, *video.shape[3:]):
             raise ValueError(f"batch mask {tuple(mask.shape)} must be (B, F, 1, H, W) for video {tuple(video.shape)}")
         posterior = posterior or self.posterior
-        mean, std = posterior(vae, video)
-        # a posterior sample as diffusers' DiagonalGaussianDistribution.sample draws it (same generator use)
-        shape = mean.permute(0, 2, 1, 3, 4).shape  # the VAE's (B, C, T, h, w), as its posterior draws
-        noise = randn_tensor(shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        latents = self.normalize_latents(vae, mean + std * noise.permute(0, 2, 1, 3, 4))
+        latents = self.encode_targets(vae, video, generator, posterior)
         masked_mean, _ = posterior(vae, masked)  # conditions use the posterior's mode (= mean)
         return latents, self.conditions_from_latents(self.normalize_latents(vae, masked_mean), mask.float())
 
