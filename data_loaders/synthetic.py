@@ -191,9 +191,11 @@ def write_synthetic_dataset(
     eval_per_task: int = 4,
     fps: float = 8.0,
     shard_size: int = 10000,
+    max_distractors: int = 2,
 ) -> SynthResult:
     """Write train and eval splits under `out_dir`: media in train/ and eval/, manifests train-*.jsonl and
-    eval-*.jsonl. Deterministic from `seed`."""
+    eval-*.jsonl. Deterministic from `seed`. Train samples have up to `max_distractors` uncaptioned shapes beside
+    the captioned one (0: the caption describes the whole scene, as text-to-video pretraining wants)."""
     h, w = size
     if h < 16 or w < 16:
         raise ValueError(f"synthetic frames must be at least 16x16, got {h}x{w}")
@@ -201,11 +203,13 @@ def write_synthetic_dataset(
         raise ValueError(f"frames must be >= 1, got {frames}")
     if min(videos, images, eval_per_task) < 0:
         raise ValueError("--videos, --images and --eval must be >= 0")
+    if max_distractors < 0:
+        raise ValueError(f"max_distractors must be >= 0, got {max_distractors}")
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
     train: list[Record] = []
     for i in range(videos):
-        bg, target, distractors = _scene(rng, frames, h, w, moving=True)
+        bg, target, distractors = _scene(rng, frames, h, w, moving=True, max_distractors=max_distractors)
         sid = f"synth-v{i:05d}"
         base = out / "train" / sid
         write_video(f"{base}.mp4", render(bg, distractors + [target]), fps, lossless=True)
@@ -217,7 +221,7 @@ def write_synthetic_dataset(
         train.append(Record(sid, "video", f"{base}.mp4", f"{base}_mask.npz", target.captions(),
                             entity_masks=entity_paths, fps=fps, attributes=target.attributes, height=h, width=w))
     for i in range(images):
-        bg, target, distractors = _scene(rng, 1, h, w, moving=False)
+        bg, target, distractors = _scene(rng, 1, h, w, moving=False, max_distractors=max_distractors)
         sid = f"synth-i{i:05d}"
         base = out / "train" / sid
         write_image(f"{base}.png", render(bg, distractors + [target])[0])

@@ -244,3 +244,17 @@ def test_data_config_validation_and_yaml():
         DataConfig(mask_area_range=(0.5, 0.1))
     cfg = load_config(None, ["data.frames=9", "data.mask_area_range=[0.01, 0.5]", "data.augment_weights={box: 2.0}"])
     assert cfg.data.frames == 9 and cfg.data.mask_area_range == (0.01, 0.5) and cfg.data.augment_weights == {"box": 2.0}
+
+
+def test_synthetic_data_without_distractors_captions_the_whole_scene(tmp_path):
+    """max_distractors=0 (text-to-video pretraining): every training sample holds its captioned shape alone."""
+    from data_loaders.format import read_manifests
+    from data_loaders.synthetic import write_synthetic_dataset
+
+    result = write_synthetic_dataset(tmp_path / "d", videos=6, images=12, frames=5, eval_per_task=0, max_distractors=0)
+    records, _ = read_manifests([str(p) for p in result.train_manifests])
+    assert len(records) == 18 and all(not r.entity_masks for r in records)
+    with_them = write_synthetic_dataset(tmp_path / "e", videos=6, images=12, frames=5, eval_per_task=0)
+    assert any(r.entity_masks for r in read_manifests([str(p) for p in with_them.train_manifests])[0])
+    with pytest.raises(ValueError, match="max_distractors must be >= 0"):
+        write_synthetic_dataset(tmp_path / "f", videos=1, images=0, max_distractors=-1)

@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--frames", type=int, default=9, help="frames per video (default 9)")
     s.add_argument("--fps", type=float, default=8.0)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-distractors", type=int, default=2,
+                   help="uncaptioned shapes beside the captioned one in a training sample, at most (default 2; "
+                        "0 for text-to-video pretraining, where the caption describes the whole scene)")
     s.set_defaults(func=run_synth)
 
     v = sub.add_parser("vivid10m", help="write manifests for an extracted VIVID-10M download (see docs/data_format.md)")
@@ -86,7 +89,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
     result = write_synthetic_dataset(
         args.out, videos=args.videos, images=args.images, size=_parse_size(args.size), frames=args.frames,
-        seed=args.seed, eval_per_task=args.eval_per_task, fps=args.fps,
+        seed=args.seed, eval_per_task=args.eval_per_task, fps=args.fps, max_distractors=args.max_distractors,
     )
     print(f"wrote {args.videos} videos, {args.images} images and {result.counts['eval']} eval videos to {args.out}")
     for path in result.train_manifests:
