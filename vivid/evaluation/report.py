@@ -29,7 +29,7 @@ def _fmt(value: Any, digits: int = 2) -> str:
 def format_table(reports: dict[str, dict[str, Any]]) -> str:
     """A markdown table: one row per (method, task). Where some samples were long (chained clip by clip), the
     boundary metric's columns follow: the count of long samples, TC at clip seams, TC inside clips, the gap."""
-    header = ("| method | task | n | BP (lower better) | TC | TA | synthetic TA | colour | shape | "
+    header = ("| method | task | n | BP (lower better) | PSNR | SSIM | TC | TA | synthetic TA | colour | shape | "
               "remnant (lower better) |")
     long_cols = any((report.get(task) or {}).get("long") for report in reports.values() for task in TASKS)
     if long_cols:
@@ -41,7 +41,8 @@ def format_table(reports: dict[str, dict[str, Any]]) -> str:
             if not s or not s["n"]:
                 continue
             line = (
-                f"| {method} | {task} | {s['n']} | {_fmt(s['bp'])} | {_fmt(s['tc'])} | {_fmt(s.get('ta'))} | "
+                f"| {method} | {task} | {s['n']} | {_fmt(s.get('bp'))} | {_fmt(s.get('psnr'), 1)} | {_fmt(s.get('ssim'), 3)} | "
+                f"{_fmt(s.get('tc'))} | {_fmt(s.get('ta'))} | "
                 f"{_fmt(s.get('synthetic_ta'))} | {_fmt(s.get('synthetic_color'))} | {_fmt(s.get('synthetic_shape'))} | "
                 f"{_fmt(s.get('remnant'), 3)} |"
             )
@@ -80,7 +81,8 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike, extra: dict
     table = format_table({report["method"]: report, **(extra or {})})
     settings = data["settings"]
     legend = (
-        "BP: mean |source - output| outside the mask, 0-255. TC, TA: CLIP scores x 100 (need --clip). "
+        "BP: mean |source - output| outside the mask, 0-255. PSNR (dB; 100 = unchanged), SSIM: of the background "
+        "(outside the mask), higher better. TC, TA: CLIP scores x 100 (need --clip). "
         "Synthetic TA: fraction of add/modify edits whose region shows the caption's colour (and shape, where it "
         "can be told). Remnant: fraction of the deletion region still showing the removed shape's colour."
     )

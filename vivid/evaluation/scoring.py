@@ -13,6 +13,8 @@ from vivid.evaluation.samples import EvalSample
 from vivid.metrics import (
     CLIPScorer,
     background_preservation,
+    background_psnr,
+    background_ssim,
     color_remnant,
     resample_indices,
     synthetic_alignment,
@@ -37,6 +39,8 @@ def score_sample(
     src, out, mask = sample.frames[idx], output[idx], sample.mask[idx]
     row: dict[str, Any] = {"id": sample.id, "task": sample.task, "frames": int(len(idx))}
     row["bp"] = background_preservation(src, out, mask)
+    row["psnr"] = background_psnr(src, out, mask)
+    row["ssim"] = background_ssim(src, out, mask)
     if edited is not None:
         row["clips"] = edited.clips
         row["seams"] = len(edited.seams)
@@ -84,11 +88,13 @@ def _mean(values: Iterable[Any]) -> float | None:
 
 
 def summarize(rows: list[dict[str, Any]], task: str) -> dict[str, Any]:
-    """Per-task means: bp, tc, n, and ta / synthetic_ta (add, modify) or remnant (delete) where measured; where
+    """Per-task means: bp, psnr, ssim (of the background), tc, n, and ta / synthetic_ta (add, modify) or remnant
+    (delete) where measured; where
     some samples were chained edits (longer than one clip), `long` (their count) and the means of their
     tc_boundary, tc_inside and gap."""
     rows = [r for r in rows if r["task"] == task]
-    out: dict[str, Any] = {"n": len(rows), "bp": _mean(r["bp"] for r in rows), "tc": _mean(r.get("tc") for r in rows)}
+    out: dict[str, Any] = {"n": len(rows), "bp": _mean(r["bp"] for r in rows), "psnr": _mean(r.get("psnr") for r in rows),
+                           "ssim": _mean(r.get("ssim") for r in rows), "tc": _mean(r.get("tc") for r in rows)}
     chained = [r for r in rows if "clips" in r]
     if chained:
         out["long"] = len(chained)

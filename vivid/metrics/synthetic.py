@@ -108,8 +108,12 @@ def shape_of(blob: np.ndarray, min_area: int = MIN_SHAPE_AREA) -> str | None:
     return best
 
 
-def synthetic_alignment(frames: np.ndarray, mask: np.ndarray, color: str, shape: str | None = None) -> dict:
-    """Does the edit region show a `color` `shape`?
+def synthetic_alignment(
+    frames: np.ndarray, mask: np.ndarray, color: str, shape: str | None = None,
+    min_color_fraction: float = MIN_COLOR_FRACTION,
+) -> dict:
+    """Does the edit region show a `color` `shape`? (`min_color_fraction`: see `dominant_color`; lower it where
+    the region is much larger than a shape, e.g. a whole text-to-video frame.)
 
     Returns dict(color = dominant colour or None, color_match, shape = the shape told by majority over frames
     or None, shape_match = None where the shape cannot be told, match = colour matches and the shape does not
@@ -120,7 +124,7 @@ def synthetic_alignment(frames: np.ndarray, mask: np.ndarray, color: str, shape:
     target = _color_index(color)
     if shape is not None and shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; the synthetic world has {', '.join(SHAPES)}")
-    found = dominant_color(frames, mask)
+    found = dominant_color(frames, mask, min_color_fraction)
     color_match = found == color
     told = None
     if found is not None:
