@@ -1,5 +1,7 @@
 """Validation during training: edit held-out eval samples with the current weights, write the videos to
-<output_dir>/validation/step-N/ and log them to wandb."""
+<output_dir>/validation/step-N/ and log them to wandb; where the samples carry synthetic attributes (`vivid data
+synth`), also score them (synthetic TA of add / modify edits, colour remnant of deletions) into
+validation/step-N/scores.json and wandb."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from data_loaders.loader import build_eval_samples
 from train.caption_embeddings import CaptionEmbeddings
 from train.config import TrainConfig
 from train.models import on_device
+from vivid.io.atomic import write_json_atomic
 from vivid.io.video import write_video
+from vivid.metrics import color_remnant, synthetic_alignment
 from vivid.model.transformer import unwrap
 from vivid.pipeline import VIVIDPipeline
 
@@ -23,16 +27,17 @@ logger = logging.getLogger("vivid.train")
 
 @torch.no_grad()
 def validate(components: dict, transformer: torch.nn.Module, config: TrainConfig, step: int, device: torch.device,
-             wandb_run: Any, store: CaptionEmbeddings | None = None) -> None:
+             wandb_run: Any, store: CaptionEmbeddings | None = None) -> dict[str, float]:
     """Edit held-out eval samples with the current weights; videos to <output_dir>/validation/step-N/ and wandb.
-    With `store`, the prompts' embeddings come from it (no T5 is loaded then)."""
+    With `store`, the prompts' embeddings come from it (no T5 is loaded then). Returns the synthetic scores
+    (`synthetic_score`; empty where no sample has synthetic attributes)."""
     if not config.data.eval_manifests:
         raise ValueError("validation.every_n_steps > 0 needs data.eval_manifests (held-out samples to edit)")
     samples = build_eval_samples(config.data.eval_manifests, config.data, limit=config.validation.num_samples,
                                  strict=False)
     if not samples:
         logger.warning("validation at step %d: no eval sample could be decoded from %s", step, config.data.eval_manifests)
-        return
+        return {}
     pipe = VIVIDPipeline(
         tokenizer=components["tokenizer"],
         text_encoder=components["text_encoder"],
@@ -45,24 +50,61 @@ def validate(components: dict, transformer: torch.nn.Module, config: TrainConfig
     out_dir.mkdir(parents=True, exist_ok=True)
     was_training = pipe.transformer.training
     pipe.transformer.eval()
-    logged = {}
+    logged, rows = {}, []
     with contextlib.ExitStack() as stack:
         stack.enter_context(on_device(pipe.vae, device, config.offload_encoders))
         if pipe.text_encoder is not None:
             stack.enter_context(on_device(pipe.text_encoder, device, config.offload_encoders))
         for i, sample in enumerate(samples):
-            logged.update(_validate_one(pipe, sample, i, config, device, out_dir, store))
+            path, frames = _validate_one(pipe, sample, i, config, device, out_dir, store)
+            logged[f"validation/{i:02d}"] = path
+            row = synthetic_score(sample, frames)
+            if row is not None:
+                rows.append(row)
     if was_training:
         pipe.transformer.train()
+    scores = summarize_synthetic(rows)
+    if scores:
+        write_json_atomic(out_dir / "scores.json", dict(step=step, **scores, samples=rows))
     if wandb_run is not None:
         import wandb
 
-        wandb_run.log({k: wandb.Video(str(p), format="mp4") for k, p in logged.items()}, step=step)
-    logger.info("validation at step %d: %d videos in %s", step, len(logged), out_dir)
+        wandb_run.log({**{k: wandb.Video(str(p), format="mp4") for k, p in logged.items()},
+                       **{f"validation/{k}": v for k, v in scores.items() if v is not None}}, step=step)
+    logger.info("validation at step %d: %d videos in %s%s", step, len(logged), out_dir,
+                "".join(f", {k} {v:.3f}" for k, v in scores.items() if v is not None))
+    return scores
+
+
+def synthetic_score(sample: Any, frames: Any) -> dict[str, Any] | None:
+    """The synthetic metric of one edited eval sample: whether add / modify drew the caption's colour and shape
+    (`match`), or how much of a deleted shape's colour is left (`remnant`); None without synthetic attributes."""
+    color = sample.attributes.get("color")
+    if color is None:
+        return None
+    row: dict[str, Any] = {"id": sample.id, "task": sample.task}
+    if sample.task == "delete":
+        row["remnant"] = color_remnant(frames, sample.mask, color)
+    else:
+        row["match"] = synthetic_alignment(frames, sample.mask, color, sample.attributes.get("shape"))["match"]
+    return row
+
+
+def summarize_synthetic(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """synthetic_ta_add, synthetic_ta_modify (fraction matched) and remnant (mean) over the rows that have them."""
+    out: dict[str, float | None] = {}
+    for task in ("add", "modify"):
+        found = [r["match"] for r in rows if r["task"] == task]
+        if found:
+            out[f"synthetic_ta_{task}"] = sum(found) / len(found)
+    remnants = [r["remnant"] for r in rows if r["task"] == "delete"]
+    if remnants:
+        out["remnant"] = sum(remnants) / len(remnants)
+    return out
 
 
 def _validate_one(pipe, sample, i: int, config: TrainConfig, device, out_dir: Path,
-                  store: CaptionEmbeddings | None = None) -> dict[str, Path]:
+                  store: CaptionEmbeddings | None = None) -> tuple[Path, Any]:
     generator = torch.Generator(device=device).manual_seed(config.validation.seed + i)
     height, width = sample.video.shape[1:3]  # decoded at its training size (bucket): edit at that size
     embeds = {}
@@ -75,5 +117,5 @@ def _validate_one(pipe, sample, i: int, config: TrainConfig, device, out_dir: Pa
     ).frames[0]
     path = out_dir / f"{i:02d}-{sample.task}-{sample.id}.mp4"
     write_video(path, frames, fps=sample.fps)
-    return {f"validation/{i:02d}": path}
+    return path, frames
 
