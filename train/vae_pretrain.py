@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from data_loaders.config import DataConfig
 from data_loaders.format import read_manifests
 from data_loaders.samples import decode_record
 from vivid.model.configs import TINY_VAE
+from vivid.model.tiny import install_component
 
 logger = logging.getLogger("vivid.vae_pretrain")
 
@@ -205,17 +205,7 @@ def pretrain_vae(config: VAEPretrainConfig, progress=None) -> Path:
 
 def install_vae(vae_dir: str | Path, model_dir: str | Path) -> None:
     """Replace the VAE of a diffusers CogVideoX folder by the pretrained one."""
-    model_dir = Path(model_dir)
-    if not (model_dir / "model_index.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: no model_index.json (not a diffusers pipeline folder)")
-    target = model_dir / "vae"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
-        src = Path(vae_dir) / name
-        if not src.is_file():
-            raise FileNotFoundError(f"{src} not found: not a saved VAE folder")
-        shutil.copy2(src, target / name)
+    install_component(vae_dir, model_dir, "vae")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

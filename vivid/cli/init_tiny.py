@@ -14,6 +14,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--family", choices=FAMILIES, default="cogvideox",
                    help="base model family: cogvideox (default) or wan (Wan2.1's classes)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pretrained", choices=("none", "vae", "base"), default="none",
+                   help="CogVideoX only. none: every weight random (default); vae: the committed synthetic-world VAE "
+                        "with a random transformer of the base's architecture (where text-to-video pretraining "
+                        "starts); base: the committed VAE and the pretrained text-to-video base "
+                        "(vivid/model/tiny_base)")
     p.set_defaults(func=run)
 
 
@@ -26,11 +31,15 @@ def run(args: argparse.Namespace) -> int:
     if args.family == "wan":
         from vivid.model.tiny_wan import write_tiny_wan_model
 
+        if args.pretrained != "none":
+            raise CLIError("--pretrained is for the tiny CogVideoX family; the tiny Wan2.1 family is random only")
+
         path = write_tiny_wan_model(args.out_dir, seed=args.seed)
         print(f"wrote tiny Wan2.1 model to {path}")
         return 0
     from vivid.model.tiny import write_tiny_model
 
-    path = write_tiny_model(args.out_dir, seed=args.seed)
-    print(f"wrote tiny CogVideoX model to {path}")
+    path = write_tiny_model(args.out_dir, seed=args.seed, pretrained=args.pretrained)
+    kind = {"none": "random", "vae": "random transformer, pretrained VAE", "base": "pretrained base"}[args.pretrained]
+    print(f"wrote tiny CogVideoX model ({kind}) to {path}")
     return 0

@@ -89,6 +89,13 @@ TINY_TRANSFORMER = dict(
     max_text_seq_length=16,
 )
 
+# The pretrained tiny base's transformer (vivid/model/tiny_base): TINY_TRANSFORMER with
+# - patch_size 1: one token per latent cell (a synthetic shape spans 3-5 cells, too few for 2x2 patches);
+# - attention heads of 32 dims: CogVideoX's 3D rotary embedding gives a head 3/8 of its dims per spatial axis, so
+#   16-dim heads see a position through one usable frequency (1 radian per cell, period ~6 cells) and cannot tell
+#   where in a box a cell lies; with 32 dims they have two.
+TINY_BASE_OVERRIDES = dict(patch_size=1, attention_head_dim=32, num_attention_heads=4)
+
 TINY_VAE = dict(
     COGVIDEOX_5B_VAE,
     block_out_channels=(16, 32, 32, 32),

@@ -7,14 +7,22 @@ path that loads the real model (`from_pretrained` on a folder or hub id) is exer
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import Literal
 
 import torch
 from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
-from vivid.model.configs import COGVIDEOX_SCHEDULER, TINY_T5, TINY_TRANSFORMER, TINY_VAE
+from vivid.model.configs import COGVIDEOX_SCHEDULER, TINY_BASE_OVERRIDES, TINY_T5, TINY_TRANSFORMER, TINY_VAE
 from vivid.synthetic_world import corpus
+
+# Committed weights trained on the synthetic world (each folder's README says how): the VAE, and the text-to-video
+# base (its transformer/ and the text_encoder/ it was trained with).
+TINY_VAE_DIR = Path(__file__).resolve().parent / "tiny_vae"
+TINY_BASE_DIR = Path(__file__).resolve().parent / "tiny_base"
+PRETRAINED_CHOICES = ("none", "vae", "base")
 
 
 def build_tiny_tokenizer(max_length: int) -> PreTrainedTokenizerFast:
@@ -78,13 +86,45 @@ def build_tiny_components(seed: int = 0, transformer_overrides: dict | None = No
     return dict(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler)
 
 
+def install_component(source: str | os.PathLike, model_dir: str | os.PathLike, name: str) -> None:
+    """Replace component `name` (e.g. "vae") of the diffusers folder `model_dir` by the saved model in `source`
+    (its config.json and safetensors files)."""
+    source, model_dir = Path(source), Path(model_dir)
+    if not (model_dir / "model_index.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: no model_index.json (not a diffusers pipeline folder)")
+    files = sorted(source.glob("*.safetensors"))
+    if not (source / "config.json").is_file() or not files:
+        raise FileNotFoundError(f"{source}: no config.json and safetensors weights (not a saved model folder)")
+    target = model_dir / name
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for path in [source / "config.json", *files]:
+        shutil.copy2(path, target / path.name)
+
+
 def write_tiny_model(
-    out_dir: str | os.PathLike, seed: int = 0, transformer_overrides: dict | None = None
+    out_dir: str | os.PathLike, seed: int = 0, transformer_overrides: dict | None = None,
+    pretrained: Literal["none", "vae", "base"] = "none",
 ) -> Path:
-    """Write the tiny family as a diffusers folder loadable by `VIVIDPipeline.from_pretrained`."""
+    """Write the tiny family as a diffusers folder loadable by `VIVIDPipeline.from_pretrained`.
+
+    `pretrained`: "none", every component random from `seed`; "vae", the committed synthetic-world VAE and a random
+    transformer of the base's architecture (TINY_BASE_OVERRIDES: what text-to-video pretraining starts from);
+    "base", the committed VAE and the pretrained text-to-video base with its text encoder (`seed` then changes
+    nothing).
+    """
     from diffusers import CogVideoXPipeline
 
+    if pretrained not in PRETRAINED_CHOICES:
+        raise ValueError(f"pretrained must be one of {PRETRAINED_CHOICES}, got {pretrained!r}")
+    if pretrained != "none":
+        transformer_overrides = {**TINY_BASE_OVERRIDES, **(transformer_overrides or {})}
     out_dir = Path(out_dir)
     pipe = CogVideoXPipeline(**build_tiny_components(seed, transformer_overrides))
     pipe.save_pretrained(out_dir, safe_serialization=True)
+    if pretrained != "none":
+        install_component(TINY_VAE_DIR, out_dir, "vae")
+    if pretrained == "base":
+        install_component(TINY_BASE_DIR / "transformer", out_dir, "transformer")
+        install_component(TINY_BASE_DIR / "text_encoder", out_dir, "text_encoder")
     return out_dir
