@@ -220,3 +220,19 @@ def test_boundary_metric_of_a_chained_edit_sees_a_jump_at_the_seam(clip_dir):
     assert "clips" not in both["samples"][1]
     assert "| m | add | 2 |" in format_table({"m": both}) and "TC seams" in format_table({"m": both})
     assert "TC seams" not in format_table({"m": evaluate([short], lambda s: s.frames.copy(), EvalSettings())})
+
+
+def test_strip_image_rows_share_a_width_and_carry_their_caption():
+    from vivid.evaluation import strip_image
+
+    small = EvalSample(id="s", task="add", frames=np.zeros((9, 64, 96, 3), np.uint8),
+                       mask=np.ones((9, 64, 96), bool), prompt="a red circle " * 20, fps=8.0)
+    real = EvalSample(id="r", task="modify", frames=np.full((9, 144, 176, 3), 200, np.uint8),
+                      mask=np.zeros((9, 144, 176), bool), prompt="a yellow square", fps=8.0)
+    img = strip_image([(small, small.frames), (real, real.frames)], scale=2)
+    assert img.dtype == np.uint8 and img.shape[1] == 3 * 2 * 96  # the real clip scaled down to the same width
+    # rows: label bar 16 + 64 * 2 + gap 4; label bar 16 + 144 * 576 / 528 (rounded) + gap 4
+    assert img.shape[0] == (16 + 128 + 4) + (16 + round(144 * 576 / 528) + 4)
+    assert (img[:16] < 128).any()  # the caption is drawn in its bar
+    plain = strip_image([(small, small.frames)], scale=2, labels=False)
+    assert plain.shape == (128 + 4, 576, 3)

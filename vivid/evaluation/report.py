@@ -53,22 +53,35 @@ def format_table(reports: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def strip_image(rows: list[tuple[EvalSample, np.ndarray]], scale: int = 2) -> np.ndarray:
-    """source | mask | output (the middle frame of each sample), one sample per row, uint8 RGB."""
+def strip_image(rows: list[tuple[EvalSample, np.ndarray]], scale: int = 2, labels: bool = True) -> np.ndarray:
+    """source | mask | output (the middle frame of each sample), one sample per row, uint8 RGB. Every row is resized
+    to the same width (`scale` x the narrowest source's); `labels`: a line of text above each row (task: caption)."""
     if not rows:
         raise ValueError("no samples for the strip")
+    width = 3 * scale * min(s.frames.shape[2] for s, _ in rows)
     tiles = []
-    width = max(s.frames.shape[2] for s, _ in rows)
     for sample, output in rows:
         k = len(sample.frames) // 2
         mask = np.repeat(sample.mask[k, :, :, None].astype(np.uint8) * 255, 3, axis=2)
         row = np.concatenate([sample.frames[k], mask, output[k]], axis=1)
-        pad = 3 * width - row.shape[1]
-        if pad:
-            row = np.pad(row, ((0, 0), (0, pad), (0, 0)))
-        tiles.append(np.pad(row, ((0, 2), (0, 0), (0, 0)), constant_values=255))
-    img = np.concatenate(tiles, axis=0)
-    return cv2.resize(img, (img.shape[1] * scale, img.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+        factor = width / row.shape[1]
+        row = cv2.resize(row, (width, max(1, round(row.shape[0] * factor))),
+                         interpolation=cv2.INTER_NEAREST if factor >= 1 else cv2.INTER_AREA)
+        if labels:
+            row = np.concatenate([_label_bar(f"{sample.task}: {sample.prompt}", width), row], axis=0)
+        tiles.append(np.pad(row, ((0, 2 * scale), (0, 0), (0, 0)), constant_values=255))
+    return np.concatenate(tiles, axis=0)
+
+
+def _label_bar(text: str, width: int, height: int = 16) -> np.ndarray:
+    """A white bar with `text` in black, cut with "..." to fit `width` (OpenCV's font: ASCII only)."""
+    font, size = cv2.FONT_HERSHEY_SIMPLEX, 0.4
+    text = text.encode("ascii", "replace").decode()
+    while len(text) > 3 and cv2.getTextSize(text, font, size, 1)[0][0] > width - 8:
+        text = text[: -4] + "..."
+    bar = np.full((height, width, 3), 255, np.uint8)
+    cv2.putText(bar, text, (4, height - 4), font, size, (0, 0, 0), 1, cv2.LINE_AA)
+    return bar
 
 
 def write_report(report: dict[str, Any], out_dir: str | os.PathLike, extra: dict[str, dict] | None = None) -> Path:
