@@ -1,4 +1,6 @@
-"""The proof that the recipe learns: a shortened `vivid demo` must beat the untrained model clearly (slow)."""
+"""The proof that the recipe learns: a shortened `vivid demo` (VIVID's LoRA on the frozen pretrained tiny base)
+must keep the background far better than the untrained model, paint the caption's colour and delete as well as
+cv2.inpaint (slow)."""
 
 from __future__ import annotations
 
@@ -14,17 +16,21 @@ def test_quick_demo_trained_beats_untrained(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--no-real-video"]) == 0
     printed = capsys.readouterr().out
-    assert "| vivid | add |" in printed and "| untrained | add |" in printed
-    results = json.loads((out / "results.json").read_text())["results"]
+    assert "| vivid | add |" in printed and "| untrained | add |" in printed and "target remnant" in printed
+    summary = json.loads((out / "results.json").read_text())
+    results = summary["results"]
     trained, untrained, inpaint = results["vivid"], results["untrained"], results["inpaint"]
     for task in ("add", "modify"):
-        # the untrained model seldom paints a palette colour: near chance (1 in 6 colours x 1 in 3 shapes) or below
-        assert untrained[task]["synthetic_ta"] <= 0.35
-        assert trained[task]["synthetic_color"] >= untrained[task]["synthetic_color"] + 0.4
-        # shape is learnt only in part (the issue's synthetic_ta >= 0.8 is not reached): colour + shape must still
-        # beat the untrained model
-        assert trained[task]["synthetic_ta"] > untrained[task]["synthetic_ta"]
+        # the frozen base already draws the caption's colour from text; the trained model must put it in the mask
+        assert trained[task]["synthetic_color"] >= 0.9
     for task in ("add", "modify", "delete"):
-        assert trained[task]["bp"] < untrained[task]["bp"] * 0.8
-    assert trained["delete"]["remnant"] < untrained["delete"]["remnant"]
+        # the untrained model ignores the source (its new channels are zero): the trained one must keep it
+        assert trained[task]["bp"] < untrained[task]["bp"] * 0.6
+        assert trained[task]["psnr"] > untrained[task]["psnr"] + 3 and trained[task]["ssim"] > untrained[task]["ssim"]
+    assert trained["delete"]["remnant"] <= inpaint["delete"]["remnant"] + 0.01
     assert inpaint["delete"]["n"] == trained["delete"]["n"]
+    assert summary["targets"]["remnant"]["met"] and set(summary["per_shape"]) == {"add", "modify"}
+    curve = summary["learning_curve"]["add"]
+    assert curve[0][0] == 0 and curve[-1][0] == summary["trained_steps"] and len(curve) >= 3
+    for figure in summary["figures"].values():
+        assert open(figure, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
