@@ -26,3 +26,16 @@ def check_mask(mask: np.ndarray, frames: np.ndarray, name: str = "mask") -> np.n
     if mask.shape != frames.shape[:3]:
         raise ValueError(f"{name} of shape {mask.shape} does not match frames {frames.shape[:3]}")
     return mask.astype(bool)
+
+
+def check_background(source: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(source, edited, keep) for the background metrics: two matching (F, H, W, 3) uint8 videos and the (F, H, W)
+    bool of the pixels outside `mask`, of which there must be at least one."""
+    source = check_frames(source, "source")
+    edited = check_frames(edited, "edited")
+    if source.shape != edited.shape:
+        raise ValueError(f"edited video {edited.shape} does not match the source {source.shape}")
+    keep = ~check_mask(mask, source)
+    if not keep.any():
+        raise ValueError("the mask covers every pixel: there is no background to compare")
+    return source, edited, keep

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vivid.metrics._checks import check_frames, check_mask
+from vivid.metrics._checks import check_background
 
 
 def background_preservation(source: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> float:
@@ -13,12 +13,6 @@ def background_preservation(source: np.ndarray, edited: np.ndarray, mask: np.nda
     `source` and `edited` are (F, H, W, 3) uint8; `mask` (F, H, W) or (H, W), True = the edit region,
     which is excluded. VIVID-10M-Eval's BP (L1 between source and edited video outside the edit region).
     """
-    source = check_frames(source, "source")
-    edited = check_frames(edited, "edited")
-    if source.shape != edited.shape:
-        raise ValueError(f"edited video {edited.shape} does not match the source {source.shape}")
-    keep = ~check_mask(mask, source)
-    if not keep.any():
-        raise ValueError("the mask covers every pixel: there is no background to compare")
+    source, edited, keep = check_background(source, edited, mask)
     diff = np.abs(source.astype(np.int16) - edited.astype(np.int16))
     return float(diff[keep].mean())

@@ -7,27 +7,16 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vivid.metrics._checks import check_frames, check_mask
+from vivid.metrics._checks import check_background
 
 PSNR_MAX = 100.0  # dB: the PSNR of an unchanged background (zero error), so that means stay finite
 _C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2  # SSIM's stabilising constants for 8-bit data (Wang et al. 2004)
 
 
-def _background(source: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    source = check_frames(source, "source")
-    edited = check_frames(edited, "edited")
-    if source.shape != edited.shape:
-        raise ValueError(f"edited video {edited.shape} does not match the source {source.shape}")
-    keep = ~check_mask(mask, source)
-    if not keep.any():
-        raise ValueError("the mask covers every pixel: there is no background to compare")
-    return source, edited, keep
-
-
 def background_psnr(source: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> float:
     """PSNR in dB (peak 255) of the pixels outside `mask` over all frames and channels; PSNR_MAX where they are
     unchanged. `source`, `edited` (F, H, W, 3) uint8; `mask` (F, H, W) or (H, W), True = the edit region."""
-    source, edited, keep = _background(source, edited, mask)
+    source, edited, keep = check_background(source, edited, mask)
     diff = source.astype(np.float64) - edited.astype(np.float64)
     mse = float((diff[keep] ** 2).mean())
     return PSNR_MAX if mse == 0 else min(PSNR_MAX, 10.0 * float(np.log10(255.0**2 / mse)))
@@ -49,6 +38,6 @@ def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def background_ssim(source: np.ndarray, edited: np.ndarray, mask: np.ndarray) -> float:
     """Mean SSIM over the pixels outside `mask`: each frame's SSIM map (`ssim_map`, channels averaged) averaged
     over the background pixels of all frames; 1.0 where they are unchanged."""
-    source, edited, keep = _background(source, edited, mask)
+    source, edited, keep = check_background(source, edited, mask)
     values = [ssim_map(s, e).mean(axis=-1)[k] for s, e, k in zip(source, edited, keep)]
     return float(np.concatenate(values).mean())
