@@ -227,7 +227,6 @@ def format_comparison(reports: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

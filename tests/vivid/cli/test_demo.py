@@ -82,7 +82,7 @@ def test_demo_train_config_is_the_recipe_on_the_frozen_base(tmp_path):
     assert plan_for(argparse.Namespace(quick=False, steps=None, train_minutes=0)).train_minutes == 0
     with pytest.raises(ValueError, match="--steps"):
         plan_for(argparse.Namespace(quick=False, steps=0, train_minutes=None))
-    with pytest.raises(ValueError, match="--train-minutes"):
+    with pytest.raises(ValueError, match="--train-minutes must be >= 0"):
         plan_for(argparse.Namespace(quick=False, steps=None, train_minutes=-1.0))
 
 
@@ -91,8 +91,6 @@ def _report(method: str, tasks: dict) -> dict:
 
 
 def test_demo_targets_per_shape_misses_and_curve_points(tmp_path):
-    import json
-
     from vivid.cli.demo import curve_points, format_comparison, per_shape, targets
     from vivid.evaluation import EvalSample
 
@@ -130,8 +128,6 @@ def test_demo_targets_per_shape_misses_and_curve_points(tmp_path):
 
 
 def test_learning_curve_png(tmp_path):
-    import json
-
     from vivid.evaluation.figures import moving_average, read_losses, write_learning_curve
 
     metrics = tmp_path / "metrics.jsonl"
@@ -146,8 +142,6 @@ def test_learning_curve_png(tmp_path):
 
 
 def test_init_tiny_pretrained_base_and_vae(tmp_path, capsys):
-    import json
-
     from safetensors.torch import load_file
 
     from vivid.cli import main
