@@ -28,6 +28,7 @@ from vivid.constants import APP_KEEP_HOURS, APP_MAX_UPLOAD_MB, TASKS
 from vivid.kive import edit_candidates
 from vivid.io.masks import MaskSource
 from vivid.io.video import VideoSource
+from vivid.longvideo.request import EditOptions, edit_request
 from vivid.longvideo.runner import chain_edit
 from vivid.io.files import MediaError
 from vivid.io.images import write_image
@@ -141,10 +142,16 @@ def _last_change(folder: Path) -> float:
     return newest
 
 
+# the app's words for the request's fields, in the library's messages
+APP_LABELS = {"video": "the video", "mask": "the mask", "prompt": "the caption", "keyframe": "the chosen keyframe",
+              "out": "the output", "work_dir": "the session folder", "restart": "a new edit"}
+
+
 class VividApp:
     """The app's actions, independent of Gradio so that they can be tested directly."""
 
-    def __init__(self, pipe: Any, workdir: str | Path | None = None, steps: int = 50, guidance: float = 6.0,
+    def __init__(self, pipe: Any, workdir: str | Path | None = None, steps: int | None = None,
+                 guidance: float | None = None,
                  height: int | None = None, width: int | None = None, keep_hours: float = APP_KEEP_HOURS):
         self.pipe = pipe
         self.root = Path(workdir or tempfile.mkdtemp(prefix="vivid-app-"))
@@ -247,12 +254,13 @@ class VividApp:
             raise ValueError("preview keyframe candidates and choose one first")
         out = session.dir / f"vivid-edit-{uuid.uuid4().hex[:6]}.mp4"
         with self.model_lock:
-            chain_edit(
-                self.pipe, session.video, session.mask_video, caption or None, task, out,
-                keyframe=str(session.candidates[session.chosen]), keyframe_frame=0, num_inference_steps=self.steps,
-                guidance_scale=self.guidance, seed=int(seed), height=self.height, width=self.width,
-                progress=progress,
+            request = edit_request(
+                session.video, session.mask_video, caption or None, task, out,
+                keyframe=str(session.candidates[session.chosen]), labels=APP_LABELS,
+                options=EditOptions(num_inference_steps=self.steps, guidance_scale=self.guidance, seed=int(seed),
+                                    height=self.height, width=self.width),
             )
+            chain_edit(self.pipe, request, progress=progress)
         return out
 
 

@@ -16,6 +16,9 @@ from vivid.constants import TASKS
 
 logger = logging.getLogger("vivid.edit")
 
+UNTRAINED = ("no --weights: the model is untrained (VIVID's source and mask channels start at zero, so the base "
+             "ignores the source and generates inside the mask from the prompt alone)")
+
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="base model (CogVideoX or Wan2.1): hub id (THUDM/CogVideoX-5b, "
@@ -81,9 +84,9 @@ def add_size_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=positive_int, default=50, help="denoising steps (>= 1)")
-    p.add_argument("--guidance", type=guidance_scale, default=6.0,
-                   help="classifier-free guidance scale (>= 0; 1 or less = off)")
+    p.add_argument("--steps", type=positive_int, default=None, help="denoising steps (>= 1; default: the base's)")
+    p.add_argument("--guidance", type=guidance_scale, default=None,
+                   help="classifier-free guidance scale (>= 0; 1 or less = off; default: the base's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--negative-prompt", default=None)
 
@@ -113,7 +116,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def add_long_video_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("long videos (more frames than one clip)")
     g.add_argument("--clip-frames", type=int, default=None,
-                   help="frames per clip, 4k+1 (default: the model's clip, 49 for CogVideoX-5B, 81 for Wan2.1)")
+                   help="frames per clip, 4k+1 (default: the base's clip length)")
     g.add_argument("--boundaries", choices=["adaptive", "fixed"], default="adaptive",
                    help="clip boundaries: at hard cuts and content changes (adaptive) or every clip-frames (fixed)")
     g.add_argument("--keyframe-frame", default="0",
@@ -127,15 +130,13 @@ def add_long_video_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_keyframe_frame(value: str) -> int | str:
+    """A frame index or 'auto' (its range is the request's check)."""
     if value == "auto":
         return value
     try:
-        frame = int(value)
+        return int(value)
     except ValueError:
         raise ValueError(f"--keyframe-frame must be a frame index or 'auto', got {value!r}") from None
-    if frame < 0:
-        raise ValueError(f"--keyframe-frame must be >= 0, got {frame}")
-    return frame
 
 
 def _local_clip_frames(model: str) -> int | None:
@@ -178,53 +179,55 @@ def load_pipeline(args: argparse.Namespace):
     return pipe
 
 
+# the CLI's words for the request's fields, in the library's messages
+EDIT_LABELS = {"video": "--video", "mask": "--mask", "prompt": "--prompt", "keyframe": "--keyframe", "out": "--out",
+               "work_dir": "--work-dir", "restart": "--restart", "clip_frames": "--clip-frames",
+               "keyframe_frame": "--keyframe-frame"}
+
+
+def edit_options(args: argparse.Namespace):
+    """`vivid edit`'s arguments as the request's options (checked by `edit_request`)."""
+    from vivid.boundaries import BoundaryConfig
+    from vivid.longvideo.request import EditOptions
+
+    thresholds = {k: v for k, v in (("min_similarity", args.min_similarity), ("cut_similarity", args.cut_similarity))
+                  if v is not None}
+    return EditOptions(
+        keyframe_frame=parse_keyframe_frame(args.keyframe_frame), clip_frames=args.clip_frames,
+        boundaries=args.boundaries, boundary_config=BoundaryConfig(**thresholds), num_inference_steps=args.steps,
+        guidance_scale=args.guidance, seed=args.seed, negative_prompt=args.negative_prompt,
+        paste_back_source=args.paste_back, paste_back_dilation=args.paste_back_dilation, height=args.height,
+        width=args.width, lossless=args.lossless, restart=args.restart, keep_work=args.keep_work,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Every edit, of an image or a video of any length, is a plan of clips run by `vivid.longvideo.runner`:
     a video of at most one clip (and an image) is the plan of one clip, one pipeline call."""
-    from vivid.boundaries import BoundaryConfig
-    from vivid.inputs import check_edit_options, check_outputs, resolve_prompt
-    from vivid.io.atomic import remove_stale_temporaries
-    from vivid.io.files import is_image_path
-    from vivid.longvideo.plan import model_clip_frames
-    from vivid.longvideo.runner import chain_edit, open_edit_sources
+    import dataclasses
 
-    image_in = is_image_path(args.video)
-    # before anything is read or loaded: the output may not overwrite an input nor carry another format's name
-    out = check_outputs(args.out, image_in, {"--video": args.video, "--mask": args.mask, "--keyframe": args.keyframe},
-                        work_dir=args.work_dir)
-    check_edit_options(args.height, args.width, args.paste_back_dilation)
-    remove_stale_temporaries(out)  # a killed run's partial output (`atomic_path`), never anything else
-    keyframe_frame = parse_keyframe_frame(args.keyframe_frame)
-    if args.clip_frames is not None and (args.clip_frames < 5 or (args.clip_frames - 1) % 4):
-        raise ValueError(f"--clip-frames must be 4k+1 and at least 5, got {args.clip_frames}")
-    resolve_prompt(args.prompt, args.task)
-    # fail fast on bad inputs, before loading the model
-    source, masks, _ = open_edit_sources(args.video, args.mask, args.keyframe, warn=False)
+    from vivid.longvideo.plan import model_clip_frames
+    from vivid.longvideo.request import edit_request
+    from vivid.longvideo.runner import chain_edit
+
+    # everything checked and the sources opened, before the model loads
+    request = edit_request(args.video, args.mask, args.prompt, args.task, args.out, keyframe=args.keyframe,
+                           options=edit_options(args), work_dir=args.work_dir, labels=EDIT_LABELS)
+    if not args.weights:
+        logger.warning(UNTRAINED)
     pipe = None
     clip_frames = args.clip_frames or _local_clip_frames(args.model)
     if clip_frames is None:  # a hub id: the clip length is known once the model is loaded
         pipe = load_pipeline(args)
         clip_frames = model_clip_frames(pipe.transformer)
-    one_clip = len(source) <= clip_frames and keyframe_frame == 0
-    config = BoundaryConfig()
-    if args.min_similarity is not None:
-        config.min_similarity = args.min_similarity
-    if args.cut_similarity is not None:
-        config.cut_similarity = args.cut_similarity
+    if len(request.source) <= clip_frames and request.options.keyframe_frame == 0:  # one clip: no boundaries
+        request = dataclasses.replace(request, options=dataclasses.replace(request.options, boundaries="fixed"))
     pipe = pipe or load_pipeline(args)
-    result = chain_edit(
-        pipe, args.video, args.mask, args.prompt, args.task, out,
-        keyframe=args.keyframe, keyframe_frame=keyframe_frame, max_frames=args.clip_frames,
-        boundaries="fixed" if one_clip else args.boundaries, boundary_config=config,
-        num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
-        negative_prompt=args.negative_prompt, paste_back_source=args.paste_back,
-        paste_back_dilation=args.paste_back_dilation, height=args.height, width=args.width, lossless=args.lossless,
-        work_dir=args.work_dir, restart=args.restart, keep_work=args.keep_work,
-    )
+    result = chain_edit(pipe, request)
     ran = len(result.seconds_per_clip)
     per_clip = sum(result.seconds_per_clip) / ran if ran else 0.0
     resumed = f", {result.resumed_clips} resumed" if result.resumed_clips else ""
-    print(f"wrote {out} ({result.num_frames} frames, {source.width}x{source.height}; "
+    print(f"wrote {request.out} ({result.num_frames} frames, {request.source.width}x{request.source.height}; "
           f"{len(result.plan.clips)} clip{'s' if len(result.plan.clips) > 1 else ''}{resumed}, "
           f"{per_clip:.1f} s per clip)")
     return 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -36,11 +35,6 @@ def fingerprint(**parts: Any) -> dict:
     return json.loads(json.dumps(out, default=str))
 
 
-def default_work_dir(out: str | os.PathLike) -> Path:
-    out = Path(out)
-    return out.parent / f"{out.name}.work"
-
-
 def clip_files(work: Path, index: int) -> tuple[Path, Path]:
     return work / f"clip_{index:05d}.mp4", work / f"clip_{index:05d}_last.png"
 
@@ -51,15 +45,16 @@ def clip_names(clip: Clip) -> list[str]:
     return [last.name] + ([frames.name] if clip.write_stop >= clip.write_start else [])
 
 
-def read_state(work: Path) -> dict:
-    """The state of the edit that owns `work`; a state.json that is not one is refused, never replaced."""
+def read_state(work: Path, name: str = "work_dir") -> dict:
+    """The state of the edit that owns `work`; a state.json that is not one is refused, never replaced. `name`:
+    the caller's word for the work folder, in the message."""
     path = work / STATE_NAME
     try:
         state = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         state = None
     if not isinstance(state, dict) or not {"version", "fingerprint"} <= state.keys():
-        raise ValueError(f"work folder {work} holds a state.json that is not a vivid edit's; give another --work-dir")
+        raise ValueError(f"work folder {work} holds a state.json that is not a vivid edit's; give another {name}")
     return state
 
 
