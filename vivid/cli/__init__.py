@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"vivid {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"vivid {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # an edit's says how to resume it
+        print(f"vivid {args.command}: interrupted" + (f": {err}" if str(err) else ""), file=sys.stderr)
         return 130
 
 

@@ -21,7 +21,7 @@ from vivid.boundaries import BoundaryConfig, check_clip_frames
 from vivid.inputs import EditInputError, check_edit_options, check_outputs, check_sampling, load_keyframe, resolve_prompt
 from vivid.io.files import is_image_path
 from vivid.io.images import read_image
-from vivid.io.masks import MaskSource
+from vivid.io.masks import MaskSource, looks_like_a_photo
 from vivid.io.video import VideoSource, variable_rate_note
 from vivid.longvideo.plan import default_work_dir
 
@@ -163,5 +163,8 @@ def edit_request(
     check_options(options, labels)
     prompt = resolve_prompt(prompt, task, name=labels["prompt"])
     source, masks, key = open_edit_sources(video, mask, keyframe, fps=fps)
+    if looks_like_a_photo(masks.given_values(0)):
+        logger.warning("%s %s looks like a photo, not a mask (many grey levels): pixels at half brightness or more "
+                       "are edited", labels["mask"], masks.path or "array")
     return EditRequest(source=source, masks=masks, keyframe=key, prompt=prompt, task=task, out=out, work=work,
                        options=options, mask_input=masks.path if masks.path else mask, fps=fps, labels=labels)

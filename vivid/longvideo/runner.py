@@ -45,6 +45,8 @@ from vivid.model.registry import spec_for
 
 logger = logging.getLogger(__name__)
 
+FULL_FRAME = 0.999  # a mask covering this share of a clip's pixels is full-frame: warned about
+
 
 @dataclass
 class LongEditResult:
@@ -297,8 +299,11 @@ def _run_clip(
     else:
         keyframe = None
     needs_edit = has_mask[order[1:] if keyframe is not None else order].any()
-    logger.info("clip %d of %d (frames %d..%d): the mask covers %.1f%% of the pixels", clip.index + 1,
-                len(plan.clips), min(order), max(order), 100.0 * float(mask.mean()))
+    coverage = float(mask.mean())
+    full = coverage >= FULL_FRAME
+    logger.log(logging.WARNING if full else logging.INFO, "clip %d of %d (frames %d..%d): the mask covers %.1f%% of "
+               "the pixels%s", clip.index + 1, len(plan.clips), min(order), max(order), 100.0 * coverage,
+               ": the whole frame is regenerated, the source kept nowhere" if full else "")
     if not needs_edit:
         edited = frames.copy()
     else:
