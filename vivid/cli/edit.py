@@ -27,8 +27,55 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                    help="model dtype (default: bfloat16 on GPU, float32 on CPU)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--cpu-offload", action="store_true", help="model CPU offload (GPU only): lower peak memory")
-    p.add_argument("--vae-tiling", action="store_true", help="decode/encode the VAE in tiles: lower peak memory")
+    add_speed_arguments(p)
+
+
+# --memory's choices: diffusers' placement each names (docs/performance.md: peak memory and time of each)
+MEMORY_CHOICES = {"none": "none", "model": "model_offload", "sequential": "sequential_offload",
+                  "group": "group_offload"}
+# --cache's choices: diffusers' cache hooks by their module names -> `vivid.speed.CACHES`
+CACHE_CHOICES = {"first_block_cache": "fbc", "pyramid_attention_broadcast": "pab", "faster_cache": "fastercache",
+                 "taylorseer_cache": "taylorseer"}
+
+
+def add_speed_arguments(p: argparse.ArgumentParser) -> None:
+    """Speed and memory options of `vivid.speed` (shared by edit, keyframe, app and eval)."""
+    from vivid.speed import ATTENTION_BACKENDS
+
+    g = p.add_argument_group("speed and memory (what each costs in quality: docs/performance.md)")
+    g.add_argument("--memory", choices=list(MEMORY_CHOICES), default="none",
+                   help="where the models live: none (all on the device), model (enable_model_cpu_offload), "
+                        "sequential (enable_sequential_cpu_offload), group (enable_group_offload, blocks streamed); "
+                        "offloads need a GPU but group")
+    g.add_argument("--vae-tiling", action="store_true", help="encode/decode the VAE in tiles: lower peak memory")
+    g.add_argument("--vae-slicing", action="store_true", help="the VAE one video at a time (enable_slicing)")
+    g.add_argument("--attention-backend", choices=ATTENTION_BACKENDS, default=None,
+                   help="diffusers' attention backend, 'auto' the fastest installed (default: diffusers' own)")
+    g.add_argument("--fuse-lora", action="store_true",
+                   help="fold the VIVID LoRA into the base weights (fuse_lora): no adapter matmuls")
+    g.add_argument("--fuse-qkv-projections", action="store_true",
+                   help="one QKV matmul per attention (fuse_qkv_projections; implies --fuse-lora)")
+    g.add_argument("--compile-repeated-blocks", action="store_true",
+                   help="regional torch.compile of the transformer blocks (compile_repeated_blocks)")
+    g.add_argument("--cache", choices=list(CACHE_CHOICES), default=None,
+                   help="a diffusers cache that skips work between steps: faster, the output changes slightly "
+                        "(default: none)")
+
+
+def speed_options(args: argparse.Namespace, device: str):
+    """The `vivid.speed.SpeedOptions` a command's arguments ask for (commands without the flags get none)."""
+    from vivid.speed import SpeedOptions
+
+    fuse_qkv = getattr(args, "fuse_qkv_projections", False)
+    cache = getattr(args, "cache", None)
+    return SpeedOptions(
+        attention_backend=getattr(args, "attention_backend", None),
+        merge_lora=fuse_qkv or getattr(args, "fuse_lora", False), fuse_qkv=fuse_qkv,
+        compile=getattr(args, "compile_repeated_blocks", False), cache=CACHE_CHOICES[cache] if cache else None,
+        vae_tiling=False,  # the spec's tiling, below
+        vae_slicing=getattr(args, "vae_slicing", False), memory=MEMORY_CHOICES[getattr(args, "memory", "none")],
+        device=device,
+    )
 
 
 def positive_int(value: str) -> int:
@@ -157,6 +204,7 @@ def load_pipeline(args: argparse.Namespace):
     import torch
 
     from vivid.pipeline import VIVIDPipeline
+    from vivid.speed import apply_speed_options
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype_name = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
@@ -168,14 +216,12 @@ def load_pipeline(args: argparse.Namespace):
     pipe = VIVIDPipeline.from_pretrained(model, dtype=getattr(torch, dtype_name))
     if args.weights:
         pipe.load_vivid_weights(args.weights)
-    if args.vae_tiling:
+    options = speed_options(args, device)
+    if options.memory in ("model_offload", "sequential_offload") and not device.startswith("cuda"):
+        raise ValueError(f"--memory {args.memory} needs a GPU (it moves models between the CPU and a GPU)")
+    if getattr(args, "vae_tiling", False):
         pipe.enable_vae_tiling()
-    if args.cpu_offload:
-        if not device.startswith("cuda"):
-            raise ValueError("--cpu-offload needs a GPU (it moves models between CPU and GPU)")
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe.to(device)
+    apply_speed_options(pipe, options)
     return pipe
 
 
