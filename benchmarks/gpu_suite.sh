@@ -107,5 +107,22 @@ for wan in 1.3b 14b; do
         --gradient-checkpointing
 done
 
+# each speed and memory option of `vivid edit`, through its own loading code, on both tiny bases (the path, not
+# the figure); the offloads move models between the CPU and a GPU, so the CPU dry run leaves them out
+edit_options=("--memory group" "--vae-tiling" "--vae-slicing" "--attention-backend auto" "--fuse-lora"
+              "--fuse-qkv-projections" "--compile-repeated-blocks" "--cache first_block_cache"
+              "--cache pyramid_attention_broadcast" "--cache taylorseer_cache")
+[ "$mode" != dry ] && edit_options+=("--memory model" "--memory sequential")
+for family in cogvideox wan; do
+    family_options=("${edit_options[@]}")
+    [ "$family" = cogvideox ] && family_options+=("--cache faster_cache")  # it batches guidance: CogVideoX's way
+    for flags in "${family_options[@]}"; do
+        name="edit_${family}_$(echo "$flags" | tr -d '-' | tr ' ' '_')"
+        device=()
+        [ "$mode" = dry ] && device=(--device cpu)
+        run "$name" benchmarks/bench_edit_options.py --family "$family" --flags="$flags" "${device[@]}"
+    done
+done
+
 "$PY" benchmarks/gpu_suite_report.py "$tmp" --mode "$mode" --seconds $((SECONDS - start)) --out "$out"
 exit $failed

@@ -294,7 +294,8 @@ def _messages(fn: Callable) -> Callable:
 def build_app(app: VividApp):
     """The Gradio Blocks UI over `app`."""
     if gr is None:
-        raise ImportError("the vivid app needs Gradio: pip install 'vivid[app]' (or pip install gradio)")
+        raise ImportError("the vivid app needs Gradio: pip install -e \".[app]\" in a vivid checkout "
+                          "(or pip install gradio)")
     # Gradio's own copies (uploads, returned files) go after the same time as the session folders.
     delete_cache = (int(min(app.keep_s, 3600)), int(app.keep_s))
     with gr.Blocks(title="VIVID video local editing", delete_cache=delete_cache) as demo:

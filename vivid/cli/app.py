@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         import gradio  # noqa: F401
     except ImportError:
-        raise ValueError("vivid app needs Gradio: pip install 'vivid[app]' (or pip install gradio)") from None
+        raise ValueError("vivid app needs Gradio: pip install -e \".[app]\" in a vivid checkout "
+                         "(or pip install gradio)") from None
     from vivid.app import VividApp, check_share, launch, parse_auth
     from vivid.inputs import check_edit_options
 

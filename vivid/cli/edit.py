@@ -46,7 +46,7 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--memory", choices=list(MEMORY_CHOICES), default="none",
                    help="where the models live: none (all on the device), model (enable_model_cpu_offload), "
                         "sequential (enable_sequential_cpu_offload), group (enable_group_offload, blocks streamed); "
-                        "offloads need a GPU but group")
+                        "model and sequential need a GPU")
     g.add_argument("--vae-tiling", action="store_true", help="encode/decode the VAE in tiles: lower peak memory")
     g.add_argument("--vae-slicing", action="store_true", help="the VAE one video at a time (enable_slicing)")
     g.add_argument("--attention-backend", choices=ATTENTION_BACKENDS, default=None,
@@ -130,12 +130,17 @@ def add_size_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=working_side, default=None, help=f"working width ({size})")
 
 
-def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+def add_sampling_arguments(p: argparse.ArgumentParser, several_seeds: bool = False) -> None:
+    """--steps, --guidance, --seed, --negative-prompt; `several_seeds`: --seed takes one seed per candidate."""
     p.add_argument("--steps", type=positive_int, default=None, help="denoising steps (>= 1; default: the base's)")
     p.add_argument("--guidance", type=guidance_scale, default=None,
                    help="classifier-free guidance scale (>= 0; 1 or less = off; default: the base's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--negative-prompt", default=None)
+    if several_seeds:
+        p.add_argument("--seed", type=int, nargs="+", default=[0],
+                       help="the first candidate's seed (the others: seed+1, ...), or one seed per candidate")
+    else:
+        p.add_argument("--seed", type=int, default=0, help="noise seed (a long video's clip i: seed + i)")
+    p.add_argument("--negative-prompt", default=None, help="what guidance steers away from (default: none)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
