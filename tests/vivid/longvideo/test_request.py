@@ -104,3 +104,23 @@ def test_no_cli_flag_in_the_messages_of_the_long_video_runner():
         for line in path.read_text().splitlines():
             if "raise" in line or "Error(" in line or 'f"' in line:
                 assert not re.search(r"--[a-z]", line), f"{path.name}: {line.strip()}"
+
+
+def test_no_cli_flag_in_the_messages_raised_from_train():
+    """The trainer's library modules name config keys and Python keywords; flags belong to its CLI."""
+    import re
+    from pathlib import Path
+
+    import train
+
+    cli = {"cli.py", "arguments.py", "__main__.py"}
+    for path in Path(train.__file__).parent.glob("*.py"):
+        if path.name in cli:
+            continue
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if re.search(r"raise \w+\(|Error\(", line):
+                statement = " ".join(lines[i : i + 4])
+                flags = [f for f in re.findall(r"(?<![\w-])--[a-z][\w-]*", statement.split(")\n")[0])
+                         if f != "--gradient_accumulation_steps"]  # accelerate launch's own flag
+                assert not flags, f"{path.name}:{i + 1}: {line.strip()}"
