@@ -10,7 +10,8 @@
 # step (stock vs VIVID, gradient checkpointing, MFU); a long edit at two lengths. Then Wan2.1-1.3B and -14B
 # (benchmarks/bench_wan_gpu.py, random weights, through the Wan specification) at 81x480x832: inference with and
 # without guidance (stock WanPipeline and VIVID, same process), one LoRA training step with gradient
-# checkpointing. --quick keeps the first two, the training step, one long length and the Wan rows, with fewer
+# checkpointing; then each speed and memory flag of `vivid edit` through its own loading code on the tiny
+# CogVideoX and Wan2.1 (benchmarks/bench_edit_options.py: the path, not a figure). --quick keeps the first two, the training step, one long length and the Wan rows, with fewer
 # steps.
 #
 # What it needs beyond a PyTorch with CUDA: this package's dependencies. Where `import diffusers` fails, they are
