@@ -34,7 +34,7 @@ import torch
 from common import build_components
 
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_TRANSFORMER_PARAMETERS
-from vivid.process_memory import peak_rss_bytes
+from process_memory import peak_rss_bytes
 
 GB = 2**30
 

@@ -9,7 +9,7 @@
 --size 5b builds the CogVideoX-5B architecture (and T5-XXL) with random weights on the GPU: timings and memory
 are those of the real model; outputs are noise. Printed per configuration: seconds per denoising step (median),
 total seconds per edit (T5 + VAE + all steps), peak memory, and model FLOPs utilisation of the denoising steps
-(analytic FLOPs from vivid.flops / step time / measured matmul FLOP/s). Ratios to stock are the figures to quote.
+(analytic FLOPs from vivid.flops.counter / step time / measured matmul FLOP/s). Ratios to stock are the figures to quote.
 Seconds are wall time on a GPU and the process's CPU time on a CPU (steadier on a shared machine).
 On CPU each configuration runs in its own Python process (--no-isolate to share one), so that its peak memory
 (the process's max RSS, which never goes down) is its own.
@@ -42,7 +42,7 @@ from common import (
     wants_isolation,
 )
 
-from vivid.flops import architecture
+from vivid.flops.counter import architecture
 from vivid.speed import ATTENTION_BACKENDS, CACHES, MEMORY_MODES, SpeedOptions, apply_speed_options
 
 

@@ -41,7 +41,7 @@ from bench_wan_gpu import build, cast_trainable_, edit_batch
 from train.step import TrainStep
 from vivid.model.spec import to_unit_range
 from vivid.model.configs import WAN21_1_3B_TRANSFORMER, WAN21_14B_TRANSFORMER
-from vivid.process_memory import peak_rss_bytes
+from process_memory import peak_rss_bytes
 
 # Parameters of the published transformers (Wan-AI/Wan2.1-T2V-1.3B-Diffusers, -14B-Diffusers)
 WAN21_1_3B_TRANSFORMER_PARAMETERS = 1_418_996_800

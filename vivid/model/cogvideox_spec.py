@@ -30,7 +30,7 @@ from vivid.constants import (
     VAE_SPATIAL,
     clip_frames_at_most,
 )
-from vivid.model.cogvideox_flops import token_counts, transformer_forward_flops, vae_decode_flops, vae_encode_flops
+from vivid.flops.cogvideox import token_counts, transformer_forward_flops, vae_decode_flops, vae_encode_flops
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_VAE, T5_XXL, TINY_T5, TINY_TRANSFORMER, TINY_VAE
 from vivid.model.spec import ModelSpecification, StepCallback, StepStart, dynamic_guidance_scale
 from vivid.model.transformer import compute_dtype, make_vivid_transformer, unwrap, widen_patch_embed
@@ -336,7 +336,7 @@ class CogVideoXSpec(ModelSpecification):
                 latents = latents if replaced is None else replaced
         return latents
 
-    # ---------------------------------------------------------------- FLOPs (vivid/model/cogvideox_flops.py)
+    # ---------------------------------------------------------------- FLOPs (vivid/flops/cogvideox.py)
     def flops_text_tokens(self, architecture: dict[str, Any]) -> int:
         return int(architecture["transformer"]["max_text_seq_length"])
 

@@ -30,8 +30,8 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from vivid.constants import clip_frames_at_most
-from vivid.masks import latent_frame_count, pack_mask
-from vivid.model.flops_formulas import t5_flops
+from vivid.conditioning.mask_tensors import latent_frame_count, pack_mask
+from vivid.flops.formulas import t5_flops
 from vivid.model.transformer import format_parameter_report, parameter_report, unwrap
 
 # The five components every base has, in the names diffusers' pipelines give them.
@@ -480,7 +480,7 @@ class ModelSpecification(ABC):
         `use_dynamic_cfg`)."""
 
     # ================================================================ FLOPs
-    # What `vivid/flops.py` sums an edit from (its conventions: one multiply-add = 2 FLOPs, matrix products and
+    # What `vivid/flops/counter.py` sums an edit from (its conventions: one multiply-add = 2 FLOPs, matrix products and
     # convolutions only), for one of `architectures`' configs: each base counts its own modules.
     def flops_text_tokens(self, architecture: dict[str, Any]) -> int:
         """Caption tokens the text encoder and the transformer see (the base pads every caption to this)."""

@@ -34,7 +34,7 @@ from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
 from diffusers.utils.torch_utils import randn_tensor
 
-from vivid.model.wan_flops import wan_token_counts, wan_transformer_forward_flops, wan_vae_flops
+from vivid.flops.wan import wan_token_counts, wan_transformer_forward_flops, wan_vae_flops
 from vivid.model.configs import (
     TINY_UMT5,
     TINY_WAN_TRANSFORMER,
@@ -359,7 +359,7 @@ class WanSpec(ModelSpecification):
                 latents = latents if replaced is None else _channels_first(replaced)
         return _channels_first(latents)
 
-    # ---------------------------------------------------------------- FLOPs (vivid/model/wan_flops.py)
+    # ---------------------------------------------------------------- FLOPs (vivid/flops/wan.py)
     def flops_video_tokens(self, transformer: dict[str, Any], frames: int, height: int, width: int) -> int:
         return wan_token_counts(transformer, frames, height, width)
 

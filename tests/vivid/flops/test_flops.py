@@ -9,18 +9,16 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from vivid.flops import (
-    PUBLISHED_PFLOPS,
-    edit_flops,
-    kive_comparison,
-    t5_flops,
+from vivid.flops.cogvideox import (
     token_counts,
     transformer_forward_flops,
     transformer_train_flops,
     vae_decode_flops,
     vae_encode_flops,
-    wan_transformer_forward_flops,
 )
+from vivid.flops.counter import PUBLISHED_PFLOPS, edit_flops, kive_comparison
+from vivid.flops.formulas import t5_flops
+from vivid.flops.wan import wan_transformer_forward_flops
 from vivid.model.wan_spec import WanSpec
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, TINY_T5, TINY_TRANSFORMER, TINY_VAE
 
@@ -259,8 +257,8 @@ def test_wan21_1_3b_at_81x480x832():
 
 
 def test_a_new_base_is_counted_through_its_spec_alone(monkeypatch):
-    """vivid/flops.py sums an edit from the spec's FLOPs methods only: a base the registry knows (here a stand-in
-    registered under a new name) is counted without a line of vivid/flops.py naming it."""
+    """vivid/flops/counter.py sums an edit from the spec's FLOPs methods only: a base the registry knows (here a stand-in
+    registered under a new name) is counted without a line of vivid/flops/counter.py naming it."""
     from vivid.model import registry
 
     class ThirdSpec(WanSpec):

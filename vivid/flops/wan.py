@@ -1,6 +1,6 @@
 """FLOPs of Wan2.1's transformer (`WanTransformer3DModel`, analytic) and VAE (`AutoencoderKLWan`: frame by frame
 with cached convolution state, counted by running it on the meta device under torch's FlopCounterMode, which needs
-no weights and no memory); what `WanSpec`'s FLOPs methods count (conventions in vivid/flops.py)."""
+no weights and no memory); what `WanSpec`'s FLOPs methods count (conventions in vivid/flops/counter.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from diffusers import AutoencoderKLWan
 from torch.utils.flop_counter import FlopCounterMode
 
 from vivid.constants import LORA_RANK, VAE_SPATIAL, VAE_TEMPORAL, VIVID_IN_CHANNELS
-from vivid.model.flops_formulas import check_clip_size
+from vivid.flops.formulas import check_clip_size
 
 
 def wan_token_counts(transformer: dict, frames: int, height: int, width: int) -> int:

@@ -1,5 +1,5 @@
 """FLOPs of CogVideoX's transformer (`CogVideoXTransformer3DModel`) and VAE (`AutoencoderKLCogVideoX`), from their
-architecture configs (what `CogVideoXSpec`'s FLOPs methods count; conventions in vivid/flops.py).
+architecture configs (what `CogVideoXSpec`'s FLOPs methods count; conventions in vivid/flops/counter.py).
 
 The VAE count follows diffusers' `AutoencoderKLCogVideoX` exactly, including its frame batching (8 frames per
 encoder call, 2 latent frames per decoder call) which decides how many frames each causal stage sees.
@@ -8,7 +8,7 @@ encoder call, 2 latent frames per decoder call) which decides how many frames ea
 from __future__ import annotations
 
 from vivid.constants import LORA_RANK, LORA_TARGETS, VAE_SPATIAL, VAE_TEMPORAL, VIVID_IN_CHANNELS
-from vivid.model.flops_formulas import check_clip_size, conv_flops
+from vivid.flops.formulas import check_clip_size, conv_flops
 
 
 def token_counts(transformer: dict, frames: int, height: int, width: int, text_tokens: int | None = None):

@@ -1,5 +1,5 @@
 """FLOPs formulas every base shares (one multiply-add = 2 FLOPs, matrix products and convolutions only; see
-vivid/flops.py): the clip-size check, a convolution, a T5-style text encoder (T5, UMT5)."""
+vivid/flops/counter.py): the clip-size check, a convolution, a T5-style text encoder (T5, UMT5)."""
 
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ masked video (VIVID's condition), the transformer (`steps` forwards, batch 2 wit
 Each base counts its own modules behind its model specification (`ModelSpecification.flops_*`: video and text
 tokens, a transformer forward, the VAE, the text encoder), for the architectures it publishes
 (`spec.architectures`: CogVideoX "5b" and "tiny", Wan "1.3b", "14b" and "tiny"); this module only sums an edit.
-CogVideoX's formulas are in vivid/model/cogvideox_flops.py (the VAE's following diffusers' frame batching), Wan2.1's
-in vivid/model/wan_flops.py (its causal VAE counted on the meta device under FlopCounterMode). A new base implements
+CogVideoX's formulas are in vivid/flops/cogvideox.py (the VAE's following diffusers' frame batching), Wan2.1's
+in vivid/flops/wan.py (its causal VAE counted on the meta device under FlopCounterMode). A new base implements
 the spec's FLOPs methods and is counted here unchanged.
 
 The published KIVE costs (17.1 PFLOPs per video edit, 1.5 per keyframe edit) are reproduced, to the rounding,
@@ -24,18 +24,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-# the formulas of each base, for callers that count one module (benchmarks, tests)
-from vivid.model.cogvideox_flops import (  # noqa: F401
-    token_counts,
-    transformer_forward_flops,
-    transformer_train_flops,
-    vae_decode_flops,
-    vae_encode_flops,
-)
-from vivid.model.flops_formulas import t5_flops  # noqa: F401
 from vivid.model.registry import spec_by_name
 from vivid.model.spec import ModelSpecification
-from vivid.model.wan_flops import wan_token_counts, wan_transformer_forward_flops, wan_vae_flops  # noqa: F401
 
 # Published on the VIVID project page (KIVE section), in PFLOPs.
 PUBLISHED_PFLOPS = {
