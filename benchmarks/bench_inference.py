@@ -42,7 +42,7 @@ from common import (
     wants_isolation,
 )
 
-from vivid.flops.counter import architecture
+from vivid.flops.counter import architecture, formulas_for
 from vivid.speed import ATTENTION_BACKENDS, CACHES, MEMORY_MODES, SpeedOptions, apply_speed_options
 
 
@@ -144,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     dtype = default_dtype(device)
     frames, height, width = shape_of_run(args)
     steps = args.steps or (50 if args.size == "5b" else 10)
-    spec, arch = architecture(args.size, "cogvideox")  # the FLOPs count through the base's specification
-    tr_config, text_tokens = arch["transformer"], spec.flops_text_tokens(arch)
+    spec, arch = architecture(args.size, "cogvideox")  # the FLOPs count through the base's formulas
+    flops = formulas_for(spec)
+    tr_config, text_tokens = arch["transformer"], flops.text_tokens(arch)
     cfg_batch = 2 if args.guidance > 1 else 1
     peak = measure_peak_flops(device, dtype)
 
@@ -173,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                                generator=torch.Generator().manual_seed(0), output_type="np",
                                paste_back_source=False, callback_on_step_end=cb)
 
-    fwd = spec.flops_transformer_forward(tr_config, frames, height, width, text_tokens, batch=cfg_batch)
-    stock_fwd = spec.flops_transformer_forward(tr_config, frames, height, width, text_tokens, batch=cfg_batch,
-                                               in_channels=spec.latent_channels, lora_rank=0)
+    fwd = flops.transformer_forward(tr_config, frames, height, width, text_tokens, batch=cfg_batch)
+    stock_fwd = flops.transformer_forward(tr_config, frames, height, width, text_tokens, batch=cfg_batch,
+                                          in_channels=spec.latent_channels, lora_rank=0)
 
     if "stock" in configs:
         pipe = CogVideoXPipeline(**{**comps, "transformer": comps["transformer"]})

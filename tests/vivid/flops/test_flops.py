@@ -256,9 +256,11 @@ def test_wan21_1_3b_at_81x480x832():
     assert 25 < edit.total / 1e15 < 32 and edit.components["vae_decode"] > edit.components["vae_encode"] > 0
 
 
-def test_a_new_base_is_counted_through_its_spec_alone(monkeypatch):
-    """vivid/flops/counter.py sums an edit from the spec's FLOPs methods only: a base the registry knows (here a stand-in
-    registered under a new name) is counted without a line of vivid/flops/counter.py naming it."""
+def test_a_new_base_is_counted_through_its_spec_and_formulas_alone(monkeypatch):
+    """vivid/flops/counter.py sums an edit from a base's formulas only: a base the registry knows (here a stand-in
+    registered under a new name, with Wan's formulas) is counted without a line of the counter naming it."""
+    from vivid.flops import counter
+    from vivid.flops.wan import WanFlops
     from vivid.model import registry
 
     class ThirdSpec(WanSpec):
@@ -266,10 +268,14 @@ def test_a_new_base_is_counted_through_its_spec_alone(monkeypatch):
         display_name = "Third"
 
     monkeypatch.setitem(registry.SPECS, "third", ThirdSpec)
+    with pytest.raises(ValueError, match="no FLOPs formulas for base 'third'"):
+        edit_flops("1.3b", 81, 480, 832, 50, family="third")
+    monkeypatch.setitem(counter.FORMULAS, "third", WanFlops)
     third = edit_flops("1.3b", 81, 480, 832, 50, family="third")
     wan = edit_flops("1.3b", 81, 480, 832, 50, family="wan")
     assert third.model == "Third-1.3B" and third.components == wan.components
     spec, arch = WanSpec(), WanSpec.architectures["1.3b"]
-    fwd = spec.flops_transformer_forward(arch["transformer"], 81, 480, 832, spec.flops_text_tokens(arch), batch=2)
+    formulas = counter.formulas_for(spec)
+    fwd = formulas.transformer_forward(arch["transformer"], 81, 480, 832, formulas.text_tokens(arch), batch=2)
     assert wan.components["transformer_linear"] == 50 * fwd["linear"]
-    assert wan.video_tokens == spec.flops_video_tokens(arch["transformer"], 81, 480, 832) == 21 * 30 * 52
+    assert wan.video_tokens == formulas.video_tokens(arch["transformer"], 81, 480, 832) == 21 * 30 * 52
