@@ -103,8 +103,8 @@ def guidance_scale(value: str) -> float:
 
 
 def working_side(value: str) -> int:
-    """argparse type: a working height or width (`vivid.inputs.check_side`)."""
-    from vivid.inputs import SIDE_RULE, EditInputError, check_side
+    """argparse type: a working height or width (`vivid.io.edit_inputs.check_side`)."""
+    from vivid.io.edit_inputs import SIDE_RULE, EditInputError, check_side
 
     try:
         return check_side(int(value))
@@ -238,7 +238,7 @@ EDIT_LABELS = {"video": "--video", "mask": "--mask", "prompt": "--prompt", "keyf
 
 def edit_options(args: argparse.Namespace):
     """`vivid edit`'s arguments as the request's options (checked by `edit_request`)."""
-    from vivid.boundaries import BoundaryConfig
+    from vivid.longvideo.boundaries import BoundaryConfig
     from vivid.longvideo.request import EditOptions
 
     thresholds = {k: v for k, v in (("min_similarity", args.min_similarity), ("cut_similarity", args.cut_similarity))

@@ -17,8 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from vivid.boundaries import BoundaryConfig, check_clip_frames
-from vivid.inputs import EditInputError, check_edit_options, check_outputs, check_sampling, load_keyframe, resolve_prompt
+from vivid.longvideo.boundaries import BoundaryConfig, check_clip_frames
+from vivid.io.edit_inputs import (
+    EditInputError,
+    check_edit_options,
+    check_outputs,
+    check_sampling,
+    load_keyframe,
+    resolve_prompt,
+)
 from vivid.io.files import is_image_path
 from vivid.io.images import read_image
 from vivid.io.masks import MaskSource, looks_like_a_photo

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vivid.boundaries import compute_features, plan_boundaries, representative_frame
+from vivid.longvideo.boundaries import compute_features, plan_boundaries, representative_frame
 from vivid.io.atomic import remove_stale_temporaries, write_json_atomic
 from vivid.io.images import read_image, write_image
 from vivid.io.masks import SCAN_CHUNK, MaskSource

@@ -60,7 +60,7 @@ def test_the_runner_and_the_app_take_the_bases_steps_and_guidance(family_pipe, i
     spec = family_pipe.spec
     chain_edit(family_pipe, edit_request(image, mask, None, "delete", tmp_path / "o.png"))
     assert sampled == [(spec.default_guidance_scale, spec.default_num_inference_steps)]
-    from vivid.app import VividApp
+    from vivid.apps.gradio_app import VividApp
 
     app = VividApp(family_pipe, tmp_path / "app")
     assert (app.steps, app.guidance) == (None, None)  # the pipeline's call then takes the base's

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vivid.cli import main
-from vivid.inputs import EditInputError
+from vivid.io.edit_inputs import EditInputError
 from vivid.io.video import VideoSource, write_video
 from vivid.longvideo.request import EditOptions, edit_request
 from vivid.longvideo.runner import chain_edit

@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app_url(tiny_pipe, tmp_path_factory):
-    from vivid.app import VividApp, launch
+    from vivid.apps.gradio_app import VividApp, launch
 
     app = VividApp(tiny_pipe, tmp_path_factory.mktemp("app"), steps=1, guidance=1.0)
     port = _free_port()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vivid.app import VividApp, editor_mask, propagate_mask, write_mask_video
+from vivid.apps.gradio_app import VividApp, editor_mask, propagate_mask, write_mask_video
 from vivid.io.masks import read_mask
 from vivid.io.video import write_video
 
@@ -114,7 +114,7 @@ class CountingPipe:
 
 
 def test_the_model_events_share_one_concurrency_group(tmp_path):
-    from vivid.app import MODEL_CONCURRENCY_ID, build_app
+    from vivid.apps.gradio_app import MODEL_CONCURRENCY_ID, build_app
 
     demo = build_app(VividApp(pipe=None, workdir=tmp_path))
     fns = {fn.name: fn for fn in demo.fns.values()}
@@ -156,7 +156,7 @@ def test_old_session_folders_are_removed_and_nothing_else(tmp_path):
     import os
     import time
 
-    from vivid.app import SESSIONS_DIR
+    from vivid.apps.gradio_app import SESSIONS_DIR
 
     work = tmp_path / "work"
     work.mkdir()
@@ -181,7 +181,7 @@ def test_old_session_folders_are_removed_and_nothing_else(tmp_path):
 def test_error_messages_name_files_by_base_name():
     import gradio as gr
 
-    from vivid.app import _messages, hide_paths
+    from vivid.apps.gradio_app import _messages, hide_paths
 
     @_messages
     def fails():
@@ -196,7 +196,7 @@ def test_error_messages_name_files_by_base_name():
 
 
 def test_share_needs_auth_and_auth_is_user_pass(capsys):
-    from vivid.app import check_share, parse_auth
+    from vivid.apps.gradio_app import check_share, parse_auth
     from vivid.cli import main
 
     assert main(["app", "--model", "no-such-model", "--share"]) == 2  # refused before the model is loaded
@@ -214,7 +214,7 @@ def served(tmp_path_factory):
     """The app on a local port (fake pipeline, a login, a 1 MiB upload limit), a workdir holding a user's file."""
     import socket
 
-    from vivid.app import launch
+    from vivid.apps.gradio_app import launch
 
     root = tmp_path_factory.mktemp("served")
     (root / "work").mkdir()
@@ -283,7 +283,7 @@ def test_closing_a_tab_removes_its_session_folders_and_serving_is_limited(tmp_pa
     import tempfile
     from types import SimpleNamespace
 
-    from vivid.app import _allowed_paths, build_app
+    from vivid.apps.gradio_app import _allowed_paths, build_app
 
     app = VividApp(pipe=None, workdir=tmp_path / "work")
     mine, theirs = app.new_session("tab1"), app.new_session("tab2")
