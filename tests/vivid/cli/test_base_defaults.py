@@ -79,3 +79,9 @@ def test_frames_without_a_rate_are_written_at_the_bases_native_fps(family_pipe, 
                                                   num_inference_steps=1))
     assert result.fps == family_pipe.spec.native_fps == 16
     assert abs(video_info(tmp_path / "o.mp4")[1] - 16) < 0.01
+
+
+def test_training_validation_samples_at_the_bases_steps_and_guidance_unless_told():
+    from train.config import ValidationConfig
+
+    assert (ValidationConfig().steps, ValidationConfig().guidance) == (None, None)  # VIVIDPipeline: the base's
