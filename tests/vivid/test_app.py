@@ -386,7 +386,8 @@ def test_a_candidate_that_does_not_exist_is_refused_in_the_page(tmp_path):
         assert session.chosen == 0  # the choice stays
     assert on_select(session, SimpleNamespace(index=1)) == {ids["chosen"]: "Chosen: candidate 2 of 2", ids["status"]: ""}
     assert session.chosen == 1
-    session.chosen = 7  # however it came there, propagate refuses it before any work
+    session.video, session.mask_video = str(tmp_path / "v.mp4"), tmp_path / "m.mp4"
+    session.chosen = 7  # however it came there, propagate refuses it before any work (the files are not read)
     with pytest.raises(ValueError, match="there is no candidate 8"):
         app.propagate(session, "add", "a ball", 0)
     assert on_select(app.new_session(), SimpleNamespace(index=0)) == {

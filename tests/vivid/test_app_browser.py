@@ -26,9 +26,10 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Pyt
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).is_file(), reason="Debian's chromium is missing: apt-get install -y chromium"
-)
+pytestmark = [  # about 100 s on two CPU cores: run with `python -m pytest -m slow tests/vivid/test_app_browser.py`
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Debian's chromium is missing: apt-get install -y chromium"),
+]
 
 
 def _free_port() -> int:
