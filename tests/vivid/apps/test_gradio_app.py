@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vivid.app import VividApp, editor_mask, propagate_mask, write_mask_video
+from vivid.apps.gradio_app import VividApp, editor_mask, propagate_mask, write_mask_video
 from vivid.io.masks import read_mask
 from vivid.io.video import write_video
 
@@ -115,7 +115,7 @@ class CountingPipe:
 
 
 def test_the_model_events_share_one_concurrency_group(tmp_path):
-    from vivid.app import MODEL_CONCURRENCY_ID, build_app
+    from vivid.apps.gradio_app import MODEL_CONCURRENCY_ID, build_app
 
     demo = build_app(VividApp(pipe=None, workdir=tmp_path))
     fns = {fn.name: fn for fn in demo.fns.values()}
@@ -157,7 +157,7 @@ def test_old_session_folders_are_removed_and_nothing_else(tmp_path):
     import os
     import time
 
-    from vivid.app import SESSIONS_DIR
+    from vivid.apps.gradio_app import SESSIONS_DIR
 
     work = tmp_path / "work"
     work.mkdir()
@@ -180,7 +180,7 @@ def test_old_session_folders_are_removed_and_nothing_else(tmp_path):
 
 
 def test_error_messages_name_files_by_base_name():
-    from vivid.app import _shows_errors, hide_paths
+    from vivid.apps.gradio_app import _shows_errors, hide_paths
 
     @_shows_errors("status")
     def fails():
@@ -193,7 +193,7 @@ def test_error_messages_name_files_by_base_name():
 
 
 def test_share_needs_auth_and_auth_is_user_pass(capsys):
-    from vivid.app import check_share, parse_auth
+    from vivid.apps.gradio_app import check_share, parse_auth
     from vivid.cli import main
 
     assert main(["app", "--model", "no-such-model", "--share"]) == 2  # refused before the model is loaded
@@ -211,7 +211,7 @@ def served(tmp_path_factory):
     """The app on a local port (fake pipeline, a login, a 1 MiB upload limit), a workdir holding a user's file."""
     import socket
 
-    from vivid.app import launch
+    from vivid.apps.gradio_app import launch
 
     root = tmp_path_factory.mktemp("served")
     (root / "work").mkdir()
@@ -280,7 +280,7 @@ def test_closing_a_tab_removes_its_session_folders_and_serving_is_limited(tmp_pa
     import tempfile
     from types import SimpleNamespace
 
-    from vivid.app import _allowed_paths, build_app
+    from vivid.apps.gradio_app import _allowed_paths, build_app
 
     app = VividApp(pipe=None, workdir=tmp_path / "work")
     mine, theirs = app.new_session("tab1"), app.new_session("tab2")
@@ -373,7 +373,7 @@ def test_an_error_stays_a_line_in_the_page_and_the_outputs_keep_their_values(ser
 
 
 def test_a_candidate_that_does_not_exist_is_refused_in_the_page(tmp_path):
-    from vivid.app import build_app
+    from vivid.apps.gradio_app import build_app
 
     app = VividApp(pipe=None, workdir=tmp_path)
     demo = build_app(app)
@@ -398,7 +398,7 @@ def test_a_failed_propagate_leaves_the_session_usable(tiny_pipe, tmp_path, monke
     """The model fails during a propagate (an out-of-memory, say): the page shows one line, the session keeps its
     video, mask, candidates and choice, the failed edit's work files are gone, and the user picks another
     candidate and propagates again, without reloading."""
-    from vivid.app import build_app
+    from vivid.apps.gradio_app import build_app
     from vivid.io.video import video_info
     from vivid.pipeline import VIVIDPipeline
 

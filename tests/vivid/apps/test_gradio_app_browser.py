@@ -26,7 +26,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Pyt
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-pytestmark = [  # about 100 s on two CPU cores: run with `python -m pytest -m slow tests/vivid/test_app_browser.py`
+# about 100 s on two CPU cores: `python -m pytest -m slow tests/vivid/apps/test_gradio_app_browser.py`
+pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Debian's chromium is missing: apt-get install -y chromium"),
 ]
@@ -57,7 +58,7 @@ class FailsWhenAsked:
 
 @pytest.fixture(scope="module")
 def served_app(tiny_pipe, tmp_path_factory):
-    from vivid.app import VividApp, launch
+    from vivid.apps.gradio_app import VividApp, launch
 
     app = VividApp(FailsWhenAsked(tiny_pipe), tmp_path_factory.mktemp("app"), steps=1, guidance=1.0)
     port = _free_port()
