@@ -54,7 +54,7 @@ SESSION_MARKER = ".vivid-session"  # in every session folder: what marks a folde
 def editor_mask(value: Any, height: int, width: int) -> np.ndarray:
     """bool (H, W) mask from a gr.ImageEditor value: any painted pixel of any layer (alpha > 0)."""
     if not isinstance(value, dict) or not value.get("layers"):
-        raise ValueError("paint the mask on the first frame (brush), or upload a mask video")
+        raise ValueError("paint the mask on the first frame (brush), or upload a mask")
     painted = np.zeros((height, width), bool)
     for layer in value["layers"]:
         layer = np.asarray(layer)
