@@ -14,7 +14,7 @@ import numpy as np
 
 from vivid.longvideo.boundaries import BoundaryConfig
 from vivid.io.atomic import remove_stale_temporaries
-from vivid.longvideo.plan import Clip, ClipPlan
+from vivid.longvideo.plan import Clip, ClipPlan, default_work_dir  # noqa: F401 (default_work_dir: also imported from here)
 
 STATE_VERSION = 2  # 2: the state records the files the edit writes
 STATE_NAME = "state.json"
