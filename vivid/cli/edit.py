@@ -12,6 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from vivid.cli.mask import add_target_arguments, target_mask
 from vivid.constants import TASKS
 
 logger = logging.getLogger("vivid.edit")
@@ -92,7 +93,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("edit", help="edit a video or image inside a mask")
     add_model_arguments(p)
     p.add_argument("--video", required=True, help="input video, or an image (then an image is written)")
-    p.add_argument("--mask", required=True, help="mask video, folder of PNGs, one image for all frames, or .npy/.npz")
+    p.add_argument("--mask", default=None, help="mask video, folder of PNGs, one image for all frames, or .npy/.npz "
+                   "(or make it: --target / --point / --box)")
     p.add_argument("--prompt", default=None, help="local caption of what should be in the mask (optional for delete)")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--out", required=True,
@@ -107,6 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="write the output video losslessly (RGB H.264: bit-exact, large, not every player plays it)")
     add_size_arguments(p)
     add_long_video_arguments(p)
+    add_target_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -187,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
     from vivid.io.files import is_image_path
     from vivid.longvideo.plan import model_clip_frames
     from vivid.longvideo.runner import chain_edit, open_edit_sources
+    from vivid.longvideo.state import default_work_dir
 
     image_in = is_image_path(args.video)
     # before anything is read or loaded: the output may not overwrite an input nor carry another format's name
@@ -198,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
     if args.clip_frames is not None and (args.clip_frames < 5 or (args.clip_frames - 1) % 4):
         raise ValueError(f"--clip-frames must be 4k+1 and at least 5, got {args.clip_frames}")
     resolve_prompt(args.prompt, args.task)
+    args.mask = target_mask(args, Path(args.work_dir) if args.work_dir else default_work_dir(out))  # --mask or made
     # fail fast on bad inputs, before loading the model
     source, masks, _ = open_edit_sources(args.video, args.mask, args.keyframe, warn=False)
     pipe = None

@@ -160,6 +160,7 @@ class ClassicTracker:
         self._last: tuple[np.ndarray, np.ndarray] | None = None
 
     def begin(self, frame: np.ndarray, prompt: Prompt) -> dict[int, np.ndarray]:
+        cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's global generator: the same prompt, the same mask
         mask = segment_prompt_frame(frame, prompt)
         self._start = self._last = (cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), mask)
         return {0: mask}
