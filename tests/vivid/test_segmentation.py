@@ -151,6 +151,7 @@ def test_words_that_find_nothing_write_nothing(clip12, tmp_path, capsys):
     config.update(score_threshold_detection=2.0, new_det_thresh=2.0)
     (folder / "config.json").write_text(json.dumps(config))
     out = tmp_path / "none.mp4"
+    capsys.readouterr()
     assert main(["mask", "--video", str(clip12), "--out", str(out), "--text", "the red car", "--model", str(folder),
                  "--no-progress"]) == 2
     assert "no instance of 'the red car' found in frames 0-11" in _one_line_error(capsys)

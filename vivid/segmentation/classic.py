@@ -1,11 +1,12 @@
 """The weights-free segmenter: OpenCV GrabCut from the box or clicks on the prompt frame, carried through the video
 by tracking, with a GrabCut re-fit on every frame.
 
-Each step: the last mask's box is found in the new frame by template matching (the coarse move), then corners
-found inside the last mask are followed from there by pyramidal Lucas-Kanade optical flow (kept where the flow back leads to where they started); a similarity transform fitted to them (RANSAC) moves the last mask; GrabCut then re-fits it to the new
-frame's colours within a band around the moved mask (the moved mask's core is sure object, outside the band sure
-background). A re-fit whose area jumps far from the moved mask's is not trusted: the moved mask is kept. Work is
-done on a crop around the object, so the cost follows the object's size, not the frame's.
+Each step: the last mask's box is found in the new frame by template matching (the coarse move), then corners found
+inside the last mask are followed from there by pyramidal Lucas-Kanade optical flow (kept where the flow back leads
+to where they started); a similarity transform fitted to them (RANSAC) moves the last mask; GrabCut then re-fits it
+to the new frame's colours within a band around the moved mask (the moved mask's core is sure object, outside the
+band sure background). A re-fit whose area jumps far from the moved mask's is not trusted: the moved mask is kept.
+Work is done on a crop around the object, so the cost follows the object's size, not the frame's.
 """
 
 from __future__ import annotations
@@ -100,8 +101,9 @@ def template_shift(prev_gray: np.ndarray, gray: np.ndarray, mask: np.ndarray) ->
 
 def move_mask(prev_gray: np.ndarray, gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """`mask` carried from `prev_gray` to `gray` by a similarity transform fitted (RANSAC) to the optical flow of
-    corners inside it (started from `template_shift`), away from its edge (where the background shows); corners whose flow does not lead back to
-    where they started (forward-backward error over a pixel) are dropped. Unmoved when too few corners follow."""
+    corners inside it (started from `template_shift`), away from its edge (where the background shows); corners
+    whose flow does not lead back to where they started (forward-backward error over a pixel) are dropped.
+    Unmoved when too few corners follow."""
     u8 = mask.view(np.uint8)
     size = max(1.0, float(np.sqrt(mask.sum())))
     edge = max(1, round(0.08 * size))
@@ -112,8 +114,8 @@ def move_mask(prev_gray: np.ndarray, gray: np.ndarray, mask: np.ndarray) -> np.n
         return mask
     # LK refines the coarse shift over a small pyramid: a deep one would blur small texture away and wander
     lk = dict(winSize=(15, 15), maxLevel=1, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
-    moved, status, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, corners, corners + template_shift(prev_gray, gray, mask),
-                                                **lk)
+    guess = corners + template_shift(prev_gray, gray, mask)
+    moved, status, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, corners, guess, **lk)
     back, status_back, _ = cv2.calcOpticalFlowPyrLK(gray, prev_gray, moved, corners.copy(), **lk)
     good = (status.ravel() == 1) & (status_back.ravel() == 1) & (np.linalg.norm(back - corners, axis=-1).ravel() < 1.0)
     if good.sum() < 4:

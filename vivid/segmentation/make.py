@@ -184,7 +184,8 @@ class _MaskWriter:
         if self.kind == "video":
             self.video = VideoWriter(out, fps, lossless=True)  # decodes to exactly 0 / 255
         elif self.kind == "npz":
-            self.packed = np.lib.format.open_memmap(scratch / "out.npy", "w+", np.uint8, (frames, height, (width + 7) // 8))
+            packed_shape = (frames, height, (width + 7) // 8)
+            self.packed = np.lib.format.open_memmap(scratch / "out.npy", "w+", np.uint8, packed_shape)
         else:
             out.parent.mkdir(parents=True, exist_ok=True)
             self.folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
@@ -246,6 +247,19 @@ def write_outputs(source: VideoSource, store: _PackedStore, objects: list[int], 
     return empty, area / n
 
 
+def _quietly(fn, *args):
+    """`fn(*args)` without transformers' loading and saving progress bars."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return fn(*args)
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def make_mask(video: str | os.PathLike, out: str | os.PathLike, prompt: Prompt, segmenter: str | None = None,
               model: str | None = None, shape: str = "mask", grow: int = 0, preview: str | os.PathLike | None = None,
               tiny_root: str | os.PathLike | None = None, device: str | None = None,
@@ -255,7 +269,8 @@ def make_mask(video: str | os.PathLike, out: str | os.PathLike, prompt: Prompt, 
 
     segmenter = segmenter or default_segmenter(prompt)
     source = check_mask_job(video, out, prompt, segmenter, shape, grow, preview)
-    tracker = load_tracker(segmenter, model, tiny_root, device)
+    tracker = _quietly(load_tracker, segmenter, model, tiny_root, device) if not progress else \
+        load_tracker(segmenter, model, tiny_root, device)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".vivid-mask-", dir=out.parent) as scratch:

@@ -55,7 +55,8 @@ def check_prompt(prompt: Prompt, num_frames: int, height: int, width: int) -> No
     if prompt.is_text and clicks:
         raise PromptError("give either --text or points/boxes, not both")
     if not 0 <= prompt.frame < num_frames:
-        raise PromptError(f"frame {prompt.frame} is past the video's end: it has {num_frames} frames (0-{num_frames - 1})")
+        last = num_frames - 1
+        raise PromptError(f"frame {prompt.frame} is past the video's end: it has {num_frames} frames (0-{last})")
     for kind, pts in (("point", prompt.points), ("negative point", prompt.negatives)):
         for x, y in pts:
             if not (0 <= x < width and 0 <= y < height):

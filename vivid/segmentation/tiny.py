@@ -4,8 +4,8 @@
 `from_pretrained` code as the real hub models: Sam3VideoModel, GroundingDinoForObjectDetection and
 Sam2VideoModel, with byte-level tokenizers and the preprocessing configs of the real processors (the build's
 tiny captioner is `data_loaders.build.tiny_captioner`). Their weights are random, so their masks are noise: they
-prove plumbing (shapes, files, manifests, resume, sharding), not quality. Sizes are the smallest the classes accept (the SAM trackers
-need a hidden size that is a multiple of their 64-channel memory, and larger than it).
+prove plumbing (shapes, files, manifests, resume, sharding), not quality. Sizes are the smallest the classes
+accept (the SAM trackers need a hidden size that is a multiple of their 64-channel memory, and larger than it).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ HIDDEN = 128  # tracker width: twice the 64-channel mask memory that the SAM 2/3
 NAMES = ("sam3", "grounding_dino", "sam2", "captioner")
 
 
-def byte_alphabet() -> list[str]:
+def _byte_alphabet() -> list[str]:
     from tokenizers.pre_tokenizers import ByteLevel
 
     return sorted(ByteLevel.alphabet())
@@ -37,9 +37,9 @@ def _clip_tokenizer():
     from transformers import CLIPTokenizer
 
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for ch in byte_alphabet():
+    for ch in _byte_alphabet():
         vocab[ch] = len(vocab)
-    for ch in byte_alphabet():
+    for ch in _byte_alphabet():
         vocab[ch + "</w>"] = len(vocab)
     return CLIPTokenizer(vocab=vocab, merges=[])
 
