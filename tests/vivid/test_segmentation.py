@@ -121,7 +121,7 @@ def test_sam2_streamed_tracking_matches_transformers_whole_video_propagation(tmp
         session.obj_with_new_inputs = [0]
         with torch.inference_mode():
             tracker.model(inference_session=session, frame_idx=key)
-            return {o.frame_idx: _upsample(o.pred_masks[:, 0], h, w)[0]
+            return {o.frame_idx: _upsample(o.pred_masks[:, 0], h, w, via=tuple(video.shape[-2:]))[0]
                     for o in tracker.model.propagate_in_video_iterator(session, start_frame_idx=key, reverse=reverse)}
 
     expected = {**reference(False), **reference(True)}

@@ -22,9 +22,13 @@ from .loading import load, load_model, pixel_values, preprocessing_config
 from .prompts import Prompt
 
 
-def _upsample(low_res: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """Mask logits (N, h, w) -> bool (N, H, W), bilinear then > 0 (what the SAM processors' post-processing does)."""
-    masks = F.interpolate(low_res.float()[:, None], size=(height, width), mode="bilinear", align_corners=False)
+def _upsample(low_res: torch.Tensor, height: int, width: int, via: tuple[int, int] | None = None) -> np.ndarray:
+    """Mask logits (N, h, w) -> bool (N, H, W), bilinear then > 0: SAM 3's `postprocess_outputs`; with `via`, the
+    model's input size, first to it and then to the frame's, as SAM 2's `post_process_masks` does."""
+    masks = low_res.float()[:, None]
+    if via is not None:
+        masks = F.interpolate(masks, size=via, mode="bilinear", align_corners=False)
+    masks = F.interpolate(masks, size=(height, width), mode="bilinear", align_corners=False)
     return (masks[:, 0] > 0).cpu().numpy()
 
 
@@ -74,9 +78,10 @@ class Sam2Tracker:
 
     def _run(self, frame: np.ndarray, index: int, reverse: bool) -> dict[int, np.ndarray]:
         h, w = frame.shape[:2]
-        out = self.model(inference_session=self.session, frame=self._pixels(frame), frame_idx=index, reverse=reverse)
+        pixels = self._pixels(frame)
+        out = self.model(inference_session=self.session, frame=pixels, frame_idx=index, reverse=reverse)
         forget_far_frames(self.session, index, self.window, reverse)
-        return {0: _upsample(out.pred_masks[:, 0], h, w)[0]}
+        return {0: _upsample(out.pred_masks[:, 0], h, w, via=tuple(pixels.shape[-2:]))[0]}
 
     @torch.inference_mode()
     def begin(self, frame: np.ndarray, prompt: Prompt) -> dict[int, np.ndarray]:
