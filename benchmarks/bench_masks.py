@@ -10,8 +10,8 @@ box on frame 0 and the mean IoU over the clip is printed per clip and motion.
     python benchmarks/bench_masks.py speed --segmenter sam2 --model full-random --frames 250   # a GPU
 
 `--model full-random` builds the full-size architectures (SAM 2.1 hiera-large, SAM 3) with random weights from
-their configs (no download); speed does not depend on the weights. Peak memory is the process's peak RSS growth
-(and CUDA's peak allocation on a GPU).
+their configs (no download); speed does not depend on the weights. Peak memory is the peak RSS
+(and CUDA's peak allocation on a GPU) of a process that runs only the mask making.
 """
 
 from __future__ import annotations
@@ -194,12 +194,30 @@ def _clip_of_length(folder: Path, frames: int) -> tuple[Path, np.ndarray]:
     return long, np.concatenate([masks] * reps)[:frames]
 
 
-def speed(args: argparse.Namespace) -> None:
-    """Masks per second and peak memory per length (run one length per process for a clean peak RSS)."""
+def one_run(args: argparse.Namespace) -> None:
+    """One `make_mask` in a fresh process: its seconds, the process's peak RSS and CUDA peak, as one JSON line."""
     import torch
 
     from vivid.segmentation.make import make_mask
     from vivid.segmentation.prompts import Prompt
+
+    prompt = Prompt(text=args.text) if args.text else Prompt(boxes=[tuple(args.box)])
+    start = time.perf_counter()
+    try:
+        make_mask(args.video, args.out, prompt, args.segmenter, args.model, tiny_root=args.tiny_root,
+                  device=args.device, progress=False)
+    except ValueError as err:  # random weights may find no instance of the words: the speed still counts
+        print(f"({err})", file=sys.stderr)
+    row = {"seconds": time.perf_counter() - start,
+           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    if torch.cuda.is_available() and (args.device or "cuda").startswith("cuda"):
+        row["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    print(json.dumps(row))
+
+
+def speed(args: argparse.Namespace) -> None:
+    """Masks per second and peak memory per length, each length's `make_mask` in its own process."""
+    import subprocess
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,22 +226,14 @@ def speed(args: argparse.Namespace) -> None:
             model = _full_random_model(args.segmenter, Path(tmp) / "model")
         for frames in args.frames:
             video, truth = _clip_of_length(Path(tmp), frames)
-            prompt = Prompt(text="a ball") if args.segmenter == "sam3" else Prompt(boxes=[box_of(truth[0])])
-            if torch.cuda.is_available():
-                torch.cuda.reset_peak_memory_stats()
-            rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            start = time.perf_counter()
-            try:
-                make_mask(video, Path(tmp) / f"mask-{frames}.npz", prompt, args.segmenter, model,
-                          tiny_root=Path(tmp) / "tiny", device=args.device, progress=False)
-            except ValueError as err:  # random weights may find no instance of the words: the speed still counts
-                print(f"({err})", file=sys.stderr)
-            seconds = time.perf_counter() - start
+            prompt = ["--text", "a ball"] if args.segmenter == "sam3" else ["--box", *map(str, box_of(truth[0]))]
+            cmd = [sys.executable, __file__, "one", str(video), str(Path(tmp) / f"mask-{frames}.npz"),
+                   "--segmenter", args.segmenter, "--tiny-root", str(Path(tmp) / "tiny"), *prompt]
+            cmd += (["--model", model] if model else []) + (["--device", args.device] if args.device else [])
+            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            child = json.loads(done.stdout.strip().splitlines()[-1])
             row = {"segmenter": args.segmenter, "model": args.model, "frames": frames, "size": list(truth.shape[1:]),
-                   "masks_per_s": round(frames / seconds, 2), "seconds": round(seconds, 1),
-                   "peak_rss_growth_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0)}
-            if torch.cuda.is_available() and (args.device or "cuda").startswith("cuda"):
-                row["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+                   "masks_per_s": round(frames / child.pop("seconds"), 2), **child}
             rows.append(row)
             if not args.json:
                 print(json.dumps(row), flush=True)
@@ -243,8 +253,17 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--frames", type=int, nargs="+", default=[250, 1000])
     s.add_argument("--device", default=None, help="the segmenter's torch device (default: cuda if any)")
     s.add_argument("--json", action="store_true", help="one JSON object at the end (benchmarks/gpu_suite.sh)")
+    o = sub.add_parser("one", help="(internal) one make_mask run, measured in its own process")
+    o.add_argument("video")
+    o.add_argument("out")
+    o.add_argument("--segmenter", default="classic")
+    o.add_argument("--model", default=None)
+    o.add_argument("--device", default=None)
+    o.add_argument("--tiny-root", default=None)
+    o.add_argument("--text", default=None)
+    o.add_argument("--box", type=float, nargs=4, default=None)
     args = parser.parse_args(argv)
-    quality(args) if args.what == "quality" else speed(args)
+    {"quality": quality, "speed": speed, "one": one_run}[args.what](args)
 
 
 if __name__ == "__main__":

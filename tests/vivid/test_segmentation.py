@@ -132,11 +132,11 @@ def test_sam2_streamed_tracking_matches_transformers_whole_video_propagation(tmp
 def test_sam2_and_sam3_tiny_end_to_end_through_the_cli(clip12, tmp_path, capsys):
     out2, out3 = tmp_path / "sam2.mp4", tmp_path / "sam3.npz"
     assert main(["mask", "--video", str(clip12), "--out", str(out2), "--point", "80,60", "--box", "40,30,130,110",
-                 "--frame", "6", "--model", "tiny", "--no-progress"]) == 0
+                 "--box", "0,0,30,30", "--frame", "6", "--model", "tiny", "--no-progress"]) == 0
     assert main(["mask", "--video", str(clip12), "--out", str(out3), "--text", "a face", "--max-instances", "2",
                  "--model", "tiny", "--no-progress"]) == 0
     assert read_mask(out2).shape == read_mask(out3).shape == (12, 144, 176)
-    assert "1 object" in capsys.readouterr().out.splitlines()[0]
+    assert "2 object(s)" in capsys.readouterr().out.splitlines()[0]  # one per box
 
 
 def test_words_that_find_nothing_write_nothing(clip12, tmp_path, capsys):

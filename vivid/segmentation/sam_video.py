@@ -58,7 +58,8 @@ def forget_far_frames(session: Any, frame_idx: int, window: int, reverse: bool) 
 
 
 class Sam2Tracker:
-    """One object from positive/negative clicks and boxes on the prompt frame, tracked both ways (`Sam2VideoModel`)."""
+    """Objects from positive/negative clicks and boxes on the prompt frame (one per box), tracked both ways
+    (`Sam2VideoModel`)."""
 
     bidirectional = True
 
@@ -81,7 +82,8 @@ class Sam2Tracker:
         pixels = self._pixels(frame)
         out = self.model(inference_session=self.session, frame=pixels, frame_idx=index, reverse=reverse)
         forget_far_frames(self.session, index, self.window, reverse)
-        return {0: _upsample(out.pred_masks[:, 0], h, w, via=tuple(pixels.shape[-2:]))[0]}
+        masks = _upsample(out.pred_masks[:, 0], h, w, via=tuple(pixels.shape[-2:]))
+        return dict(zip(out.object_ids, masks))
 
     @torch.inference_mode()
     def begin(self, frame: np.ndarray, prompt: Prompt) -> dict[int, np.ndarray]:
@@ -94,15 +96,17 @@ class Sam2Tracker:
             video_height=h, video_width=w, inference_device=self.device, inference_state_device=self.device,
             video_storage_device=self.device, dtype=self.dtype,
         )
-        points = [(x, y, 1) for x, y in prompt.points] + [(x, y, 0) for x, y in prompt.negatives]
-        for x0, y0, x1, y1 in prompt.boxes[:1]:  # SAM 2 takes one box per object, first among the points
-            points = [(x0, y0, 2), (x1, y1, 3), *points]
+        clicks = [(x, y, 1) for x, y in prompt.points] + [(x, y, 0) for x, y in prompt.negatives]
+        boxes = prompt.boxes or [None]  # one object per box (the clicks go with the first), or one of clicks
         side = self._pixels(frame).shape[-2:]
-        coords = torch.tensor([[p[0] * side[1] / w, p[1] * side[0] / h] for p in points], dtype=torch.float32)
-        labels = torch.tensor([p[2] for p in points], dtype=torch.int32)
-        self.session.add_point_inputs(self.session.obj_id_to_idx(0), prompt.frame,
-                                      {"point_coords": coords[None, None], "point_labels": labels[None, None]})
-        self.session.obj_with_new_inputs = [0]
+        for obj, box in enumerate(boxes):
+            points = ([(box[0], box[1], 2), (box[2], box[3], 3)] if box else []) + (clicks if obj == 0 else [])
+            coords = torch.tensor([[p[0] * side[1] / w, p[1] * side[0] / h] for p in points], dtype=torch.float32)
+            labels = torch.tensor([p[2] for p in points], dtype=torch.int32)
+            self.session.add_point_inputs(self.session.obj_id_to_idx(obj), prompt.frame,
+                                          {"point_coords": coords[None, None], "point_labels": labels[None, None]})
+        self.session.obj_with_new_inputs = list(range(len(boxes)))
+        self.scores = dict.fromkeys(range(len(boxes)), 1.0)
         self.prompt_frame = prompt.frame
         return self._run(frame, prompt.frame, reverse=False)
 
