@@ -62,6 +62,17 @@ def test_classic_tracks_a_composited_object_from_a_box_both_ways(composited, tmp
     assert source.count == 30
 
 
+def test_classic_from_one_click(composited, tmp_path):
+    from vivid.segmentation.make import make_mask
+    from vivid.segmentation.prompts import Prompt
+
+    video, truth = composited
+    ys, xs = np.nonzero(truth[10])
+    prompt = Prompt(frame=10, points=[(float(xs.mean()), float(ys.mean()))], negatives=[(2.0, 2.0)])
+    result = make_mask(video, tmp_path / "click.npz", prompt, "classic", progress=False)
+    assert iou(read_mask(result.path), truth).mean() >= 0.8
+
+
 def test_shape_and_grow_and_preview(composited, tmp_path):
     from vivid.segmentation.shaping import shape_mask
 
