@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -208,8 +207,9 @@ def one_run(args: argparse.Namespace) -> None:
                   device=args.device, progress=False)
     except ValueError as err:  # random weights may find no instance of the words: the speed still counts
         print(f"({err})", file=sys.stderr)
-    row = {"seconds": time.perf_counter() - start,
-           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    # VmHWM, not ru_maxrss: the latter keeps the peak of the parent's memory this process was forked from
+    hwm_kib = int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0])
+    row = {"seconds": time.perf_counter() - start, "peak_rss_mib": round(hwm_kib / 1024)}
     if torch.cuda.is_available() and (args.device or "cuda").startswith("cuda"):
         row["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
     print(json.dumps(row))
