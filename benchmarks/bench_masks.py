@@ -197,6 +197,7 @@ def one_run(args: argparse.Namespace) -> None:
     """One `make_mask` in a fresh process: its seconds, the process's peak RSS and CUDA peak, as one JSON line."""
     import torch
 
+    from benchmarks.process_memory import peak_rss_bytes
     from vivid.segmentation.make import make_mask
     from vivid.segmentation.prompts import Prompt
 
@@ -207,9 +208,7 @@ def one_run(args: argparse.Namespace) -> None:
                   device=args.device, progress=False)
     except ValueError as err:  # random weights may find no instance of the words: the speed still counts
         print(f"({err})", file=sys.stderr)
-    # VmHWM, not ru_maxrss: the latter keeps the peak of the parent's memory this process was forked from
-    hwm_kib = int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0])
-    row = {"seconds": time.perf_counter() - start, "peak_rss_mib": round(hwm_kib / 1024)}
+    row = {"seconds": time.perf_counter() - start, "peak_rss_mib": round(peak_rss_bytes() / 2**20)}
     if torch.cuda.is_available() and (args.device or "cuda").startswith("cuda"):
         row["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
     print(json.dumps(row))
