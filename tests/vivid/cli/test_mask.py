@@ -96,6 +96,13 @@ def test_sam2_and_sam3_tiny_end_to_end_through_the_cli(clip12, tmp_path, capsys)
                  "--model", "tiny", "--no-progress"]) == 0
     assert read_mask(out2).shape == read_mask(out3).shape == (12, 144, 176)
     assert "2 object(s)" in capsys.readouterr().out.splitlines()[0]  # one per box
+    best = tmp_path / "best.npz"
+    assert main(["mask", "--video", str(clip12), "--out", str(best), "--text", "a face", "--instance", "1",
+                 "--model", "tiny", "--no-progress"]) == 0
+    assert "1 object(s)" in capsys.readouterr().out and (read_mask(best) <= read_mask(out3)).all()
+    assert main(["mask", "--video", str(clip12), "--out", str(tmp_path / "ninth.npz"), "--text", "a face",
+                 "--instance", "9", "--model", "tiny", "--no-progress"]) == 2
+    assert "--instance 9: only" in _one_line_error(capsys) and not (tmp_path / "ninth.npz").exists()
 
 
 def test_words_that_find_nothing_write_nothing(clip12, tmp_path, capsys):
