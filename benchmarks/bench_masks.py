@@ -150,9 +150,9 @@ def quality(args: argparse.Namespace) -> None:
           f"(lowest {min(r['mean_iou'] for r in rows):.3f})")
 
 
-# SAM 2.1 hiera-large's image encoder (the original release's sam2.1_hiera_l config)
-HIERA_LARGE = dict(hidden_size=144, num_attention_heads=2, blocks_per_stage=[2, 6, 36, 4],
-                   embed_dim_per_stage=[144, 288, 576, 1152], num_attention_heads_per_stage=[2, 4, 8, 16],
+# SAM 2.1 hiera-large's image encoder (the original release's sam2.1_hiera_l config: 224.4M parameters in all)
+HIERA_LARGE = dict(model_type="sam2_hiera_det_model", hidden_size=144, num_attention_heads=2,
+                   blocks_per_stage=[2, 6, 36, 4], embed_dim_per_stage=[144, 288, 576, 1152], num_attention_heads_per_stage=[2, 4, 8, 16],
                    window_size_per_stage=[8, 4, 16, 8], global_attention_blocks=[23, 33, 43],
                    window_positional_embedding_background_size=[7, 7])
 
