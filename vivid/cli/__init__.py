@@ -12,6 +12,7 @@ import sys
 COMMAND_MODULES = [
     "vivid.cli.init_tiny",
     "vivid.cli.edit",
+    "vivid.cli.mask",
     "vivid.cli.keyframe",
     "vivid.cli.data",
     "vivid.cli.train",

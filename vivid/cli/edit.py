@@ -12,6 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from vivid.cli.mask import add_target_arguments, target_mask
 from vivid.constants import TASKS
 
 logger = logging.getLogger("vivid.edit")
@@ -147,7 +148,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("edit", help="edit a video or image inside a mask")
     add_model_arguments(p)
     p.add_argument("--video", required=True, help="input video, or an image (then an image is written)")
-    p.add_argument("--mask", required=True, help="mask video, folder of PNGs, one image for all frames, or .npy/.npz")
+    p.add_argument("--mask", default=None, help="mask video, folder of PNGs, one image for all frames, or .npy/.npz "
+                   "(or make it: --target / --point / --box)")
     p.add_argument("--prompt", default=None, help="local caption of what should be in the mask (optional for delete)")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--out", required=True,
@@ -162,6 +164,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="write the output video losslessly (RGB H.264: bit-exact, large, not every player plays it)")
     add_size_arguments(p)
     add_long_video_arguments(p)
+    add_target_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -260,7 +263,10 @@ def run(args: argparse.Namespace) -> int:
     from vivid.longvideo.plan import model_clip_frames
     from vivid.longvideo.request import edit_request
     from vivid.longvideo.runner import chain_edit
+    from vivid.longvideo.state import default_work_dir
 
+    # --mask as given, or made from the target options (a segmenter's work, before the edit's model loads)
+    args.mask = target_mask(args, Path(args.work_dir) if args.work_dir else default_work_dir(Path(args.out)))
     # everything checked and the sources opened, before the model loads
     request = edit_request(args.video, args.mask, args.prompt, args.task, args.out, keyframe=args.keyframe,
                            options=edit_options(args), work_dir=args.work_dir, labels=EDIT_LABELS)

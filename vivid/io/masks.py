@@ -252,7 +252,13 @@ def write_mask_npz(path: str | os.PathLike, mask: np.ndarray) -> Path:
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim == 2:
         mask = mask[None]
+    return write_packed_mask_npz(path, np.packbits(mask, axis=-1), mask.shape)
+
+
+def write_packed_mask_npz(path: str | os.PathLike, packed: np.ndarray, shape: Sequence[int]) -> Path:
+    """`write_mask_npz` from rows already packed (`np.packbits(mask, axis=-1)`; an array or a memory map, so a
+    long mask is never unpacked whole), atomically."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, packed=np.packbits(mask, axis=-1), shape=np.array(mask.shape, np.int64))
+            np.savez_compressed(f, packed=packed, shape=np.array(shape, np.int64))
     return Path(path)
