@@ -40,12 +40,14 @@ from vivid.constants import (
     VIVID_CONFIG_NAME,
     VIVID_IN_CHANNELS,
 )
+from vivid.io.swap import MANIFEST_NAME, check_manifest, finish_interrupted_swaps
 from vivid.model.hub import hub_offline, is_repo_id
 from vivid.model.registry import spec_for
 from vivid.model.transformer import unwrap
 
 
 VIVID_WEIGHT_FILES = (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME, BASE_WEIGHTS_NAME)
+EXPORT_TEMPORARY_KIND = "export"  # `vivid.export`'s temporary folders (`vivid.io.atomic.temporary_dir`)
 
 
 def resolve_weights_folder(weights: str | os.PathLike) -> Path:
@@ -53,6 +55,7 @@ def resolve_weights_folder(weights: str | os.PathLike) -> Path:
     downloaded with `huggingface_hub.snapshot_download` (only the cache is used when HF_HUB_OFFLINE is set)."""
     path = Path(weights)
     if path.is_dir():
+        finish_interrupted_swaps(path, EXPORT_TEMPORARY_KIND)  # a killed export into it: completed first
         return path
     name = str(weights)
     if path.exists():
@@ -63,7 +66,7 @@ def resolve_weights_folder(weights: str | os.PathLike) -> Path:
 
     offline = hub_offline()
     try:
-        local = Path(snapshot_download(name, allow_patterns=list(VIVID_WEIGHT_FILES), local_files_only=offline))
+        local = Path(snapshot_download(name, allow_patterns=[*VIVID_WEIGHT_FILES, MANIFEST_NAME], local_files_only=offline))
     except Exception as err:  # not found, gated, no network, not in the offline cache
         if offline:
             why = "is not in the local hub cache and HF_HUB_OFFLINE is set"
@@ -95,9 +98,11 @@ class VIVIDWeightsConfig:
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "VIVIDWeightsConfig":
         """The config of a local weights folder or of a hub repo id (downloaded, see `resolve_weights_folder`)."""
-        path = resolve_weights_folder(folder) / VIVID_CONFIG_NAME
+        folder = resolve_weights_folder(folder)
+        path = folder / VIVID_CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a VIVID weights folder")
+        check_manifest(folder, [VIVID_CONFIG_NAME])  # an export's config is that of its files
         data = json.loads(path.read_text())
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
@@ -213,6 +218,7 @@ def load_vivid_weights(transformer: torch.nn.Module, folder: str | os.PathLike) 
     `folder` is a local weights folder or a hub repo id (downloaded, see `resolve_weights_folder`)."""
     folder = resolve_weights_folder(folder)
     config = VIVIDWeightsConfig.load(folder)
+    check_manifest(folder, VIVID_WEIGHT_FILES)  # an export: its files are one set (sizes and hashes)
     required_weight_files(folder, config)
     spec = spec_for(transformer)
     if config.family != spec.name:
