@@ -40,10 +40,12 @@ from vivid.constants import (
     VIVID_CONFIG_NAME,
     VIVID_IN_CHANNELS,
 )
+from vivid.io.files import read_json
 from vivid.io.swap import MANIFEST_NAME, check_manifest, finish_interrupted_swaps
 from vivid.model.hub import hub_offline, is_repo_id
 from vivid.model.registry import spec_for
 from vivid.model.transformer import unwrap
+from vivid.yaml_config import ConfigError, build_dataclass
 
 
 VIVID_WEIGHT_FILES = (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME, BASE_WEIGHTS_NAME)
@@ -103,9 +105,14 @@ class VIVIDWeightsConfig:
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a VIVID weights folder")
         check_manifest(folder, [VIVID_CONFIG_NAME])  # an export's config is that of its files
-        data = json.loads(path.read_text())
+        data = read_json(path, VIVID_CONFIG_NAME)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object of VIVID settings, got {type(data).__name__}")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        try:
+            return build_dataclass(cls, known)
+        except ConfigError as err:
+            raise ValueError(f"{path}: {err}") from None
 
 
 def _strip_prefixes(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -199,9 +206,32 @@ def required_weight_files(folder: Path, config: VIVIDWeightsConfig) -> tuple[str
     return names
 
 
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a one-line ValueError naming the file for a malformed or truncated one
+    (safetensors' own error names no file)."""
+    try:
+        return load_file(path)
+    except Exception as err:  # SafetensorError (a malformed header, a truncated file), OSError
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        raise ValueError(f"{path}: not a readable safetensors file ({lines[0] if lines else type(err).__name__})"
+                         ) from None
+
+
+def _check_lora_shapes(transformer: torch.nn.Module, lora: dict[str, torch.Tensor], path: Path,
+                       config: VIVIDWeightsConfig) -> None:
+    """Every LoRA tensor has the shape of the layer it loads into (the config's rank): a one-line ValueError
+    naming the file, the key and the rank otherwise (peft's size-mismatch error is a long traceback)."""
+    own = {k.replace(".default.", "."): v.shape for k, v in transformer.state_dict().items() if "lora_" in k}
+    for key, tensor in lora.items():
+        shape = own.get(key.replace(".default.", "."))
+        if shape is not None and tuple(shape) != tuple(tensor.shape):
+            raise ValueError(f"{path}: {key} is {tuple(tensor.shape)}, the model's is {tuple(shape)} with "
+                             f"{VIVID_CONFIG_NAME}'s lora_rank {config.lora_rank}: the config and the weights disagree")
+
+
 def _load_base(transformer: torch.nn.Module, path: Path) -> None:
     """Load trained base weights into a transformer already made VIVID; every non-LoRA weight must be there."""
-    state = _strip_prefixes(load_file(path), ("module.",))
+    state = _strip_prefixes(read_safetensors(path), ("module.",))
     own = _without_lora(transformer.state_dict())
     missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or extra:
@@ -230,8 +260,9 @@ def load_vivid_weights(transformer: torch.nn.Module, folder: str | os.PathLike) 
     spec.make_vivid(transformer, config.lora_rank, config.lora_alpha, config.lora_targets)
     if config.base_trained:
         _load_base(transformer, folder / BASE_WEIGHTS_NAME)
-    lora = _strip_prefixes(load_file(folder / LORA_WEIGHTS_NAME), ("module.", "transformer."))
-    patch = _strip_prefixes(load_file(folder / PATCH_EMBED_WEIGHTS_NAME), ("module.",))
+    lora = _strip_prefixes(read_safetensors(folder / LORA_WEIGHTS_NAME), ("module.", "transformer."))
+    _check_lora_shapes(transformer, lora, folder / LORA_WEIGHTS_NAME, config)
+    patch = _strip_prefixes(read_safetensors(folder / PATCH_EMBED_WEIGHTS_NAME), ("module.",))
     proj, name = spec.patch_embedding(transformer), spec.patch_embedding_name
     if f"{name}.weight" not in patch:
         raise ValueError(
