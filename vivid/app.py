@@ -31,6 +31,7 @@ from vivid.io.video import VideoSource
 from vivid.longvideo.runner import chain_edit
 from vivid.io.files import MediaError
 from vivid.io.images import write_image
+from vivid.io.limits import PixelLimits, check_pixel_limits
 from vivid.io.video import VideoWriter, iter_video_chunks, video_info
 
 try:  # optional (the `app` extra); module-level so that Gradio can resolve the event-data annotations
@@ -145,8 +146,10 @@ class VividApp:
     """The app's actions, independent of Gradio so that they can be tested directly."""
 
     def __init__(self, pipe: Any, workdir: str | Path | None = None, steps: int = 50, guidance: float = 6.0,
-                 height: int | None = None, width: int | None = None, keep_hours: float = APP_KEEP_HOURS):
+                 height: int | None = None, width: int | None = None, keep_hours: float = APP_KEEP_HOURS,
+                 limits: PixelLimits = PixelLimits()):
         self.pipe = pipe
+        self.limits = limits  # the largest upload in pixels, checked from its header before decoding
         self.root = Path(workdir or tempfile.mkdtemp(prefix="vivid-app-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.sessions_dir = self.root / SESSIONS_DIR
@@ -197,6 +200,7 @@ class VividApp:
     def load_video(self, session: EditSession, video: str | None) -> np.ndarray:
         if not video:
             raise ValueError("upload a video first")
+        check_pixel_limits(video, self.limits, "video")
         source = VideoSource(video)
         session.video, session.first_frame = str(video), source.frames([0])[0]
         session.mask_video, session.candidates, session.chosen = None, [], None
@@ -207,6 +211,7 @@ class VividApp:
         if session.video is None:
             raise ValueError("upload a video first")
         if mask_upload:
+            check_pixel_limits(mask_upload, self.limits, "mask")
             source = VideoSource(session.video)
             MaskSource(mask_upload, len(source), source.height, source.width)  # checks count and size
             session.mask_video = Path(mask_upload)

@@ -78,6 +78,26 @@ def add_size_arguments(p: argparse.ArgumentParser) -> None:
     size = "a multiple of 16; default: the weights' training bucket nearest the source's aspect, else the native area"
     p.add_argument("--height", type=working_side, default=None, help=f"working height ({size})")
     p.add_argument("--width", type=working_side, default=None, help=f"working width ({size})")
+    add_pixel_limit_arguments(p)
+
+
+def add_pixel_limit_arguments(p: argparse.ArgumentParser) -> None:
+    """--max-frame-pixels/--max-pixels: the largest input video or image, checked before decoding."""
+    from vivid.io.limits import DEFAULT_MAX_FRAME_PIXELS, DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-frame-pixels", type=int, default=DEFAULT_MAX_FRAME_PIXELS, metavar="N",
+                   help="refuse inputs whose frames have more pixels than this, width x height (default: "
+                        "%(default)s; 0: no limit)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse videos with more pixels than this, frames x width x height (default: %(default)s; "
+                        "0: no limit)")
+
+
+def pixel_limits(args: argparse.Namespace):
+    """The `vivid.io.limits.PixelLimits` of the command line's options."""
+    from vivid.io.limits import PixelLimits
+
+    return PixelLimits(frame=args.max_frame_pixels, total=args.max_pixels)
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
@@ -198,6 +218,10 @@ def run(args: argparse.Namespace) -> int:
     if args.clip_frames is not None and (args.clip_frames < 5 or (args.clip_frames - 1) % 4):
         raise ValueError(f"--clip-frames must be 4k+1 and at least 5, got {args.clip_frames}")
     resolve_prompt(args.prompt, args.task)
+    from vivid.io.limits import check_pixel_limits
+
+    for what, path in (("--video", args.video), ("--mask", args.mask), ("--keyframe", args.keyframe)):
+        check_pixel_limits(path, pixel_limits(args), what)  # from the header, before anything is decoded
     # fail fast on bad inputs, before loading the model
     source, masks, _ = open_edit_sources(args.video, args.mask, args.keyframe, warn=False)
     pipe = None
