@@ -123,6 +123,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-paste-back", dest="paste_back", action="store_false",
                    help="keep the generated pixels everywhere instead of the source outside the dilated mask")
     p.add_argument("--paste-back-dilation", type=pixels, default=None, help="pixels (default: one latent cell)")
+    p.add_argument("--no-audio", action="store_true",
+                   help="write the frames only (default: the source video's audio is copied into the output, cut to "
+                        "the edited frames)")
     p.add_argument("--lossless", action="store_true",
                    help="write the output video losslessly (RGB H.264: bit-exact, large, not every player plays it)")
     add_size_arguments(p)
@@ -198,6 +201,19 @@ def load_pipeline(args: argparse.Namespace):
     return pipe
 
 
+def keep_source_audio(video: str, out: Path, frames: int, fps: float) -> str:
+    """Copy the source's audio into the written output (`vivid.io.audio.copy_audio`); what the summary line says
+    of it. A failure leaves the frames-only output and is a warning: the edit itself is done."""
+    from vivid.io.audio import copy_audio
+    from vivid.io.files import MediaError
+
+    try:
+        return ", with the source's audio" if copy_audio(video, out, frames, fps) else ""
+    except MediaError as err:
+        logger.warning("%s; %s is written without audio", err, out)
+        return ", without audio (see the warning)"
+
+
 def run(args: argparse.Namespace) -> int:
     """Every edit, of an image or a video of any length, is a plan of clips run by `vivid.longvideo.runner`:
     a video of at most one clip (and an image) is the plan of one clip, one pipeline call."""
@@ -245,10 +261,13 @@ def run(args: argparse.Namespace) -> int:
         paste_back_dilation=args.paste_back_dilation, height=args.height, width=args.width, lossless=args.lossless,
         work_dir=args.work_dir, restart=args.restart, keep_work=args.keep_work,
     )
+    audio = ""
+    if not args.no_audio and not image_in and not is_image_path(out):
+        audio = keep_source_audio(args.video, out, result.num_frames, result.fps)
     ran = len(result.seconds_per_clip)
     per_clip = sum(result.seconds_per_clip) / ran if ran else 0.0
     resumed = f", {result.resumed_clips} resumed" if result.resumed_clips else ""
     print(f"wrote {out} ({result.num_frames} frames, {source.width}x{source.height}; "
           f"{len(result.plan.clips)} clip{'s' if len(result.plan.clips) > 1 else ''}{resumed}, "
-          f"{per_clip:.1f} s per clip)")
+          f"{per_clip:.1f} s per clip{audio})")
     return 0
