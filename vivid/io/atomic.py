@@ -99,8 +99,8 @@ def temporary_dir(path: str | os.PathLike, kind: str) -> Iterator[Path]:
     fd = -1
     try:
         fd = os.open(folder / TEMPORARY_MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # before the marker says what the folder is: no one takes it over meanwhile
         os.write(fd, (json.dumps({"vivid": kind, "for": path.name}) + "\n").encode())
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
