@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vivid.boundaries import BoundaryPlan, check_clip_frames
+from vivid.io.files import read_json
 from vivid.model.registry import spec_for
 
 
@@ -134,7 +134,7 @@ def load_clip_plan(path: str | os.PathLike) -> ClipPlan:
     path = Path(path)
     if path.suffix != ".json":
         path = clip_plan_path(path)
-    return ClipPlan.from_json(json.loads(path.read_text()))
+    return ClipPlan.from_json(read_json(path, "clip plan"))
 
 
 def model_clip_frames(transformer: Any) -> int:

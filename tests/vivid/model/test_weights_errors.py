@@ -83,3 +83,12 @@ def test_the_cli_prints_a_bad_weights_folder_in_one_line(broken, tmp_path, capsy
 def test_intact_weights_still_load(weights):
     assert _load(weights).lora_rank == 4
     assert torch.is_tensor(next(iter(build_tiny_components(0)["transformer"].parameters())))
+
+
+def test_a_base_models_broken_json_names_the_file_line_and_column(tmp_path):
+    from vivid.model.registry import spec_for
+
+    (tmp_path / "model_index.json").write_text('{"transformer": ["diffusers", ]}')
+    with pytest.raises(ValueError) as err:
+        spec_for(tmp_path)
+    assert f"model config {tmp_path / 'model_index.json'} is not valid JSON (line 1, column 31: Expecting value)" in str(err.value)
