@@ -28,7 +28,7 @@ import torch
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
-from vivid.buckets import check_buckets
+from vivid.conditioning.buckets import check_buckets
 from vivid.constants import (
     BASE_MODEL_ID,
     BASE_WEIGHTS_NAME,
@@ -49,7 +49,7 @@ from vivid.yaml_config import ConfigError, build_dataclass
 
 
 VIVID_WEIGHT_FILES = (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME, BASE_WEIGHTS_NAME)
-EXPORT_TEMPORARY_KIND = "export"  # `vivid.export`'s temporary folders (`vivid.io.atomic.temporary_dir`)
+EXPORT_TEMPORARY_KIND = "export"  # `vivid.apps.export`'s temporary folders (`vivid.io.atomic.temporary_dir`)
 
 
 def resolve_weights_folder(weights: str | os.PathLike) -> Path:
@@ -91,7 +91,7 @@ class VIVIDWeightsConfig:
     in_channels: int = VIVID_IN_CHANNELS
     channel_order: str = "noise|masked_video_latents|mask_latents"
     base_trained: bool = False  # the base transformer was trained too: its weights are in BASE_WEIGHTS_NAME
-    # the training sizes [[h, w], ...] (vivid/buckets.py); empty: one size, inference keeps the source's aspect
+    # the training sizes [[h, w], ...] (vivid/conditioning/buckets.py); empty: one size, inference keeps the source's aspect
     buckets: list[list[int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:

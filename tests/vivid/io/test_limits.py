@@ -76,7 +76,7 @@ def test_zero_means_no_limit_and_the_defaults_accept_ordinary_videos(clip):
 
 
 def test_the_app_refuses_an_upload_over_the_limit(clip, tmp_path, no_decoding):
-    from vivid.app import EditSession, VividApp
+    from vivid.apps.gradio_app import EditSession, VividApp
 
     app = VividApp(pipe=None, workdir=tmp_path, limits=PixelLimits(frame=2000))
     with pytest.raises(MediaError, match=r"video .* is 64x32 \(2,048 pixels a frame\), over the limit of 2,000 "

@@ -323,7 +323,7 @@ def test_push_honours_private_and_fails_in_one_line(tiny_model_dir, tmp_path, mo
 
 
 def _export_files(folder):
-    from vivid.export import EXPORT_FILES
+    from vivid.apps.export import EXPORT_FILES
 
     return {name: data for name, data in _files(folder).items() if name in EXPORT_FILES}
 
@@ -336,7 +336,7 @@ def _killed_export_at(k: int, checkpoint, out) -> int:
     pid = os.fork()
     if pid == 0:  # the child
         try:
-            from vivid.export import export_weights
+            from vivid.apps.export import export_weights
 
             real, calls = os.replace, [0]
 
