@@ -34,6 +34,7 @@ from vivid.longvideo.request import EditOptions, edit_request
 from vivid.longvideo.runner import chain_edit
 from vivid.io.files import MediaError, is_image_path
 from vivid.io.images import write_image
+from vivid.io.limits import PixelLimits, check_pixel_limits
 from vivid.longvideo.plan import default_work_dir
 from vivid.io.video import VideoWriter, iter_video_chunks, video_info
 
@@ -168,8 +169,10 @@ class VividApp:
 
     def __init__(self, pipe: Any, workdir: str | Path | None = None, steps: int | None = None,
                  guidance: float | None = None,
-                 height: int | None = None, width: int | None = None, keep_hours: float = APP_KEEP_HOURS):
+                 height: int | None = None, width: int | None = None, keep_hours: float = APP_KEEP_HOURS,
+                 limits: PixelLimits = PixelLimits()):
         self.pipe = pipe
+        self.limits = limits  # the largest upload in pixels, checked from its header before decoding
         self.root = Path(workdir or tempfile.mkdtemp(prefix="vivid-app-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.sessions_dir = self.root / SESSIONS_DIR
@@ -220,6 +223,7 @@ class VividApp:
     def load_video(self, session: EditSession, video: str | None) -> np.ndarray:
         if not video:
             raise ValueError("upload a video first")
+        check_pixel_limits(video, self.limits, "video")
         source = VideoSource(video)
         session.video, session.first_frame = str(video), source.frames([0])[0]
         session.mask_video, session.candidates, session.chosen = None, [], None
@@ -253,6 +257,7 @@ class VividApp:
             raise ValueError("upload a video first")
         uploaded = self.uploaded_mask(session, mask_upload)
         if uploaded is not None:
+            check_pixel_limits(uploaded, self.limits, "mask")
             source = VideoSource(session.video)
             MaskSource(uploaded, len(source), source.height, source.width)  # checks count and size
             session.mask_video = uploaded
