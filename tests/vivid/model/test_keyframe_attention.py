@@ -7,7 +7,6 @@ import torch
 
 from vivid.model.keyframe_attention import (
     JointAttentionOptions,
-    JointAttentionRecord,
     joint_keyframe_attention,
     matched_tokens,
 )
