@@ -120,7 +120,8 @@ class CogVideoXJointKeyframeProcessor:
         self.attend = _JointAttention(options, record)
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                 attention_mask: torch.Tensor | None = None, image_rotary_emb=None) -> tuple[torch.Tensor, torch.Tensor]:
+                 attention_mask: torch.Tensor | None = None,
+                 image_rotary_emb=None) -> tuple[torch.Tensor, torch.Tensor]:
         if attention_mask is not None:
             raise ValueError("the joint keyframe attention takes no attention mask")
         text = encoder_hidden_states.size(1)
