@@ -88,15 +88,27 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def _dtype_setting_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The floating-point weights of `model` but those of the modules a diffusers model keeps in fp32 whatever its
+    dtype (`_keep_in_fp32_modules`, matched by name as diffusers matches them: Wan's time embedding and norms)."""
+    kept = getattr(model, "_keep_in_fp32_modules", None) or ()
+    return [p for name, p in model.named_parameters() if p.is_floating_point() and not any(m in name for m in kept)]
+
+
 def compute_dtype(transformer: torch.nn.Module) -> torch.dtype:
     """The dtype a (possibly wrapped) transformer computes in: that of its frozen weights (training keeps the
     trainable ones, LoRA and patch embedding, in fp32); with every weight trainable, that of the first. Weights of
-    the modules a diffusers model keeps in fp32 whatever its dtype (`_keep_in_fp32_modules`: Wan's time embedding
-    and norms) do not count."""
-    model = unwrap(transformer)
-    kept = getattr(model, "_keep_in_fp32_modules", None) or ()
-    params = [p for name, p in model.named_parameters() if not any(m in name for m in kept)]
+    the modules kept in fp32 by diffusers do not count."""
+    params = _dtype_setting_parameters(unwrap(transformer))
     return next((p.dtype for p in params if not p.requires_grad), params[0].dtype)
+
+
+def has_mixed_dtypes(transformer: torch.nn.Module) -> bool:
+    """Whether some weights of a (possibly wrapped) transformer are in another dtype than `compute_dtype` (fp32
+    trainable weights beside frozen bf16 ones), those diffusers keeps in fp32 by design not counted: such a model
+    runs under autocast."""
+    dtype = compute_dtype(transformer)
+    return any(p.dtype != dtype for p in _dtype_setting_parameters(unwrap(transformer)))
 
 
 def parameter_report(model: torch.nn.Module) -> dict[str, float]:

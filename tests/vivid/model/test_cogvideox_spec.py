@@ -20,7 +20,7 @@ from vivid.model.cogvideox_spec import CogVideoXSpec
 from vivid.model.cogvideox_spec import rotary_embeddings
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, TINY_TRANSFORMER, TINY_WAN_TRANSFORMER
 from vivid.model.registry import spec_by_name, spec_for
-from vivid.model.spec import ModelSpecification
+from vivid.model.spec import ModelSpecification, SamplingSettings
 from vivid.model.wan_spec import WanSpec
 from vivid.model.weights import VIVIDWeightsConfig, save_vivid_weights
 
@@ -211,10 +211,10 @@ def test_sampler_is_vivid_pipelines(tiny_pipe):
     with torch.no_grad():
         conditions = SPEC.encode_conditions(tiny_pipe.vae, masked, mask_t)
     got = SPEC.sample(tiny_pipe.transformer, tiny_pipe.scheduler, conditions, embeds[:1], embeds[1:],
-                      latents=latents, **kwargs)
+                      SamplingSettings(latents=latents, **kwargs))
     assert torch.equal(got, expected)
     dynamic = SPEC.sample(tiny_pipe.transformer, tiny_pipe.scheduler, conditions, embeds[:1], embeds[1:],
-                          latents=latents, use_dynamic_cfg=True, **kwargs)
+                          SamplingSettings(latents=latents, use_dynamic_cfg=True, **kwargs))
     expected_dynamic = tiny_pipe(frames, mask, "a red circle", height=32, width=48, prompt_embeds=embeds[:1],
                                  negative_prompt_embeds=embeds[1:], latents=latents, output_type="latent",
                                  use_dynamic_cfg=True, **kwargs).frames
