@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from train.step import TrainStep
-    from vivid.constants import LORA_ALPHA, LORA_RANK
+    from vivid.model.cogvideox_spec import CogVideoXSpec
     from vivid.model.registry import spec_for
     from vivid.model.weights import (
         LORA_WEIGHTS_NAME,
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "phases": {},
     }
+    LORA_RANK, LORA_ALPHA = CogVideoXSpec.lora_rank, CogVideoXSpec.lora_alpha
     expected = expected_counts(LORA_RANK)
 
     with phase(report, "build (meta -> bf16, random weights)"):

@@ -90,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from vivid.constants import LORA_ALPHA, LORA_RANK
     from vivid.model.configs import TINY_WAN_TRANSFORMER
     from vivid.model.wan_spec import WanSpec
+
+    LORA_RANK, LORA_ALPHA = WanSpec.lora_rank, WanSpec.lora_alpha
     from vivid.model.weights import (
         LORA_WEIGHTS_NAME,
         PATCH_EMBED_WEIGHTS_NAME,

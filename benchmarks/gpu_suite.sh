@@ -10,8 +10,9 @@
 # step (stock vs VIVID, gradient checkpointing, MFU); a long edit at two lengths. Then Wan2.1-1.3B and -14B
 # (benchmarks/bench_wan_gpu.py, random weights, through the Wan specification) at 81x480x832: inference with and
 # without guidance (stock WanPipeline and VIVID, same process), one LoRA training step with gradient
-# checkpointing. --quick keeps the first two, the training step, one long length and the Wan rows, with fewer
-# steps.
+# checkpointing. A Wan edit (the tiny Wan, loaded by `vivid edit`'s code) under model and under sequential CPU
+# offload (benchmarks/bench_wan_offload.py). --quick keeps the first two, the training step, one long length and the
+# Wan rows, with fewer steps.
 #
 # What it needs beyond a PyTorch with CUDA: this package's dependencies. Where `import diffusers` fails, they are
 # installed from wheels in $VIVID_WHEELS (default .whl/, see benchmarks/README or docs/performance.md) without the
@@ -51,6 +52,7 @@ if [ "$mode" = dry ]; then
     long=(--size tiny --device cpu --frames 17,25 --height 64 --width 96 --clip-frames 9)
     wan_shape=(--device cpu --frames 5 --height 32 --width 48)
     declare -A wan_size=([1.3b]=tiny [14b]=tiny)  # both Wan rows run the tiny Wan
+    offload_device=cpu  # accelerate's hooks with the CPU as execution device (sequential: weights on meta)
     steps=1
     train_steps=1
 else
@@ -58,6 +60,7 @@ else
     long=(--size 5b --frames 97,193 --height 480 --width 720)
     wan_shape=(--frames 81 --height 480 --width 832)
     declare -A wan_size=([1.3b]=1.3b [14b]=14b)
+    offload_device=cuda
     steps=4
     train_steps=2
     [ "$mode" = quick ] && steps=2 && long=(--size 5b --frames 97 --height 480 --width 720)
@@ -105,6 +108,11 @@ for wan in 1.3b 14b; do
     run "inference_wan2.1_${wan}_no_guidance" "${wan_args[@]}" --mode inference --steps "$steps" --guidance 1
     run "training_wan2.1_${wan}" "${wan_args[@]}" --mode training --train-steps "$train_steps" \
         --gradient-checkpointing
+done
+# a Wan edit (tiny Wan, loaded as `vivid edit` loads it) under model and sequential CPU offload, beside the plain one
+for memory in model_offload sequential_offload; do
+    run "wan_edit_$memory" benchmarks/bench_wan_offload.py --memory "$memory" --device "$offload_device" \
+        --steps "$steps"
 done
 
 "$PY" benchmarks/gpu_suite_report.py "$tmp" --mode "$mode" --seconds $((SECONDS - start)) --out "$out"

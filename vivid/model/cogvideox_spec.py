@@ -21,19 +21,11 @@ from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid, retrieve_timesteps
 from diffusers.utils.torch_utils import randn_tensor
 
-from vivid.constants import (
-    BASE_MODEL_ID,
-    LORA_ALPHA,
-    LORA_RANK,
-    LORA_TARGETS,
-    MAX_CLIP_FRAMES,
-    VAE_SPATIAL,
-    clip_frames_at_most,
-)
+from vivid.constants import clip_frames_at_most
 from vivid.model.cogvideox_flops import token_counts, transformer_forward_flops, vae_decode_flops, vae_encode_flops
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_VAE, T5_XXL, TINY_T5, TINY_TRANSFORMER, TINY_VAE
 from vivid.model.spec import ModelSpecification, SamplingLoop
-from vivid.model.transformer import compute_dtype, make_vivid_transformer, unwrap, widen_patch_embed
+from vivid.model.transformer import compute_dtype, unwrap, widen_patch_embed
 
 
 def extra_step_kwargs(scheduler: Any, generator: Any, eta: float) -> dict[str, Any]:
@@ -56,7 +48,8 @@ def rotary_embeddings(
     if not cfg.use_rotary_positional_embeddings:
         return None
     p = cfg.patch_size
-    grid_h, grid_w = height // (VAE_SPATIAL * p), width // (VAE_SPATIAL * p)
+    spatial = CogVideoXSpec.vae_spatial
+    grid_h, grid_w = height // (spatial * p), width // (spatial * p)
     crops = get_resize_crop_region_for_grid((grid_h, grid_w), cfg.sample_width // p, cfg.sample_height // p)
     return get_3d_rotary_pos_embed(
         embed_dim=cfg.attention_head_dim,
@@ -103,18 +96,15 @@ class CogVideoXSpec(ModelSpecification):
     default_architecture = "5b"
     transformer_class_names = ("CogVideoXTransformer3DModel",)
     pipeline_class_name = "CogVideoXPipeline"
-    default_model_id = BASE_MODEL_ID
-    native_frames = MAX_CLIP_FRAMES  # 49
+    default_model_id = "THUDM/CogVideoX-5b"
+    native_frames = 49  # CogVideoX-5B's training length: 4 * 12 + 1
     native_fps = 8
-    lora_rank = LORA_RANK
-    lora_alpha = LORA_ALPHA
-    lora_targets = tuple(LORA_TARGETS)
     patch_embedding_name = "patch_embed.proj"
     default_guidance_scale = 6.0
     sampler_options = ("eta", "use_dynamic_cfg")
     objective = "CogVideoX's v-prediction with the loss weighting of diffusers' CogVideoX LoRA example."
     architectures = {
-        "5b": dict(model_id=BASE_MODEL_ID, transformer=COGVIDEOX_5B_TRANSFORMER, vae=COGVIDEOX_5B_VAE,
+        "5b": dict(model_id="THUDM/CogVideoX-5b", transformer=COGVIDEOX_5B_TRANSFORMER, vae=COGVIDEOX_5B_VAE,
                    text_encoder=T5_XXL),
         "tiny": dict(model_id=None, transformer=TINY_TRANSFORMER, vae=TINY_VAE, text_encoder=TINY_T5),
     }
@@ -188,18 +178,7 @@ class CogVideoXSpec(ModelSpecification):
 
     # ---------------------------------------------------------------- transformer
     def widen(self, transformer: torch.nn.Module) -> None:
-        widen_patch_embed(unwrap(transformer), self.in_channels)
-
-    def make_vivid(
-        self,
-        transformer: torch.nn.Module,
-        rank: int | None = None,
-        alpha: int | None = None,
-        targets: Sequence[str] | None = None,
-    ) -> torch.nn.Module:
-        return make_vivid_transformer(
-            transformer, rank or self.lora_rank, alpha or self.lora_alpha, targets or self.lora_targets
-        )
+        widen_patch_embed(unwrap(transformer), self.in_channels, self.latent_channels)
 
     def rotary_embeddings(
         self, transformer: torch.nn.Module, height: int, width: int, latent_frames: int, device: torch.device

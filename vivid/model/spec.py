@@ -29,11 +29,19 @@ from typing import Any, ClassVar
 import diffusers
 import torch
 from diffusers.utils.torch_utils import randn_tensor
+from peft import LoraConfig
 
 from vivid.constants import clip_frames_at_most
 from vivid.masks import latent_frame_count, pack_mask
 from vivid.model.flops_formulas import t5_flops
-from vivid.model.transformer import compute_dtype, format_parameter_report, parameter_report, unwrap
+from vivid.model.transformer import (
+    compute_dtype,
+    format_parameter_report,
+    lora_config,
+    make_vivid_transformer,
+    parameter_report,
+    unwrap,
+)
 
 # The five components every base has, in the names diffusers' pipelines give them.
 COMPONENT_NAMES = ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")
@@ -87,6 +95,12 @@ class SamplingLoop:
     dtype: torch.dtype
     settings: SamplingSettings
     state: dict[str, Any] = field(default_factory=dict)
+
+
+def vivid_in_channels(latent_channels: int, vae_temporal: int) -> int:
+    """A VIVID transformer's input channels: noise (latent_channels) | masked-video latents (latent_channels) | the
+    mask packed one channel per frame of a latent frame's group (vae_temporal)."""
+    return 2 * latent_channels + vae_temporal
 
 
 def to_unit_range(video_uint8: torch.Tensor) -> torch.Tensor:
@@ -171,7 +185,7 @@ class ModelSpecification(ABC):
     @property
     def in_channels(self) -> int:
         """The widened transformer's input channels: noise | masked-video latents | packed mask."""
-        return 2 * self.latent_channels + self.mask_channels
+        return vivid_in_channels(self.latent_channels, self.vae_temporal)
 
     @property
     def condition_channels(self) -> int:
@@ -408,7 +422,6 @@ class ModelSpecification(ABC):
     def widen(self, transformer: torch.nn.Module) -> None:
         """Give the patch embedding `in_channels` inputs, the new ones at zero; a no-op if already widened."""
 
-    @abstractmethod
     def make_vivid(
         self,
         transformer: torch.nn.Module,
@@ -418,6 +431,14 @@ class ModelSpecification(ABC):
     ) -> torch.nn.Module:
         """In place: widen the patch embedding, add the LoRA (rank/alpha/targets default to the recipe's), freeze
         everything but the LoRA and the patch embedding. Returns `transformer`."""
+        return make_vivid_transformer(
+            transformer, rank or self.lora_rank, alpha or self.lora_alpha, targets or self.lora_targets,
+            widen=self.widen, patch_embedding=self.patch_embedding_name,
+        )
+
+    def lora_config(self, rank: int | None = None, alpha: int | None = None) -> LoraConfig:
+        """peft's config of the recipe's LoRA (rank and alpha default to the recipe's) on `lora_targets`."""
+        return lora_config(rank or self.lora_rank, alpha or self.lora_alpha, self.lora_targets)
 
     def parameter_report(self, transformer: torch.nn.Module) -> dict[str, float]:
         """Trainable and total parameters (works on the meta device)."""

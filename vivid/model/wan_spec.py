@@ -45,7 +45,7 @@ from vivid.model.configs import (
     WAN21_VAE,
 )
 from vivid.model.spec import ModelSpecification, SamplingLoop
-from vivid.model.transformer import compute_dtype, make_vivid_transformer, unwrap, widened_conv
+from vivid.model.transformer import compute_dtype, unwrap, widened_conv
 
 WAN21_1_3B_MODEL_ID = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 WAN21_14B_MODEL_ID = "Wan-AI/Wan2.1-T2V-14B-Diffusers"
@@ -212,20 +212,8 @@ class WanSpec(ModelSpecification):
             raise TypeError(f"Wan's patch embedding is a Conv3d, got {type(proj).__name__}")
         if proj.in_channels == self.in_channels:
             return
-        model.patch_embedding = widened_conv(proj, self.in_channels)
+        model.patch_embedding = widened_conv(proj, self.in_channels, self.latent_channels)
         model.register_to_config(in_channels=self.in_channels, out_channels=self.latent_channels)
-
-    def make_vivid(
-        self,
-        transformer: torch.nn.Module,
-        rank: int | None = None,
-        alpha: int | None = None,
-        targets: Sequence[str] | None = None,
-    ) -> torch.nn.Module:
-        return make_vivid_transformer(
-            transformer, rank or self.lora_rank, alpha or self.lora_alpha, targets or self.lora_targets,
-            widen=self.widen, patch_embedding=self.patch_embedding_name,
-        )
 
     def predict(
         self,

@@ -109,7 +109,7 @@ def test_vae_and_conditions_are_cogvideoxs(tiny_pipe):
         assert torch.equal(a, b)
         decoded = vae.decode((latents / sf).permute(0, 2, 1, 3, 4)).sample.permute(0, 2, 1, 3, 4)
         assert torch.equal(SPEC.decode_latents(vae, latents), decoded)
-        assert torch.equal(SPEC.encode_conditions(vae, video, mask), torch.cat([latents, pack_mask(mask)], dim=2))
+        assert torch.equal(SPEC.encode_conditions(vae, video, mask), torch.cat([latents, pack_mask(mask, 4, 8)], dim=2))
         mean, _ = SPEC.posterior(vae, ((video + 1) * 127.5).round().to(torch.uint8))
     assert mean.shape == latents.shape
 
@@ -136,7 +136,7 @@ def _reference_encode_batch(vae, batch, generator):
         noise = randn_tensor(mean.permute(0, 2, 1, 3, 4).shape, generator=generator, dtype=mean.dtype)
         latents = (mean + std * noise.permute(0, 2, 1, 3, 4)) * vae.config.scaling_factor
         masked_mean, _ = posterior(batch["masked_video"])
-    packed = pack_mask(batch["mask"].float())
+    packed = pack_mask(batch["mask"].float(), 4, 8)
     return latents, torch.cat([masked_mean * vae.config.scaling_factor, packed], dim=2)
 
 
