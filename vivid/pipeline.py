@@ -58,13 +58,6 @@ class VIVIDPipelineOutput(BaseOutput):
     frames: Any
 
 
-class _Interrupted(Exception):
-    """Raised from the step callback when `pipe.interrupt` is set: the remaining steps are skipped."""
-
-    def __init__(self, latents: torch.Tensor):
-        self.latents = latents
-
-
 class VIVIDPipeline(DiffusionPipeline):
     """A base video model's pipeline turned into a local editor. Offloading, the progress bar and `from_pretrained` /
     `save_pretrained` are diffusers' (`DiffusionPipeline`); the model-specific steps are the spec's (`self.spec`)."""

@@ -116,9 +116,9 @@ class CogVideoXSpec(ModelSpecification):
             raise ValueError("only CogVideoX 1.0 transformers (patch_size_t=None) are supported")
         return (1, cfg.patch_size, cfg.patch_size)
 
-    def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
-        cfg = unwrap(transformer).config
-        return cfg.sample_height * self.vae_spatial, cfg.sample_width * self.vae_spatial
+    def native_size(self, transformer: torch.nn.Module | Mapping[str, Any]) -> tuple[int, int]:
+        cfg = self.transformer_config(transformer)
+        return int(cfg["sample_height"]) * self.vae_spatial, int(cfg["sample_width"]) * self.vae_spatial
 
     def clip_frames(self, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
         """The transformer config's `sample_frames` (49 for CogVideoX-5B, 9 for the tiny family), as 4k+1."""

@@ -201,8 +201,10 @@ class ModelSpecification(ABC):
         return self.vae_spatial * self.patch_size(transformer)[1]
 
     @abstractmethod
-    def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
-        """The (height, width) in pixels the base was trained at (its default working area)."""
+    def native_size(self, transformer: torch.nn.Module | Mapping[str, Any]) -> tuple[int, int]:
+        """The (height, width) in pixels the base was trained at (its default working area), from the transformer
+        or its config alone (as `clip_frames`). With `native_frames`, `native_fps`, `default_num_inference_steps`
+        and `default_guidance_scale`: the defaults of an edit where the user gives none."""
 
     def clip_frames(self, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
         """Frames of one clip of the model (4k+1), what a long edit's clips hold at most by default, from the

@@ -130,7 +130,7 @@ class WanSpec(ModelSpecification):
         cfg = ModelSpecification.transformer_config(transformer)
         return int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"])
 
-    def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
+    def native_size(self, transformer: torch.nn.Module | Mapping[str, Any]) -> tuple[int, int]:
         return NATIVE_SIZES.get(self._width(transformer), TINY_NATIVE_SIZE)
 
     def clip_frames(self, transformer: torch.nn.Module | Mapping[str, Any]) -> int:

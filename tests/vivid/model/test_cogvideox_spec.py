@@ -219,3 +219,15 @@ def test_sampler_is_vivid_pipelines(tiny_pipe):
                                  negative_prompt_embeds=embeds[1:], latents=latents, output_type="latent",
                                  use_dynamic_cfg=True, **kwargs).frames
     assert torch.equal(dynamic, expected_dynamic) and not torch.equal(dynamic, got)
+
+
+def test_an_edits_defaults_come_from_the_spec_without_weights():
+    """What the CLI needs when the user gives no steps, guidance, clip length, fps or size: the base's, from its
+    transformer config alone (no model loaded)."""
+    from vivid.model.configs import WAN21_1_3B_TRANSFORMER
+
+    wan = WanSpec()
+    assert (SPEC.default_num_inference_steps, SPEC.default_guidance_scale, SPEC.native_fps) == (50, 6.0, 8)
+    assert (wan.default_num_inference_steps, wan.default_guidance_scale, wan.native_fps) == (50, 5.0, 16)
+    assert SPEC.native_size(COGVIDEOX_5B_TRANSFORMER) == (480, 720) and SPEC.clip_frames(COGVIDEOX_5B_TRANSFORMER) == 49
+    assert wan.native_size(WAN21_1_3B_TRANSFORMER) == (480, 832) and wan.clip_frames(WAN21_1_3B_TRANSFORMER) == 81
