@@ -39,7 +39,7 @@ from bench_5b_cpu import GB, Checks, phase
 from bench_wan_gpu import build, cast_trainable_, edit_batch
 
 from train.step import TrainStep
-from vivid.model.spec import to_unit_range
+from vivid.model.spec import SamplingSettings, StepHooks, to_unit_range
 from vivid.model.configs import WAN21_1_3B_TRANSFORMER, WAN21_14B_TRANSFORMER
 from vivid.process_memory import peak_rss_bytes
 
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     step_times: list[float] = []
     last = [0.0]
 
-    def on_step(i, t, latents):
+    def on_step(i, t, tensors):
         now = time.perf_counter()
         step_times.append(now - last[0])
         last[0] = now
@@ -172,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         masked_video = to_unit_range(batch["masked_video"])
         conditions = spec.encode_conditions(vae, masked_video, batch["mask"].float())
         last[0] = time.perf_counter()
-        latents = spec.sample(transformer, scheduler, conditions, prompt_embeds, negative_embeds,
-                              num_inference_steps=args.steps, guidance_scale=args.guidance,
-                              generator=torch.Generator().manual_seed(0), on_step=on_step)
+        settings = SamplingSettings(num_inference_steps=args.steps, guidance_scale=args.guidance,
+                                    generator=torch.Generator().manual_seed(0))
+        latents = spec.sample(transformer, scheduler, conditions, prompt_embeds, negative_embeds, settings,
+                              StepHooks(on_step=on_step))
         with torch.no_grad():
             decoded = spec.decode_latents(vae, latents)
     report["sampling"] = {"latent_shape": list(latents.shape), "output_shape": list(decoded.shape),
