@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers import CogVideoXTransformer3DModel
 
-from vivid.masks import erase, kive_substitute, pack_mask
+from vivid.conditioning.mask_tensors import erase, kive_substitute, pack_mask
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_TRANSFORMER_PARAMETERS, TINY_TRANSFORMER
 from vivid.model.cogvideox_spec import CogVideoXSpec, rotary_embeddings
 from vivid.model.spec import transformer_input

@@ -22,10 +22,11 @@ import cv2
 import numpy as np
 
 from vivid.constants import clip_frames_at_most
+from vivid.model.spec import ModelSpecification
 
-# Clips are 4k+1 frames long: every supported base's VAE compresses time 4x (its specification's `vae_temporal`,
-# checked by `spec.check_vae`). This layer sits below vivid.model, so it cannot ask the specification.
-TEMPORAL = 4
+# Clips are 4k+1 frames long: every base's VAE compresses time 4x (the `vae_temporal` each specification inherits,
+# checked by `spec.check_vae`).
+TEMPORAL = ModelSpecification.vae_temporal
 
 
 @dataclass
@@ -267,6 +268,6 @@ def plan_boundaries(
     if mode != "adaptive":
         raise ValueError(f"boundary mode must be 'adaptive' or 'fixed', got {mode!r}")
     if features is None:
-        raise ValueError("adaptive boundaries need frame features (vivid.boundaries.compute_features)")
+        raise ValueError("adaptive boundaries need frame features (vivid.longvideo.boundaries.compute_features)")
     cuts = detect_hard_cuts(features, config)
     return BoundaryPlan(cuts=cuts, boundaries=adaptive_boundaries(features, max_frames, cuts, config))

@@ -1,21 +1,23 @@
 """FLOPs of Wan2.1's transformer (`WanTransformer3DModel`, analytic) and VAE (`AutoencoderKLWan`: frame by frame
 with cached convolution state, counted by running it on the meta device under torch's FlopCounterMode, which needs
-no weights and no memory); what `WanSpec`'s FLOPs methods count (conventions in vivid/flops.py)."""
+no weights and no memory); counted for `WanSpec` by `WanFlops` (conventions in vivid/flops/counter.py)."""
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKLWan
 from torch.utils.flop_counter import FlopCounterMode
 
-from vivid.model.flops_formulas import check_clip_size
-from vivid.model.spec import ModelSpecification, vivid_in_channels
+from vivid.flops.formulas import BaseFlops, check_clip_size
+from vivid.model.wan_spec import WanSpec
 
-# The numbers every base's specification inherits (vivid/model/spec.py: VAE compression, latent channels, LoRA).
-TEMPORAL, SPATIAL = ModelSpecification.vae_temporal, ModelSpecification.vae_spatial
-VIVID_IN_CHANNELS = vivid_in_channels(ModelSpecification.latent_channels, ModelSpecification.vae_temporal)
+# Wan's numbers, as its specification states them: VAE compression, VIVID's input channels, LoRA recipe
+SPEC = WanSpec()
+TEMPORAL, SPATIAL = SPEC.vae_temporal, SPEC.vae_spatial
+VIVID_IN_CHANNELS = SPEC.in_channels
 
 
 def wan_token_counts(transformer: dict, frames: int, height: int, width: int) -> int:
@@ -34,7 +36,7 @@ def wan_transformer_forward_flops(
     text_tokens: int,
     batch: int = 1,
     in_channels: int = VIVID_IN_CHANNELS,
-    lora_rank: int = ModelSpecification.lora_rank,
+    lora_rank: int = SPEC.lora_rank,
 ) -> dict[str, float]:
     """One forward of a Wan2.1 text-to-video transformer (`WanTransformer3DModel`), split into `linear`, `attention`
     (QK^T and AV of self-attention over the video tokens and of cross-attention to the `text_tokens` caption
@@ -87,3 +89,24 @@ def wan_vae_flops(vae: dict, frames: int, height: int, width: int) -> tuple[floa
     check_clip_size(frames, height, width, 1, TEMPORAL, SPATIAL)
     config = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in vae.items()))
     return _meta_counted_wan_vae(config, frames, height, width)
+
+
+class WanFlops(BaseFlops):
+    """`WanSpec`'s architectures counted by the formulas above."""
+
+    def video_tokens(self, transformer: dict[str, Any], frames: int, height: int, width: int) -> int:
+        return wan_token_counts(transformer, frames, height, width)
+
+    def transformer_forward(
+        self, transformer: dict[str, Any], frames: int, height: int, width: int, text_tokens: int, batch: int = 1,
+        in_channels: int | None = None, lora_rank: int | None = None,
+    ) -> dict[str, float]:
+        spec = self.spec
+        return wan_transformer_forward_flops(
+            transformer, frames, height, width, text_tokens, batch,
+            spec.in_channels if in_channels is None else in_channels,
+            spec.lora_rank if lora_rank is None else lora_rank,
+        )
+
+    def vae(self, vae: dict[str, Any], frames: int, height: int, width: int) -> tuple[float, float]:
+        return wan_vae_flops(vae, frames, height, width)

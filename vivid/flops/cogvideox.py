@@ -1,5 +1,5 @@
 """FLOPs of CogVideoX's transformer (`CogVideoXTransformer3DModel`) and VAE (`AutoencoderKLCogVideoX`), from their
-architecture configs (what `CogVideoXSpec`'s FLOPs methods count; conventions in vivid/flops.py).
+architecture configs (counted for `CogVideoXSpec` by `CogVideoXFlops`; conventions in vivid/flops/counter.py).
 
 The VAE count follows diffusers' `AutoencoderKLCogVideoX` exactly, including its frame batching (8 frames per
 encoder call, 2 latent frames per decoder call) which decides how many frames each causal stage sees.
@@ -7,12 +7,15 @@ encoder call, 2 latent frames per decoder call) which decides how many frames ea
 
 from __future__ import annotations
 
-from vivid.model.flops_formulas import check_clip_size, conv_flops
-from vivid.model.spec import ModelSpecification, vivid_in_channels
+from typing import Any
 
-# The numbers every base's specification inherits (vivid/model/spec.py: VAE compression, latent channels, LoRA).
-TEMPORAL, SPATIAL = ModelSpecification.vae_temporal, ModelSpecification.vae_spatial
-VIVID_IN_CHANNELS = vivid_in_channels(ModelSpecification.latent_channels, ModelSpecification.vae_temporal)
+from vivid.flops.formulas import BaseFlops, check_clip_size, conv_flops
+from vivid.model.cogvideox_spec import CogVideoXSpec
+
+# CogVideoX's numbers, as its specification states them: VAE compression, VIVID's input channels, LoRA recipe
+SPEC = CogVideoXSpec()
+TEMPORAL, SPATIAL = SPEC.vae_temporal, SPEC.vae_spatial
+VIVID_IN_CHANNELS = SPEC.in_channels
 
 
 def token_counts(transformer: dict, frames: int, height: int, width: int, text_tokens: int | None = None):
@@ -32,8 +35,8 @@ def transformer_forward_flops(
     width: int,
     batch: int = 1,
     in_channels: int = VIVID_IN_CHANNELS,
-    lora_rank: int = ModelSpecification.lora_rank,
-    lora_targets: int = len(ModelSpecification.lora_targets),
+    lora_rank: int = SPEC.lora_rank,
+    lora_targets: int = len(SPEC.lora_targets),
     text_tokens: int | None = None,
 ) -> dict[str, float]:
     """One forward of a CogVideoX transformer, split into `linear` (every dense layer and the patch conv),
@@ -70,8 +73,8 @@ def transformer_train_flops(
     width: int,
     batch: int = 1,
     in_channels: int = VIVID_IN_CHANNELS,
-    lora_rank: int = ModelSpecification.lora_rank,
-    lora_targets: int = len(ModelSpecification.lora_targets),
+    lora_rank: int = SPEC.lora_rank,
+    lora_targets: int = len(SPEC.lora_targets),
     text_tokens: int | None = None,
 ) -> dict[str, float]:
     """Model FLOPs of one LoRA training step of the transformer: forward + backward (no recomputation).
@@ -200,3 +203,26 @@ def vae_decode_flops(vae: dict, frames: int, height: int, width: int, batch: int
         total += 2 * conv_flops(zq, c, 1, n * h * w)  # norm_out (SpatialNorm3D)
         total += conv_flops(c, vae["out_channels"], 27, n * h * w)
     return float(total * batch)
+
+
+class CogVideoXFlops(BaseFlops):
+    """`CogVideoXSpec`'s architectures counted by the formulas above."""
+
+    def text_tokens(self, architecture: dict[str, Any]) -> int:
+        return int(architecture["transformer"]["max_text_seq_length"])
+
+    def video_tokens(self, transformer: dict[str, Any], frames: int, height: int, width: int) -> int:
+        return token_counts(transformer, frames, height, width)[0]
+
+    def transformer_forward(
+        self, transformer: dict[str, Any], frames: int, height: int, width: int, text_tokens: int, batch: int = 1,
+        in_channels: int | None = None, lora_rank: int | None = None,
+    ) -> dict[str, float]:
+        spec = self.spec
+        return transformer_forward_flops(
+            transformer, frames, height, width, batch, spec.in_channels if in_channels is None else in_channels,
+            spec.lora_rank if lora_rank is None else lora_rank, len(spec.lora_targets), text_tokens,
+        )
+
+    def vae(self, vae: dict[str, Any], frames: int, height: int, width: int) -> tuple[float, float]:
+        return vae_encode_flops(vae, frames, height, width), vae_decode_flops(vae, frames, height, width)
