@@ -13,7 +13,9 @@
 # checkpointing. Then `vivid mask`'s SAM 2.1 hiera-large and SAM 3 trackers (random weights, 640x272 bikes at
 # 250 and 1000 frames: masks per second, peak memory); then each speed and memory flag of `vivid edit` through its
 # own loading code on the tiny CogVideoX and Wan2.1 (benchmarks/bench_edit_options.py: the path, not a figure).
-# --quick keeps the first two, the training step, one long length, the Wan and the mask rows, with fewer steps.
+# A Wan edit (the tiny Wan, loaded by `vivid edit`'s code) under model and under sequential CPU offload
+# (benchmarks/bench_wan_offload.py). --quick keeps the first two, the training step, one long length, the Wan and
+# the mask rows, with fewer steps.
 #
 # What it needs beyond a PyTorch with CUDA: this package's dependencies. Where `import diffusers` fails, they are
 # installed from wheels in $VIVID_WHEELS (default .whl/, see benchmarks/README or docs/performance.md) without the
@@ -54,6 +56,7 @@ if [ "$mode" = dry ]; then
     wan_shape=(--device cpu --frames 5 --height 32 --width 48)
     declare -A wan_size=([1.3b]=tiny [14b]=tiny)  # both Wan rows run the tiny Wan
     masks=(--model tiny --device cpu --frames 6)  # the tiny SAM 2 / SAM 3 of vivid.segmentation.tiny
+    offload_device=cpu  # accelerate's hooks with the CPU as execution device (sequential: weights on meta)
     steps=1
     train_steps=1
 else
@@ -62,6 +65,7 @@ else
     wan_shape=(--frames 81 --height 480 --width 832)
     declare -A wan_size=([1.3b]=1.3b [14b]=14b)
     masks=(--model full-random --frames 250 1000)  # SAM 2.1 hiera-large / SAM 3 architectures, random weights
+    offload_device=cuda
     steps=4
     train_steps=2
     [ "$mode" = quick ] && steps=2 && long=(--size 5b --frames 97 --height 480 --width 720)
@@ -129,6 +133,11 @@ for family in cogvideox wan; do
         [ "$mode" = dry ] && device=(--device cpu)
         run "$name" benchmarks/bench_edit_options.py --family "$family" --flags="$flags" "${device[@]}"
     done
+done
+# a Wan edit (tiny Wan, loaded as `vivid edit` loads it) under model and sequential CPU offload, beside the plain one
+for memory in model_offload sequential_offload; do
+    run "wan_edit_$memory" benchmarks/bench_wan_offload.py --memory "$memory" --device "$offload_device" \
+        --steps "$steps"
 done
 
 "$PY" benchmarks/gpu_suite_report.py "$tmp" --mode "$mode" --seconds $((SECONDS - start)) --out "$out"
