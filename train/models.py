@@ -85,6 +85,7 @@ def load_models(config: TrainConfig, accelerator: Accelerator, pretrained: str, 
     dtype = WEIGHT_DTYPES[config.mixed_precision]
     skipped = {"text_encoder": None, "tokenizer": None} if without_t5 else {}
     spec = spec_for(pretrained)
+    spec.refuse_training(f"vivid train on {pretrained}")
     with without_zero3_partitioning(accelerator):  # T5 and the VAE run outside the DeepSpeed engine: whole
         components = spec.load_components(pretrained, dtype, **skipped)
     vae, text_encoder = components["vae"], components["text_encoder"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from vivid.cli.init_tiny import FAMILIES
+from vivid.cli.init_tiny import TRAINABLE_FAMILIES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", action=argparse.BooleanOptionalAction, default=True,
                    help="classifier-free guidance (transformer batch 2, two T5 passes)")
     # the families as `vivid init-tiny` names them: the model registry (torch, diffusers) loads only to run
-    p.add_argument("--family", choices=FAMILIES, default="cogvideox", help="the base model (default: %(default)s)")
+    p.add_argument("--family", choices=TRAINABLE_FAMILIES, default="cogvideox", help="the base model (default: %(default)s)")
     p.add_argument("--model-size", default=None,
                    help="an architecture of the family, e.g. 5b (default: the family's published size; an unknown "
                         "size is refused naming the known ones)")

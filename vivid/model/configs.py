@@ -185,3 +185,10 @@ TINY_UMT5 = dict(
     d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
     feed_forward_proj="gated-gelu",
 )
+
+# Wan2.1-VACE (Wan-AI/Wan2.1-VACE-1.3B-diffusers, -14B-diffusers): the Wan2.1 transformer with VACE's context blocks
+# beside the DiT blocks listed in `vace_layers`, fed 96 context channels (inactive | reactive latents, 16 each, and the
+# 8x8-pixel mask cells, 64).
+WAN21_VACE_1_3B_TRANSFORMER = dict(WAN21_1_3B_TRANSFORMER, vace_layers=list(range(0, 30, 2)), vace_in_channels=96)
+WAN21_VACE_14B_TRANSFORMER = dict(WAN21_14B_TRANSFORMER, vace_layers=list(range(0, 40, 5)), vace_in_channels=96)
+TINY_VACE_TRANSFORMER = dict(TINY_WAN_TRANSFORMER, vace_layers=[0, 2], vace_in_channels=96)

@@ -3,7 +3,8 @@
 `spec_for` takes a model folder (a pipeline folder with model_index.json, or a transformer folder with
 config.json), a hub id (its model_index.json is downloaded, or read from the cache when HF_HUB_OFFLINE is set),
 a VIVID weights folder (its vivid_config.json names the family), a config dict, a transformer module, or a
-specification. CogVideoXTransformer3DModel -> CogVideoXSpec, WanTransformer3DModel -> WanSpec.
+specification. CogVideoXTransformer3DModel -> CogVideoXSpec, WanTransformer3DModel -> WanSpec,
+WanVACETransformer3DModel -> VACESpec (inference only).
 
 (The registry is a module of its own so that the base class, `vivid/model/spec.py`, imports no subclass.)
 """
@@ -24,15 +25,16 @@ from vivid.model.cogvideox_spec import CogVideoXSpec
 from vivid.model.hub import hub_offline, is_repo_id
 from vivid.model.spec import ModelSpecification
 from vivid.model.transformer import unwrap
+from vivid.model.vace_spec import VACESpec
 from vivid.model.wan_spec import WanSpec
 
-SPECS: dict[str, type[ModelSpecification]] = {spec.name: spec for spec in (CogVideoXSpec, WanSpec)}
+SPECS: dict[str, type[ModelSpecification]] = {spec.name: spec for spec in (CogVideoXSpec, WanSpec, VACESpec)}
 FAMILIES = tuple(SPECS)
 
 
 def spec_by_name(name: str, **options: Any) -> ModelSpecification:
-    """The specification of family `name` ("cogvideox", "wan"); `options` go to its constructor (Wan: training
-    options)."""
+    """The specification of family `name` ("cogvideox", "wan", "vace"); `options` go to its constructor (Wan:
+    training options; VACE: `conditioning_scale`)."""
     if name not in SPECS:
         raise ValueError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}")
     return SPECS[name](**options)

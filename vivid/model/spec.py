@@ -151,6 +151,7 @@ class ModelSpecification(ABC):
     transformer_class_names: ClassVar[tuple[str, ...]]  # diffusers classes this spec handles
     pipeline_class_name: ClassVar[str]  # the stock diffusers pipeline ("CogVideoXPipeline", "WanPipeline")
     default_model_id: ClassVar[str]  # the hub id VIVID's recipe starts from
+    inference_only: ClassVar[bool] = False  # a base vivid edits with as published (no VIVID weights, no training)
 
     # ---- latent space (checked against the VAE's config by `check_vae`)
     latent_channels: ClassVar[int] = 16
@@ -174,6 +175,10 @@ class ModelSpecification(ABC):
     # size name -> {"model_id", "transformer", "vae", "text_encoder"} (constructor arguments of the classes)
     architectures: ClassVar[dict[str, dict[str, Any]]]
     default_architecture: ClassVar[str]  # the size `vivid flops` counts unless told ("5b", "1.3b")
+
+    def refuse_training(self, what: str) -> None:
+        """ValueError (one line) where `what` (VIVID weights, a LoRA, `vivid train`) does not apply to this base:
+        never for a base VIVID trains on."""
 
     # ================================================================ layout and sizes
     @property

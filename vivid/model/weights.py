@@ -238,6 +238,7 @@ def _load_base(transformer: torch.nn.Module, path: Path) -> None:
 def load_vivid_weights(transformer: torch.nn.Module, folder: str | os.PathLike) -> VIVIDWeightsConfig:
     """Make `transformer` a VIVID transformer (if it is not yet) and load the weights of `folder` into it.
     `folder` is a local weights folder or a hub repo id (downloaded, see `resolve_weights_folder`)."""
+    spec_for(transformer).refuse_training(f"VIVID weights {folder}")  # an inference-only base: before any file
     folder = resolve_weights_folder(folder)
     config = VIVIDWeightsConfig.load(folder)
     check_manifest(folder, VIVID_WEIGHT_FILES)  # an export: its files are one set (sizes and hashes)
