@@ -47,6 +47,22 @@ def tiny_wan_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_vace_model_dir(tmp_path_factory) -> Path:
+    """The tiny Wan2.1-VACE folder (an inference-only base, so not one of `family`'s: it cannot train)."""
+    from vivid.model.tiny_vace import write_tiny_vace_model
+
+    return write_tiny_vace_model(tmp_path_factory.mktemp("tiny-vace") / "tiny-vace", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_vace_pipe(tiny_vace_model_dir):
+    """A VIVIDPipeline on the tiny VACE (shared: tests must not change it)."""
+    from vivid.pipeline import VIVIDPipeline
+
+    return VIVIDPipeline.from_pretrained(tiny_vace_model_dir)
+
+
+@pytest.fixture(scope="session")
 def tiny_pipe(tiny_model_dir):
     from vivid.pipeline import VIVIDPipeline
 
