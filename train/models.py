@@ -48,6 +48,13 @@ class Models:
         return self.spec.max_text_length(self.tokenizer, self.transformer)
 
 
+def refuse_inference_only_base(config: TrainConfig) -> None:
+    """A one-line ValueError where `model.pretrained` is a base vivid only edits with (VACE), before any run folder
+    or model is touched (its model_index.json alone is read)."""
+    if config.model.pretrained != TINY:
+        spec_for(config.model.pretrained).refuse_training(f"vivid train on {config.model.pretrained}")
+
+
 def resolve_pretrained(config: TrainConfig, rank: int) -> str:
     """The base model path; `tiny` is written once into <output_dir>/tiny-model (rank 0, atomically)."""
     if config.model.pretrained != TINY:
@@ -85,7 +92,6 @@ def load_models(config: TrainConfig, accelerator: Accelerator, pretrained: str, 
     dtype = WEIGHT_DTYPES[config.mixed_precision]
     skipped = {"text_encoder": None, "tokenizer": None} if without_t5 else {}
     spec = spec_for(pretrained)
-    spec.refuse_training(f"vivid train on {pretrained}")
     with without_zero3_partitioning(accelerator):  # T5 and the VAE run outside the DeepSpeed engine: whole
         components = spec.load_components(pretrained, dtype, **skipped)
     vae, text_encoder = components["vae"], components["text_encoder"]

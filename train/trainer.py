@@ -31,7 +31,7 @@ from train.distributed import (
     all_reduce, any_rank, configure_deepspeed, distributed_rank_world, is_zero3, make_accelerator,
     warn_if_deepspeed_without_gpu,
 )
-from train.models import load_models, resolve_pretrained, save_weights, weights_config
+from train.models import load_models, refuse_inference_only_base, resolve_pretrained, save_weights, weights_config
 from train.optim import build_lr_scheduler, build_optimizer, optimizer_step
 from train.step import LRUCache, TrainStep
 from train.tracking import METRICS_NAME, MetricsWriter, SampleIdLog, log_cache_use, start_wandb, step_record
@@ -81,6 +81,7 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
     `<output_dir>/previous-<n>/` (renames only; nothing is deleted).
     """
     output_dir, o = config.output_dir, config.optim
+    refuse_inference_only_base(config)
     if resume and overwrite:
         raise ValueError("resume continues the run in the output folder and overwrite moves it aside: pass one")
     if not resume and not overwrite:  # every rank checks, before the process group (so before any rank moves)

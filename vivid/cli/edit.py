@@ -244,6 +244,10 @@ def load_pipeline(args: argparse.Namespace):
         raise ValueError(f"--model {model!r} is neither a local folder nor a hub id (owner/name)")
     if Path(model).exists() and not (Path(model) / "model_index.json").is_file():
         raise FileNotFoundError(f"--model {model}: no model_index.json (not a diffusers pipeline folder)")
+    if args.weights:  # an inference-only base (VACE) refuses VIVID weights before any model is loaded
+        from vivid.model.registry import spec_for
+
+        spec_for(model).refuse_training(f"--weights {args.weights}")
     pipe = VIVIDPipeline.from_pretrained(model, dtype=getattr(torch, dtype_name))
     if args.weights:
         pipe.load_vivid_weights(args.weights)
