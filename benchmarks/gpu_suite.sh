@@ -10,12 +10,14 @@
 # step (stock vs VIVID, gradient checkpointing, MFU); a long edit at two lengths. Then Wan2.1-1.3B and -14B
 # (benchmarks/bench_wan_gpu.py, random weights, through the Wan specification) at 81x480x832: inference with and
 # without guidance (stock WanPipeline and VIVID, same process), one LoRA training step with gradient
-# checkpointing. Then `vivid mask`'s SAM 2.1 hiera-large and SAM 3 trackers (random weights, 640x272 bikes at
-# 250 and 1000 frames: masks per second, peak memory); then each speed and memory flag of `vivid edit` through its
+# checkpointing. Then Wan2.1-VACE-1.3B at 81x480x832 (random weights): vivid's edit beside the stock WanVACEPipeline
+# (benchmarks/bench_vace_gpu.py: per-step time, peak memory, overhead ratio). Then `vivid mask`'s SAM 2.1
+# hiera-large and SAM 3 trackers (random weights, 640x272 bikes at 250 and 1000 frames: masks per second, peak
+# memory); then each speed and memory flag of `vivid edit` through its
 # own loading code on the tiny CogVideoX and Wan2.1 (benchmarks/bench_edit_options.py: the path, not a figure).
 # A Wan edit (the tiny Wan, loaded by `vivid edit`'s code) under model and under sequential CPU offload
-# (benchmarks/bench_wan_offload.py). --quick keeps the first two, the training step, one long length, the Wan and
-# the mask rows, with fewer steps.
+# (benchmarks/bench_wan_offload.py). --quick keeps the first two, the training step, one long length, the Wan, VACE
+# and mask rows, with fewer steps.
 #
 # What it needs beyond a PyTorch with CUDA: this package's dependencies. Where `import diffusers` fails, they are
 # installed from wheels in $VIVID_WHEELS (default .whl/, see benchmarks/README or docs/performance.md) without the
@@ -114,6 +116,10 @@ for wan in 1.3b 14b; do
     run "training_wan2.1_${wan}" "${wan_args[@]}" --mode training --train-steps "$train_steps" \
         --gradient-checkpointing
 done
+# Wan2.1-VACE-1.3B (random weights) edited through vivid beside the stock WanVACEPipeline, same process and weights:
+# per-step time, peak memory and vivid's overhead ratio (benchmarks/bench_vace_gpu.py)
+run "inference_vace_1.3b" benchmarks/bench_vace_gpu.py --size "${wan_size[1.3b]}" "${wan_shape[@]}" \
+    --steps "$steps" --guidance 5
 for segmenter in sam2 sam3; do  # `vivid mask`: masks per second and peak memory at two lengths
     run "masks_$segmenter" benchmarks/bench_masks.py speed --segmenter "$segmenter" "${masks[@]}"
 done
