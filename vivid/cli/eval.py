@@ -17,6 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="evaluate a VIVID model (or a baseline) on an eval manifest")
     p.add_argument("--model", help="base CogVideoX: hub id or local folder (not needed for --baseline inpaint)")
     p.add_argument("--weights", help="VIVID weights folder (LoRA + patch embedding)")
+    p.add_argument("--compare", nargs="+", metavar="MODEL",
+                   help="evaluate each model (a model folder or hub id, e.g. a VACE or an untrained base, or a VIVID "
+                        "weights folder, which names its base) on the same samples, masks, seeds and steps, and write "
+                        "one table (comparison.md); instead of --model / --weights / --baseline")
     p.add_argument("--data", required=True, nargs="+", help="eval manifest(s) (JSONL, globs allowed)")
     p.add_argument("--out", required=True, help="output folder: report.json, report.md, samples.png")
     p.add_argument("--clip", default=DEFAULT_CLIP,
@@ -58,8 +62,6 @@ def load_scorer(name: str | None, device: str | None = None):
 def run(args: argparse.Namespace) -> int:
     from vivid.cli.edit import load_pipeline
     from vivid.evaluation import (
-        EVAL_MAX_FRAMES,
-        EvalSettings,
         evaluate,
         format_table,
         inpaint_editor,
@@ -77,22 +79,22 @@ def run(args: argparse.Namespace) -> int:
     if args.clip_frames is not None and (args.clip_frames < 5 or (args.clip_frames - 1) % 4):
         raise ValueError(f"--clip-frames must be 4k+1 and at least 5, got {args.clip_frames}")
     tasks = list(args.tasks)
+    if args.compare and (args.model or args.weights or args.baseline):
+        raise ValueError("--compare names every model: give no --model, --weights or --baseline with it")
+    if args.compare:
+        return run_compare(args, tasks)
     if args.baseline == "inpaint":
         if "delete" not in tasks:
             raise ValueError("--baseline inpaint only deletes: include delete in --tasks")
         tasks = ["delete"]
     elif args.model is None:
         raise ValueError("--model is required (except for --baseline inpaint)")
-    if args.baseline is None and not args.weights:
+    if args.baseline is None and not args.weights and not _inference_only(args.model):
         raise ValueError("give --weights, or --baseline untrained to evaluate the base model without them")
     if args.baseline == "untrained" and args.weights:
         raise ValueError("--baseline untrained evaluates the base model: do not give --weights")
 
-    settings = EvalSettings(
-        steps=args.steps, guidance=args.guidance, seed=args.seed, paste_back=args.paste_back,
-        eval_fps=args.eval_fps or None, limit=args.limit, clip_frames=args.clip_frames, boundaries=args.boundaries,
-    )
-    max_frames = EVAL_MAX_FRAMES if args.max_frames is None else args.max_frames or None
+    settings, max_frames = _settings(args)
     samples = load_eval_samples(args.data, limit=args.limit, max_frames=max_frames)
     scorer = load_scorer(args.clip, args.device)
     if args.baseline == "inpaint":
@@ -106,5 +108,60 @@ def run(args: argparse.Namespace) -> int:
                               max_frames=max_frames)
     path = write_report(report, args.out)
     print(format_table({method: report}))
+    print(f"wrote {path}")
+    return 0
+
+
+def _inference_only(model: str | None) -> bool:
+    """Whether `model` is a base vivid edits with as published (VACE): evaluated without VIVID weights."""
+    from vivid.model.registry import spec_for
+
+    return model is not None and spec_for(model).inference_only
+
+
+def _settings(args: argparse.Namespace):
+    from vivid.evaluation import EVAL_MAX_FRAMES, EvalSettings
+
+    settings = EvalSettings(
+        steps=args.steps, guidance=args.guidance, seed=args.seed, paste_back=args.paste_back,
+        eval_fps=args.eval_fps or None, limit=args.limit, clip_frames=args.clip_frames, boundaries=args.boundaries,
+    )
+    return settings, EVAL_MAX_FRAMES if args.max_frames is None else args.max_frames or None
+
+
+def run_compare(args: argparse.Namespace, tasks: list[str]) -> int:
+    """`vivid eval --compare A B ...`: each model on the same samples and settings, one table."""
+    from pathlib import Path
+
+    import torch
+
+    from vivid.cli.edit import load_pipeline
+    from vivid.constants import VIVID_CONFIG_NAME
+    from vivid.evaluation import evaluate, format_comparison, load_eval_samples, pipeline_editor, write_comparison
+    from vivid.model.weights import VIVIDWeightsConfig
+
+    settings, max_frames = _settings(args)
+    samples = load_eval_samples(args.data, limit=args.limit, max_frames=max_frames)
+    scorer = load_scorer(args.clip, args.device)
+    reports = {}
+    for name in args.compare:
+        folder = Path(name)
+        is_weights = (folder / VIVID_CONFIG_NAME).is_file() and not (folder / "model_index.json").is_file()
+        model = VIVIDWeightsConfig.load(folder).base_model if is_weights else name
+        pipe = load_pipeline(argparse.Namespace(**{**vars(args), "model": model,
+                                                   "weights": name if is_weights else None}))
+        pipe.set_progress_bar_config(disable=True)
+        cuda = pipe._execution_device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        report = evaluate(samples, pipeline_editor(pipe, settings), settings, scorer, method=name, tasks=tasks,
+                          progress=logger.info)
+        report["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+        report["settings"].update(model=model, weights=name if is_weights else None, data=list(args.data),
+                                  max_frames=max_frames)
+        reports[name] = report
+        del pipe
+    path = write_comparison(reports, args.out)
+    print(format_comparison(reports))
     print(f"wrote {path}")
     return 0

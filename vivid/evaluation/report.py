@@ -18,6 +18,7 @@ from vivid.io.images import write_image
 REPORT_NAME = "report.json"
 SUMMARY_NAME = "report.md"
 STRIP_NAME = "samples.png"
+COMPARISON_NAME = "comparison.md"
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -50,6 +51,29 @@ def format_table(reports: dict[str, dict[str, Any]]) -> str:
                 line += (f" {s.get('long', 0)} | {_fmt(s.get('tc_boundary'))} | {_fmt(s.get('tc_inside'))} | "
                          f"{_fmt(s.get('gap'))} |")
             lines.append(line)
+    return "\n".join(lines)
+
+
+def format_comparison(reports: dict[str, dict[str, Any]]) -> str:
+    """One markdown table of several models' reports on the same samples (`vivid eval --compare`), one row per
+    (model, task), as VideoPainter's and MiniMax-Remover's tables read: BP, background PSNR / SSIM, TA, TC, the
+    mean seconds per edited sample (one clip, or a chained edit) and the peak accelerator memory (GB; "-" on a
+    CPU)."""
+    header = ("| model | task | n | BP (lower better) | background PSNR | background SSIM | TA | TC | s / clip | "
+              "peak memory (GB) |")
+    lines = [header, "|---" * header.count(" | ") + "|---|"]
+    for name, report in reports.items():
+        for task in TASKS:
+            s = report.get(task)
+            if not s or not s["n"]:
+                continue
+            seconds = [r["seconds"] for r in report.get("samples", []) if r["task"] == task]
+            per_clip = sum(seconds) / len(seconds) if seconds else None
+            lines.append(
+                f"| {name} | {task} | {s['n']} | {_fmt(s.get('bp'))} | {_fmt(s.get('psnr'), 1)} | "
+                f"{_fmt(s.get('ssim'), 3)} | {_fmt(s.get('ta'))} | {_fmt(s.get('tc'))} | {_fmt(per_clip)} | "
+                f"{_fmt(report.get('peak_memory_gb'))} |"
+            )
     return "\n".join(lines)
 
 
@@ -120,3 +144,21 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike, extra: dict
     if report.get("_strip"):
         write_image(out_dir / STRIP_NAME, strip_image(report["_strip"]))
     return out_dir / REPORT_NAME
+
+
+def write_comparison(reports: dict[str, dict[str, Any]], out_dir: str | os.PathLike) -> Path:
+    """`out_dir/comparison.md`: the models' table (`format_comparison`) and the settings they shared; each model's
+    own report in `out_dir/<k>-<name>/` (`write_report`)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for k, (name, report) in enumerate(reports.items()):
+        write_report(report, out_dir / f"{k}-{Path(name).name or 'model'}")
+    settings = next(iter(reports.values()))["settings"]
+    md = ["# vivid eval --compare", "", format_comparison(reports), "",
+          "Every model edited the same samples with the same masks, seeds, steps and guidance. BP: mean |source - "
+          "output| outside the mask, 0-255; PSNR (dB), SSIM of the background (outside the mask); TA, TC: CLIP "
+          "scores x 100 (need --clip).", "",
+          "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "model"), ""]
+    with atomic_path(out_dir / COMPARISON_NAME) as tmp:
+        tmp.write_text("\n".join(md))
+    return out_dir / COMPARISON_NAME
