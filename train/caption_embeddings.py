@@ -226,10 +226,11 @@ def write_caption_embeddings(
         pending.clear()
         write_json_atomic(out / META_NAME, asdict(meta))
 
+    device = next(text_encoder.parameters()).device  # the token ids go where the embedding table is (e.g. cuda)
     for start in tqdm(range(0, len(todo), batch_size), desc="embed-captions", unit="batch", disable=not todo):
         chunk = todo[start:start + batch_size]
-        embeds = spec.encode_prompts(tokenizer, text_encoder, chunk, max_length, device="cpu")
-        for prompt, row in zip(chunk, embeds):
+        embeds = spec.encode_prompts(tokenizer, text_encoder, chunk, max_length, device=device)
+        for prompt, row in zip(chunk, embeds.to("cpu")):  # stored from the CPU
             pending[caption_key(prompt)] = row.contiguous().clone()
         if len(pending) >= shard_size:
             flush()
