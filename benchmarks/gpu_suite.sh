@@ -10,8 +10,9 @@
 # step (stock vs VIVID, gradient checkpointing, MFU); a long edit at two lengths. Then Wan2.1-1.3B and -14B
 # (benchmarks/bench_wan_gpu.py, random weights, through the Wan specification) at 81x480x832: inference with and
 # without guidance (stock WanPipeline and VIVID, same process), one LoRA training step with gradient
-# checkpointing. --quick keeps the first two, the training step, one long length and the Wan rows, with fewer
-# steps.
+# checkpointing. Then the training paths only a GPU takes (benchmarks/check_training_gpu_paths.py): 20 fp16 steps
+# with one forced gradient overflow, `vivid data embed-captions` on cuda for both bases. --quick keeps the first
+# two, the training step, one long length, the Wan rows and the training paths, with fewer steps.
 #
 # What it needs beyond a PyTorch with CUDA: this package's dependencies. Where `import diffusers` fails, they are
 # installed from wheels in $VIVID_WHEELS (default .whl/, see benchmarks/README or docs/performance.md) without the
@@ -105,6 +106,14 @@ for wan in 1.3b 14b; do
     run "inference_wan2.1_${wan}_no_guidance" "${wan_args[@]}" --mode inference --steps "$steps" --guidance 1
     run "training_wan2.1_${wan}" "${wan_args[@]}" --mode training --train-steps "$train_steps" \
         --gradient-checkpointing
+done
+
+# training paths only a GPU takes: fp16 steps through a gradient overflow; embed-captions on the GPU, both bases
+paths=(benchmarks/check_training_gpu_paths.py)
+if [ "$mode" = dry ]; then paths_device=(--device cpu); fp16_steps=3; else paths_device=(--device cuda); fp16_steps=20; fi
+run training_fp16_overflow "${paths[@]}" --check fp16-overflow --steps "$fp16_steps" "${paths_device[@]}"
+for family in cogvideox wan; do
+    run "embed_captions_$family" "${paths[@]}" --check embed-captions --family "$family" "${paths_device[@]}"
 done
 
 "$PY" benchmarks/gpu_suite_report.py "$tmp" --mode "$mode" --seconds $((SECONDS - start)) --out "$out"

@@ -328,6 +328,38 @@ def test_checkpoint_atomic_keep_last_and_resume(tmp_path):
         ckpt.resolve_resume(str(tmp_path), tmp_path)
 
 
+def test_fp16_overflow_goes_through_the_scaler_which_skips_the_step_and_halves_its_scale(monkeypatch):
+    """fp16 on a GPU, simulated on the CPU: accelerate's gradient scaler (a CPU torch.amp.GradScaler here). A
+    forced inf gradient: that step is skipped, the scale halves and the next steps run (without the scaler's
+    update the next clip raises "unscale_() has already been called")."""
+    from accelerate import Accelerator
+    from diffusers.optimization import get_scheduler
+
+    from train.optim import optimizer_step
+
+    accelerator = Accelerator(cpu=True)
+    accelerator.native_amp = True  # what accelerate sets for fp16 on a GPU
+    monkeypatch.setattr(accelerator.state, "_mixed_precision", "fp16")  # a shared singleton: restored after
+    accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1000)
+    model = torch.nn.Linear(4, 3)
+    params = list(model.parameters())
+    model, optimizer = accelerator.prepare(model, torch.optim.AdamW(params, lr=0.1))
+    scheduler = get_scheduler("constant", optimizer)
+    applied, scales = [], []
+    for step in range(4):
+        before = model.weight.detach().clone()
+        accelerator.backward(model(torch.ones(2, 4)).square().sum())
+        if step == 1:
+            model.weight.grad[0, 0] = float("inf")  # an fp16 overflow
+        ok, norm = optimizer_step(accelerator, model, optimizer, scheduler, params, 1.0, True, step)
+        applied.append(ok)
+        scales.append(accelerator.scaler.get_scale())
+        assert torch.equal(model.weight.detach(), before) != ok  # a skipped step leaves the weights alone
+    assert applied == [True, False, True, True]
+    assert scales == [1024.0, 512.0, 512.0, 512.0]
+    assert scheduler.last_epoch == 3  # the schedule steps with the applied steps only
+
+
 # --------------------------------------------------------------------------- the trainer
 
 
