@@ -42,6 +42,7 @@ def synthetic_set(root: Path) -> Path:
 
 def fp16_overflow(root: Path, device: str, steps: int) -> dict:
     """`steps` fp16 training steps with one forced overflow: (steps done, skipped, scales around the overflow)."""
+    import train.run as run
     import train.trainer as trainer
     from train.config import load_config
 
@@ -54,7 +55,7 @@ def fp16_overflow(root: Path, device: str, steps: int) -> dict:
     ]
     config = load_config(REPO / "configs" / "tiny.yaml", overrides)
     scales: list[float] = []
-    make_accelerator, optimizer_step = trainer.make_accelerator, trainer.optimizer_step
+    make_accelerator, optimizer_step = run.make_accelerator, trainer.optimizer_step
 
     def with_cpu_scaler(cfg):  # the CPU stand-in for accelerate's fp16 GradScaler on a GPU
         accelerator = make_accelerator(cfg)
@@ -71,11 +72,11 @@ def fp16_overflow(root: Path, device: str, steps: int) -> dict:
         scales.append(float(accelerator.scaler.get_scale()))
         return result
 
-    trainer.make_accelerator, trainer.optimizer_step = with_cpu_scaler, forcing_overflow
+    run.make_accelerator, trainer.optimizer_step = with_cpu_scaler, forcing_overflow
     try:
         result = trainer.train(config)
     finally:
-        trainer.make_accelerator, trainer.optimizer_step = make_accelerator, optimizer_step
+        run.make_accelerator, trainer.optimizer_step = make_accelerator, optimizer_step
         if device != "cuda":
             from accelerate.state import AcceleratorState
 

@@ -1,4 +1,5 @@
-"""The public entry points: `build_train_loader` (infinite, resumable training batches) and `build_eval_samples`.
+"""The public entry points: `build_train_loader` (infinite, resumable training batches) and `build_eval_samples`
+(`read_eval_records` + `decode_eval_samples`).
 
     loader = build_train_loader(config.data, rank=accelerator.process_index, world_size=accelerator.num_processes)
     for batch in loader: ...                 # video, masked_video, mask, prompt, task, kind, id, kive
@@ -354,14 +355,29 @@ def _eval_task(record: Record) -> str:
     return "delete" if record.task == "delete" else "modify"
 
 
+def read_eval_records(manifests: str | list[str], config: DataConfig,
+                      what: str = "eval") -> tuple[list[Record], list[BadSample]]:
+    """The eval manifests' records and invalid lines (read once; `decode_eval_samples` decodes them). `what` names
+    the use in the error when there are no manifests."""
+    manifests = [manifests] if isinstance(manifests, str) else list(manifests)
+    if not manifests:
+        raise ValueError(f"{what} needs data.eval_manifests (held-out samples to edit)")
+    return read_manifests(manifests, config.max_caption_chars, config.allow_absolute_paths)
+
+
 def build_eval_samples(
     manifests: str | list[str], config: DataConfig, limit: int | None = None, strict: bool = True
 ) -> list[EvalSample]:
+    """Read the eval manifests and decode their records (`decode_eval_samples`)."""
+    return decode_eval_samples(*read_eval_records(manifests, config), config, limit=limit, strict=strict)
+
+
+def decode_eval_samples(records: list[Record], bad: list[BadSample], config: DataConfig, limit: int | None = None,
+                        strict: bool = True) -> list[EvalSample]:
     """Decode eval records deterministically (the first `config.frames` frames at `config.fps` from the clip
-    start, resized and cropped like training: to the bucket nearest the source's aspect, masks not augmented). A bad record is a DataError naming it when
-    `strict`, else logged and skipped."""
-    records, bad = read_manifests([manifests] if isinstance(manifests, str) else manifests, config.max_caption_chars,
-                                  config.allow_absolute_paths)
+    start, resized and cropped like training: to the bucket nearest the source's aspect, masks not augmented). A bad
+    record (or an invalid manifest line in `bad`) is a DataError naming it when `strict`, else logged and
+    skipped."""
     problems = [b.message for b in bad]
     out: list[EvalSample] = []
     for record in records:

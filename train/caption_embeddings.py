@@ -35,7 +35,6 @@ from transformers import AutoConfig
 
 from data_loaders.errors import DataError
 from data_loaders.format import read_manifests
-from train.config import TrainConfig
 from vivid.constants import DELETE_CAPTION
 from vivid.io.atomic import atomic_path, write_json_atomic
 from vivid.model.spec import ModelSpecification
@@ -249,13 +248,11 @@ def check_caption_store(store: CaptionEmbeddings, pretrained: str, dtype: torch.
                 store.meta.model)
 
 
-def check_captions_stored(store: CaptionEmbeddings, records: list, config: TrainConfig) -> None:
+def check_captions_stored(store: CaptionEmbeddings, records: list, eval_records: list) -> None:
     """DataError (one line) if any prompt the run can use is missing from the store: this rank's training
-    captions, the deletion caption, "" (caption dropout, validation's negative prompt), and with validation on,
-    the eval manifests' captions."""
-    prompts = ["", DELETE_CAPTION] + [c for r in records for c in r.captions]
-    if config.validation.every_n_steps and config.data.eval_manifests:
-        prompts += manifest_prompts(config.data.eval_manifests)[0]
+    captions (`records`), the deletion caption, "" (caption dropout, validation's negative prompt) and the
+    captions of the `eval_records` validation edits."""
+    prompts = ["", DELETE_CAPTION] + [c for r in [*records, *eval_records] for c in r.captions]
     missing = store.missing(prompts)
     if missing:
         raise DataError(

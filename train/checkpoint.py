@@ -48,6 +48,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,16 @@ DEEPSPEED_TAG = "pytorch_model"  # the engine checkpoint's sub-folder (the name 
 PICKLED_STATE_FILES = ("optimizer.bin", "scheduler.bin", "scaler.pt", "custom_checkpoint_0.pkl",
                        "random_states_0.pkl")
 _STEP_RE = re.compile(rf"^{PREFIX}(\d+)$")
+
+
+@dataclass
+class TrainingObjects:
+    """What a checkpoint saves and restores besides the weights folder: the model and optimizer as
+    `accelerator.prepare` returned them (under DeepSpeed the engine and its optimizer) and the LR scheduler."""
+
+    model: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
 
 
 def barrier() -> None:
@@ -301,15 +312,13 @@ def save_checkpoint(
     keep_last: int = 0,
     rank_state: dict[str, Any] | None = None,
     *,
-    model: torch.nn.Module,
-    optimizer: Any,
-    scheduler: Any,
+    objects: TrainingObjects,
     weights_dir: str = WEIGHTS_DIR,
 ) -> Path:
     """Write checkpoint-<step> atomically (collective: all ranks call it).
 
-    `model` and `optimizer` are what `accelerator.prepare` returned (under DeepSpeed the engine and its
-    optimizer), `scheduler` the LR scheduler. `save_weights(folder)` writes the weights folder (`weights_dir`: the
+    `objects`: the model, optimizer and LR scheduler whose states are saved. `save_weights(folder)` writes the
+    weights folder (`weights_dir`: the
     VIVID weights, or a text-to-video run's BASE_DIR); it is called
     on every rank (under ZeRO-3 the weights must be gathered collectively) and must write on rank 0 only.
     `rank_state`, if given, is this rank's own bookkeeping (`rank_state_rank<r>.json`, read back with
@@ -324,7 +333,7 @@ def save_checkpoint(
             shutil.rmtree(leftover, ignore_errors=True)
         tmp.mkdir()
     barrier()
-    save_training_state(accelerator, tmp, rank, model, optimizer, scheduler)
+    save_training_state(accelerator, tmp, rank, objects.model, objects.optimizer, objects.scheduler)
     write_json_atomic(tmp / f"sampler_rank{rank}.json", loader_state, fsync=True)
     if rank_state is not None:
         write_json_atomic(tmp / RANK_STATE_NAME.format(rank), rank_state, fsync=True)
@@ -429,8 +438,24 @@ RUN_FILE_PATTERNS = ("sample_ids_rank*.jsonl",)
 PREVIOUS_PREFIX = "previous-"
 
 
-class PreviousRunError(FileExistsError):
+class RunFolderError(Exception):
+    """The run folder cannot be used as asked (see `check_run_folder`)."""
+
+
+class PreviousRunError(RunFolderError, FileExistsError):
     """A fresh run was asked to write into a folder that holds another run's checkpoints or metrics."""
+
+
+def check_run_folder(output_dir: str | os.PathLike, resume: str | None, overwrite: bool) -> None:
+    """The rule of a run folder, checked on every rank before any rank moves anything: `resume` continues the run
+    in `output_dir`; a fresh run (no `resume`) into a folder that holds an earlier run is refused
+    (`PreviousRunError`) unless `overwrite`, which moves the earlier run's files aside into `previous-<n>/`
+    (`move_previous_run_aside`, on rank 0: renames only, nothing deleted); both at once are refused."""
+    if resume and overwrite:
+        raise RunFolderError("--resume continues the run in the output folder and --overwrite moves it aside: "
+                             "pass one")
+    if not resume and not overwrite:
+        refuse_previous_run(output_dir)
 
 
 def previous_run(output_dir: str | os.PathLike) -> list[Path]:
@@ -498,9 +523,7 @@ def load_checkpoint(
     rank: int,
     world_size: int,
     *,
-    model: torch.nn.Module,
-    optimizer: Any,
-    scheduler: Any,
+    objects: TrainingObjects,
 ) -> tuple[dict, dict]:
     """Restore the weights, optimizer, scheduler and RNG states (as `save_checkpoint` takes them); return
     (trainer state, this rank's data-loader state). Nothing is unpickled."""
@@ -514,14 +537,14 @@ def load_checkpoint(
     sampler_path = checkpoint / f"sampler_rank{rank}.json"
     if not sampler_path.is_file():
         raise FileNotFoundError(f"{sampler_path} not found: incomplete checkpoint")
-    load_training_state(accelerator, checkpoint, rank, model, optimizer, scheduler)
+    load_training_state(accelerator, checkpoint, rank, objects.model, objects.optimizer, objects.scheduler)
     if "accelerator_step" in state:  # accelerate's micro-batch count (its accumulation boundary)
         accelerator.step = int(state["accelerator_step"])
     return state, json.loads(sampler_path.read_text())
 
 
 def resume_run(accelerator: Any, resume: str, output_dir: Path, rank: int, world_size: int, loader: Any, *,
-               model: torch.nn.Module, optimizer: Any, scheduler: Any) -> tuple[int, dict[str, Any], int]:
+               objects: TrainingObjects) -> tuple[int, dict[str, Any], int]:
     """Resume a run from `resume` ("latest" or a checkpoint folder), the data `loader` included (collective).
 
     Returns (step, trainer state, skipped-sample offset): the offset is added to the loader's own count of bad
@@ -529,8 +552,7 @@ def resume_run(accelerator: Any, resume: str, output_dir: Path, rank: int, world
     resumed one belong to the abandoned branch and are renamed, so that `--resume latest` never picks them.
     """
     path = resolve_resume(resume, output_dir)
-    state, loader_state = load_checkpoint(accelerator, path, rank, world_size, model=model, optimizer=optimizer,
-                                          scheduler=scheduler)
+    state, loader_state = load_checkpoint(accelerator, path, rank, world_size, objects=objects)
     loader.load_state_dict(loader_state)
     step = int(state["step"])
     rank_state = read_rank_state(path, rank)

@@ -266,21 +266,21 @@ def _linear_accelerator(tmp_path):
     optimizer = torch.optim.AdamW([model.weight], lr=0.1)
     model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=3, num_training_steps=10)
-    return accelerator, dict(model=model, optimizer=optimizer, scheduler=scheduler)
+    return accelerator, ckpt.TrainingObjects(model=model, optimizer=optimizer, scheduler=scheduler)
 
 
 def _train_one(objects):
-    objects["model"](torch.ones(2, 4)).square().sum().backward()
-    objects["optimizer"].step()
-    objects["scheduler"].step()
-    objects["optimizer"].zero_grad()
+    objects.model(torch.ones(2, 4)).square().sum().backward()
+    objects.optimizer.step()
+    objects.scheduler.step()
+    objects.optimizer.zero_grad()
 
 
 def test_checkpoint_atomic_keep_last_and_resume(tmp_path):
     from train import checkpoint as ckpt
 
     accelerator, objects = _linear_accelerator(tmp_path)
-    model = objects["model"]
+    model = objects.model
 
     def weights(folder: Path) -> None:
         folder.mkdir()
@@ -290,7 +290,7 @@ def test_checkpoint_atomic_keep_last_and_resume(tmp_path):
     for step in (1, 2, 3, 4):
         _train_one(objects)
         ckpt.save_checkpoint(accelerator, tmp_path, step, 0, 1, {"last_loss": step}, {"cursor": step}, weights,
-                             keep_last=2, **objects)
+                             keep_last=2, objects=objects)
         saved[step] = model.weight.detach().clone()
     names = [p.name for p in ckpt.list_checkpoints(tmp_path)]
     assert names == ["checkpoint-3", "checkpoint-4"]
@@ -306,22 +306,22 @@ def test_checkpoint_atomic_keep_last_and_resume(tmp_path):
 
     _train_one(objects)
     with pytest.raises(KeyboardInterrupt):
-        ckpt.save_checkpoint(accelerator, tmp_path, 5, 0, 1, {}, {"cursor": 5}, dying, keep_last=2, **objects)
+        ckpt.save_checkpoint(accelerator, tmp_path, 5, 0, 1, {}, {"cursor": 5}, dying, keep_last=2, objects=objects)
     assert (tmp_path / "checkpoints" / ".tmp-checkpoint-5").is_dir()  # the torn write, never renamed
     assert ckpt.latest_checkpoint(tmp_path).name == "checkpoint-4"
     assert ckpt.resolve_resume("latest", tmp_path).name == "checkpoint-4"
 
-    state, loader_state = ckpt.load_checkpoint(accelerator, ckpt.latest_checkpoint(tmp_path), 0, 1, **objects)
+    state, loader_state = ckpt.load_checkpoint(accelerator, ckpt.latest_checkpoint(tmp_path), 0, 1, objects=objects)
     assert loader_state == {"cursor": 4} and state["step"] == 4 and state["last_loss"] == 4
     torch.testing.assert_close(model.weight.detach(), saved[4], rtol=0, atol=0)
 
     # the next save cleans the torn folder
-    ckpt.save_checkpoint(accelerator, tmp_path, 5, 0, 1, {}, {"cursor": 5}, weights, keep_last=2, **objects)
+    ckpt.save_checkpoint(accelerator, tmp_path, 5, 0, 1, {}, {"cursor": 5}, weights, keep_last=2, objects=objects)
     assert not (tmp_path / "checkpoints" / ".tmp-checkpoint-5").exists()
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-5"]
 
     with pytest.raises(ValueError, match="processes"):
-        ckpt.load_checkpoint(accelerator, ckpt.latest_checkpoint(tmp_path), 0, 2, **objects)
+        ckpt.load_checkpoint(accelerator, ckpt.latest_checkpoint(tmp_path), 0, 2, objects=objects)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         ckpt.resolve_resume("latest", tmp_path / "elsewhere")
     with pytest.raises(FileNotFoundError, match="not a checkpoint"):
@@ -391,6 +391,27 @@ def test_train_tiny_end_to_end(synth_data, tmp_path):
     pipe = VIVIDPipeline.from_vivid(result.checkpoint / "vivid-weights", base_model=str(run / "tiny-model"))
     trained = dict(pipe.transformer.named_parameters())["patch_embed.proj.weight"]
     assert trained[:, 16:].abs().sum() > 0  # the new channels moved away from zero
+
+
+def test_a_run_reads_each_manifest_once(synth_data, tmp_path, monkeypatch):
+    """The train and eval manifests are read once per run, however often validation runs."""
+    from collections import Counter
+
+    import data_loaders.format as fmt
+    from train.trainer import train
+
+    reads: Counter = Counter()
+    iter_manifest = fmt.iter_manifest
+
+    def counting(path, *args, **kwargs):
+        reads[Path(path).name] += 1
+        return iter_manifest(path, *args, **kwargs)
+
+    monkeypatch.setattr(fmt, "iter_manifest", counting)
+    train(load_config(TINY_YAML, tiny_overrides(synth_data, tmp_path / "run", "optim.max_steps=2",
+                                                "validation.every_n_steps=1", "validation.steps=1",
+                                                "checkpoint.every_n_steps=0")))
+    assert reads == {"train-00000.jsonl": 1, "eval-00000.jsonl": 1}
 
 
 def test_train_with_buckets_records_them_in_the_weights(synth_data, tmp_path, monkeypatch):
@@ -680,7 +701,7 @@ def test_checkpoint_resave_prune_and_abandon_use_renames(tmp_path):
     from train import checkpoint as ckpt
 
     accelerator, objects = _linear_accelerator(tmp_path)
-    model = objects["model"]
+    model = objects.model
 
     def weights(folder: Path) -> None:
         folder.mkdir()
@@ -689,19 +710,19 @@ def test_checkpoint_resave_prune_and_abandon_use_renames(tmp_path):
     for step in (1, 2, 3):
         _train_one(objects)
         ckpt.save_checkpoint(accelerator, tmp_path, step, 0, 1, {"n": step}, {"cursor": step}, weights,
-                             rank_state={"skipped_samples": 10 + step}, **objects)
+                             rank_state={"skipped_samples": 10 + step}, objects=objects)
     assert ckpt.read_rank_state(ckpt.latest_checkpoint(tmp_path), 0) == {"skipped_samples": 13}
     assert ckpt.read_rank_state(tmp_path / "nowhere", 0) == {}
     root = tmp_path / "checkpoints"
     # the same step again replaces the folder (old one moved aside first, then deleted)
-    ckpt.save_checkpoint(accelerator, tmp_path, 3, 0, 1, {"n": "again"}, {"cursor": 3}, weights, **objects)
+    ckpt.save_checkpoint(accelerator, tmp_path, 3, 0, 1, {"n": "again"}, {"cursor": 3}, weights, objects=objects)
     assert ckpt.read_trainer_state(root / "checkpoint-3")["n"] == "again"
     assert sorted(p.name for p in root.iterdir()) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
     # a deletion that crashed half-way leaves a .trash-* folder, never a half-deleted checkpoint-N; cleaned next save
     (root / ".trash-checkpoint-0-dead").mkdir()
     assert ckpt.prune_checkpoints(tmp_path, 2) == [root / "checkpoint-1"]
     assert sorted(p.name for p in root.iterdir()) == [".trash-checkpoint-0-dead", "checkpoint-2", "checkpoint-3"]
-    ckpt.save_checkpoint(accelerator, tmp_path, 4, 0, 1, {}, {"cursor": 4}, weights, **objects)
+    ckpt.save_checkpoint(accelerator, tmp_path, 4, 0, 1, {}, {"cursor": 4}, weights, objects=objects)
     assert sorted(p.name for p in root.iterdir()) == ["checkpoint-2", "checkpoint-3", "checkpoint-4"]
     # resuming from checkpoint-2: the newer ones are moved aside, kept, and no longer "latest"
     moved = ckpt.abandon_checkpoints_after(tmp_path, 2)
@@ -730,11 +751,11 @@ model[0].requires_grad_(False)  # the frozen "base"
 optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
 model, optimizer = accelerator.prepare(model, optimizer)
 scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=4, num_training_steps=10)
-objects = dict(model=model, optimizer=optimizer, scheduler=scheduler)
+objects = ckpt.TrainingObjects(model=model, optimizer=optimizer, scheduler=scheduler)
 accelerator.backward(model(torch.ones(1, 64)).sum())
 scheduler.step()
 trained = {n: p.detach().clone() for n, p in model.module.named_parameters()}
-path = ckpt.save_checkpoint(accelerator, out, 1, 0, 1, {}, {"cursor": 1}, lambda folder: None, **objects)
+path = ckpt.save_checkpoint(accelerator, out, 1, 0, 1, {}, {"cursor": 1}, lambda folder: None, objects=objects)
 files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
 model_file = os.path.join(path, "pytorch_model", "mp_rank_00_model_states.pt")
 with torch.serialization.safe_globals(ckpt.deepspeed_safe_globals()):  # what the trainer's loader allows
@@ -744,7 +765,7 @@ with torch.no_grad():
         if p.requires_grad:
             p.zero_()
 scheduler.step()
-state, loader_state = ckpt.load_checkpoint(accelerator, path, 0, 1, **objects)
+state, loader_state = ckpt.load_checkpoint(accelerator, path, 0, 1, objects=objects)
 restored = all(torch.equal(p, trained[n]) for n, p in model.module.named_parameters())
 # a crafted pickle in place of the engine's model file: an error, and it never runs
 class Evil:
@@ -753,7 +774,7 @@ class Evil:
 shutil.copy(model_file, model_file + ".good")
 torch.save(Evil(), model_file)
 try:
-    ckpt.load_checkpoint(accelerator, path, 0, 1, **objects)
+    ckpt.load_checkpoint(accelerator, path, 0, 1, objects=objects)
     crafted = "loaded"
 except Exception as err:
     crafted = type(err).__name__
