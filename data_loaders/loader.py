@@ -43,6 +43,7 @@ from .sampler import STREAMS, BatchPlanner, BatchSpec, SampleSpec, assign_shards
 logger = logging.getLogger("data_loaders")
 STATE_VERSION = 2  # 2: per-rank record split (version 1 positions indexed a shared, padded permutation)
 SPLITS = ("records", "shards")
+_CHECK_SALT = 0xC4EC  # the seeds of `unfillable_slot`'s trial samples (never those of a training sample)
 # Library errors a corrupt file can raise past our own checks; they make the sample bad, not the run.
 _DATA_EXCEPTIONS = (cv2.error, OSError, ValueError, RuntimeError, IndexError, EOFError)
 
@@ -243,6 +244,30 @@ class TrainLoader:
 
     def _new_planner(self) -> BatchPlanner:
         return BatchPlanner(self.pools, **self._planner_args)
+
+    def unfillable_slot(self) -> str | None:
+        """None if every slot of the batch mix (each kind x task it draws) can be filled from this rank's records,
+        else one line saying which cannot and the config key to change. Tried before training, as training fills a
+        slot (a record of the stream, then up to `max_attempts` replacements, each with its own seeded draws), so
+        a data set that cannot fill a slot stops the run before its first step, not at the step that draws it."""
+        for stream in self._new_planner().drawn_streams():
+            kind, task = stream.split("/")
+            pool = self.pools[stream]
+            spec = SampleSpec(stream, pool[0], (self.config.seed, _CHECK_SALT, STREAMS.index(stream)),
+                              self.buckets[pool[0]])
+            try:
+                self._dataset.sample(spec, [])
+            except DataError as err:
+                if task == "delete":
+                    given = sum(r.task == "delete" for r in self.records if r.kind == kind)
+                    donors = len(self._dataset.donors[kind])
+                    return (f"no {kind} deletion sample can be made from {given} {kind} deletion record(s) and "
+                            f"{donors} donor mask(s) ({err}): set data.delete_ratio=0 to train without deletion, or "
+                            f"build a set with deletion records (`vivid data check` counts them)")
+                other = "0 (videos only)" if kind == "image" else ".inf (images only)"
+                return (f"no {stream} sample can be made ({err}): set data.image_video_ratio={other}, or fix the "
+                        "records (`vivid data check`)")
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "split": self.split, "planner": dict(self._state)}

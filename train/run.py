@@ -13,12 +13,13 @@ from typing import Any
 import torch
 from accelerate.utils import set_seed
 
+from data_loaders.errors import DataError
 from data_loaders.loader import TrainLoader, build_train_loader, read_eval_records
 from train import checkpoint as ckpt
 from train.caption_embeddings import CaptionEmbeddings, check_caption_store, check_captions_stored
 from train.config import TrainConfig
 from train.distributed import (
-    configure_deepspeed, distributed_rank_world, is_zero3, make_accelerator, warn_if_deepspeed_without_gpu,
+    any_rank, configure_deepspeed, distributed_rank_world, is_zero3, make_accelerator, warn_if_deepspeed_without_gpu,
 )
 from train.models import Models, load_models, resolve_pretrained, save_weights, weights_config
 from train.optim import build_lr_scheduler, build_optimizer
@@ -136,6 +137,9 @@ def start_run(config: TrainConfig, resume: str | None, overwrite: bool) -> Train
     transformer, optimizer = accelerator.prepare(models.transformer, optimizer)
     objects = ckpt.TrainingObjects(model=transformer, optimizer=optimizer, scheduler=lr_scheduler)
     loader = build_train_loader(config.data, rank=rank, world_size=world)
+    unfillable = loader.unfillable_slot()  # every rank tries its own records; all stop together
+    if any_rank(unfillable is not None, device):
+        raise DataError(unfillable or f"rank {rank}: another rank cannot fill a slot of the batch mix (see its log)")
     eval_set = None
     if config.validation.every_n_steps:
         eval_set = EvalSet(*read_eval_records(config.data.eval_manifests, config.data, what="validation"))

@@ -414,6 +414,38 @@ def test_a_run_reads_each_manifest_once(synth_data, tmp_path, monkeypatch):
     assert reads == {"train-00000.jsonl": 1, "eval-00000.jsonl": 1}
 
 
+def test_a_mix_slot_no_record_can_fill_stops_the_run_before_step_1_naming_the_key(synth_data, tmp_path):
+    """Entities that cover the whole frame leave deletion synthesis no background: with delete slots in the mix
+    the run stops before its first step, in one line naming data.delete_ratio (not at the step that draws one)."""
+    import shutil
+
+    import numpy as np
+
+    from data_loaders.errors import DataError
+    from train.trainer import train
+    from vivid.io.masks import MaskSource, write_mask_npz
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_data, data)
+    manifest = data / "train-00000.jsonl"
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for line in lines:
+        if line["kind"] == "video":
+            source = MaskSource(str(data / line["mask"]))
+            full = f"train/{line['id']}_everywhere.npz"
+            write_mask_npz(data / full, np.ones((source.count, source.height, source.width), bool))
+            line["entity_masks"] = [full]
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run = tmp_path / "run"
+    overrides = tiny_overrides(data, run, "optim.max_steps=2", "data.image_video_ratio=0", "data.delete_ratio=0.5")
+    with pytest.raises(DataError) as raised:
+        train(load_config(TINY_YAML, overrides))
+    message = str(raised.value)
+    assert "video deletion" in message and "data.delete_ratio=0" in message and "\n" not in message
+    assert not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text()
+    assert train(load_config(TINY_YAML, [*overrides, "data.delete_ratio=0"], ), overwrite=True).step == 2
+
+
 def test_train_with_buckets_records_them_in_the_weights(synth_data, tmp_path, monkeypatch):
     """A tiny run on landscape and portrait data with two buckets: batches at both sizes, validation at the eval
     sample's bucket, the buckets saved in vivid_config.json and named in the exported model card."""
