@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import AutoConfig
@@ -75,6 +75,10 @@ def manifest_prompts(patterns: Iterable[str | os.PathLike]) -> tuple[list[str], 
     for record in records:
         prompts.extend(record.captions)
     return list(dict.fromkeys(prompts)), len(bad)
+
+
+class StoreWriteError(OSError):
+    """A shard could not be written (e.g. a full disk); the store keeps the shards written before."""
 
 
 @dataclass
@@ -217,8 +221,15 @@ def write_caption_embeddings(
         while (out / SHARD_NAME.format(n)).exists():
             n += 1
         name = SHARD_NAME.format(n)
-        with atomic_path(out / name) as tmp:
-            save_file(pending, str(tmp), metadata={"format": FORMAT})
+        try:
+            with atomic_path(out / name) as tmp:
+                save_file(pending, str(tmp), metadata={"format": FORMAT})
+        except (OSError, SafetensorError) as err:  # e.g. a full disk: the temporary shard is gone, the store intact
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise StoreWriteError(
+                f"could not write {out / name} ({reason}): the store keeps the {meta.count} caption embeddings "
+                f"written before; free space and run embed-captions again to add the other {len(todo) - added}"
+            ) from err
         meta.shards.append(name)
         meta.count += len(pending)
         added += len(pending)

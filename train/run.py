@@ -107,6 +107,7 @@ def start_run(config: TrainConfig, resume: str | None, overwrite: bool) -> Train
     output_dir = config.output_dir
     ckpt.check_run_folder(output_dir, resume, overwrite)  # every rank, before the process group
     store = CaptionEmbeddings(config.caption_embeddings) if config.caption_embeddings else None
+    resume_from = ckpt.choose_resume(resume, output_dir, config.to_dict()) if resume else None  # before model work
 
     # ---- processes and the run folder
     accelerator = make_accelerator(config)
@@ -149,7 +150,7 @@ def start_run(config: TrainConfig, resume: str | None, overwrite: bool) -> Train
     # ---- resume, tracking, caches
     start_step, state, bad_offset = 0, {}, 0
     if resume:
-        start_step, state, bad_offset = ckpt.resume_run(accelerator, resume, output_dir, rank, world, loader,
+        start_step, state, bad_offset = ckpt.resume_run(accelerator, resume_from, output_dir, rank, world, loader,
                                                         objects=objects)
     use_text_cache = config.cache_text_embeddings and store is None
     text_cache = LRUCache(config.text_cache_max_items) if use_text_cache else None

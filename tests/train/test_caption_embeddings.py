@@ -140,3 +140,36 @@ def test_embed_captions_sends_token_ids_to_the_encoders_device_and_stores_cpu_ro
     stored = CaptionEmbeddings(tmp_path / "emb").get(prompts)
     assert stored.device.type == "cpu"
     torch.testing.assert_close(stored, direct, rtol=0, atol=0)
+
+
+def test_embed_captions_on_a_full_disk_is_one_line_and_the_store_stays_usable(synth_data, tiny_model_dir, tmp_path,
+                                                                              monkeypatch, capsys):
+    """The disk fills while the second shard is written (safetensors' own error, as on a real full disk): one
+    line naming the shard, the first shard kept and readable, no temporary left; a run again adds the rest."""
+    import train.caption_embeddings as ce
+    from safetensors import SafetensorError
+
+    calls = {"n": 0}
+    save_file = ce.save_file
+
+    def filling_up(tensors, path, metadata=None):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with open(path, "wb") as f:
+                f.write(b"\0" * 100)  # a torn partial write
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return save_file(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(ce, "save_file", filling_up)
+    store_dir = tmp_path / "emb"
+    assert _embed(synth_data, tiny_model_dir, store_dir) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "Traceback" not in err and errors[0].startswith("vivid data: error:")
+    assert "No space left on device" in errors[0] and "captions-00001.safetensors" in errors[0]
+    kept = len(ce.CaptionEmbeddings(store_dir))
+    assert kept == 6 and f"keeps the {kept} caption" in errors[0] and not list(store_dir.glob(".*"))
+    monkeypatch.setattr(ce, "save_file", save_file)
+    assert _embed(synth_data, tiny_model_dir, store_dir) == 0
+    prompts, _ = ce.manifest_prompts([f"{synth_data}/train-*.jsonl", f"{synth_data}/eval-*.jsonl"])
+    assert ce.CaptionEmbeddings(store_dir).missing(prompts) == []

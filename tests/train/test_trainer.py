@@ -1049,6 +1049,70 @@ def test_resume_never_unpickles_and_repeats_the_losses(synth_data, tmp_path):
     assert not marker.exists()
 
 
+def test_resume_latest_passes_over_a_corrupt_checkpoint_and_refuses_a_changed_lora_rank(synth_data, tmp_path,
+                                                                                          caplog):
+    """A truncated latest checkpoint: --resume latest resumes from the newest complete one, saying which and why
+    (and repeats the uninterrupted run's losses); that checkpoint named itself is refused naming its file;
+    resuming with another model.lora_rank is refused naming the key, before any model work."""
+    from train import checkpoint as ckpt
+    from train.trainer import train
+
+    common = ("checkpoint.every_n_steps=1", "checkpoint.keep_last=0")
+    straight = tmp_path / "straight"
+    train(load_config(TINY_YAML, tiny_overrides(synth_data, straight, "optim.max_steps=3", *common)))
+    run = tmp_path / "run"
+    train(load_config(TINY_YAML, tiny_overrides(synth_data, run, "optim.max_steps=2", *common)))
+    broken = run / "checkpoints" / "checkpoint-2" / "trainable_0.safetensors"
+    broken.write_bytes(broken.read_bytes()[:-20])  # torn by a crash or a full disk
+    with pytest.raises(ckpt.CheckpointError, match=r"checkpoint-2 is unusable \(trainable_0.safetensors: "):
+        train(load_config(TINY_YAML, tiny_overrides(synth_data, run, "optim.max_steps=3", *common)),
+              resume=str(broken.parent))
+    with pytest.raises(ckpt.CheckpointError, match=r"model.lora_rank is 4 but .*checkpoint-1 .*model.lora_rank=8"):
+        train(load_config(TINY_YAML, tiny_overrides(synth_data, run, "optim.max_steps=3", "model.lora_rank=4",
+                                                    *common)), resume="latest")
+    with caplog.at_level("WARNING"):
+        train(load_config(TINY_YAML, tiny_overrides(synth_data, run, "optim.max_steps=3", *common)), resume="latest")
+    assert "resuming from checkpoint-1: the newer checkpoint-2 is unusable (trainable_0.safetensors" in caplog.text
+    assert [r["loss"] for r in read_metrics(run)] == [r["loss"] for r in read_metrics(straight)]
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_the_earlier_ones_stay_usable(synth_data, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """The disk fills while checkpoint-2 is written (safetensors' own error, as on a real full disk): `vivid train`
+    says so in one line naming the latest complete checkpoint, no partial folder is left, and the run resumes
+    from checkpoint-1 to the losses of an uninterrupted run."""
+    from safetensors import SafetensorError
+
+    from train import checkpoint as ckpt
+    from vivid.cli import main
+
+    common = ("checkpoint.every_n_steps=1", "checkpoint.keep_last=0")
+    straight = tmp_path / "straight"
+    assert main(["train", "--config", str(TINY_YAML),
+                 *tiny_overrides(synth_data, straight, "optim.max_steps=3", *common)]) == 0
+    save_file, calls = ckpt.save_file, []
+
+    def filling_up(tensors, path, *args, **kwargs):
+        calls.append(path)
+        if "tmp-checkpoint-2" in str(path):
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return save_file(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_file", filling_up)
+    run = tmp_path / "run"
+    args = ["train", "--config", str(TINY_YAML), *tiny_overrides(synth_data, run, "optim.max_steps=3", *common)]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and "could not write checkpoint-2" in err[0] and "No space left on device" in err[0]
+    assert "latest complete checkpoint is checkpoint-1" in err[0]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-1"]
+    monkeypatch.setattr(ckpt, "save_file", save_file)
+    assert main([*args, "--resume", "latest"]) == 0
+    assert [r["loss"] for r in read_metrics(run)][-2:] == [r["loss"] for r in read_metrics(straight)][-2:]
+
+
 def test_the_trainer_trains_the_tiny_wan_through_its_spec(synth_data, tiny_wan_model_dir, tmp_path):
     """model.pretrained = a Wan folder: the same trainer loads it, trains it with Wan's flow-matching objective (the
     spec chosen from the folder), validates with VIVIDPipeline on Wan and saves weights of the wan family."""
