@@ -9,7 +9,7 @@
 --size 5b builds the CogVideoX-5B architecture (and T5-XXL) with random weights on the GPU: timings and memory
 are those of the real model; outputs are noise. Printed per configuration: seconds per denoising step (median),
 total seconds per edit (T5 + VAE + all steps), peak memory, and model FLOPs utilisation of the denoising steps
-(analytic FLOPs from vivid.flops / step time / measured matmul FLOP/s). Ratios to stock are the figures to quote.
+(analytic FLOPs from vivid.flops.counter / step time / measured matmul FLOP/s). Ratios to stock are the figures to quote.
 Seconds are wall time on a GPU and the process's CPU time on a CPU (steadier on a shared machine).
 On CPU each configuration runs in its own Python process (--no-isolate to share one), so that its peak memory
 (the process's max RSS, which never goes down) is its own.
@@ -42,7 +42,7 @@ from common import (
     wants_isolation,
 )
 
-from vivid.flops import architecture
+from vivid.flops.counter import architecture, formulas_for
 from vivid.speed import ATTENTION_BACKENDS, CACHES, MEMORY_MODES, SpeedOptions, apply_speed_options
 
 
@@ -144,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     dtype = default_dtype(device)
     frames, height, width = shape_of_run(args)
     steps = args.steps or (50 if args.size == "5b" else 10)
-    spec, arch = architecture(args.size, "cogvideox")  # the FLOPs count through the base's specification
-    tr_config, text_tokens = arch["transformer"], spec.flops_text_tokens(arch)
+    spec, arch = architecture(args.size, "cogvideox")  # the FLOPs count through the base's formulas
+    flops = formulas_for(spec)
+    tr_config, text_tokens = arch["transformer"], flops.text_tokens(arch)
     cfg_batch = 2 if args.guidance > 1 else 1
     peak = measure_peak_flops(device, dtype)
 
@@ -173,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                                generator=torch.Generator().manual_seed(0), output_type="np",
                                paste_back_source=False, callback_on_step_end=cb)
 
-    fwd = spec.flops_transformer_forward(tr_config, frames, height, width, text_tokens, batch=cfg_batch)
-    stock_fwd = spec.flops_transformer_forward(tr_config, frames, height, width, text_tokens, batch=cfg_batch,
-                                               in_channels=spec.latent_channels, lora_rank=0)
+    fwd = flops.transformer_forward(tr_config, frames, height, width, text_tokens, batch=cfg_batch)
+    stock_fwd = flops.transformer_forward(tr_config, frames, height, width, text_tokens, batch=cfg_batch,
+                                          in_channels=spec.latent_channels, lora_rank=0)
 
     if "stock" in configs:
         pipe = CogVideoXPipeline(**{**comps, "transformer": comps["transformer"]})

@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # `common`
 sys.path.insert(0, str(HERE.parent))  # vivid, when run from anywhere in the checkout
 
-from vivid.process_memory import peak_rss_bytes  # noqa: E402
+from process_memory import peak_rss_bytes  # noqa: E402
 
 SIZES = {"tiny": (64, 96), "5b": (480, 720)}  # default working size (height, width) per model size
 

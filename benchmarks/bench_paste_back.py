@@ -1,4 +1,4 @@
-"""Paste-back of one large image: the feathered blend of the generated frame into the source (vivid.preprocess).
+"""Paste-back of one large image: the feathered blend of the generated frame into the source (vivid.conditioning.preprocess).
 
     python benchmarks/bench_paste_back.py                  # 4000x4000, the default dilation for CogVideoX-5B
     python benchmarks/bench_paste_back.py --size 8000 --threads 1
@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere in the checkout
 
-from vivid.preprocess import default_paste_dilation, paste_back, paste_weights, working_size  # noqa: E402
+from vivid.conditioning.preprocess import default_paste_dilation, paste_back, paste_weights, working_size  # noqa: E402
 
 NATIVE_AREA = 480 * 720  # CogVideoX-5B
 

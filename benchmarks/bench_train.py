@@ -9,7 +9,7 @@ tensors); VIVID step on pre-encoded latents + conditions (the spec's loss: the s
 channels); the trainer's full step (`TrainStep.loss`: VAE encodes of the video and the masked video inside the
 step), then backward, clipping and the optimizer step as the trainer's accelerator does them on one process.
 Prompt embeddings are precomputed (random, T5 is not loaded: the trainer's `caption_embeddings` mode). MFU = analytic model FLOPs of the transformer's
-forward + backward (vivid.flops.transformer_train_flops, no recomputation counted) / step time / matmul FLOP/s.
+forward + backward (vivid.flops.cogvideox.transformer_train_flops, no recomputation counted) / step time / matmul FLOP/s.
 On CPU each configuration runs in its own Python process (--no-isolate to share one), so that its peak memory
 (the process's max RSS, which never goes down) is its own.
 """
@@ -40,7 +40,7 @@ from common import (
     wants_isolation,
 )
 
-from vivid.flops import transformer_train_flops
+from vivid.flops.cogvideox import transformer_train_flops
 from vivid.model.cogvideox_spec import CogVideoXSpec, rotary_embeddings
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, TINY_TRANSFORMER
 from vivid.speed import ATTENTION_BACKENDS, compile_blocks, set_attention_backend

@@ -23,7 +23,7 @@ from vivid.model.configs import (  # noqa: E402
     TINY_TRANSFORMER,
     TINY_VAE,
 )
-from vivid.process_memory import peak_rss_bytes  # noqa: E402
+from process_memory import peak_rss_bytes  # noqa: E402
 
 # Default shapes: the 5B's 49x480x720; the tiny model's native 9x64x96.
 SHAPES = {"5b": (49, 480, 720), "tiny": (9, 64, 96)}

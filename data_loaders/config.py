@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vivid.buckets import Bucket, check_buckets
+from vivid.conditioning.buckets import Bucket, check_buckets
 
 AUGMENT_TYPES: tuple[str, ...] = ("original", "expand", "hull", "box", "hull_expand", "box_expand")
 FLOW_METHODS: tuple[str, ...] = ("farneback", "raft")
@@ -24,7 +24,7 @@ class DataConfig:
     height: int = 480  # multiples of 16
     width: int = 720
     # aspect-ratio buckets [[h, w], ...] (multiples of 16): each sample is cover-cropped to the bucket nearest its
-    # source's aspect, each batch holds one bucket; empty = every sample at height x width (vivid/buckets.py)
+    # source's aspect, each batch holds one bucket; empty = every sample at height x width (vivid/conditioning/buckets.py)
     buckets: list[list[int]] = field(default_factory=list)
     frames: int = 49  # 4k+1
     fps: float = 8.0  # target fps: the frame stride is source fps / fps

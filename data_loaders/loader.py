@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from vivid.buckets import bucket_index, bucket_name
+from vivid.conditioning.buckets import bucket_index, bucket_name
 from vivid.constants import DELETE_CAPTION
 
 from .config import DataConfig

@@ -14,7 +14,7 @@
   (`available`, the same on every rank), so all ranks load the same kind at the same step. A rank without
   records for a stream the mix draws is a DataError rather than a silent divergence. Batches are kind-pure and
   sized per kind.
-- Buckets (aspect-ratio training sizes, `vivid.buckets`): with more than one bucket every stream is split per
+- Buckets (aspect-ratio training sizes, `vivid.conditioning.buckets`): with more than one bucket every stream is split per
   bucket (each record belongs to the bucket nearest its source's aspect) and each sub-stream walks its own
   permutations. After the kind, batch b's bucket is drawn from (seed, b, rank) with probability proportional to
   this rank's records of the kind in the bucket, so every record is drawn equally often in expectation; all
@@ -116,7 +116,7 @@ class BatchPlanner:
     ):
         """`pools`: this rank's record indices per stream. `available`: the streams that hold records on any
         rank (must be the same on every rank; default: the non-empty local pools, right for one rank).
-        `bucket_names`: the buckets ("HxW", see `vivid.buckets`), none or one = no bucketing; `record_buckets[i]`:
+        `bucket_names`: the buckets ("HxW", see `vivid.conditioning.buckets`), none or one = no bucketing; `record_buckets[i]`:
         the index of record i's bucket (needed with two or more buckets)."""
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vivid.buckets import nearest_bucket
+from vivid.conditioning.buckets import nearest_bucket
 from vivid.constants import DELETE_CAPTION
 
 from .augment import augment_mask
@@ -69,7 +69,7 @@ def source_size(record: Record) -> tuple[int, int]:
 
 
 def training_size(record: Record, config: DataConfig) -> tuple[int, int]:
-    """The size a record is trained at: the bucket nearest its aspect (`vivid.buckets`), or height x width."""
+    """The size a record is trained at: the bucket nearest its aspect (`vivid.conditioning.buckets`), or height x width."""
     if not config.buckets:
         return config.height, config.width
     return nearest_bucket(*source_size(record), config.sizes())

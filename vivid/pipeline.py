@@ -25,9 +25,9 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from vivid.inputs import EditInputs, check_sampling, load_edit_inputs
+from vivid.io.edit_inputs import EditInputs, check_sampling, load_edit_inputs
 from vivid.io.resize import resize_frames, resize_mask
-from vivid.masks import erase, kive_substitute
+from vivid.conditioning.mask_tensors import erase, kive_substitute
 from vivid.model.frame_conv import use_frame_convs
 from vivid.model.registry import spec_for
 from vivid.model.spec import ModelSpecification, dynamic_guidance_scale
@@ -38,7 +38,7 @@ from vivid.model.weights import (
     resolve_weights_folder,
     save_vivid_weights,
 )
-from vivid.preprocess import (
+from vivid.conditioning.preprocess import (
     default_paste_dilation,
     model_size,
     pad_frames,

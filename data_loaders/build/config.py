@@ -45,7 +45,7 @@ class ShotsConfig:
     fps: float = 8.0  # frame rate the clips are sampled at and written with: the trainer's data.fps
     max_side: int = 720  # longer side of the written clips (scaled down, never up)
     max_clips_per_shot: int = 4  # a long shot is cut into at most this many clips
-    cut_similarity: float = 0.7  # hard cuts (vivid.boundaries.detect_hard_cuts): histogram intersection below this ...
+    cut_similarity: float = 0.7  # hard cuts (vivid.longvideo.boundaries.detect_hard_cuts): histogram intersection below this ...
     cut_contrast: float = 3.0  # ... standing out this many times from the pairs around it
 
 

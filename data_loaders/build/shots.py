@@ -1,6 +1,6 @@
 """Shots stage: split a video at hard cuts, drop shots shorter than one clip, cut long shots into clips.
 
-Hard cuts come from the project's cut detection (`vivid.boundaries.detect_hard_cuts`: whole-frame colour
+Hard cuts come from the project's cut detection (`vivid.longvideo.boundaries.detect_hard_cuts`: whole-frame colour
 histograms and single-frame collapses of patch similarity), computed in one streamed pass over every source frame.
 A clip is `shots.frames` frames sampled at `shots.fps` inside one shot (never across a cut); it is written as its
 own video at that rate and at most `shots.max_side` pixels on its longer side, so the trainer reads it with a
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vivid.boundaries import BoundaryConfig, compute_features, detect_hard_cuts
+from vivid.longvideo.boundaries import BoundaryConfig, compute_features, detect_hard_cuts
 from vivid.io.resize import cover_geometry
 from vivid.io.video import VideoSource, iter_video_chunks, video_info, write_video
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from tests.vivid.test_boundaries import _box_masks, _clip
+from tests.vivid.longvideo.test_boundaries import _box_masks, _clip
 from benchmarks.bench_boundary_modes import compare_boundary_modes
 from vivid.longvideo.plan import load_clip_plan
 from vivid.io.video import write_video

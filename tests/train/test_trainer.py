@@ -452,7 +452,7 @@ def test_train_with_buckets_records_them_in_the_weights(synth_data, tmp_path, mo
     import train.trainer as trainer_module
     from data_loaders.format import read_manifests, write_manifest
     from data_loaders.synthetic import write_synthetic_dataset
-    from vivid.export import export_weights
+    from vivid.apps.export import export_weights
 
     portrait = write_synthetic_dataset(tmp_path / "portrait", videos=3, images=6, size=(96, 64), frames=5, seed=1,
                                        eval_per_task=1)
@@ -517,7 +517,7 @@ def test_train_base_trains_and_saves_the_whole_transformer(synth_data, tmp_path)
     loaded = pipe.transformer.state_dict()
     for k, v in saved.items():
         assert torch.equal(loaded[k], v), k
-    from vivid.export import export_weights
+    from vivid.apps.export import export_weights
 
     exported = export_weights(result.checkpoint, tmp_path / "export")
     assert (exported / "transformer.safetensors").read_bytes() == (weights / "transformer.safetensors").read_bytes()

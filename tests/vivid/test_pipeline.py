@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from tests.conftest import box_mask
-from vivid.inputs import EditInputError
+from vivid.io.edit_inputs import EditInputError
 from vivid.io.video import read_video
 from vivid.model.cogvideox_spec import CogVideoXSpec
-from vivid.preprocess import default_paste_dilation, paste_weights, working_size
+from vivid.conditioning.preprocess import default_paste_dilation, paste_weights, working_size
 
 padded_frame_count = CogVideoXSpec().padded_frame_count
 
@@ -186,7 +186,7 @@ def test_long_caption_is_truncated_with_a_warning(family_pipe, clip, caplog):
 
 
 def test_non_binary_mask_is_thresholded_at_half(family_pipe, clip):
-    from vivid.inputs import as_mask
+    from vivid.io.edit_inputs import as_mask
 
     grey = np.zeros((144, 176), np.uint8)
     grey[40:90, 60:120] = 127  # below 0.5: not masked

@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
         import gradio  # noqa: F401
     except ImportError:
         raise ValueError("vivid app needs Gradio: pip install 'vivid[app]' (or pip install gradio)") from None
-    from vivid.app import VividApp, check_share, launch, parse_auth
-    from vivid.inputs import check_edit_options
+    from vivid.apps.gradio_app import VividApp, check_share, launch, parse_auth
+    from vivid.io.edit_inputs import check_edit_options
 
     check_edit_options(args.height, args.width)
     auth = parse_auth(args.auth) if args.auth is not None else None

@@ -53,8 +53,8 @@ def guidance_scale(value: str) -> float:
 
 
 def working_side(value: str) -> int:
-    """argparse type: a working height or width (`vivid.inputs.check_side`)."""
-    from vivid.inputs import SIDE_RULE, EditInputError, check_side
+    """argparse type: a working height or width (`vivid.io.edit_inputs.check_side`)."""
+    from vivid.io.edit_inputs import SIDE_RULE, EditInputError, check_side
 
     try:
         return check_side(int(value))
@@ -181,8 +181,8 @@ def load_pipeline(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     """Every edit, of an image or a video of any length, is a plan of clips run by `vivid.longvideo.runner`:
     a video of at most one clip (and an image) is the plan of one clip, one pipeline call."""
-    from vivid.boundaries import BoundaryConfig
-    from vivid.inputs import check_edit_options, check_outputs, resolve_prompt
+    from vivid.longvideo.boundaries import BoundaryConfig
+    from vivid.io.edit_inputs import check_edit_options, check_outputs, resolve_prompt
     from vivid.io.atomic import remove_stale_temporaries
     from vivid.io.files import is_image_path
     from vivid.longvideo.plan import model_clip_frames

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vivid.export import export_weights, push_to_hub
+    from vivid.apps.export import export_weights, push_to_hub
 
     if (args.private or args.dry_run) and not args.push_to_hub:
         raise ValueError("--private and --dry-run only apply with --push-to-hub REPO_ID")

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vivid.flops import PETA, edit_flops, kive_comparison
+    from vivid.flops.counter import PETA, edit_flops, kive_comparison
 
     if args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")

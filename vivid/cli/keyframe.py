@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vivid.inputs import check_edit_options, resolve_prompt
+    from vivid.io.edit_inputs import check_edit_options, resolve_prompt
     from vivid.kive import choose_frame, edit_candidates
     from vivid.io.masks import MaskSource
     from vivid.io.video import VideoSource
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out-dir {out_dir} is a file; give a folder")
     if is_image_path(args.video):
-        from vivid.inputs import load_edit_inputs
+        from vivid.io.edit_inputs import load_edit_inputs
 
         inputs = load_edit_inputs(args.video, args.mask, prompts[0], args.task)
         frame, mask, index = inputs.frames[0], inputs.mask[0], 0

@@ -4,7 +4,7 @@ A long video is cut into clips of 4k+1 frames (at most the model's clip length b
 `model_clip_frames`: 49 for CogVideoX-5B, 81 for Wan2.1). Neighbouring clips of one shot share their boundary
 frame: the last edited frame of a clip is the keyframe (KIVE) of the next, so the edit is carried through the
 video. A clip after a hard cut starts afresh. The first clip's keyframe can be given by the user, or chosen (the most representative
-frame of the first clip, `vivid.boundaries.representative_frame`) and edited alone first; a keyframe inside the
+frame of the first clip, `vivid.longvideo.boundaries.representative_frame`) and edited alone first; a keyframe inside the
 first clip is propagated backward (the clip's frames reversed) and forward from there.
 
 Frames are decoded per clip and each finished clip is written at once to a work folder beside the output

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vivid.boundaries import BoundaryPlan, check_clip_frames
+from vivid.longvideo.boundaries import BoundaryPlan, check_clip_frames
 from vivid.model.registry import spec_for
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vivid.boundaries import BoundaryConfig, check_clip_frames, compute_features, plan_boundaries, representative_frame
-from vivid.inputs import (
+from vivid.longvideo.boundaries import BoundaryConfig, check_clip_frames, compute_features, plan_boundaries, representative_frame
+from vivid.io.edit_inputs import (
     EditInputError,
     check_edit_options,
     check_outputs,
@@ -130,7 +130,7 @@ def chain_edit(
         max_frames: clip length, 4k+1 (default: the model's, `model_clip_frames`).
         height, width: the model's working size (multiples of 16; default: the pipeline's choice, the training
             bucket nearest the source's aspect or the source's aspect within the native area).
-        boundaries: "adaptive" (hard cuts and content changes, `vivid.boundaries`) or "fixed" windows.
+        boundaries: "adaptive" (hard cuts and content changes, `vivid.longvideo.boundaries`) or "fixed" windows.
         work_dir: where finished clips and the state live (default `<out>.work`); removed on success unless
             `keep_work`. An existing work folder of the same edit is resumed; `restart` discards it.
         progress: called with (finished clips, total clips) after each clip.

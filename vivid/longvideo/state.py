@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from vivid.boundaries import BoundaryConfig
+from vivid.longvideo.boundaries import BoundaryConfig
 from vivid.io.atomic import remove_stale_temporaries
 from vivid.longvideo.plan import Clip, ClipPlan
 

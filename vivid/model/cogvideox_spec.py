@@ -30,7 +30,6 @@ from vivid.constants import (
     VAE_SPATIAL,
     clip_frames_at_most,
 )
-from vivid.model.cogvideox_flops import token_counts, transformer_forward_flops, vae_decode_flops, vae_encode_flops
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_VAE, T5_XXL, TINY_T5, TINY_TRANSFORMER, TINY_VAE
 from vivid.model.spec import ModelSpecification, StepCallback, StepStart, dynamic_guidance_scale
 from vivid.model.transformer import compute_dtype, make_vivid_transformer, unwrap, widen_patch_embed
@@ -336,22 +335,3 @@ class CogVideoXSpec(ModelSpecification):
                 replaced = on_step(i, step_t, latents)
                 latents = latents if replaced is None else replaced
         return latents
-
-    # ---------------------------------------------------------------- FLOPs (vivid/model/cogvideox_flops.py)
-    def flops_text_tokens(self, architecture: dict[str, Any]) -> int:
-        return int(architecture["transformer"]["max_text_seq_length"])
-
-    def flops_video_tokens(self, transformer: dict[str, Any], frames: int, height: int, width: int) -> int:
-        return token_counts(transformer, frames, height, width)[0]
-
-    def flops_transformer_forward(
-        self, transformer: dict[str, Any], frames: int, height: int, width: int, text_tokens: int, batch: int = 1,
-        in_channels: int | None = None, lora_rank: int | None = None,
-    ) -> dict[str, float]:
-        return transformer_forward_flops(
-            transformer, frames, height, width, batch, self.in_channels if in_channels is None else in_channels,
-            self.lora_rank if lora_rank is None else lora_rank, len(self.lora_targets), text_tokens,
-        )
-
-    def flops_vae(self, vae: dict[str, Any], frames: int, height: int, width: int) -> tuple[float, float]:
-        return vae_encode_flops(vae, frames, height, width), vae_decode_flops(vae, frames, height, width)

@@ -131,6 +131,10 @@ WAN21_1_3B_TRANSFORMER = dict(
 
 WAN21_14B_TRANSFORMER = dict(WAN21_1_3B_TRANSFORMER, num_attention_heads=40, ffn_dim=13824, num_layers=40)
 
+# Parameters of the stock transformers (Wan-AI/Wan2.1-T2V-1.3B-Diffusers, -14B-Diffusers)
+WAN21_1_3B_TRANSFORMER_PARAMETERS = 1_418_996_800
+WAN21_14B_TRANSFORMER_PARAMETERS = 14_288_491_584
+
 # The Wan2.1 VAE (both sizes share it): AutoencoderKLWan's defaults, which are the published ones, including the
 # per-channel latents_mean / latents_std that normalise its latents.
 WAN21_VAE = dict(

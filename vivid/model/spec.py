@@ -30,8 +30,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from vivid.constants import clip_frames_at_most
-from vivid.masks import latent_frame_count, pack_mask
-from vivid.model.flops_formulas import t5_flops
+from vivid.conditioning.mask_tensors import latent_frame_count, pack_mask
 from vivid.model.transformer import format_parameter_report, parameter_report, unwrap
 
 # The five components every base has, in the names diffusers' pipelines give them.
@@ -480,34 +479,6 @@ class ModelSpecification(ABC):
         the initial noise (default: drawn from `generator`; see `prepare_latents`). `before_step(i, t)` runs before
         each step, `on_step(i, t, latents)` after it. `options` are the base's own (CogVideoX: `eta`,
         `use_dynamic_cfg`)."""
-
-    # ================================================================ FLOPs
-    # What `vivid/flops.py` sums an edit from (its conventions: one multiply-add = 2 FLOPs, matrix products and
-    # convolutions only), for one of `architectures`' configs: each base counts its own modules.
-    def flops_text_tokens(self, architecture: dict[str, Any]) -> int:
-        """Caption tokens the text encoder and the transformer see (the base pads every caption to this)."""
-        return int(architecture["text_tokens"])
-
-    @abstractmethod
-    def flops_video_tokens(self, transformer: dict[str, Any], frames: int, height: int, width: int) -> int:
-        """Video tokens the transformer (config `transformer`) sees for a frames x height x width clip (4k+1)."""
-
-    @abstractmethod
-    def flops_transformer_forward(
-        self, transformer: dict[str, Any], frames: int, height: int, width: int, text_tokens: int, batch: int = 1,
-        in_channels: int | None = None, lora_rank: int | None = None,
-    ) -> dict[str, float]:
-        """One transformer forward of `batch` clips, split into `linear`, `attention` and `lora`; `in_channels` and
-        `lora_rank` default to VIVID's (stock base: latent_channels and 0)."""
-
-    @abstractmethod
-    def flops_vae(self, vae: dict[str, Any], frames: int, height: int, width: int) -> tuple[float, float]:
-        """(encode, decode) FLOPs of the VAE (config `vae`) on one frames x height x width clip."""
-
-    def flops_text_encoder(self, text_encoder: dict[str, Any], tokens: int, batch: int = 1) -> float:
-        """A text-encoder forward over `tokens` tokens for `batch` captions: a T5-style encoder (T5, UMT5)."""
-        gated = str(text_encoder.get("feed_forward_proj", "relu")).startswith("gated")
-        return t5_flops(text_encoder, tokens, gated, batch)
 
     # ================================================================ misc
     def __repr__(self) -> str:

@@ -34,7 +34,6 @@ from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
 from diffusers.utils.torch_utils import randn_tensor
 
-from vivid.model.wan_flops import wan_token_counts, wan_transformer_forward_flops, wan_vae_flops
 from vivid.model.configs import (
     TINY_UMT5,
     TINY_WAN_TRANSFORMER,
@@ -361,22 +360,6 @@ class WanSpec(ModelSpecification):
                 replaced = on_step(i, step_t, _channels_first(latents))
                 latents = latents if replaced is None else _channels_first(replaced)
         return _channels_first(latents)
-
-    # ---------------------------------------------------------------- FLOPs (vivid/model/wan_flops.py)
-    def flops_video_tokens(self, transformer: dict[str, Any], frames: int, height: int, width: int) -> int:
-        return wan_token_counts(transformer, frames, height, width)
-
-    def flops_transformer_forward(
-        self, transformer: dict[str, Any], frames: int, height: int, width: int, text_tokens: int, batch: int = 1,
-        in_channels: int | None = None, lora_rank: int | None = None,
-    ) -> dict[str, float]:
-        return wan_transformer_forward_flops(
-            transformer, frames, height, width, text_tokens, batch,
-            self.in_channels if in_channels is None else in_channels, self.lora_rank if lora_rank is None else lora_rank,
-        )
-
-    def flops_vae(self, vae: dict[str, Any], frames: int, height: int, width: int) -> tuple[float, float]:
-        return wan_vae_flops(vae, frames, height, width)
 
 
 def _cache_context_of(transformer: torch.nn.Module):

@@ -28,7 +28,7 @@ import torch
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
-from vivid.buckets import check_buckets
+from vivid.conditioning.buckets import check_buckets
 from vivid.constants import (
     BASE_MODEL_ID,
     BASE_WEIGHTS_NAME,
@@ -86,7 +86,7 @@ class VIVIDWeightsConfig:
     in_channels: int = VIVID_IN_CHANNELS
     channel_order: str = "noise|masked_video_latents|mask_latents"
     base_trained: bool = False  # the base transformer was trained too: its weights are in BASE_WEIGHTS_NAME
-    # the training sizes [[h, w], ...] (vivid/buckets.py); empty: one size, inference keeps the source's aspect
+    # the training sizes [[h, w], ...] (vivid/conditioning/buckets.py); empty: one size, inference keeps the source's aspect
     buckets: list[list[int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -106,7 +106,7 @@ def test_edit_image_writes_an_image_and_keeps_the_source_outside_the_mask(family
     assert edit(family_model_dir, img, mask_png, out, "--task", "add", "--prompt", "a red circle", "--paste-back-dilation", "6") == 0
     result = read_image(out)
     assert result.shape == (144, 176, 3)
-    from vivid.preprocess import paste_weights
+    from vivid.conditioning.preprocess import paste_weights
 
     mask = cv2.imread(str(mask_png), cv2.IMREAD_GRAYSCALE)[None] > 127
     outside = paste_weights(mask, 6)[0] == 0
@@ -214,7 +214,7 @@ def test_console_script_exit_code(tiny_model_dir, short_clip, tmp_path):
 def _outside_dilated_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     """Pixels that paste-back must keep: outside the mask dilated by the default dilation (both tiny families work
     within a native area of 64x96)."""
-    from vivid.preprocess import default_paste_dilation, paste_weights, working_size
+    from vivid.conditioning.preprocess import default_paste_dilation, paste_weights, working_size
 
     dilation = default_paste_dilation((height, width), working_size(height, width, 64 * 96))
     return paste_weights(mask, dilation) == 0

@@ -290,9 +290,9 @@ def test_keyframe_and_app_share_the_size_checks(command, tmp_path, capsys):
 
 
 def test_library_calls_check_sizes_dilation_and_video_names():
-    from vivid.inputs import EditInputError, check_edit_options
+    from vivid.io.edit_inputs import EditInputError, check_edit_options
     from vivid.io.video import VideoWriter
-    from vivid.preprocess import paste_back, paste_weights
+    from vivid.conditioning.preprocess import paste_back, paste_weights
 
     for bad in ({"height": 24, "width": 32}, {"height": 32, "width": None}, {"paste_back_dilation": -1}):
         with pytest.raises(EditInputError):

@@ -27,7 +27,7 @@ def _box() -> np.ndarray:
 def _readers(path: Path, frames: int) -> dict[str, np.ndarray]:
     """The mask as every reader sees it: `vivid edit` (short and long path), the library and `vivid data check`."""
     from vivid.io.masks import MaskSource as DataMask
-    from vivid.inputs import as_mask
+    from vivid.io.edit_inputs import as_mask
     from vivid.io.masks import MaskSource as EditMask
 
     data = DataMask(str(path))
@@ -64,7 +64,7 @@ def test_a_mask_drawn_in_alpha_is_read_from_alpha_everywhere(colour, tmp_path):
 def test_an_opaque_rgba_mask_is_read_from_its_colour_and_pil_keeps_alpha(tmp_path):
     from PIL import Image
 
-    from vivid.inputs import as_mask
+    from vivid.io.edit_inputs import as_mask
 
     rgba = np.zeros((H, W, 4), np.uint8)
     rgba[..., 3] = 255  # fully opaque: the colour carries the mask
@@ -121,7 +121,7 @@ def _video(path: Path, n: int, fps: float) -> Path:
 
 
 def test_a_mask_video_at_another_frame_rate_is_matched_by_timestamp(tmp_path, caplog):
-    from vivid.inputs import load_edit_inputs
+    from vivid.io.edit_inputs import load_edit_inputs
     from vivid.io.masks import MaskSource
     from vivid.io.video import VideoSource
 
@@ -141,7 +141,7 @@ def test_a_mask_video_at_another_frame_rate_is_matched_by_timestamp(tmp_path, ca
 
 
 def test_a_mask_video_with_the_frame_count_but_another_fps_is_matched_by_index(tmp_path, caplog):
-    from vivid.inputs import load_edit_inputs
+    from vivid.io.edit_inputs import load_edit_inputs
 
     video = _video(tmp_path / "v.mp4", 9, 12.0)
     masks = _moving_masks(9)
@@ -167,7 +167,7 @@ def test_a_mask_video_of_another_length_is_still_refused(tmp_path):
 def test_a_variable_frame_rate_source_is_edited_frame_by_frame_with_a_warning(tmp_path, caplog):
     import imageio_ffmpeg
 
-    from vivid.inputs import load_edit_inputs
+    from vivid.io.edit_inputs import load_edit_inputs
     from vivid.io.video import frame_timing
 
     cfr = _video(tmp_path / "cfr.mp4", 12, 12.0)

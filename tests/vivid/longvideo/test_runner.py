@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vivid.boundaries import BoundaryPlan
+from vivid.longvideo.boundaries import BoundaryPlan
 from vivid.longvideo.plan import load_clip_plan, plan_clips
 from vivid.longvideo.runner import chain_edit
 from vivid.io.images import read_image
@@ -94,7 +94,7 @@ def test_chain_edit_carries_the_keyframe_through_shared_frames(tiny_pipe, clip40
     for clip in result.plan.clips[:-1]:  # the keyframe of the next clip is this clip's last written frame
         last = read_image(work / f"clip_{clip.index:05d}_last.png")
         assert np.abs(frames[clip.stop].astype(int) - last).max() <= 3
-    from vivid.preprocess import paste_weights
+    from vivid.conditioning.preprocess import paste_weights
 
     outside = paste_weights(read_image(mask_png)[None, ..., 0] > 127, 8)[0] == 0  # 8 px: one latent cell
     assert outside.sum() > 500

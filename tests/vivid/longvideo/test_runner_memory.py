@@ -49,7 +49,7 @@ def peak_rss_of_edit(model: Path, video: Path, mask: Path, out: Path) -> tuple[i
     code = (
         "import sys\n"
         "from vivid.cli import main\n"
-        "from vivid.process_memory import peak_rss_bytes\n"
+        "from benchmarks.process_memory import peak_rss_bytes\n"
         "rc = main(sys.argv[1:])\n"
         "print('PEAK_RSS_KB', peak_rss_bytes() // 1024)\n"
         "sys.exit(rc)\n"

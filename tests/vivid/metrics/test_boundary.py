@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vivid.boundaries import BoundaryPlan
+from vivid.longvideo.boundaries import BoundaryPlan
 from vivid.longvideo.plan import plan_clips
 from vivid.metrics.boundary import boundary_tc, consecutive_tc, cut_spanning, pixel_features
 

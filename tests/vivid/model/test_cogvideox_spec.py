@@ -14,8 +14,8 @@ from diffusers import CogVideoXPipeline, CogVideoXTransformer3DModel, WanTransfo
 from diffusers.utils.torch_utils import randn_tensor
 
 from train.step import TrainStep
-from vivid.inputs import load_edit_inputs
-from vivid.masks import pack_mask
+from vivid.io.edit_inputs import load_edit_inputs
+from vivid.conditioning.mask_tensors import pack_mask
 from vivid.model.cogvideox_spec import CogVideoXSpec
 from vivid.model.cogvideox_spec import rotary_embeddings
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, TINY_TRANSFORMER, TINY_WAN_TRANSFORMER

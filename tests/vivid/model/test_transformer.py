@@ -9,7 +9,7 @@ import torch
 from diffusers import CogVideoXTransformer3DModel
 
 from vivid.constants import LORA_RANK, VIVID_IN_CHANNELS
-from vivid.masks import erase, kive_substitute, pack_mask
+from vivid.conditioning.mask_tensors import erase, kive_substitute, pack_mask
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_TRANSFORMER_PARAMETERS, TINY_TRANSFORMER
 from vivid.model.cogvideox_spec import rotary_embeddings
 from vivid.model.spec import transformer_input

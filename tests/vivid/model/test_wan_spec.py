@@ -13,7 +13,7 @@ import torch
 from diffusers import WanPipeline, WanTransformer3DModel
 
 from vivid.constants import LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME
-from vivid.inputs import load_edit_inputs
+from vivid.io.edit_inputs import load_edit_inputs
 from vivid.model.configs import TINY_WAN_TRANSFORMER, WAN21_1_3B_TRANSFORMER, WAN21_14B_TRANSFORMER
 from vivid.model.registry import spec_for
 from vivid.model.tiny import build_tiny_components

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from data_loaders.config import DataConfig
-from vivid.buckets import (
+from vivid.conditioning.buckets import (
     DEFAULT_ASPECTS,
     bucket_for_aspect,
     bucket_index,
@@ -17,7 +17,7 @@ from vivid.buckets import (
     default_buckets,
     nearest_bucket,
 )
-from vivid.preprocess import model_size, working_size
+from vivid.conditioning.preprocess import model_size, working_size
 from tests.conftest import REPO_ROOT
 
 FIVE_B = [(768, 432), (720, 480), (656, 496), (576, 576), (496, 656), (480, 720), (432, 768)]

@@ -2,7 +2,7 @@
 
 Rules (documented in the README):
 - Size: weights trained on aspect-ratio buckets (their config lists them) edit at the bucket nearest the
-  source's aspect ratio (`vivid.buckets.nearest_bucket`), the sizes the fine-tune saw. Otherwise keep the
+  source's aspect ratio (`vivid.conditioning.buckets.nearest_bucket`), the sizes the fine-tune saw. Otherwise keep the
   aspect ratio, scale down (never up) so the area is at most the model's native area (480x720 for
   CogVideoX-5B), then round each side down to a multiple of 16 (at least 16). Either way the output is
   resized back to the source size.
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from vivid.buckets import nearest_bucket
+from vivid.conditioning.buckets import nearest_bucket
 
 SIZE_MULTIPLE = 16
 

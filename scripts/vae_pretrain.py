@@ -10,13 +10,17 @@ posterior), which avoids the early phase where the decoder only sees noise. Afte
 `scaling_factor` is set to 1 / std of the latents of held-out frames, as CogVideoX's is, so that the diffusion
 model sees unit-variance latents.
 
-    python -m train.vae_pretrain --data data/synth/train-*.jsonl --out vivid/model/tiny_vae --steps 600
+    python scripts/vae_pretrain.py --data data/synth/train-*.jsonl --out vivid/model/tiny_vae --steps 600
+
+A one-off: it made the committed VAE in vivid/model/tiny_vae (its README has the exact commands); nothing in vivid,
+train or data_loaders imports it.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,11 +30,13 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLCogVideoX
 
-from data_loaders.config import DataConfig
-from data_loaders.format import read_manifests
-from data_loaders.samples import decode_record
-from vivid.model.configs import TINY_VAE
-from vivid.model.tiny import install_component
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere in the checkout
+
+from data_loaders.config import DataConfig  # noqa: E402
+from data_loaders.format import read_manifests  # noqa: E402
+from data_loaders.samples import decode_record  # noqa: E402
+from vivid.model.configs import TINY_VAE  # noqa: E402
+from vivid.model.tiny import install_component  # noqa: E402
 
 logger = logging.getLogger("vivid.vae_pretrain")
 
@@ -209,7 +215,7 @@ def install_vae(vae_dir: str | Path, model_dir: str | Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.vae_pretrain", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python scripts/vae_pretrain.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, nargs="+", help="train manifest(s) of the synthetic data set")
     p.add_argument("--out", required=True, help="output folder (a diffusers AutoencoderKLCogVideoX)")
     p.add_argument("--crop", default="32x48", help="HxW random crops to train on, or 'none' for whole frames")

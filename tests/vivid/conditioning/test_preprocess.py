@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vivid.preprocess import MAX_BLUR_SIGMA, paste_back, paste_weights
+from vivid.conditioning.preprocess import MAX_BLUR_SIGMA, paste_back, paste_weights
 
 from tests.conftest import REPO_ROOT as ROOT
 

@@ -7,12 +7,12 @@ interpolation are left out (well under 1% of the total). Attention is QK^T and A
 Components of one edit: T5 (once per prompt; twice with classifier-free guidance), VAE encode of the
 masked video (VIVID's condition), the transformer (`steps` forwards, batch 2 with guidance), VAE decode.
 
-Each base counts its own modules behind its model specification (`ModelSpecification.flops_*`: video and text
-tokens, a transformer forward, the VAE, the text encoder), for the architectures it publishes
-(`spec.architectures`: CogVideoX "5b" and "tiny", Wan "1.3b", "14b" and "tiny"); this module only sums an edit.
-CogVideoX's formulas are in vivid/model/cogvideox_flops.py (the VAE's following diffusers' frame batching), Wan2.1's
-in vivid/model/wan_flops.py (its causal VAE counted on the meta device under FlopCounterMode). A new base implements
-the spec's FLOPs methods and is counted here unchanged.
+Each base counts its own modules with its formulas (a `BaseFlops`, vivid/flops/formulas.py: video and text tokens,
+a transformer forward, the VAE, the text encoder), found by its specification's `name` in `FORMULAS`, for the
+architectures the specification publishes (`spec.architectures`: CogVideoX "5b" and "tiny", Wan "1.3b", "14b" and
+"tiny"); this module only sums an edit. CogVideoX's formulas are in vivid/flops/cogvideox.py (the VAE's following
+diffusers' frame batching), Wan2.1's in vivid/flops/wan.py (its causal VAE counted on the meta device under
+FlopCounterMode). A new base adds its `BaseFlops` to `FORMULAS` and is counted here unchanged.
 
 The published KIVE costs (17.1 PFLOPs per video edit, 1.5 per keyframe edit) are reproduced, to the rounding,
 by counting the transformer's linear layers only, at 2 FLOPs per multiply-add, with guidance (batch 2) and 50
@@ -24,18 +24,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-# the formulas of each base, for callers that count one module (benchmarks, tests)
-from vivid.model.cogvideox_flops import (  # noqa: F401
-    token_counts,
-    transformer_forward_flops,
-    transformer_train_flops,
-    vae_decode_flops,
-    vae_encode_flops,
-)
-from vivid.model.flops_formulas import t5_flops  # noqa: F401
+from vivid.flops.cogvideox import CogVideoXFlops
+from vivid.flops.formulas import BaseFlops
+from vivid.flops.wan import WanFlops
 from vivid.model.registry import spec_by_name
 from vivid.model.spec import ModelSpecification
-from vivid.model.wan_flops import wan_token_counts, wan_transformer_forward_flops, wan_vae_flops  # noqa: F401
+
+# each base's formulas, by its specification's `name`
+FORMULAS: dict[str, type[BaseFlops]] = {"cogvideox": CogVideoXFlops, "wan": WanFlops}
 
 # Published on the VIVID project page (KIVE section), in PFLOPs.
 PUBLISHED_PFLOPS = {
@@ -55,6 +51,13 @@ def architecture(size: str, family: str = "cogvideox") -> tuple[ModelSpecificati
     if size not in spec.architectures:
         raise ValueError(f"model size must be one of {sorted(spec.architectures)} for {family}, got {size!r}")
     return spec, spec.architectures[size]
+
+
+def formulas_for(spec: ModelSpecification) -> BaseFlops:
+    """The FLOPs formulas of `spec`'s base."""
+    if spec.name not in FORMULAS:
+        raise ValueError(f"no FLOPs formulas for base {spec.name!r} (known: {', '.join(sorted(FORMULAS))})")
+    return FORMULAS[spec.name](spec)
 
 
 def model_name(family: str, size: str) -> str:
@@ -114,12 +117,13 @@ def edit_flops(
     tr, vae, text_encoder = arch["transformer"], arch["vae"], arch["text_encoder"]
     cfg_batch = 2 if guidance else 1
     in_channels, lora_rank = (spec.in_channels, spec.lora_rank) if vivid else (spec.latent_channels, 0)
-    n_text = spec.flops_text_tokens(arch)
-    n_video = spec.flops_video_tokens(tr, frames, height, width)
-    fwd = spec.flops_transformer_forward(tr, frames, height, width, n_text, cfg_batch, in_channels, lora_rank)
-    encode, decode = spec.flops_vae(vae, frames, height, width)
+    formulas = formulas_for(spec)
+    n_text = formulas.text_tokens(arch)
+    n_video = formulas.video_tokens(tr, frames, height, width)
+    fwd = formulas.transformer_forward(tr, frames, height, width, n_text, cfg_batch, in_channels, lora_rank)
+    encode, decode = formulas.vae(vae, frames, height, width)
     comps = {
-        "t5": spec.flops_text_encoder(text_encoder, n_text, batch=cfg_batch),
+        "t5": formulas.text_encoder(text_encoder, n_text, batch=cfg_batch),
         "vae_encode": encode if vivid else 0.0,
         "transformer_linear": steps * fwd["linear"],
         "transformer_attention": steps * fwd["attention"],

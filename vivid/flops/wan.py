@@ -1,17 +1,18 @@
 """FLOPs of Wan2.1's transformer (`WanTransformer3DModel`, analytic) and VAE (`AutoencoderKLWan`: frame by frame
 with cached convolution state, counted by running it on the meta device under torch's FlopCounterMode, which needs
-no weights and no memory); what `WanSpec`'s FLOPs methods count (conventions in vivid/flops.py)."""
+no weights and no memory); counted for `WanSpec` by `WanFlops` (conventions in vivid/flops/counter.py)."""
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKLWan
 from torch.utils.flop_counter import FlopCounterMode
 
 from vivid.constants import LORA_RANK, VAE_SPATIAL, VAE_TEMPORAL, VIVID_IN_CHANNELS
-from vivid.model.flops_formulas import check_clip_size
+from vivid.flops.formulas import BaseFlops, check_clip_size
 
 
 def wan_token_counts(transformer: dict, frames: int, height: int, width: int) -> int:
@@ -83,3 +84,24 @@ def wan_vae_flops(vae: dict, frames: int, height: int, width: int) -> tuple[floa
     check_clip_size(frames, height, width, 1)
     config = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in vae.items()))
     return _meta_counted_wan_vae(config, frames, height, width)
+
+
+class WanFlops(BaseFlops):
+    """`WanSpec`'s architectures counted by the formulas above."""
+
+    def video_tokens(self, transformer: dict[str, Any], frames: int, height: int, width: int) -> int:
+        return wan_token_counts(transformer, frames, height, width)
+
+    def transformer_forward(
+        self, transformer: dict[str, Any], frames: int, height: int, width: int, text_tokens: int, batch: int = 1,
+        in_channels: int | None = None, lora_rank: int | None = None,
+    ) -> dict[str, float]:
+        spec = self.spec
+        return wan_transformer_forward_flops(
+            transformer, frames, height, width, text_tokens, batch,
+            spec.in_channels if in_channels is None else in_channels,
+            spec.lora_rank if lora_rank is None else lora_rank,
+        )
+
+    def vae(self, vae: dict[str, Any], frames: int, height: int, width: int) -> tuple[float, float]:
+        return wan_vae_flops(vae, frames, height, width)

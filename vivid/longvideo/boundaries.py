@@ -263,6 +263,6 @@ def plan_boundaries(
     if mode != "adaptive":
         raise ValueError(f"boundary mode must be 'adaptive' or 'fixed', got {mode!r}")
     if features is None:
-        raise ValueError("adaptive boundaries need frame features (vivid.boundaries.compute_features)")
+        raise ValueError("adaptive boundaries need frame features (vivid.longvideo.boundaries.compute_features)")
     cuts = detect_hard_cuts(features, config)
     return BoundaryPlan(cuts=cuts, boundaries=adaptive_boundaries(features, max_frames, cuts, config))

@@ -1,5 +1,5 @@
 """FLOPs of CogVideoX's transformer (`CogVideoXTransformer3DModel`) and VAE (`AutoencoderKLCogVideoX`), from their
-architecture configs (what `CogVideoXSpec`'s FLOPs methods count; conventions in vivid/flops.py).
+architecture configs (counted for `CogVideoXSpec` by `CogVideoXFlops`; conventions in vivid/flops/counter.py).
 
 The VAE count follows diffusers' `AutoencoderKLCogVideoX` exactly, including its frame batching (8 frames per
 encoder call, 2 latent frames per decoder call) which decides how many frames each causal stage sees.
@@ -8,7 +8,9 @@ encoder call, 2 latent frames per decoder call) which decides how many frames ea
 from __future__ import annotations
 
 from vivid.constants import LORA_RANK, LORA_TARGETS, VAE_SPATIAL, VAE_TEMPORAL, VIVID_IN_CHANNELS
-from vivid.model.flops_formulas import check_clip_size, conv_flops
+from typing import Any
+
+from vivid.flops.formulas import BaseFlops, check_clip_size, conv_flops
 
 
 def token_counts(transformer: dict, frames: int, height: int, width: int, text_tokens: int | None = None):
@@ -196,3 +198,26 @@ def vae_decode_flops(vae: dict, frames: int, height: int, width: int, batch: int
         total += 2 * conv_flops(zq, c, 1, n * h * w)  # norm_out (SpatialNorm3D)
         total += conv_flops(c, vae["out_channels"], 27, n * h * w)
     return float(total * batch)
+
+
+class CogVideoXFlops(BaseFlops):
+    """`CogVideoXSpec`'s architectures counted by the formulas above."""
+
+    def text_tokens(self, architecture: dict[str, Any]) -> int:
+        return int(architecture["transformer"]["max_text_seq_length"])
+
+    def video_tokens(self, transformer: dict[str, Any], frames: int, height: int, width: int) -> int:
+        return token_counts(transformer, frames, height, width)[0]
+
+    def transformer_forward(
+        self, transformer: dict[str, Any], frames: int, height: int, width: int, text_tokens: int, batch: int = 1,
+        in_channels: int | None = None, lora_rank: int | None = None,
+    ) -> dict[str, float]:
+        spec = self.spec
+        return transformer_forward_flops(
+            transformer, frames, height, width, batch, spec.in_channels if in_channels is None else in_channels,
+            spec.lora_rank if lora_rank is None else lora_rank, len(spec.lora_targets), text_tokens,
+        )
+
+    def vae(self, vae: dict[str, Any], frames: int, height: int, width: int) -> tuple[float, float]:
+        return vae_encode_flops(vae, frames, height, width), vae_decode_flops(vae, frames, height, width)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from vivid.app import VividApp, editor_mask, propagate_mask, write_mask_video
+from vivid.apps.gradio_app import VividApp, editor_mask, propagate_mask, write_mask_video
 from vivid.io.masks import read_mask
 from vivid.io.video import write_video
 
@@ -114,7 +115,7 @@ class CountingPipe:
 
 
 def test_the_model_events_share_one_concurrency_group(tmp_path):
-    from vivid.app import MODEL_CONCURRENCY_ID, build_app
+    from vivid.apps.gradio_app import MODEL_CONCURRENCY_ID, build_app
 
     demo = build_app(VividApp(pipe=None, workdir=tmp_path))
     fns = {fn.name: fn for fn in demo.fns.values()}
@@ -156,7 +157,7 @@ def test_old_session_folders_are_removed_and_nothing_else(tmp_path):
     import os
     import time
 
-    from vivid.app import SESSIONS_DIR
+    from vivid.apps.gradio_app import SESSIONS_DIR
 
     work = tmp_path / "work"
     work.mkdir()
@@ -179,24 +180,20 @@ def test_old_session_folders_are_removed_and_nothing_else(tmp_path):
 
 
 def test_error_messages_name_files_by_base_name():
-    import gradio as gr
+    from vivid.apps.gradio_app import _shows_errors, hide_paths
 
-    from vivid.app import _messages, hide_paths
-
-    @_messages
+    @_shows_errors("status")
     def fails():
         raise ValueError("cannot read /srv/vivid/work/vivid-sessions/session-x/mask.mp4: not a video")
 
-    with pytest.raises(gr.Error) as info:
-        fails()
-    assert info.value.message == "cannot read mask.mp4: not a video"
+    assert fails() == {"status": "Error: cannot read mask.mp4: not a video"}
     assert hide_paths("'~/data/clip.mp4' and /tmp/gradio/abc/video.mp4") == "'clip.mp4' and video.mp4"
     assert hide_paths("mask has 3 frames but the video has 12 (3/4 of a/b)") == \
         "mask has 3 frames but the video has 12 (3/4 of a/b)"
 
 
 def test_share_needs_auth_and_auth_is_user_pass(capsys):
-    from vivid.app import check_share, parse_auth
+    from vivid.apps.gradio_app import check_share, parse_auth
     from vivid.cli import main
 
     assert main(["app", "--model", "no-such-model", "--share"]) == 2  # refused before the model is loaded
@@ -214,7 +211,7 @@ def served(tmp_path_factory):
     """The app on a local port (fake pipeline, a login, a 1 MiB upload limit), a workdir holding a user's file."""
     import socket
 
-    from vivid.app import launch
+    from vivid.apps.gradio_app import launch
 
     root = tmp_path_factory.mktemp("served")
     (root / "work").mkdir()
@@ -255,9 +252,9 @@ def test_the_app_serves_what_it_returns_and_no_other_file(served, tmp_path):
     app, demo, url, video, mask = served
     client = Client(url + "/", auth=("me", "pw"), verbose=False, download_files=str(tmp_path))
     client.predict(handle_file(str(video)), api_name="/on_video")
-    gallery, chosen = client.predict(None, "static", handle_file(str(mask)), "add", "a ball", 2, 0,
-                                     api_name="/on_preview")
-    assert len(gallery) == 2 and chosen == "Chosen: candidate 1 of 2"  # returned files reach the browser
+    gallery, chosen, status = client.predict(None, "static", [handle_file(str(mask))], "add", "a ball", 2, 0,
+                                             api_name="/on_preview")
+    assert len(gallery) == 2 and chosen == "Chosen: candidate 1 of 2" and status == ""  # returned files reach it
     assert Path(gallery[0]["image"]).stat().st_size > 0
     written = sorted(app.sessions_dir.glob("session-*/candidate-*.png"))
     assert len(written) == 2
@@ -276,14 +273,14 @@ def test_the_app_serves_what_it_returns_and_no_other_file(served, tmp_path):
     big = tmp_path / "big.npy"
     big.write_bytes(b"\0" * (2 * 1024 * 1024))
     with pytest.raises(Exception, match="(?i)maximum|too large|exceeds"):
-        client.predict(None, "static", handle_file(str(big)), "add", "a ball", 1, 0, api_name="/on_preview")
+        client.predict(None, "static", [handle_file(str(big))], "add", "a ball", 1, 0, api_name="/on_preview")
 
 
 def test_closing_a_tab_removes_its_session_folders_and_serving_is_limited(tmp_path, monkeypatch):
     import tempfile
     from types import SimpleNamespace
 
-    from vivid.app import _allowed_paths, build_app
+    from vivid.apps.gradio_app import _allowed_paths, build_app
 
     app = VividApp(pipe=None, workdir=tmp_path / "work")
     mine, theirs = app.new_session("tab1"), app.new_session("tab2")
@@ -316,3 +313,126 @@ def test_the_app_previews_and_propagates_an_edit_with_either_base(family_pipe, t
     assert len(candidates) == 2 and all(read_image(c).shape == (64, 96, 3) for c in candidates)
     out = app.propagate(session, "add", "a red ball", 0)
     assert video_info(out)[0] == 9 and video_info(out)[2:] == (64, 96)
+
+
+# ----------------------------------------------------------------------------- masks, errors and choices in the page
+def _components(demo) -> dict:
+    """The app's components by their elem_id."""
+    return {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+
+
+def _handlers(demo) -> dict:
+    return {fn.name: fn.fn for fn in demo.fns.values()}
+
+
+def _square_mask(left: int) -> np.ndarray:
+    frame = np.zeros((64, 96, 3), np.uint8)
+    frame[22:42, left : left + 20] = 255
+    return frame
+
+
+def test_png_and_image_folder_masks_are_accepted_as_in_the_cli(served, tmp_path):
+    """A mask as one PNG (every frame) or as a folder's images (one per frame, uploaded in any order, read in name
+    order) is taken from the page as `vivid edit --mask` takes it (`MaskSource`); a wrong one is one line."""
+    from gradio_client import Client, handle_file
+
+    from vivid.io.images import write_image
+
+    app, demo, url, video, _ = served
+    png = write_image(tmp_path / "mask.png", _square_mask(10))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    frames = [write_image(folder / f"frame-{t:02d}.png", _square_mask(10 + 3 * t)) for t in range(12)]
+    client = Client(url + "/", auth=("me", "pw"), verbose=False, download_files=str(tmp_path))
+    client.predict(handle_file(str(video)), api_name="/on_video")
+    session = app._sessions[client.session_hash][-1]
+    for upload in ([png], frames[::-1]):
+        gallery, chosen, status = client.predict(None, "static", [handle_file(str(f)) for f in upload], "add",
+                                                 "a ball", 2, 0, api_name="/on_preview")
+        assert (len(gallery), chosen, status) == (2, "Chosen: candidate 1 of 2", ""), upload[0].name
+        assert (read_mask(session.mask_video) == read_mask(upload[0] if len(upload) == 1 else folder)).all()
+    *_, status = client.predict(None, "static", [handle_file(str(f)) for f in frames[:3]], "add", "a ball", 2, 0,
+                                api_name="/on_preview")
+    assert status == "Error: mask has 3 frames but the video has 12: give one mask per frame or a single mask"
+    *_, status = client.predict(None, "static", [handle_file(str(png)), handle_file(str(video))], "add", "a ball", 2,
+                                0, api_name="/on_preview")
+    assert status == "Error: several mask files must all be images (one per frame, in name order); v.mp4 is not"
+
+
+def test_an_error_stays_a_line_in_the_page_and_the_outputs_keep_their_values(served, tmp_path):
+    """An error is returned into the page's status box (it stays there until the next action), not raised as a
+    toast that vanishes and leaves "Error" badges on the outputs."""
+    from gradio_client import Client
+
+    app, demo, url, video, _ = served
+    client = Client(url + "/", auth=("me", "pw"), verbose=False, download_files=str(tmp_path))  # no video yet
+    *_, status = client.predict(None, "static", None, "add", "a ball", 2, 0, api_name="/on_preview")
+    assert status == "Error: upload a video first"
+    *_, status = client.predict("add", "a ball", 0, api_name="/on_propagate")
+    assert status == "Error: upload a video first"
+
+
+def test_a_candidate_that_does_not_exist_is_refused_in_the_page(tmp_path):
+    from vivid.apps.gradio_app import build_app
+
+    app = VividApp(pipe=None, workdir=tmp_path)
+    demo = build_app(app)
+    ids, on_select = _components(demo), _handlers(demo)["on_select"]
+    session = app.new_session()
+    session.candidates, session.chosen = [tmp_path / "a.png", tmp_path / "b.png"], 0
+    for index, shown in ((5, "candidate 6"), (2, "candidate 3"), (-1, "candidate 0"), ("x", "'x'"), (True, "True")):
+        assert on_select(session, SimpleNamespace(index=index)) == {
+            ids["status"]: f"Error: there is no {shown}: choose one of the 2 candidates shown (1 to 2)"}
+        assert session.chosen == 0  # the choice stays
+    assert on_select(session, SimpleNamespace(index=1)) == {ids["chosen"]: "Chosen: candidate 2 of 2", ids["status"]: ""}
+    assert session.chosen == 1
+    session.video, session.mask_video = str(tmp_path / "v.mp4"), tmp_path / "m.mp4"
+    session.chosen = 7  # however it came there, propagate refuses it before any work (the files are not read)
+    with pytest.raises(ValueError, match="there is no candidate 8"):
+        app.propagate(session, "add", "a ball", 0)
+    assert on_select(app.new_session(), SimpleNamespace(index=0)) == {
+        ids["status"]: "Error: preview keyframe candidates first, then click one to choose it"}
+
+
+def test_a_failed_propagate_leaves_the_session_usable(tiny_pipe, tmp_path, monkeypatch):
+    """The model fails during a propagate (an out-of-memory, say): the page shows one line, the session keeps its
+    video, mask, candidates and choice, the failed edit's work files are gone, and the user picks another
+    candidate and propagates again, without reloading."""
+    from vivid.apps.gradio_app import build_app
+    from vivid.io.video import video_info
+    from vivid.pipeline import VIVIDPipeline
+
+    app = VividApp(pipe=tiny_pipe, workdir=tmp_path, steps=1, guidance=1.0)
+    demo = build_app(app)
+    ids, handlers = _components(demo), _handlers(demo)
+    frames, _ = _square_video(n=14)  # two clips of the tiny model
+    video = write_video(tmp_path / "v.mp4", frames, 8, lossless=True)
+    layer = np.zeros((64, 96, 4), np.uint8)
+    layer[20:44, 8:32, 3] = 255
+    session = app.new_session("local")
+    app.load_video(session, str(video))
+    candidates = app.preview(session, {"layers": [layer]}, "static", None, "add", "a red ball", 2, 0)
+    before = sorted(session.dir.iterdir())
+
+    original, calls = VIVIDPipeline.__call__, []
+
+    def fails_in_the_second_clip(self, *args, **kwargs):
+        calls.append(kwargs["video"].shape[0])
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(VIVIDPipeline, "__call__", fails_in_the_second_clip)
+    no_progress = lambda *a, **k: None  # noqa: E731
+    shown = handlers["on_propagate"](session, "add", "a red ball", 0, progress=no_progress)
+    assert shown == {ids["status"]: "Error: internal error (RuntimeError): CUDA out of memory. Tried to allocate 2.00 GiB"}
+    assert len(calls) == 2  # the first clip was done, the second failed
+    assert sorted(session.dir.iterdir()) == before  # nothing of the failed edit is left in the session
+    assert (session.candidates, session.chosen) == (candidates, 0)
+
+    assert handlers["on_select"](session, SimpleNamespace(index=1)) == {
+        ids["chosen"]: "Chosen: candidate 2 of 2", ids["status"]: ""}
+    shown = handlers["on_propagate"](session, "add", "a red ball", 0, progress=no_progress)
+    out = Path(shown[ids["result"]])
+    assert shown == {ids["result"]: str(out), ids["download"]: str(out), ids["status"]: f"Done: {out.name}"}
+    assert video_info(out)[0] == 14 and video_info(out)[2:] == (64, 96)

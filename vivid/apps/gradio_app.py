@@ -1,13 +1,15 @@
 """The interactive KIVE loop as a Gradio app (`vivid app`).
 
 Upload a video; paint the mask on its first frame (carried through the video by optical flow, OpenCV's
-Farneback, or kept static) or upload a mask video; pick the task and caption; preview several candidate
-edits of the first frame (one-frame edits: seconds); choose one and propagate it through the video (clip by
-clip, vivid.longvideo, with a progress bar); watch and download the result. Errors show as messages.
+Farneback, or kept static) or upload a mask in any encoding `vivid edit --mask` reads; pick the task and caption;
+preview several candidate edits of the first frame (one-frame edits: seconds); choose one and propagate it through
+the video (clip by clip, vivid.longvideo, with a progress bar); watch and download the result. An error shows as
+one line in the page's status box and leaves the session as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -29,8 +31,9 @@ from vivid.kive import edit_candidates
 from vivid.io.masks import MaskSource
 from vivid.io.video import VideoSource
 from vivid.longvideo.runner import chain_edit
-from vivid.io.files import MediaError
+from vivid.io.files import MediaError, is_image_path
 from vivid.io.images import write_image
+from vivid.longvideo.state import default_work_dir
 from vivid.io.video import VideoWriter, iter_video_chunks, video_info
 
 try:  # optional (the `app` extra); module-level so that Gradio can resolve the event-data annotations
@@ -51,7 +54,7 @@ SESSION_MARKER = ".vivid-session"  # in every session folder: what marks a folde
 def editor_mask(value: Any, height: int, width: int) -> np.ndarray:
     """bool (H, W) mask from a gr.ImageEditor value: any painted pixel of any layer (alpha > 0)."""
     if not isinstance(value, dict) or not value.get("layers"):
-        raise ValueError("paint the mask on the first frame (brush), or upload a mask video")
+        raise ValueError("paint the mask on the first frame (brush), or upload a mask")
     painted = np.zeros((height, width), bool)
     for layer in value["layers"]:
         layer = np.asarray(layer)
@@ -111,6 +114,19 @@ def write_mask_video(path: Path, video: str, first: np.ndarray, mode: str, chunk
             for m in propagate_mask(frames(), first):
                 writer.write(np.repeat((m.astype(np.uint8) * 255)[None, ..., None], 3, axis=-1))
     return path
+
+
+@contextlib.contextmanager
+def _removed_on_failure(work: Path) -> Iterator[None]:
+    """A failed propagate leaves nothing behind in the session: the work folder that its edit made (a fresh name,
+    so all in it is the edit's) is removed when the edit fails; the session's video, mask and candidates stay."""
+    made = not work.exists()
+    try:
+        yield
+    except BaseException:
+        if made:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 # ---------------------------------------------------------------------------------------------- session
@@ -203,20 +219,43 @@ class VividApp:
         session.summary = f"Loaded: {len(source)} frames at {source.fps:g} fps, {source.width}x{source.height}."
         return session.first_frame
 
-    def make_mask(self, session: EditSession, editor_value: Any, mode: str, mask_upload: str | None) -> Path:
+    def uploaded_mask(self, session: EditSession, upload: str | list[str] | None) -> Path | None:
+        """The mask the user uploaded, as a path `MaskSource` reads like the CLI's `--mask`: one file (a mask video,
+        an image for every frame, a .npy/.npz array) as it is; several images (a folder's frames) copied under their
+        own names into a folder of the session, read in name order. None for no upload."""
+        files = [upload] if isinstance(upload, (str, os.PathLike)) else list(upload or [])
+        if len(files) <= 1:
+            return Path(files[0]) if files else None
+        names = [Path(f).name for f in files]
+        not_images = [name for name in names if not is_image_path(name)]
+        if not_images:
+            raise ValueError(f"several mask files must all be images (one per frame, in name order); "
+                             f"{not_images[0]} is not")
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"mask frames must have distinct file names; {twice[0]} is given twice")
+        folder = session.dir / f"mask-frames-{uuid.uuid4().hex[:8]}"
+        folder.mkdir()
+        for file, name in zip(files, names):
+            shutil.copyfile(file, folder / name)
+        return folder
+
+    def make_mask(self, session: EditSession, editor_value: Any, mode: str,
+                  mask_upload: str | list[str] | None) -> Path:
         if session.video is None:
             raise ValueError("upload a video first")
-        if mask_upload:
+        uploaded = self.uploaded_mask(session, mask_upload)
+        if uploaded is not None:
             source = VideoSource(session.video)
-            MaskSource(mask_upload, len(source), source.height, source.width)  # checks count and size
-            session.mask_video = Path(mask_upload)
+            MaskSource(uploaded, len(source), source.height, source.width)  # checks count and size
+            session.mask_video = uploaded
             return session.mask_video
         h, w = session.first_frame.shape[:2]
         first = editor_mask(editor_value, h, w)
         session.mask_video = write_mask_video(session.dir / f"mask-{uuid.uuid4().hex[:8]}.mp4", session.video, first, mode)
         return session.mask_video
 
-    def preview(self, session: EditSession, editor_value: Any, mode: str, mask_upload: str | None, task: str,
+    def preview(self, session: EditSession, editor_value: Any, mode: str, mask_upload: str | list[str] | None, task: str,
                 caption: str, count: int, seed: int) -> list[Path]:
         """Candidate edits of the first frame (one-frame edits, different seeds)."""
         if task not in TASKS:
@@ -238,6 +277,17 @@ class VividApp:
         session.chosen = 0
         return session.candidates
 
+    def choose(self, session: EditSession, index: Any) -> int:
+        """Choose candidate `index` (0-based) of the session's preview; anything but a shown candidate is refused."""
+        if not session.candidates:
+            raise ValueError("preview keyframe candidates first, then click one to choose it")
+        count = len(session.candidates)
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+            shown = f"candidate {index + 1}" if isinstance(index, int) and not isinstance(index, bool) else repr(index)
+            raise ValueError(f"there is no {shown}: choose one of the {count} candidates shown (1 to {count})")
+        session.chosen = index
+        return index
+
     def propagate(self, session: EditSession, task: str, caption: str, seed: int,
                   progress: Callable[[int, int], None] | None = None) -> Path:
         """Propagate the chosen candidate through the whole video (KIVE chaining)."""
@@ -245,8 +295,9 @@ class VividApp:
             raise ValueError("upload a video first")
         if not session.candidates or session.chosen is None or session.mask_video is None:
             raise ValueError("preview keyframe candidates and choose one first")
+        self.choose(session, session.chosen)
         out = session.dir / f"vivid-edit-{uuid.uuid4().hex[:6]}.mp4"
-        with self.model_lock:
+        with self.model_lock, _removed_on_failure(default_work_dir(out)):
             chain_edit(
                 self.pipe, session.video, session.mask_video, caption or None, task, out,
                 keyframe=str(session.candidates[session.chosen]), keyframe_frame=0, num_inference_steps=self.steps,
@@ -266,21 +317,34 @@ def hide_paths(text: str) -> str:
     return _PATH.sub(lambda m: os.path.basename(m.group(0).rstrip("/\\")) or m.group(0), text)
 
 
-def _messages(fn: Callable) -> Callable:
-    """Turn errors into Gradio messages (no tracebacks in the browser; the log keeps them)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except (ValueError, MediaError, OSError) as err:
-            raise gr.Error(hide_paths(str(err))) from None
-        except Exception as err:  # an unexpected failure: a message for the user, the traceback for the log
-            logger.exception("app action failed")
-            raise gr.Error(hide_paths(f"internal error ({type(err).__name__}): {err}")) from None
+def error_line(err: BaseException) -> str:
+    """The one line the page shows for a failed action: the message of a user's error, or "internal error (...)"
+    for an unexpected one (its traceback goes to the log); server paths shortened to base names. Call it from the
+    `except` block that caught `err`."""
+    if gr is not None and isinstance(err, gr.Error):
+        return hide_paths(str(err.message))
+    if isinstance(err, (ValueError, MediaError, OSError)):
+        return hide_paths(str(err))
+    logger.exception("app action failed")
+    return hide_paths(f"internal error ({type(err).__name__}): {err}")
 
-    return wrapper
+
+def _shows_errors(status: Any) -> Callable[[Callable], Callable]:
+    """Decorate a handler that returns {component: value}: an error becomes its one line in the `status` box, where
+    it stays until the next action (not a toast that vanishes, leaving "Error" badges on the outputs), and every
+    other output keeps its value, so the session goes on: the user fixes the input, retries or picks another
+    candidate."""
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as err:
+                return {status: f"Error: {error_line(err)}"}
+
+        return wrapper
+
+    return decorate
 
 
 def build_app(app: VividApp):
@@ -292,8 +356,9 @@ def build_app(app: VividApp):
     with gr.Blocks(title="VIVID video local editing", delete_cache=delete_cache) as demo:
         session = gr.State(None)
         gr.Markdown("# VIVID: add, modify or delete an entity in a video\n"
-                    "1. Upload a video. 2. Paint the region on the first frame (or upload a mask video). "
+                    "1. Upload a video. 2. Paint the region on the first frame (or upload a mask). "
                     "3. Preview keyframe candidates. 4. Choose one and propagate it.")
+        status = gr.Textbox(label="Status", value="", interactive=False, lines=1, max_lines=3, elem_id="status")
         with gr.Row():
             with gr.Column():
                 video_in = gr.Video(label="Video", sources=["upload"], elem_id="video-in")
@@ -303,8 +368,10 @@ def build_app(app: VividApp):
                                         brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed", default_size=12))
                 mask_mode = gr.Radio(list(MASK_MODES), value=MASK_MODES[0], label="Carry the mask through the video by",
                                      elem_id="mask-mode")
-                mask_upload = gr.File(label="...or upload a mask video (white = edit)", file_types=["video", ".npy"],
-                                      elem_id="mask-upload")
+                # any file vivid reads as a mask; what it is and whether it fits is told by MaskSource, in the page
+                mask_upload = gr.File(label="...or upload a mask (white = edit): a mask video, one image for every "
+                                            "frame, the images of a folder (one per frame, in name order), or a "
+                                            ".npy/.npz array", file_count="multiple", elem_id="mask-upload")
             with gr.Column():
                 task = gr.Dropdown(list(TASKS), value=TASKS[0], label="Task", elem_id="task")
                 caption = gr.Textbox(label="Caption (what should be in the mask)", elem_id="caption")
@@ -312,56 +379,63 @@ def build_app(app: VividApp):
                     count = gr.Slider(1, 8, value=4, step=1, label="Candidates", elem_id="count")
                     seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
                 preview_btn = gr.Button("Preview keyframes", variant="primary", elem_id="preview")
-                gallery = gr.Gallery(label="Keyframe candidates (click one to choose it)", columns=4,
-                                     allow_preview=False, elem_id="candidates")
+                # a click chooses a candidate and opens it large (with a full-screen button and a download)
+                gallery = gr.Gallery(label="Keyframe candidates (click one to choose it and see it large)", columns=4,
+                                     allow_preview=True, object_fit="contain", elem_id="candidates")
                 chosen = gr.Markdown("", elem_id="chosen")
                 propagate_btn = gr.Button("Propagate the chosen keyframe", variant="primary", elem_id="propagate")
                 result = gr.Video(label="Result", elem_id="result", interactive=False)
                 download = gr.File(label="Download", elem_id="download", interactive=False)
+        shows_errors = _shows_errors(status)
 
-        @_messages
-        def on_video(video, state, request: gr.Request):
+        def on_video(video, request: gr.Request):
             state = app.new_session(request.session_hash or "local")
+            fresh = {session: state, editor: None, video_summary: "", status: ""}
             if not video:
-                return state, None, ""
-            frame = app.load_video(state, video)
-            return state, {"background": frame, "layers": [], "composite": frame}, state.summary
+                return fresh
+            try:
+                frame = app.load_video(state, video)
+            except Exception as err:  # the session starts empty: nothing of the previous video is edited by mistake
+                return {**fresh, status: f"Error: {error_line(err)}"}
+            return {**fresh, editor: {"background": frame, "layers": [], "composite": frame},
+                    video_summary: state.summary}
 
-        @_messages
+        @shows_errors
         def on_preview(state, editor_value, mode, mask_file, task_v, caption_v, count_v, seed_v,
                        progress=gr.Progress()):
             if state is None or state.video is None:
                 raise ValueError("upload a video first")
             progress(0, desc="editing the first frame")
             paths = app.preview(state, editor_value, mode, mask_file, task_v, caption_v, count_v, seed_v)
-            return [str(p) for p in paths], f"Chosen: candidate 1 of {len(paths)}"
+            return {gallery: [str(p) for p in paths], chosen: f"Chosen: candidate 1 of {len(paths)}", status: ""}
 
+        @shows_errors
         def on_select(state, evt: gr.SelectData):
-            if state is None or not state.candidates:
-                return ""
-            state.chosen = int(evt.index)
-            return f"Chosen: candidate {state.chosen + 1} of {len(state.candidates)}"
+            if state is None:
+                raise ValueError("upload a video first")
+            index = app.choose(state, evt.index)
+            return {chosen: f"Chosen: candidate {index + 1} of {len(state.candidates)}", status: ""}
 
-        @_messages
+        @shows_errors
         def on_propagate(state, task_v, caption_v, seed_v, progress=gr.Progress()):
             if state is None:
                 raise ValueError("upload a video first")
             progress(0, desc="propagating")
             out = app.propagate(state, task_v, caption_v, seed_v,
                                 progress=lambda done, total: progress((done, total), desc="clips", unit="clip"))
-            return str(out), str(out)
+            return {result: str(out), download: str(out), status: f"Done: {out.name}"}
 
         def on_unload(request: gr.Request):
             app.end_sessions(request.session_hash or "local")
 
-        video_in.change(on_video, [video_in, session], [session, editor, video_summary])
+        video_in.change(on_video, [video_in], [session, editor, video_summary, status])
         # The events that run the model share one concurrency group of size 1: one edit at a time over all
         # browser sessions, the others queued (Gradio shows each its position).
         model = dict(concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1)
         preview_btn.click(on_preview, [session, editor, mask_mode, mask_upload, task, caption, count, seed],
-                          [gallery, chosen], **model)
-        gallery.select(on_select, [session], [chosen])
-        propagate_btn.click(on_propagate, [session, task, caption, seed], [result, download], **model)
+                          [gallery, chosen, status], **model)
+        gallery.select(on_select, [session], [chosen, status])
+        propagate_btn.click(on_propagate, [session, task, caption, seed], [result, download, status], **model)
         demo.unload(on_unload)
     return demo
 

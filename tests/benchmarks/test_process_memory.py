@@ -5,11 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from vivid.process_memory import peak_rss_bytes
+from benchmarks.process_memory import peak_rss_bytes
 
 CHILD = (
     "import sys\n"
-    "from vivid.process_memory import peak_rss_bytes\n"
+    "from benchmarks.process_memory import peak_rss_bytes\n"
     "block = bytearray(int(sys.argv[1]) * 2**20)  # zero-filled: every page touched\n"
     "print(peak_rss_bytes())\n"
 )

