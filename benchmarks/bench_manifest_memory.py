@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -60,16 +59,24 @@ def peak_rss_of_check(manifest: Path, bad_list: Path) -> tuple[float, float, int
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lines", type=int, nargs="+", default=[100_000, 1_000_000])
+    p.add_argument("--json", action="store_true", help="print the rows as one JSON object")
     args = p.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    print(f"{'lines':>10s} {'peak RSS MiB':>13s} {'seconds':>8s} {'bad listed':>10s}")
+    rows = []
+    if not args.json:
+        print(f"{'lines':>10s} {'peak RSS MiB':>13s} {'seconds':>8s} {'bad listed':>10s}")
     for n in args.lines:
         with tempfile.TemporaryDirectory(prefix="vivid-manifest-") as tmp:
             manifest = write_manifest(Path(tmp), n)
             bad_list = Path(tmp) / "bad.txt"
             peak, seconds, rc = peak_rss_of_check(manifest, bad_list)
             listed = sum(1 for _ in open(bad_list)) if bad_list.is_file() else 0
+        rows.append(dict(lines=n, peak_rss_mib=round(peak, 1), seconds=round(seconds, 1), bad_listed=listed,
+                         exit_code=rc))
+        if not args.json:
             print(f"{n:>10d} {peak:>13.1f} {seconds:>8.1f} {listed:>10d}   (exit {rc})")
+    if args.json:
+        print(json.dumps({"results": rows}))
     return 0
 
 
