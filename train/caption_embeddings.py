@@ -33,8 +33,8 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import AutoConfig
 
-from data_loaders.errors import DataError
-from data_loaders.format import read_manifests
+from data_loaders.errors import BadSample, DataError
+from data_loaders.format import stream_manifests
 from vivid.constants import DELETE_CAPTION
 from vivid.io.atomic import atomic_path, write_json_atomic
 from vivid.model.spec import ModelSpecification
@@ -70,11 +70,14 @@ def dtype_name(dtype: torch.dtype) -> str:
 def manifest_prompts(patterns: Iterable[str | os.PathLike]) -> tuple[list[str], int]:
     """Every prompt training on these manifests can use: each record's captions, the deletion caption, and ""
     (caption dropout; the negative prompt of validation). Returns (distinct prompts, invalid records skipped)."""
-    records, bad = read_manifests(patterns)
-    prompts = ["", DELETE_CAPTION]
-    for record in records:
-        prompts.extend(record.captions)
-    return list(dict.fromkeys(prompts)), len(bad)
+    prompts = dict.fromkeys(["", DELETE_CAPTION])
+    bad = 0
+    for item in stream_manifests(patterns):  # the records are not kept: only their distinct captions
+        if isinstance(item, BadSample):
+            bad += 1
+        else:
+            prompts.update(dict.fromkeys(item.captions))
+    return list(prompts), bad
 
 
 class StoreWriteError(OSError):
