@@ -171,11 +171,11 @@ def resolve_resume(resume: str, output_dir: str | os.PathLike) -> Path:
     if resume == "latest":
         path = latest_checkpoint(output_dir)
         if path is None:
-            raise FileNotFoundError(f"--resume latest: no checkpoint in {Path(output_dir) / CHECKPOINTS_DIR}")
+            raise FileNotFoundError(f"no checkpoint to resume (latest) in {Path(output_dir) / CHECKPOINTS_DIR}")
         return path
     path = Path(resume)
     if not (path / STATE_NAME).is_file():
-        raise FileNotFoundError(f"--resume {resume}: not a checkpoint folder (no {STATE_NAME})")
+        raise FileNotFoundError(f"resume from {resume}: not a checkpoint folder (no {STATE_NAME})")
     return path
 
 
@@ -540,8 +540,7 @@ def check_run_folder(output_dir: str | os.PathLike, resume: str | None, overwrit
     (`PreviousRunError`) unless `overwrite`, which moves the earlier run's files aside into `previous-<n>/`
     (`move_previous_run_aside`, on rank 0: renames only, nothing deleted); both at once are refused."""
     if resume and overwrite:
-        raise RunFolderError("--resume continues the run in the output folder and --overwrite moves it aside: "
-                             "pass one")
+        raise RunFolderError("resume continues the run in the output folder and overwrite moves it aside: pass one")
     if not resume and not overwrite:
         refuse_previous_run(output_dir)
 
@@ -575,8 +574,8 @@ def refuse_previous_run(output_dir: str | os.PathLike) -> None:
     newest = latest_checkpoint(output_dir)
     what = f"checkpoints up to {newest.name}" if newest is not None else "an earlier run's files"
     raise PreviousRunError(
-        f"{output_dir} already holds a training run ({what}): pass --resume latest to continue it, --overwrite to "
-        "move it aside into a previous-<n>/ subfolder and start afresh, or another checkpoint.output_dir"
+        f"{output_dir} already holds a training run ({what}): resume it from its latest checkpoint, overwrite it "
+        "(moved aside into a previous-<n>/ subfolder) and start afresh, or set another checkpoint.output_dir"
     )
 
 
@@ -595,7 +594,7 @@ def move_previous_run_aside(output_dir: str | os.PathLike) -> Path | None:
     for path in found:
         os.replace(path, target / path.name)
     _fsync_dir(out)
-    logger.warning("--overwrite: moved the previous run of %s aside to %s", out, target)
+    logger.warning("overwrite: moved the previous run of %s aside to %s", out, target)
     return target
 
 

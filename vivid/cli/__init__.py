@@ -12,6 +12,7 @@ import sys
 COMMAND_MODULES = [
     "vivid.cli.init_tiny",
     "vivid.cli.edit",
+    "vivid.cli.mask",
     "vivid.cli.keyframe",
     "vivid.cli.data",
     "vivid.cli.train",
@@ -23,12 +24,33 @@ COMMAND_MODULES = [
 ]
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already says it or there is none to say."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or not action.option_strings or default in (None, argparse.SUPPRESS)
+                or isinstance(default, bool)):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else "%(default)s"
+        return f"{text} (default: {shown})" if text else f"default: {shown}"
+
+
+class HelpParser(argparse.ArgumentParser):
+    """The CLI's parser: subcommands' parsers are of this class too, so every help shows its defaults."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 class CLIError(Exception):
     """An error to print as one line (no traceback) before exiting with status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vivid", description="VIVID video local editing: add, modify, delete.")
+    parser = HelpParser(prog="vivid", description="VIVID video local editing: add, modify, delete.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
@@ -51,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"vivid {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"vivid {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # an edit's says how to resume it
+        print(f"vivid {args.command}: interrupted" + (f": {err}" if str(err) else ""), file=sys.stderr)
         return 130
 
 

@@ -30,9 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--auth", default=None, metavar="USER:PASS",
                    help="require this login (required with --share; visible to other users of this machine in the "
                         "process list)")
-    p.add_argument("--steps", type=positive_int, default=50, help="denoising steps of every edit (>= 1)")
-    p.add_argument("--guidance", type=guidance_scale, default=6.0,
-                   help="classifier-free guidance scale (>= 0; 1 or less = off)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="denoising steps of every edit (>= 1; default: the base's)")
+    p.add_argument("--guidance", type=guidance_scale, default=None,
+                   help="classifier-free guidance scale (>= 0; 1 or less = off; default: the base's)")
     add_size_arguments(p)
     p.add_argument("--workdir", default=None,
                    help="folder for the per-session results, in its vivid-sessions/ (default: a temporary one); "
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         import gradio  # noqa: F401
     except ImportError:
-        raise ValueError("vivid app needs Gradio: pip install 'vivid[app]' (or pip install gradio)") from None
+        raise ValueError("vivid app needs Gradio: pip install -e \".[app]\" in a vivid checkout "
+                         "(or pip install gradio)") from None
     from vivid.apps.gradio_app import VividApp, check_share, launch, parse_auth
     from vivid.io.edit_inputs import check_edit_options
 

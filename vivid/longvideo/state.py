@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import numpy as np
 
 from vivid.longvideo.boundaries import BoundaryConfig
 from vivid.io.atomic import remove_stale_temporaries
-from vivid.longvideo.plan import Clip, ClipPlan
+from vivid.longvideo.plan import Clip, ClipPlan, default_work_dir  # noqa: F401 (default_work_dir: also imported from here)
 
 STATE_VERSION = 2  # 2: the state records the files the edit writes
 STATE_NAME = "state.json"
@@ -36,11 +35,6 @@ def fingerprint(**parts: Any) -> dict:
     return json.loads(json.dumps(out, default=str))
 
 
-def default_work_dir(out: str | os.PathLike) -> Path:
-    out = Path(out)
-    return out.parent / f"{out.name}.work"
-
-
 def clip_files(work: Path, index: int) -> tuple[Path, Path]:
     return work / f"clip_{index:05d}.mp4", work / f"clip_{index:05d}_last.png"
 
@@ -51,15 +45,16 @@ def clip_names(clip: Clip) -> list[str]:
     return [last.name] + ([frames.name] if clip.write_stop >= clip.write_start else [])
 
 
-def read_state(work: Path) -> dict:
-    """The state of the edit that owns `work`; a state.json that is not one is refused, never replaced."""
+def read_state(work: Path, name: str = "work_dir") -> dict:
+    """The state of the edit that owns `work`; a state.json that is not one is refused, never replaced. `name`:
+    the caller's word for the work folder, in the message."""
     path = work / STATE_NAME
     try:
         state = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         state = None
     if not isinstance(state, dict) or not {"version", "fingerprint"} <= state.keys():
-        raise ValueError(f"work folder {work} holds a state.json that is not a vivid edit's; give another --work-dir")
+        raise ValueError(f"work folder {work} holds a state.json that is not a vivid edit's; give another {name}")
     return state
 
 
