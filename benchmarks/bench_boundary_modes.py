@@ -20,6 +20,7 @@ import numpy as np
 
 from vivid.cli.edit import add_model_arguments, load_pipeline
 from vivid.io.video import VideoSource, read_video
+from vivid.longvideo.request import EditOptions, edit_request
 from vivid.longvideo.runner import chain_edit
 from vivid.metrics.boundary import boundary_tc, cut_spanning, pixel_features
 
@@ -33,7 +34,7 @@ def compare_boundary_modes(
     out_dir: str | os.PathLike,
     cuts: Sequence[int] = (),
     modes: Sequence[str] = ("fixed", "adaptive"),
-    **kwargs: Any,
+    **options: Any,
 ) -> dict[str, dict]:
     """Edit `video` once per boundary mode and measure each output's boundary TC (pixel features): TC at the
     seams against TC inside clips, with the pairs across `cuts` (true hard cuts) left out for every mode.
@@ -48,7 +49,9 @@ def compare_boundary_modes(
     for mode in modes:
         out = out_dir / f"{mode}.mp4"
         t0 = time.perf_counter()
-        result = chain_edit(pipe, video, mask, prompt, task, out, boundaries=mode, **kwargs)
+        request = edit_request(video, mask, prompt, task, out,
+                               options=EditOptions(boundaries=mode, keep_work=True, **options))
+        result = chain_edit(pipe, request)
         seconds = time.perf_counter() - t0
         frames, _ = read_video(out)
         edited = pixel_features(frames)

@@ -132,6 +132,7 @@ def run_one(args: argparse.Namespace) -> dict:
     import torch
     from common import default_dtype, pick_device, sync
 
+    from vivid.longvideo.request import EditOptions, edit_request
     from vivid.longvideo.runner import chain_edit
     from vivid.io.video import video_info
 
@@ -149,12 +150,14 @@ def run_one(args: argparse.Namespace) -> dict:
     row["rss_before_edit_gb"] = peak_rss_gb()
     with tempfile.TemporaryDirectory(prefix="bench-long-") as tmp:
         t0 = time.perf_counter()
-        result = chain_edit(
-            pipe, source, box_mask(args.source_height, args.source_width), "a red ball rolling on the grass", "add",
-            Path(tmp) / "out.mp4", max_frames=args.clip_frames, boundaries=args.boundaries,
-            num_inference_steps=args.steps, guidance_scale=args.guidance, seed=0, paste_back_source=True,
-            height=args.height, width=args.width,
+        request = edit_request(
+            source, box_mask(args.source_height, args.source_width), "a red ball rolling on the grass", "add",
+            Path(tmp) / "out.mp4",
+            options=EditOptions(clip_frames=args.clip_frames, boundaries=args.boundaries,
+                                num_inference_steps=args.steps, guidance_scale=args.guidance, seed=0,
+                                height=args.height, width=args.width),
         )
+        result = chain_edit(pipe, request)
         sync(device)
         row["total_s"] = time.perf_counter() - t0
         if video_info(result.path)[0] != frames:

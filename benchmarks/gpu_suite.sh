@@ -10,9 +10,12 @@
 # step (stock vs VIVID, gradient checkpointing, MFU); a long edit at two lengths. Then Wan2.1-1.3B and -14B
 # (benchmarks/bench_wan_gpu.py, random weights, through the Wan specification) at 81x480x832: inference with and
 # without guidance (stock WanPipeline and VIVID, same process), one LoRA training step with gradient
-# checkpointing. A Wan edit (the tiny Wan, loaded by `vivid edit`'s code) under model and under sequential CPU
-# offload (benchmarks/bench_wan_offload.py). --quick keeps the first two, the training step, one long length and the
-# Wan rows, with fewer steps.
+# checkpointing. Then `vivid mask`'s SAM 2.1 hiera-large and SAM 3 trackers (random weights, 640x272 bikes at
+# 250 and 1000 frames: masks per second, peak memory); then each speed and memory flag of `vivid edit` through its
+# own loading code on the tiny CogVideoX and Wan2.1 (benchmarks/bench_edit_options.py: the path, not a figure).
+# A Wan edit (the tiny Wan, loaded by `vivid edit`'s code) under model and under sequential CPU offload, beside
+# the plain one, in the dry run too (benchmarks/bench_wan_offload.py). --quick keeps the first two, the training
+# step, one long length, the Wan and the mask rows, with fewer steps.
 #
 # What it needs beyond a PyTorch with CUDA: this package's dependencies. Where `import diffusers` fails, they are
 # installed from wheels in $VIVID_WHEELS (default .whl/, see benchmarks/README or docs/performance.md) without the
@@ -53,6 +56,7 @@ if [ "$mode" = dry ]; then
     wan_shape=(--device cpu --frames 5 --height 32 --width 48)
     declare -A wan_size=([1.3b]=tiny [14b]=tiny)  # both Wan rows run the tiny Wan
     offload_device=cpu  # accelerate's hooks with the CPU as execution device (sequential: weights on meta)
+    masks=(--model tiny --device cpu --frames 6)  # the tiny SAM 2 / SAM 3 of vivid.segmentation.tiny
     steps=1
     train_steps=1
 else
@@ -61,6 +65,7 @@ else
     wan_shape=(--frames 81 --height 480 --width 832)
     declare -A wan_size=([1.3b]=1.3b [14b]=14b)
     offload_device=cuda
+    masks=(--model full-random --frames 250 1000)  # SAM 2.1 hiera-large / SAM 3 architectures, random weights
     steps=4
     train_steps=2
     [ "$mode" = quick ] && steps=2 && long=(--size 5b --frames 97 --height 480 --width 720)
@@ -109,10 +114,32 @@ for wan in 1.3b 14b; do
     run "training_wan2.1_${wan}" "${wan_args[@]}" --mode training --train-steps "$train_steps" \
         --gradient-checkpointing
 done
+
 # a Wan edit (tiny Wan, loaded as `vivid edit` loads it) under model and sequential CPU offload, beside the plain one
 for memory in model_offload sequential_offload; do
     run "wan_edit_$memory" benchmarks/bench_wan_offload.py --memory "$memory" --device "$offload_device" \
         --steps "$steps"
+done
+
+for segmenter in sam2 sam3; do  # `vivid mask`: masks per second and peak memory at two lengths
+    run "masks_$segmenter" benchmarks/bench_masks.py speed --segmenter "$segmenter" "${masks[@]}"
+done
+
+# each speed and memory option of `vivid edit`, through its own loading code, on both tiny bases (the path, not
+# the figure); the offloads move models between the CPU and a GPU, so the CPU dry run leaves them out
+edit_options=("--memory group" "--vae-tiling" "--vae-slicing" "--attention-backend auto" "--fuse-lora"
+              "--fuse-qkv-projections" "--compile-repeated-blocks" "--cache first_block_cache"
+              "--cache pyramid_attention_broadcast" "--cache taylorseer_cache")
+[ "$mode" != dry ] && edit_options+=("--memory model" "--memory sequential")
+for family in cogvideox wan; do
+    family_options=("${edit_options[@]}")
+    [ "$family" = cogvideox ] && family_options+=("--cache faster_cache")  # it batches guidance: CogVideoX's way
+    for flags in "${family_options[@]}"; do
+        name="edit_${family}_$(echo "$flags" | tr -d '-' | tr ' ' '_')"
+        device=()
+        [ "$mode" = dry ] && device=(--device cpu)
+        run "$name" benchmarks/bench_edit_options.py --family "$family" --flags="$flags" "${device[@]}"
+    done
 done
 
 "$PY" benchmarks/gpu_suite_report.py "$tmp" --mode "$mode" --seconds $((SECONDS - start)) --out "$out"

@@ -15,7 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .augment import dilate
+from vivid.segmentation.shaping import dilate
+
 from .errors import BadSample
 
 _PLACEMENT_TRIES = 40

@@ -1,7 +1,7 @@
 """The public entry points: `build_train_loader` (infinite, resumable training batches) and `build_eval_samples`.
 
     loader = build_train_loader(config.data, rank=accelerator.process_index, world_size=accelerator.num_processes)
-    for batch in loader: ...                 # video, masked_video, mask, prompt, task, kind, id, kive
+    for batch in loader: ...                 # video, masked_video, mask, prompt, task, kind, id, kive, kive_last
     state = loader.state_dict()              # JSON-able; save it with the checkpoint
     loader.load_state_dict(state)            # the next batch is the one after the batch `state` was taken at
 
@@ -124,6 +124,7 @@ def collate(samples: list[dict[str, Any]], kind: str, shared: bool = False) -> d
         "kind": kind,
         "id": [s["id"] for s in samples],
         "kive": torch.tensor([s["kive"] for s in samples], dtype=torch.bool),
+        "kive_last": torch.tensor([s["kive_last"] for s in samples], dtype=torch.bool),
     }
 
 

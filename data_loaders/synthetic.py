@@ -26,9 +26,9 @@ import numpy as np
 from vivid.io.images import write_image
 from vivid.io.masks import write_mask_npz
 from vivid.io.video import write_video
+from vivid.segmentation.shaping import bounding_box, dilate
 from vivid.synthetic_world import COLORS, MOTIONS, SHAPES, SIZES, captions_for
 
-from .augment import bounding_box, dilate
 from .format import Record, write_shards
 
 # Shape radius as a fraction of the shorter side. At 64x96 with CogVideoX's 8x VAE a large shape spans about 5

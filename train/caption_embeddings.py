@@ -99,7 +99,7 @@ class CaptionEmbeddings:
         path = self.folder / META_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{self.folder}: not a caption embedding store (no {META_NAME}); write one "
-                                    "with `vivid data embed-captions MANIFEST... --model MODEL --out DIR`")
+                                    "with `vivid data embed-captions`")
         data = json.loads(path.read_text())
         if data.get("format") != FORMAT:
             raise ValueError(f"{path}: format {data.get('format')!r}, expected {FORMAT!r}")
@@ -154,8 +154,7 @@ class CaptionEmbeddings:
             problems.append(f"{m.max_length} x {m.dim} per caption, the transformer takes {max_length} x {dim}")
         if problems:
             raise ValueError(f"caption embeddings {self.folder} do not fit this run: {'; '.join(problems)}. Recompute "
-                             f"them with `vivid data embed-captions ... --model <the run's model> --dtype "
-                             f"{dtype_name(dtype)}`")
+                             f"them with `vivid data embed-captions` for the run's model in {dtype_name(dtype)}")
 
 
 def check_out_folder(out: str | os.PathLike, dtype: str | None = None) -> None:
@@ -163,14 +162,13 @@ def check_out_folder(out: str | os.PathLike, dtype: str | None = None) -> None:
     given: fp32 | bf16 | fp16)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
+        raise ValueError(f"{out} is a file, not a folder for caption embeddings")
     if (out / META_NAME).is_file():
         held = CaptionEmbeddings(out).meta.dtype
         if dtype is not None and held != dtype:
-            raise ValueError(f"--out {out} holds {held} embeddings: add to it with --dtype {held}, or give another "
-                             "--out")
+            raise ValueError(f"{out} holds {held} embeddings: add to it in {held}, or write to another folder")
     elif out.is_dir() and any(out.iterdir()):
-        raise ValueError(f"--out {out} is a folder with other files in it, not a caption embedding store: give an "
+        raise ValueError(f"{out} is a folder with other files in it, not a caption embedding store: give an "
                          "empty or new folder")
 
 
@@ -191,7 +189,7 @@ def write_caption_embeddings(
     length. Leftover temporaries of a killed earlier run (`.captions-*.part`) are removed.
     """
     if batch_size < 1 or shard_size < 1:
-        raise ValueError(f"--batch-size and --shard-size must be >= 1, got {batch_size} and {shard_size}")
+        raise ValueError(f"batch size and shard size must be >= 1, got {batch_size} and {shard_size}")
     out = Path(out_dir)
     dtype = next(text_encoder.parameters()).dtype
     meta = StoreMeta(model=model, text_encoder=text_encoder_signature(text_encoder.config), dtype=dtype_name(dtype),

@@ -146,11 +146,11 @@ def resolve_resume(resume: str, output_dir: str | os.PathLike) -> Path:
     if resume == "latest":
         path = latest_checkpoint(output_dir)
         if path is None:
-            raise FileNotFoundError(f"--resume latest: no checkpoint in {Path(output_dir) / CHECKPOINTS_DIR}")
+            raise FileNotFoundError(f"no checkpoint to resume (latest) in {Path(output_dir) / CHECKPOINTS_DIR}")
         return path
     path = Path(resume)
     if not (path / STATE_NAME).is_file():
-        raise FileNotFoundError(f"--resume {resume}: not a checkpoint folder (no {STATE_NAME})")
+        raise FileNotFoundError(f"resume from {resume}: not a checkpoint folder (no {STATE_NAME})")
     return path
 
 
@@ -462,8 +462,8 @@ def refuse_previous_run(output_dir: str | os.PathLike) -> None:
     newest = latest_checkpoint(output_dir)
     what = f"checkpoints up to {newest.name}" if newest is not None else "an earlier run's files"
     raise PreviousRunError(
-        f"{output_dir} already holds a training run ({what}): pass --resume latest to continue it, --overwrite to "
-        "move it aside into a previous-<n>/ subfolder and start afresh, or another checkpoint.output_dir"
+        f"{output_dir} already holds a training run ({what}): resume it from its latest checkpoint, overwrite it "
+        "(moved aside into a previous-<n>/ subfolder) and start afresh, or set another checkpoint.output_dir"
     )
 
 

@@ -73,8 +73,8 @@ class LoggingConfig:
 class ValidationConfig:
     every_n_steps: int = 0  # 0 = never
     num_samples: int = 2  # held-out eval samples edited at each validation
-    steps: int = 50  # denoising steps
-    guidance: float = 6.0
+    steps: int | None = None  # denoising steps (None: the base's, `ModelSpecification.default_num_inference_steps`)
+    guidance: float | None = None  # None: the base's (`default_guidance_scale`: CogVideoX 6, Wan2.1 5)
     seed: int = 0
 
 

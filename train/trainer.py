@@ -82,7 +82,7 @@ def train(config: TrainConfig, resume: str | None = None, overwrite: bool = Fals
     """
     output_dir, o = config.output_dir, config.optim
     if resume and overwrite:
-        raise ValueError("--resume continues the run in the output folder and --overwrite moves it aside: pass one")
+        raise ValueError("resume continues the run in the output folder and overwrite moves it aside: pass one")
     if not resume and not overwrite:  # every rank checks, before the process group (so before any rank moves)
         ckpt.refuse_previous_run(output_dir)
     store = CaptionEmbeddings(config.caption_embeddings) if config.caption_embeddings else None

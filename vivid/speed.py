@@ -17,8 +17,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch  # annotations only: importing vivid.speed (the CLI's choices) stays light
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class SpeedOptions:
 
 
 def default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -62,6 +66,8 @@ def best_attention_backend(device: str | torch.device) -> str:
     FA3 (Hopper, `flash_attn_interface`) > flash-attn 2 > cuDNN SDPA on Hopper (faster than torch's default
     flash kernel there) > torch SDPA's flash kernel; plain torch SDPA on CPU.
     """
+    import torch
+
     device = torch.device(device)
     if device.type != "cuda":
         return "native"
@@ -86,6 +92,8 @@ class DispatchCogVideoXAttnProcessor:
         self.backend = AttentionBackendName(backend)
 
     def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None):
+        import torch
+
         from diffusers.models.attention_dispatch import dispatch_attention_fn
         from diffusers.models.embeddings import apply_rotary_emb
 
@@ -110,8 +118,16 @@ class DispatchCogVideoXAttnProcessor:
         return out[:, n_text:], out[:, :n_text]
 
 
+def _is_cogvideox(transformer: torch.nn.Module) -> bool:
+    """CogVideoX's blocks use diffusers' `Attention` with a processor that bypasses the attention dispatcher; the
+    other bases' (Wan2.1's `WanAttention`) go through it already."""
+    from diffusers.models.attention_processor import Attention
+
+    return any(isinstance(m, Attention) for m in transformer.modules())
+
+
 def set_attention_backend(transformer: torch.nn.Module, backend: str) -> str:
-    """Route every attention of a CogVideoX transformer through `backend` ("auto" resolves it). Returns it."""
+    """Route every attention of the transformer through `backend` ("auto" resolves it). Returns it."""
     from diffusers.models.attention_dispatch import _check_attention_backend_requirements, AttentionBackendName
     from diffusers.models.attention_processor import Attention
 
@@ -120,6 +136,9 @@ def set_attention_backend(transformer: torch.nn.Module, backend: str) -> str:
     if backend not in {b.value for b in AttentionBackendName}:
         raise ValueError(f"unknown attention backend {backend!r}; try one of {ATTENTION_BACKENDS}")
     _check_attention_backend_requirements(AttentionBackendName(backend))
+    if not _is_cogvideox(transformer):
+        transformer.set_attention_backend(backend)  # diffusers' own, for processors that dispatch
+        return backend
     for module in transformer.modules():
         if isinstance(module, Attention):
             module.set_processor(DispatchCogVideoXAttnProcessor(backend))
@@ -138,6 +157,13 @@ def fuse_qkv(transformer: torch.nn.Module) -> None:
 
     if _has_unmerged_lora(transformer):
         raise ValueError("fuse_qkv needs the LoRA merged first (merge_lora=True): a fused QKV has no adapters")
+    if not _is_cogvideox(transformer):
+        from diffusers.models.attention import AttentionModuleMixin
+
+        for module in transformer.modules():
+            if isinstance(module, AttentionModuleMixin):
+                module.fuse_projections()
+        return
     for module in transformer.modules():
         if isinstance(module, Attention):
             if not isinstance(module.processor, DispatchCogVideoXAttnProcessor):
@@ -149,8 +175,8 @@ def fuse_qkv(transformer: torch.nn.Module) -> None:
 def compile_blocks(
     transformer: torch.nn.Module, mode: str | None = None, backend: str = "inductor", fullgraph: bool = False
 ) -> None:
-    """Regional compilation: each CogVideoXBlock is compiled once and the graph reused for all 42."""
-    if not getattr(transformer, "_repeated_blocks", None):
+    """Regional compilation: each transformer block class is compiled once and the graph reused for every block."""
+    if not getattr(transformer, "_repeated_blocks", None) and _is_cogvideox(transformer):
         transformer._repeated_blocks = ["CogVideoXBlock"]  # diffusers 0.42 leaves it empty for CogVideoX
     kwargs = {"mode": mode} if backend == "inductor" else {}
     transformer.compile_repeated_blocks(backend=backend, fullgraph=fullgraph, dynamic=False, **kwargs)
@@ -179,6 +205,9 @@ def cache_config(name: str, pipe, threshold: float = 0.05, interval: int = 3):
             current_timestep_callback=timestep,
         )
     if name == "fastercache":
+        if not _is_cogvideox(pipe.transformer):
+            raise ValueError("FasterCache skips the unconditional half of a batched guidance call; this base runs "
+                             "guidance as two transformer calls: choose another cache")
         return FasterCacheConfig(
             spatial_attention_block_skip_range=2,
             spatial_attention_timestep_skip_range=(-1, 681),
@@ -191,10 +220,11 @@ def cache_config(name: str, pipe, threshold: float = 0.05, interval: int = 3):
             current_timestep_callback=timestep,
         )
     if name == "taylorseer":
-        # diffusers' default patterns ("^transformer_blocks.*attn") miss CogVideoX's "attn1": name it.
+        # diffusers' default patterns ("^transformer_blocks.*attn") miss CogVideoX's "attn1" and Wan's blocks
+        # ("blocks.N.attn1"): name them.
         return TaylorSeerCacheConfig(
             cache_interval=interval, disable_cache_before_step=3, taylor_factors_dtype=None,
-            cache_identifiers=[r"transformer_blocks\.\d+\.attn1"],
+            cache_identifiers=[r"(transformer_blocks|blocks)\.\d+\.attn1"],
         )
     raise ValueError(f"unknown cache {name!r}; choose from {CACHES}")
 
@@ -244,7 +274,23 @@ def apply_speed_options(pipe, options: SpeedOptions | None = None, **overrides) 
     return options
 
 
+def match_frame_convs(vae: torch.nn.Module, device: str) -> None:
+    """The frame-wise VAE convolutions (`vivid.model.frame_conv`) where they help, a VAE run on the CPU; torch's
+    conv3d elsewhere (on a GPU they would only be inert subclasses)."""
+    import torch
+
+    from vivid.model.frame_conv import use_frame_convs, use_torch_convs
+
+    if torch.device(device).type == "cpu":
+        use_frame_convs(vae)
+    elif use_torch_convs(vae):
+        logger.info("VAE on %s: torch's conv3d (the frame-wise convolutions are a CPU speed-up)", device)
+
+
 def _place(pipe, memory: str, device: str) -> None:
+    import torch
+
+    match_frame_convs(pipe.vae, device)
     if memory == "none":
         return
     if memory in ("model_offload", "sequential_offload"):

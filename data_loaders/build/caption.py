@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vivid.segmentation.loading import load, load_model
+
 from .config import BuildConfig
-from .models import load, load_model, model_path
+from .models import model_path
 
 IMAGE_PAD = "<|image_pad|>"
 

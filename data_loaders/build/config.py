@@ -13,17 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from vivid.segmentation.vocabulary import EVERYDAY_OBJECTS
 from vivid.yaml_config import ConfigError, load_dataclass_config
 
-TINY = "tiny"  # reserved model id: the built-in tiny random model of that class (data_loaders.build.tiny)
+TINY = "tiny"  # reserved model id: the built-in tiny random model of that class (vivid.segmentation.tiny)
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "data_build"
 
 # Concept prompts for the segmenter when `entities.prompt_source` is "vocabulary": things that move or can be
 # added, modified or removed in everyday footage (VIVID-10M's entities are objects, people and animals).
-DEFAULT_VOCABULARY = [
-    "person", "dog", "cat", "horse", "bird", "car", "bicycle", "motorcycle", "bus", "truck", "boat", "ball",
-    "bag", "bottle", "cup", "chair", "umbrella", "phone", "hat", "flower",
-]
+DEFAULT_VOCABULARY = list(EVERYDAY_OBJECTS)
 
 
 @dataclass

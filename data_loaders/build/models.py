@@ -1,30 +1,18 @@
-"""Loading the build's models by hub id, local folder or "tiny", and the frame preprocessing of the SAM models.
+"""The build's models: its config's device and dtype, and the id or folder behind each `models.<key>`.
 
-Every model is loaded with its `transformers` class's `from_pretrained`; a model that cannot be loaded (unknown
-id, no network, missing files) is a `ModelLoadError` naming the config key, raised before any video is touched.
-
-`transformers`' SAM 2/3 and Qwen-VL processors need torchvision for their video halves; the build uses only their
-parts that do not (tokenizers, the Qwen image processor) and does the SAM frame preprocessing itself from the
-model's own preprocessing config (square resize, rescale, normalise: what `Sam2VideoVideoProcessor` does), so one
-code path serves the real models on a GPU machine and the tiny ones on a CPU without torchvision.
+Loading, the "tiny" models and the SAM frame preprocessing are the library's (`vivid.segmentation.loading`);
+the captioner's tiny model is written here (`tiny_captioner`), as captioning is the build's alone.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .config import TINY, ModelsConfig
+from vivid.segmentation.tiny import tiny_model_dir
 
-
-class ModelLoadError(ValueError):
-    """A model named in the config cannot be loaded; the message is one line naming the key and the id."""
+from .config import TINY, BuildConfig, ModelsConfig
 
 
 def resolve_device(config: ModelsConfig, local_rank: int = 0) -> torch.device:
@@ -44,61 +32,12 @@ def resolve_dtype(config: ModelsConfig, device: torch.device) -> torch.dtype:
 def model_path(config: ModelsConfig, key: str, tiny_root: Path) -> str:
     """The id or folder to load for `models.<key>`; "tiny" writes (once) and names the tiny model's folder."""
     value = getattr(config, key)
-    if value == TINY:
-        from .tiny import tiny_model_dir
-
-        return str(tiny_model_dir(key, tiny_root, config.tiny_seed))
-    return value
-
-
-def load(key: str, name: str, loader: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """`loader(name, ...)`, with any failure turned into one ModelLoadError line."""
-    try:
-        return loader(name, *args, **kwargs)
-    except Exception as err:  # OSError (no such repo / files), ValueError (wrong class), hub errors
-        lines = [ln for ln in str(err).splitlines() if ln.strip()]
-        raise ModelLoadError(f"models.{key}: cannot load {name!r}: {lines[0] if lines else type(err).__name__}") from err
-
-
-def load_model(key: str, name: str, cls: Any, device: torch.device, dtype: torch.dtype, **kwargs: Any) -> Any:
-    model = load(key, name, cls.from_pretrained, dtype=dtype, **kwargs)
-    return model.to(device).eval()
-
-
-def preprocessing_config(key: str, name: str) -> dict[str, Any]:
-    """The video (else image) preprocessing config saved with a SAM model: size, rescale factor, mean, std."""
-    from transformers.image_processing_base import ImageProcessingMixin
-    from transformers.video_processing_utils import BaseVideoProcessor
-
-    try:
-        return BaseVideoProcessor.get_video_processor_dict(name)[0]
-    except OSError:
-        return load(key, name, ImageProcessingMixin.get_image_processor_dict)[0]
-
-
-def pixel_values(frames: np.ndarray, prep: dict[str, Any], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(F, 3, S, S) model input from uint8 frames (F, H, W, 3): bilinear (antialiased) resize to the config's
-    size, rescale and normalise, frame by frame (peak memory one float frame)."""
-    size = prep.get("size") or {}
-    if "height" in size:
-        out_hw = (int(size["height"]), int(size["width"]))
-    else:
-        side = int(size.get("longest_edge") or size.get("shortest_edge") or 1024)
-        out_hw = (side, side)
-    scale = float(prep.get("rescale_factor", 1 / 255)) if prep.get("do_rescale", True) else 1.0
-    normalize = prep.get("do_normalize", True)
-    mean = torch.tensor(prep.get("image_mean", [0.5, 0.5, 0.5]), dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(prep.get("image_std", [0.5, 0.5, 0.5]), dtype=torch.float32).view(3, 1, 1)
-    out = torch.empty((len(frames), 3, *out_hw), dtype=dtype, device=device)
-    for i, frame in enumerate(frames):
-        x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
-        if tuple(x.shape[-2:]) != out_hw:
-            x = F.interpolate(x, size=out_hw, mode="bilinear", antialias=True, align_corners=False)
-        x = x[0] * scale
-        if normalize:
-            x = (x - mean) / std
-        out[i] = x.to(device=device, dtype=dtype)
-    return out
+    if value != TINY:
+        return value
+    writer = None
+    if key == "captioner":
+        from .tiny_captioner import write_tiny_captioner as writer
+    return str(tiny_model_dir(key, tiny_root, config.tiny_seed, writer=writer))
 
 
 def set_threads(threads: int) -> None:
@@ -106,5 +45,13 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def is_local(name: str) -> bool:
-    return os.path.isdir(name) or Path(name).is_absolute()
+def load_segmenter(config: BuildConfig, device: torch.device, dtype: torch.dtype, tiny_root: Path):
+    """The config's segmenter: callable (frames, prompts, keyframe) -> list[Entity]."""
+    from vivid.segmentation.sam import GroundingSam2Segmenter, Sam3Segmenter
+
+    models, entities = config.models, config.entities
+    if models.segmenter == "sam3":
+        return Sam3Segmenter(model_path(models, "sam3", tiny_root), device, dtype, entities.max_entities)
+    detector, sam = model_path(models, "grounding_dino", tiny_root), model_path(models, "sam2", tiny_root)
+    return GroundingSam2Segmenter(detector, sam, device, dtype, entities.max_entities, entities.box_threshold,
+                                  entities.text_threshold)

@@ -61,8 +61,7 @@ def process_rank() -> tuple[int, int, int]:
 def load_models(config: BuildConfig, out: Path, local_rank: int) -> Models:
     """The segmenter and the captioner on this process's device; ModelLoadError (one line) if one cannot load."""
     from .caption import Captioner
-    from .models import resolve_device, resolve_dtype, set_threads
-    from .segment import load_segmenter
+    from .models import load_segmenter, resolve_device, resolve_dtype, set_threads
 
     set_threads(config.models.threads)
     device = resolve_device(config.models, local_rank)

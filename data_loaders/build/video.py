@@ -26,6 +26,7 @@ from vivid.io.atomic import write_json_atomic
 from vivid.io.files import MediaError, error_line
 from vivid.io.masks import MaskSource, write_mask_npz
 from vivid.io.video import VideoSource
+from vivid.segmentation.sam import Entity
 
 from ..errors import BadSample
 from ..format import Record
@@ -34,7 +35,6 @@ from .config import BuildConfig
 from .filters import entity_drop_reason, is_static, keyframe_index, mean_motion
 from .images import write_keyframe_sample
 from .inputs import InputVideo
-from .segment import Entity
 from .shots import ShotPlan, plan_shots, read_clip_frames, write_clip
 
 logger = logging.getLogger("data_loaders.build")

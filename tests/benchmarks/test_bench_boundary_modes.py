@@ -22,7 +22,7 @@ def test_adaptive_vs_fixed_windows_on_joined_clips(tiny_pipe, tmp_path):
     ])
     video = write_video(tmp_path / "joined.mp4", frames, 25.0, lossless=True)
     report = compare_boundary_modes(tiny_pipe, video, _box_masks(len(frames)), "a red ball", "add", tmp_path,
-                                    cuts=[60, 120], max_frames=49, num_inference_steps=2, lossless=True)
+                                    cuts=[60, 120], clip_frames=49, num_inference_steps=2, lossless=True)
     for mode in report:  # clips that edit two shots at once: what TC at the seams cannot show
         report[mode]["cut_spanning"] = cut_spanning(load_clip_plan(tmp_path / f"{mode}.mp4").clips, [60, 120]).as_dict()
     print(json.dumps(report, indent=1))

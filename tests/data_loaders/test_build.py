@@ -298,13 +298,15 @@ def test_build_bad_model_id_and_unwritable_output_are_one_line_errors(tmp_path, 
 def test_grounding_dino_sam2_segmenter_tiny(tmp_path):
     """The alternative recipe: Grounding DINO boxes on the keyframe, SAM 2 propagation both ways."""
     from data_loaders.build.config import load_build_config, preset_path
-    from data_loaders.build.segment import GroundingSam2Segmenter
+    from data_loaders.build.models import load_segmenter
+    from vivid.segmentation.sam import GroundingSam2Segmenter
     from vivid.io.video import VideoSource
 
     config = load_build_config(preset_path("tiny"), ["models.segmenter=gdino_sam2", "entities.box_threshold=0.0",
                                                      "entities.text_threshold=0.0"])
     torch.set_num_threads(1)
-    segmenter = GroundingSam2Segmenter(config, torch.device("cpu"), torch.float32, tmp_path / "tiny")
+    segmenter = load_segmenter(config, torch.device("cpu"), torch.float32, tmp_path / "tiny")
+    assert isinstance(segmenter, GroundingSam2Segmenter)
     video = moving_square_video(tmp_path / "v.mp4", frames=9)
     frames = VideoSource(str(video)).read(np.arange(9))
     entities = segmenter(frames, ["person", "car"], keyframe=4)
@@ -316,11 +318,14 @@ def test_grounding_dino_sam2_segmenter_tiny(tmp_path):
 def test_tiny_models_load_through_from_pretrained_by_path(tmp_path):
     from transformers import AutoConfig
 
-    from data_loaders.build.tiny import NAMES, tiny_model_dir
+    from data_loaders.build.config import ModelsConfig
+    from data_loaders.build.models import model_path
+    from vivid.segmentation.tiny import tiny_model_dir
 
-    for name in NAMES:
-        folder = tiny_model_dir(name, tmp_path, seed=3)
-        assert folder == tiny_model_dir(name, tmp_path, seed=3)  # written once
+    models = ModelsConfig(sam3="tiny", grounding_dino="tiny", sam2="tiny", captioner="tiny", tiny_seed=3)
+    for name in ("sam3", "grounding_dino", "sam2", "captioner"):
+        folder = model_path(models, name, tmp_path)
+        assert folder == model_path(models, name, tmp_path)  # written once
         assert AutoConfig.from_pretrained(folder).model_type in {"sam3_video", "grounding-dino", "sam2_video",
                                                                  "qwen3_vl"}
     with pytest.raises(ValueError, match="no tiny model"):
@@ -331,7 +336,7 @@ def test_tiny_models_under_torch_distributed_are_written_by_rank_0_only(tmp_path
     """transformers' save_pretrained skips the weights on ranks > 0: a folder from rank 1 would lack them."""
     import threading
 
-    from data_loaders.build import tiny
+    from vivid.segmentation import tiny
 
     rank0 = tmp_path / "rank0"
     tiny.write_tiny_sam2(rank0, 0)

@@ -236,12 +236,12 @@ def test_zero_guidance_and_one_step_run(family_pipe, clip):
 
 
 def test_long_edit_validates_steps_before_touching_the_work_folder(family_pipe, clip, tmp_path):
-    from vivid.longvideo.runner import chain_edit
+    from vivid.longvideo.request import edit_request
 
     frames, fps = clip
     with pytest.raises(ValueError, match="num_inference_steps must be >= 1, got 0"):
-        chain_edit(family_pipe, frames, box_mask(1, 144, 176, 40, 60, 50, 60), "a red circle", "add",
-                   tmp_path / "out.mp4", num_inference_steps=0, fps=fps, max_frames=5)
+        edit_request(frames, box_mask(1, 144, 176, 40, 60, 50, 60), "a red circle", "add",
+                     tmp_path / "out.mp4", num_inference_steps=0, fps=fps, clip_frames=5)
     assert list(tmp_path.iterdir()) == []
 
 

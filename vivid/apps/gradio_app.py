@@ -30,10 +30,12 @@ from vivid.constants import APP_KEEP_HOURS, APP_MAX_UPLOAD_MB, TASKS
 from vivid.kive import edit_candidates
 from vivid.io.masks import MaskSource
 from vivid.io.video import VideoSource
+from vivid.longvideo.request import EditOptions, edit_request
 from vivid.longvideo.runner import chain_edit
 from vivid.io.files import MediaError, is_image_path
 from vivid.io.images import write_image
-from vivid.longvideo.state import default_work_dir
+from vivid.io.limits import PixelLimits, check_pixel_limits
+from vivid.longvideo.plan import default_work_dir
 from vivid.io.video import VideoWriter, iter_video_chunks, video_info
 
 try:  # optional (the `app` extra); module-level so that Gradio can resolve the event-data annotations
@@ -157,12 +159,20 @@ def _last_change(folder: Path) -> float:
     return newest
 
 
+# the app's words for the request's fields, in the library's messages
+APP_LABELS = {"video": "the video", "mask": "the mask", "prompt": "the caption", "keyframe": "the chosen keyframe",
+              "out": "the output", "work_dir": "the session folder", "restart": "a new edit"}
+
+
 class VividApp:
     """The app's actions, independent of Gradio so that they can be tested directly."""
 
-    def __init__(self, pipe: Any, workdir: str | Path | None = None, steps: int = 50, guidance: float = 6.0,
-                 height: int | None = None, width: int | None = None, keep_hours: float = APP_KEEP_HOURS):
+    def __init__(self, pipe: Any, workdir: str | Path | None = None, steps: int | None = None,
+                 guidance: float | None = None,
+                 height: int | None = None, width: int | None = None, keep_hours: float = APP_KEEP_HOURS,
+                 limits: PixelLimits = PixelLimits()):
         self.pipe = pipe
+        self.limits = limits  # the largest upload in pixels, checked from its header before decoding
         self.root = Path(workdir or tempfile.mkdtemp(prefix="vivid-app-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.sessions_dir = self.root / SESSIONS_DIR
@@ -213,6 +223,7 @@ class VividApp:
     def load_video(self, session: EditSession, video: str | None) -> np.ndarray:
         if not video:
             raise ValueError("upload a video first")
+        check_pixel_limits(video, self.limits, "video")
         source = VideoSource(video)
         session.video, session.first_frame = str(video), source.frames([0])[0]
         session.mask_video, session.candidates, session.chosen = None, [], None
@@ -246,6 +257,7 @@ class VividApp:
             raise ValueError("upload a video first")
         uploaded = self.uploaded_mask(session, mask_upload)
         if uploaded is not None:
+            check_pixel_limits(uploaded, self.limits, "mask")
             source = VideoSource(session.video)
             MaskSource(uploaded, len(source), source.height, source.width)  # checks count and size
             session.mask_video = uploaded
@@ -298,12 +310,13 @@ class VividApp:
         self.choose(session, session.chosen)
         out = session.dir / f"vivid-edit-{uuid.uuid4().hex[:6]}.mp4"
         with self.model_lock, _removed_on_failure(default_work_dir(out)):
-            chain_edit(
-                self.pipe, session.video, session.mask_video, caption or None, task, out,
-                keyframe=str(session.candidates[session.chosen]), keyframe_frame=0, num_inference_steps=self.steps,
-                guidance_scale=self.guidance, seed=int(seed), height=self.height, width=self.width,
-                progress=progress,
+            request = edit_request(
+                session.video, session.mask_video, caption or None, task, out,
+                keyframe=str(session.candidates[session.chosen]), labels=APP_LABELS,
+                options=EditOptions(num_inference_steps=self.steps, guidance_scale=self.guidance, seed=int(seed),
+                                    height=self.height, width=self.width),
             )
+            chain_edit(self.pipe, request, progress=progress)
         return out
 
 
@@ -350,7 +363,8 @@ def _shows_errors(status: Any) -> Callable[[Callable], Callable]:
 def build_app(app: VividApp):
     """The Gradio Blocks UI over `app`."""
     if gr is None:
-        raise ImportError("the vivid app needs Gradio: pip install 'vivid[app]' (or pip install gradio)")
+        raise ImportError("the vivid app needs Gradio: pip install -e \".[app]\" in a vivid checkout "
+                          "(or pip install gradio)")
     # Gradio's own copies (uploads, returned files) go after the same time as the session folders.
     delete_cache = (int(min(app.keep_s, 3600)), int(app.keep_s))
     with gr.Blocks(title="VIVID video local editing", delete_cache=delete_cache) as demo:

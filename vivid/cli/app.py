@@ -6,7 +6,14 @@ import argparse
 
 import math
 
-from vivid.cli.edit import add_model_arguments, add_size_arguments, guidance_scale, load_pipeline, positive_int
+from vivid.cli.edit import (
+    add_model_arguments,
+    add_size_arguments,
+    guidance_scale,
+    load_pipeline,
+    pixel_limits,
+    positive_int,
+)
 from vivid.constants import APP_KEEP_HOURS, APP_MAX_UPLOAD_MB
 
 
@@ -30,9 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--auth", default=None, metavar="USER:PASS",
                    help="require this login (required with --share; visible to other users of this machine in the "
                         "process list)")
-    p.add_argument("--steps", type=positive_int, default=50, help="denoising steps of every edit (>= 1)")
-    p.add_argument("--guidance", type=guidance_scale, default=6.0,
-                   help="classifier-free guidance scale (>= 0; 1 or less = off)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="denoising steps of every edit (>= 1; default: the base's)")
+    p.add_argument("--guidance", type=guidance_scale, default=None,
+                   help="classifier-free guidance scale (>= 0; 1 or less = off; default: the base's)")
     add_size_arguments(p)
     p.add_argument("--workdir", default=None,
                    help="folder for the per-session results, in its vivid-sessions/ (default: a temporary one); "
@@ -49,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         import gradio  # noqa: F401
     except ImportError:
-        raise ValueError("vivid app needs Gradio: pip install 'vivid[app]' (or pip install gradio)") from None
+        raise ValueError("vivid app needs Gradio: pip install -e \".[app]\" in a vivid checkout "
+                         "(or pip install gradio)") from None
     from vivid.apps.gradio_app import VividApp, check_share, launch, parse_auth
     from vivid.io.edit_inputs import check_edit_options
 
@@ -58,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     check_share(args.share, auth)  # before the model is loaded
     pipe = load_pipeline(args)
     app = VividApp(pipe, args.workdir, steps=args.steps, guidance=args.guidance, height=args.height, width=args.width,
-                   keep_hours=args.keep_hours)
+                   keep_hours=args.keep_hours, limits=pixel_limits(args))
     print(f"vivid app on http://{args.host}:{args.port} (Ctrl-C to stop)")
     launch(app, host=args.host, port=args.port, share=args.share, block=True, auth=auth,
            max_upload_mb=args.max_upload_mb)

@@ -12,9 +12,13 @@ import argparse
 import logging
 from pathlib import Path
 
+from vivid.cli.mask import add_target_arguments, target_mask
 from vivid.constants import TASKS
 
 logger = logging.getLogger("vivid.edit")
+
+UNTRAINED = ("no --weights: the model is untrained (VIVID's source and mask channels start at zero, so the base "
+             "ignores the source and generates inside the mask from the prompt alone)")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,8 +28,55 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                    help="model dtype (default: bfloat16 on GPU, float32 on CPU)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--cpu-offload", action="store_true", help="model CPU offload (GPU only): lower peak memory")
-    p.add_argument("--vae-tiling", action="store_true", help="decode/encode the VAE in tiles: lower peak memory")
+    add_speed_arguments(p)
+
+
+# --memory's choices: diffusers' placement each names (docs/performance.md: peak memory and time of each)
+MEMORY_CHOICES = {"none": "none", "model": "model_offload", "sequential": "sequential_offload",
+                  "group": "group_offload"}
+# --cache's choices: diffusers' cache hooks by their module names -> `vivid.speed.CACHES`
+CACHE_CHOICES = {"first_block_cache": "fbc", "pyramid_attention_broadcast": "pab", "faster_cache": "fastercache",
+                 "taylorseer_cache": "taylorseer"}
+
+
+def add_speed_arguments(p: argparse.ArgumentParser) -> None:
+    """Speed and memory options of `vivid.speed` (shared by edit, keyframe, app and eval)."""
+    from vivid.speed import ATTENTION_BACKENDS
+
+    g = p.add_argument_group("speed and memory (what each costs in quality: docs/performance.md)")
+    g.add_argument("--memory", choices=list(MEMORY_CHOICES), default="none",
+                   help="where the models live: none (all on the device), model (enable_model_cpu_offload), "
+                        "sequential (enable_sequential_cpu_offload), group (enable_group_offload, blocks streamed); "
+                        "model and sequential need a GPU")
+    g.add_argument("--vae-tiling", action="store_true", help="encode/decode the VAE in tiles: lower peak memory")
+    g.add_argument("--vae-slicing", action="store_true", help="the VAE one video at a time (enable_slicing)")
+    g.add_argument("--attention-backend", choices=ATTENTION_BACKENDS, default=None,
+                   help="diffusers' attention backend, 'auto' the fastest installed (default: diffusers' own)")
+    g.add_argument("--fuse-lora", action="store_true",
+                   help="fold the VIVID LoRA into the base weights (fuse_lora): no adapter matmuls")
+    g.add_argument("--fuse-qkv-projections", action="store_true",
+                   help="one QKV matmul per attention (fuse_qkv_projections; implies --fuse-lora)")
+    g.add_argument("--compile-repeated-blocks", action="store_true",
+                   help="regional torch.compile of the transformer blocks (compile_repeated_blocks)")
+    g.add_argument("--cache", choices=list(CACHE_CHOICES), default=None,
+                   help="a diffusers cache that skips work between steps: faster, the output changes slightly "
+                        "(default: none)")
+
+
+def speed_options(args: argparse.Namespace, device: str):
+    """The `vivid.speed.SpeedOptions` a command's arguments ask for (commands without the flags get none)."""
+    from vivid.speed import SpeedOptions
+
+    fuse_qkv = getattr(args, "fuse_qkv_projections", False)
+    cache = getattr(args, "cache", None)
+    return SpeedOptions(
+        attention_backend=getattr(args, "attention_backend", None),
+        merge_lora=fuse_qkv or getattr(args, "fuse_lora", False), fuse_qkv=fuse_qkv,
+        compile=getattr(args, "compile_repeated_blocks", False), cache=CACHE_CHOICES[cache] if cache else None,
+        vae_tiling=False,  # the spec's tiling, below
+        vae_slicing=getattr(args, "vae_slicing", False), memory=MEMORY_CHOICES[getattr(args, "memory", "none")],
+        device=device,
+    )
 
 
 def positive_int(value: str) -> int:
@@ -78,21 +129,47 @@ def add_size_arguments(p: argparse.ArgumentParser) -> None:
     size = "a multiple of 16; default: the weights' training bucket nearest the source's aspect, else the native area"
     p.add_argument("--height", type=working_side, default=None, help=f"working height ({size})")
     p.add_argument("--width", type=working_side, default=None, help=f"working width ({size})")
+    add_pixel_limit_arguments(p)
 
 
-def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=positive_int, default=50, help="denoising steps (>= 1)")
-    p.add_argument("--guidance", type=guidance_scale, default=6.0,
-                   help="classifier-free guidance scale (>= 0; 1 or less = off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--negative-prompt", default=None)
+def add_pixel_limit_arguments(p: argparse.ArgumentParser) -> None:
+    """--max-frame-pixels/--max-pixels: the largest input video or image, checked before decoding."""
+    from vivid.io.limits import DEFAULT_MAX_FRAME_PIXELS, DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-frame-pixels", type=int, default=DEFAULT_MAX_FRAME_PIXELS, metavar="N",
+                   help="refuse inputs whose frames have more pixels than this, width x height (default: "
+                        "%(default)s; 0: no limit)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse videos with more pixels than this, frames x width x height (default: %(default)s; "
+                        "0: no limit)")
+
+
+def pixel_limits(args: argparse.Namespace):
+    """The `vivid.io.limits.PixelLimits` of the command line's options."""
+    from vivid.io.limits import PixelLimits
+
+    return PixelLimits(frame=args.max_frame_pixels, total=args.max_pixels)
+
+
+def add_sampling_arguments(p: argparse.ArgumentParser, several_seeds: bool = False) -> None:
+    """--steps, --guidance, --seed, --negative-prompt; `several_seeds`: --seed takes one seed per candidate."""
+    p.add_argument("--steps", type=positive_int, default=None, help="denoising steps (>= 1; default: the base's)")
+    p.add_argument("--guidance", type=guidance_scale, default=None,
+                   help="classifier-free guidance scale (>= 0; 1 or less = off; default: the base's)")
+    if several_seeds:
+        p.add_argument("--seed", type=int, nargs="+", default=[0],
+                       help="the first candidate's seed (the others: seed+1, ...), or one seed per candidate")
+    else:
+        p.add_argument("--seed", type=int, default=0, help="noise seed (a long video's clip i: seed + i)")
+    p.add_argument("--negative-prompt", default=None, help="what guidance steers away from (default: none)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("edit", help="edit a video or image inside a mask")
     add_model_arguments(p)
     p.add_argument("--video", required=True, help="input video, or an image (then an image is written)")
-    p.add_argument("--mask", required=True, help="mask video, folder of PNGs, one image for all frames, or .npy/.npz")
+    p.add_argument("--mask", default=None, help="mask video, folder of PNGs, one image for all frames, or .npy/.npz "
+                   "(or make it: --target / --point / --box)")
     p.add_argument("--prompt", default=None, help="local caption of what should be in the mask (optional for delete)")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--out", required=True,
@@ -103,17 +180,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-paste-back", dest="paste_back", action="store_false",
                    help="keep the generated pixels everywhere instead of the source outside the dilated mask")
     p.add_argument("--paste-back-dilation", type=pixels, default=None, help="pixels (default: one latent cell)")
+    p.add_argument("--no-audio", action="store_true",
+                   help="write the frames only (default: the source video's audio is copied into the output, cut to "
+                        "the edited frames)")
     p.add_argument("--lossless", action="store_true",
                    help="write the output video losslessly (RGB H.264: bit-exact, large, not every player plays it)")
     add_size_arguments(p)
     add_long_video_arguments(p)
+    add_target_arguments(p)
     p.set_defaults(func=run)
 
 
 def add_long_video_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("long videos (more frames than one clip)")
     g.add_argument("--clip-frames", type=int, default=None,
-                   help="frames per clip, 4k+1 (default: the model's clip, 49 for CogVideoX-5B, 81 for Wan2.1)")
+                   help="frames per clip, 4k+1 (default: the base's clip length)")
     g.add_argument("--boundaries", choices=["adaptive", "fixed"], default="adaptive",
                    help="clip boundaries: at hard cuts and content changes (adaptive) or every clip-frames (fixed)")
     g.add_argument("--keyframe-frame", default="0",
@@ -127,15 +208,13 @@ def add_long_video_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parse_keyframe_frame(value: str) -> int | str:
+    """A frame index or 'auto' (its range is the request's check)."""
     if value == "auto":
         return value
     try:
-        frame = int(value)
+        return int(value)
     except ValueError:
         raise ValueError(f"--keyframe-frame must be a frame index or 'auto', got {value!r}") from None
-    if frame < 0:
-        raise ValueError(f"--keyframe-frame must be >= 0, got {frame}")
-    return frame
 
 
 def _local_clip_frames(model: str) -> int | None:
@@ -156,6 +235,7 @@ def load_pipeline(args: argparse.Namespace):
     import torch
 
     from vivid.pipeline import VIVIDPipeline
+    from vivid.speed import apply_speed_options
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype_name = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
@@ -167,64 +247,87 @@ def load_pipeline(args: argparse.Namespace):
     pipe = VIVIDPipeline.from_pretrained(model, dtype=getattr(torch, dtype_name))
     if args.weights:
         pipe.load_vivid_weights(args.weights)
-    if args.vae_tiling:
+    options = speed_options(args, device)
+    if options.memory in ("model_offload", "sequential_offload") and not device.startswith("cuda"):
+        raise ValueError(f"--memory {args.memory} needs a GPU (it moves models between the CPU and a GPU)")
+    if getattr(args, "vae_tiling", False):
         pipe.enable_vae_tiling()
-    if args.cpu_offload:
-        if not device.startswith("cuda"):
-            raise ValueError("--cpu-offload needs a GPU (it moves models between CPU and GPU)")
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        pipe.to(device)
+    apply_speed_options(pipe, options)
     return pipe
+
+
+# the CLI's words for the request's fields, in the library's messages
+EDIT_LABELS = {"video": "--video", "mask": "--mask", "prompt": "--prompt", "keyframe": "--keyframe", "out": "--out",
+               "work_dir": "--work-dir", "restart": "--restart", "clip_frames": "--clip-frames",
+               "keyframe_frame": "--keyframe-frame"}
+
+
+def edit_options(args: argparse.Namespace):
+    """`vivid edit`'s arguments as the request's options (checked by `edit_request`)."""
+    from vivid.longvideo.boundaries import BoundaryConfig
+    from vivid.longvideo.request import EditOptions
+
+    thresholds = {k: v for k, v in (("min_similarity", args.min_similarity), ("cut_similarity", args.cut_similarity))
+                  if v is not None}
+    return EditOptions(
+        keyframe_frame=parse_keyframe_frame(args.keyframe_frame), clip_frames=args.clip_frames,
+        boundaries=args.boundaries, boundary_config=BoundaryConfig(**thresholds), num_inference_steps=args.steps,
+        guidance_scale=args.guidance, seed=args.seed, negative_prompt=args.negative_prompt,
+        paste_back_source=args.paste_back, paste_back_dilation=args.paste_back_dilation, height=args.height,
+        width=args.width, lossless=args.lossless, restart=args.restart, keep_work=args.keep_work,
+    )
+
+
+def keep_source_audio(video: str, out: Path, frames: int, fps: float) -> str:
+    """Copy the source's audio into the written output (`vivid.io.audio.copy_audio`); what the summary line says
+    of it. A failure leaves the frames-only output and is a warning: the edit itself is done."""
+    from vivid.io.audio import copy_audio
+    from vivid.io.files import MediaError
+
+    try:
+        return ", with the source's audio" if copy_audio(video, out, frames, fps) else ""
+    except MediaError as err:
+        logger.warning("%s; %s is written without audio", err, out)
+        return ", without audio (see the warning)"
 
 
 def run(args: argparse.Namespace) -> int:
     """Every edit, of an image or a video of any length, is a plan of clips run by `vivid.longvideo.runner`:
     a video of at most one clip (and an image) is the plan of one clip, one pipeline call."""
-    from vivid.longvideo.boundaries import BoundaryConfig
-    from vivid.io.edit_inputs import check_edit_options, check_outputs, resolve_prompt
-    from vivid.io.atomic import remove_stale_temporaries
-    from vivid.io.files import is_image_path
-    from vivid.longvideo.plan import model_clip_frames
-    from vivid.longvideo.runner import chain_edit, open_edit_sources
+    import dataclasses
 
-    image_in = is_image_path(args.video)
-    # before anything is read or loaded: the output may not overwrite an input nor carry another format's name
-    out = check_outputs(args.out, image_in, {"--video": args.video, "--mask": args.mask, "--keyframe": args.keyframe},
-                        work_dir=args.work_dir)
-    check_edit_options(args.height, args.width, args.paste_back_dilation)
-    remove_stale_temporaries(out)  # a killed run's partial output (`atomic_path`), never anything else
-    keyframe_frame = parse_keyframe_frame(args.keyframe_frame)
-    if args.clip_frames is not None and (args.clip_frames < 5 or (args.clip_frames - 1) % 4):
-        raise ValueError(f"--clip-frames must be 4k+1 and at least 5, got {args.clip_frames}")
-    resolve_prompt(args.prompt, args.task)
-    # fail fast on bad inputs, before loading the model
-    source, masks, _ = open_edit_sources(args.video, args.mask, args.keyframe, warn=False)
+    from vivid.longvideo.plan import model_clip_frames
+    from vivid.longvideo.request import edit_request
+    from vivid.longvideo.runner import chain_edit
+    from vivid.longvideo.state import default_work_dir
+    from vivid.io.files import is_image_path
+    from vivid.io.limits import check_pixel_limits
+
+    for what, path in (("--video", args.video), ("--mask", args.mask), ("--keyframe", args.keyframe)):
+        check_pixel_limits(path, pixel_limits(args), what)  # from the header, before anything is decoded
+    # --mask as given, or made from the target options (a segmenter's work, before the edit's model loads)
+    args.mask = target_mask(args, Path(args.work_dir) if args.work_dir else default_work_dir(Path(args.out)))
+    # everything checked and the sources opened, before the model loads
+    request = edit_request(args.video, args.mask, args.prompt, args.task, args.out, keyframe=args.keyframe,
+                           options=edit_options(args), work_dir=args.work_dir, labels=EDIT_LABELS)
+    if not args.weights:
+        logger.warning(UNTRAINED)
     pipe = None
     clip_frames = args.clip_frames or _local_clip_frames(args.model)
     if clip_frames is None:  # a hub id: the clip length is known once the model is loaded
         pipe = load_pipeline(args)
         clip_frames = model_clip_frames(pipe.transformer)
-    one_clip = len(source) <= clip_frames and keyframe_frame == 0
-    config = BoundaryConfig()
-    if args.min_similarity is not None:
-        config.min_similarity = args.min_similarity
-    if args.cut_similarity is not None:
-        config.cut_similarity = args.cut_similarity
+    if len(request.source) <= clip_frames and request.options.keyframe_frame == 0:  # one clip: no boundaries
+        request = dataclasses.replace(request, options=dataclasses.replace(request.options, boundaries="fixed"))
     pipe = pipe or load_pipeline(args)
-    result = chain_edit(
-        pipe, args.video, args.mask, args.prompt, args.task, out,
-        keyframe=args.keyframe, keyframe_frame=keyframe_frame, max_frames=args.clip_frames,
-        boundaries="fixed" if one_clip else args.boundaries, boundary_config=config,
-        num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
-        negative_prompt=args.negative_prompt, paste_back_source=args.paste_back,
-        paste_back_dilation=args.paste_back_dilation, height=args.height, width=args.width, lossless=args.lossless,
-        work_dir=args.work_dir, restart=args.restart, keep_work=args.keep_work,
-    )
+    result = chain_edit(pipe, request)
+    audio = ""
+    if not args.no_audio and not is_image_path(args.video) and not is_image_path(request.out):
+        audio = keep_source_audio(args.video, request.out, result.num_frames, result.fps)
     ran = len(result.seconds_per_clip)
     per_clip = sum(result.seconds_per_clip) / ran if ran else 0.0
     resumed = f", {result.resumed_clips} resumed" if result.resumed_clips else ""
-    print(f"wrote {out} ({result.num_frames} frames, {source.width}x{source.height}; "
+    print(f"wrote {request.out} ({result.num_frames} frames, {request.source.width}x{request.source.height}; "
           f"{len(result.plan.clips)} clip{'s' if len(result.plan.clips) > 1 else ''}{resumed}, "
-          f"{per_clip:.1f} s per clip)")
+          f"{per_clip:.1f} s per clip{audio})")
     return 0

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="clip boundaries of chained edits (default adaptive, as vivid edit)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
     p.add_argument("--device", default=None)
-    p.set_defaults(func=run, cpu_offload=False, vae_tiling=False)
+    p.set_defaults(func=run)
 
 
 def load_scorer(name: str | None, device: str | None = None):

@@ -23,11 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="local caption; repeat for several captions (optional for delete)")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--out-dir", required=True, help="folder for the candidate PNGs and candidates.json")
-    p.add_argument("--candidates", type=int, default=4, help="candidates per caption (seeds seed, seed+1, ...)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="explicit seeds (overrides --candidates)")
+    p.add_argument("--candidates", type=int, default=4,
+                   help="candidates per caption, from one --seed (seed, seed+1, ...)")
     p.add_argument("--frame", default="0", help="frame index to edit, or 'auto': the most representative frame "
                                                 "of the first clip")
-    add_sampling_arguments(p)  # --steps, --guidance, --seed (the first candidate's), --negative-prompt
+    add_sampling_arguments(p, several_seeds=True)  # --steps, --guidance, --seed (one, or one per candidate), ...
     add_size_arguments(p)
     p.set_defaults(func=run)
 
@@ -42,10 +42,15 @@ def run(args: argparse.Namespace) -> int:
     from vivid.io.images import write_image
 
     check_edit_options(args.height, args.width)
+    from vivid.cli.edit import pixel_limits
+    from vivid.io.limits import check_pixel_limits
+
+    for what, path in (("--video", args.video), ("--mask", args.mask)):
+        check_pixel_limits(path, pixel_limits(args), what)  # from the header, before anything is decoded
     prompts = args.prompt or [None]
     for prompt in prompts:
         resolve_prompt(prompt, args.task)
-    seeds = args.seeds if args.seeds else list(range(args.seed, args.seed + args.candidates))
+    seeds = args.seed if len(args.seed) > 1 else list(range(args.seed[0], args.seed[0] + args.candidates))
     if args.candidates < 1:
         raise ValueError(f"--candidates must be >= 1, got {args.candidates}")
     out_dir = Path(args.out_dir)

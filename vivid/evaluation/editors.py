@@ -14,6 +14,7 @@ import torch
 
 from vivid.evaluation.samples import EvalSample
 from vivid.longvideo.plan import model_clip_frames
+from vivid.longvideo.request import EditOptions, edit_request
 from vivid.longvideo.runner import chain_edit
 from vivid.io.video import read_video
 from vivid.metrics.resample import EVAL_FPS
@@ -78,12 +79,13 @@ def _chained_edit(pipe, sample: EvalSample, settings: EvalSettings, clip_frames:
     """A long sample edited clip by clip into a lossless temporary video, read back with its clip plan."""
     with tempfile.TemporaryDirectory(prefix="vivid-eval-") as tmp:
         out = Path(tmp) / "edited.mp4"
-        result = chain_edit(
-            pipe, sample.frames, sample.mask, sample.prompt, sample.task, out,
-            max_frames=clip_frames, boundaries=settings.boundaries, num_inference_steps=settings.steps,
-            guidance_scale=settings.guidance, seed=seed, paste_back_source=settings.paste_back,
-            fps=sample.fps or None, lossless=True,
+        request = edit_request(
+            sample.frames, sample.mask, sample.prompt, sample.task, out, fps=sample.fps or None,
+            options=EditOptions(clip_frames=clip_frames, boundaries=settings.boundaries,
+                                num_inference_steps=settings.steps, guidance_scale=settings.guidance, seed=seed,
+                                paste_back_source=settings.paste_back, lossless=True),
         )
+        result = chain_edit(pipe, request)
         frames, _ = read_video(out, what="chained edit")
     plan = result.plan
     return EditedVideo(frames, seams=plan.seams(), cuts=list(plan.cuts), clips=len(plan.clips))

@@ -106,8 +106,9 @@ class EditInputs:
     fps: float = 0.0
 
 
-def resolve_prompt(prompt: str | None, task: str, required: bool = True) -> str:
-    """The caption to use; `required=False` when the caller passes precomputed prompt embeddings instead."""
+def resolve_prompt(prompt: str | None, task: str, required: bool = True, name: str = "prompt") -> str:
+    """The caption to use; `required=False` when the caller passes precomputed prompt embeddings instead; `name`:
+    the caller's word for the caption in messages."""
     if task not in TASKS:
         raise EditInputError(f"unknown task {task!r}: expected one of {', '.join(TASKS)}")
     if task == "delete" and not prompt:
@@ -115,7 +116,7 @@ def resolve_prompt(prompt: str | None, task: str, required: bool = True) -> str:
     if not required and not prompt:
         return ""
     if not prompt or not prompt.strip():
-        raise EditInputError(f"task {task!r} needs a caption of what should be in the mask (--prompt)")
+        raise EditInputError(f"task {task!r} needs a caption of what should be in the mask ({name})")
     return prompt
 
 
@@ -166,16 +167,18 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_outputs(
-    out: str | os.PathLike, image: bool, inputs: dict[str, Any], work_dir: str | os.PathLike | None = None
+    out: str | os.PathLike, image: bool, inputs: dict[str, Any], work_dir: str | os.PathLike | None = None,
+    names: tuple[str, str] = ("out", "work_dir"),
 ) -> Path:
     """Refuse an output that would overwrite or change an input: `out` (or the long edit's `work_dir`) the same
-    file as an input (`inputs`: name -> path, e.g. {"--video": ...}; non-paths are skipped), or inside an input
-    folder (a mask folder would gain a frame); and an extension that is not what is written (`check_out_suffix`)."""
+    file as an input (`inputs`: name -> path, e.g. {"video": ...}; non-paths are skipped), or inside an input
+    folder (a mask folder would gain a frame); and an extension that is not what is written (`check_out_suffix`).
+    `names`: how messages name the output and the work folder (the caller's words for them)."""
     out = Path(out)
     if out.is_dir():
-        raise EditInputError(f"--out {out} is a folder; give a file name")
-    check_out_suffix(out, image)
-    written = [("--out", out)] + ([("--work-dir", Path(work_dir))] if work_dir is not None else [])
+        raise EditInputError(f"{names[0]} {out} is a folder; give a file name")
+    check_out_suffix(out, image, names[0])
+    written = [(names[0], out)] + ([(names[1], Path(work_dir))] if work_dir is not None else [])
     for name, given in inputs.items():
         if not isinstance(given, (str, os.PathLike)):
             continue

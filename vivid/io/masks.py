@@ -194,6 +194,26 @@ class MaskSource(FrameFile):
         indices = [0 if self.count == 1 else int(i) for i in indices]
         return self._raw(indices, forward=True)
 
+    def given_values(self, index: int = 0) -> np.ndarray:
+        """The mask's own frame `index` as given, before `binarize_mask` (one channel: the brightest colour, or the
+        alpha): to tell a drawn mask from a photo given by mistake (`looks_like_a_photo`)."""
+        if self._packed is not None:
+            return self.read([index])[0].view(np.uint8)
+        if self._array is not None and self.path is None:
+            frame = np.asarray(self._array[index])
+        elif self._files is not None:
+            frame = read_mask_image(self._files[index], "mask frame")
+        elif self.path is not None and self.path.suffix.lower() in IMAGE_SUFFIXES:
+            frame = read_mask_image(self.path)
+        elif self._array is not None:
+            frame = np.asarray(self._array[index])
+        else:
+            frame = self._sampled_frames([index])[0]
+        if frame.ndim == 3:
+            has_alpha = frame.shape[-1] == 4 and frame[..., 3].min() < frame[..., 3].max()
+            frame = frame[..., 3] if has_alpha else frame[..., :3].max(axis=-1)
+        return frame
+
     def any_per_frame(self, num_frames: int) -> np.ndarray:
         """bool (F,): whether each video frame has any masked pixel (one streamed pass)."""
         if self.count == 1:
@@ -203,6 +223,22 @@ class MaskSource(FrameFile):
             idx = range(start, min(start + SCAN_CHUNK, num_frames))
             out[start : idx.stop] = self.frames(idx).reshape(len(idx), -1).any(axis=1)
         return out
+
+
+PHOTO_GREY_LEVELS = 32  # a drawn mask has two values (and a few more at anti-aliased or compressed edges) ...
+PHOTO_MID_SHARE = 0.2  # ... and few pixels between dark and bright; a photo has many of both
+
+
+def looks_like_a_photo(values: np.ndarray) -> bool:
+    """Whether a mask frame as given (`MaskSource.given_values`) looks like a photo rather than a mask: many grey
+    levels, and many pixels neither dark nor bright (between 10% and 90% of the range)."""
+    values = np.asarray(values)
+    if values.dtype == np.bool_:
+        return False
+    top = 1.0 if np.issubdtype(values.dtype, np.floating) else float(np.iinfo(values.dtype).max)
+    scaled = values.astype(np.float32) / top
+    mid = float(((scaled > 0.1) & (scaled < 0.9)).mean())
+    return len(np.unique(values)) > PHOTO_GREY_LEVELS and mid > PHOTO_MID_SHARE
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
@@ -216,7 +252,13 @@ def write_mask_npz(path: str | os.PathLike, mask: np.ndarray) -> Path:
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim == 2:
         mask = mask[None]
+    return write_packed_mask_npz(path, np.packbits(mask, axis=-1), mask.shape)
+
+
+def write_packed_mask_npz(path: str | os.PathLike, packed: np.ndarray, shape: Sequence[int]) -> Path:
+    """`write_mask_npz` from rows already packed (`np.packbits(mask, axis=-1)`; an array or a memory map, so a
+    long mask is never unpacked whole), atomically."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, packed=np.packbits(mask, axis=-1), shape=np.array(mask.shape, np.int64))
+            np.savez_compressed(f, packed=packed, shape=np.array(shape, np.int64))
     return Path(path)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vivid.io.files import read_json
 from vivid.longvideo.boundaries import BoundaryPlan, check_clip_frames
 from vivid.model.registry import spec_for
 
@@ -123,18 +123,30 @@ def plan_clips(
     return plan
 
 
-def clip_plan_path(out: str | os.PathLike) -> Path:
-    """The JSON written beside a chained edit's output: its clips, cuts and seams (for the boundary metric)."""
+CLIP_PLAN_NAME = "clips.json"
+
+
+def default_work_dir(out: str | os.PathLike) -> Path:
+    """Where an edit keeps its finished clips and state unless told: `<out>.work` beside the output."""
     out = Path(out)
-    return out.parent / f"{out.stem}.clips.json"
+    return out.parent / f"{out.name}.work"
+
+
+def clip_plan_path(work: str | os.PathLike) -> Path:
+    """The JSON a chained edit writes in its work folder: its clips, cuts and seams (for the boundary metric);
+    kept with the work folder (`keep_work`)."""
+    return Path(work) / CLIP_PLAN_NAME
 
 
 def load_clip_plan(path: str | os.PathLike) -> ClipPlan:
-    """The clip plan of a chained edit, from its output video or its `.clips.json`."""
+    """The clip plan of a chained edit: its `clips.json`, its work folder, or its output (then the default work
+    folder beside it)."""
     path = Path(path)
-    if path.suffix != ".json":
+    if path.is_dir():
         path = clip_plan_path(path)
-    return ClipPlan.from_json(json.loads(path.read_text()))
+    elif path.suffix != ".json":
+        path = clip_plan_path(default_work_dir(path))
+    return ClipPlan.from_json(read_json(path, "clip plan"))
 
 
 def model_clip_frames(transformer: Any) -> int:

@@ -46,7 +46,7 @@ def boundary_tc(features: np.ndarray, seams: Sequence[int], cuts: Sequence[int] 
     Args:
         features: per-frame features (F, ...) of the edited video, any shape after the frame axis.
         seams: frames t whose pair (t, t+1) comes from two clips (`ClipPlan.seams()`, or the "seams" list of the
-            `.clips.json` a chained edit writes beside its output).
+            `clips.json` a chained edit writes in its work folder).
         cuts: frames c that start a new shot; the pair (c - 1, c) is excluded.
     """
     n = len(features)

@@ -66,3 +66,15 @@ def use_frame_convs(module: nn.Module) -> int:
             m.__class__ = swap
             switched += 1
     return switched
+
+
+def use_torch_convs(module: nn.Module) -> int:
+    """Undo `use_frame_convs`: the layers back to nn.Conv3d / CogVideoXSafeConv3d; returns how many."""
+    back = {swap: original for original, swap in _SWAPS.items()}
+    switched = 0
+    for m in module.modules():
+        original = back.get(type(m))
+        if original is not None:
+            m.__class__ = original
+            switched += 1
+    return switched

@@ -72,7 +72,8 @@ def test_edit_full_real_clip_with_a_mask_video(family_model_dir, carphone, tmp_p
         mask[i, 50:90, 20 + i // 2 : 70 + i // 2] = 255
     mask_path = write_video(tmp_path / "mask.mp4", mask, 29.97, lossless=True)
     out = tmp_path / "out.mp4"
-    assert edit(family_model_dir, carphone, mask_path, out, "--task", "add", "--prompt", "a green triangle") == 0
+    assert edit(family_model_dir, carphone, mask_path, out, "--task", "add", "--prompt", "a green triangle",
+                "--keep-work") == 0
     n, fps, h, w = video_info(out)
     assert (n, h, w) == (120, 144, 176) and abs(fps - 29.97) < 0.01
     plan = load_clip_plan(out)
@@ -233,7 +234,7 @@ def test_lossless_video_edit_keeps_the_source_outside_the_dilated_mask_bit_for_b
     clip = request.getfixturevalue(clip_name)
     source, src_fps = read_video(clip)
     out = tmp_path / "out.mp4"
-    args = ("--task", "add", "--prompt", "a red circle", "--lossless")
+    args = ("--task", "add", "--prompt", "a red circle", "--lossless", "--keep-work")
     assert edit(family_model_dir, clip, mask_png, out, *args) == 0
     n, fps, h, w = video_info(out)
     assert (n, h, w) == (len(source), 144, 176) and abs(fps - src_fps) < 0.01

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from vivid.cli import main
+from vivid.longvideo.request import edit_request
 from vivid.longvideo.runner import chain_edit
 from vivid.io.atomic import stale_temporaries
 from vivid.io.files import MediaError
@@ -52,8 +53,9 @@ def mask_png(tmp_path_factory) -> Path:
 
 
 def _edit(pipe, video, mask, out, **kw):
-    return chain_edit(pipe, video, mask, "a red ball", "add", out, boundaries="fixed", max_frames=9,
-                      num_inference_steps=1, lossless=True, **kw)
+    progress = kw.pop("progress", None)
+    return chain_edit(pipe, edit_request(video, mask, "a red ball", "add", out, boundaries="fixed", clip_frames=9,
+                                         num_inference_steps=1, lossless=True, **kw), progress=progress)
 
 
 def _user_files(folder: Path) -> dict[str, bytes]:
@@ -82,7 +84,7 @@ def test_a_work_dir_holding_user_files_survives_a_run_and_its_cleanup(tiny_pipe,
     _assert_kept(work, files)
     state = json.loads((work / "state.json").read_text())
     assert sorted(state["files"]) == ["clip_00000.mp4", "clip_00000_last.png", "clip_00001.mp4",
-                                      "clip_00001_last.png"]  # recorded before the first is written
+                                      "clip_00001_last.png", "clips.json"]  # recorded before the first is written
     assert state["made_work"] is False  # the user's folder: never removed, even when empty
     # a restart of the same edit discards that edit's files only, then its cleanup removes what it wrote
     _edit(tiny_pipe, clip17, mask_png, out, work_dir=work, restart=True)
@@ -233,7 +235,7 @@ def test_chain_edit_refuses_an_output_that_is_an_input(clip17, tmp_path):
     video = write_video(tmp_path / "v.mp4", read_video(clip17)[0], 12, lossless=True)
     data = video.read_bytes()
     with pytest.raises(ValueError, match="vivid never overwrites an input"):
-        chain_edit(None, video, np.ones((17, H, W), bool), "x", "add", video)  # before the model is touched
+        edit_request(video, np.ones((17, H, W), bool), "x", "add", video)  # before the model is touched
     assert video.read_bytes() == data
 
 
@@ -299,8 +301,8 @@ def test_library_calls_check_sizes_dilation_and_video_names():
             check_edit_options(**bad)
     check_edit_options(32, 48, 0)
     with pytest.raises(EditInputError, match="height must be a multiple of 16"):
-        chain_edit(None, np.zeros((17, H, W, 3), np.uint8), np.ones((17, H, W), bool), "x", "add", "o.mp4",
-                   height=20, width=32)
+        edit_request(np.zeros((17, H, W, 3), np.uint8), np.ones((17, H, W), bool), "x", "add", "o.mp4",
+                     height=20, width=32)
     mask = np.ones((1, 8, 8), bool)
     with pytest.raises(ValueError, match="dilation must be >= 0"):
         paste_weights(mask, -2)

@@ -20,7 +20,7 @@ def test_keyframe_candidates_over_seeds_and_captions(family_model_dir, family_pi
     cv2.imwrite(str(tmp_path / "m.png"), mask)
     out_dir = tmp_path / "cands"
     rc = main(["keyframe", "--model", str(family_model_dir), "--video", str(video), "--mask", str(tmp_path / "m.png"),
-               "--task", "add", "--prompt", "a red ball", "--prompt", "a blue cube", "--seeds", "3", "7",
+               "--task", "add", "--prompt", "a red ball", "--prompt", "a blue cube", "--seed", "3", "7",
                "--frame", "auto", "--steps", "1", "--out-dir", str(out_dir)])
     assert rc == 0
     index = json.loads((out_dir / "candidates.json").read_text())
@@ -50,11 +50,11 @@ def test_keyframe_and_app_share_the_edit_commands_sampling_arguments(capsys):
     parser = build_parser()
     base = ["keyframe", "--model", "m", "--video", "v.mp4", "--mask", "m.png", "--task", "add", "--out-dir", "o"]
     args = parser.parse_args(base)
-    assert (args.steps, args.guidance, args.seed, args.negative_prompt) == (50, 6.0, 0, None)
+    assert (args.steps, args.guidance, args.seed, args.negative_prompt) == (None, None, [0], None)  # the base's
     args = parser.parse_args(base + ["--steps", "3", "--guidance", "1", "--seed", "5", "--negative-prompt", "blur"])
-    assert (args.steps, args.guidance, args.seed, args.negative_prompt) == (3, 1.0, 5, "blur")
+    assert (args.steps, args.guidance, args.seed, args.negative_prompt) == (3, 1.0, [5], "blur")
     app = ["app", "--model", "m"]
-    assert (parser.parse_args(app).steps, parser.parse_args(app).guidance) == (50, 6.0)
+    assert (parser.parse_args(app).steps, parser.parse_args(app).guidance) == (None, None)
     for command in (base, app):
         for bad, message in ((["--steps", "0"], "--steps: must be >= 1"), (["--guidance", "-1"], "--guidance: must be"),
                              (["--guidance", "nan"], "--guidance: must be a finite number")):

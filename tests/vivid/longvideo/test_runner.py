@@ -16,6 +16,7 @@ import pytest
 
 from vivid.longvideo.boundaries import BoundaryPlan
 from vivid.longvideo.plan import load_clip_plan, plan_clips
+from vivid.longvideo.request import edit_request
 from vivid.longvideo.runner import chain_edit
 from vivid.io.images import read_image
 from vivid.io.video import read_video, video_info, write_video
@@ -84,8 +85,8 @@ def test_chain_edit_carries_the_keyframe_through_shared_frames(tiny_pipe, clip40
     key = source[0].copy()
     key[10:22, 20:44] = (250, 30, 30)
     out = tmp_path / "out.mp4"
-    result = chain_edit(tiny_pipe, clip40, mask_png, "a red box", "modify", out, keyframe=key, boundaries="fixed",
-                        num_inference_steps=1, lossless=True, keep_work=True)
+    result = chain_edit(tiny_pipe, edit_request(clip40, mask_png, "a red box", "modify", out, keyframe=key,
+                        boundaries="fixed", num_inference_steps=1, lossless=True, keep_work=True))
     assert [(c.start, c.stop) for c in result.plan.clips] == [(0, 8), (8, 16), (16, 24), (24, 32), (32, 39)]
     frames, fps = read_video(out)
     assert frames.shape == (40, H, W, 3) and abs(fps - 12.0) < 1e-3
@@ -108,8 +109,8 @@ def test_frames_without_mask_are_copied_and_auto_keyframe(tiny_pipe, clip40, tmp
     mask = np.zeros((40, H, W), bool)
     mask[:20, 10:22, 20:44] = True  # the object leaves after frame 19
     out = tmp_path / "out.mp4"
-    result = chain_edit(tiny_pipe, clip40, mask, "a ball", "add", out, keyframe_frame="auto", boundaries="fixed",
-                        num_inference_steps=1, lossless=True)
+    result = chain_edit(tiny_pipe, edit_request(clip40, mask, "a ball", "add", out, keyframe_frame="auto",
+                        boundaries="fixed", num_inference_steps=1, lossless=True))
     frames, _ = read_video(out)
     source, _ = read_video(clip40)
     assert frames.shape[0] == 40
@@ -161,8 +162,9 @@ def test_resume_refuses_a_work_folder_of_another_edit(tiny_pipe, clip40, mask_pn
     work.mkdir()
     (work / "state.json").write_text(json.dumps({"version": 1, "fingerprint": {"prompt": "a cat"}, "done": 1}))
     with pytest.raises(ValueError, match="belongs to a different edit .*prompt"):
-        chain_edit(tiny_pipe, clip40, mask_png, "a dog", "add", out, num_inference_steps=1)
-    result = chain_edit(tiny_pipe, clip40, mask_png, "a dog", "add", out, num_inference_steps=1, restart=True)
+        chain_edit(tiny_pipe, edit_request(clip40, mask_png, "a dog", "add", out, num_inference_steps=1))
+    result = chain_edit(tiny_pipe, edit_request(clip40, mask_png, "a dog", "add", out, num_inference_steps=1,
+                                                restart=True))
     assert result.resumed_clips == 0 and video_info(out)[0] == 40
 
 
@@ -255,7 +257,7 @@ def test_compare_boundary_modes_reports_the_clips_spanning_cuts(tiny_pipe, clip4
     from vivid.metrics.boundary import cut_spanning
 
     report = compare_boundary_modes(tiny_pipe, clip40, mask_png, "a red ball", "add", tmp_path, cuts=[20],
-                                    max_frames=9, num_inference_steps=1, lossless=True)
+                                    clip_frames=9, num_inference_steps=1, lossless=True)
     for mode in ("fixed", "adaptive"):
         plan = load_clip_plan(tmp_path / f"{mode}.mp4")
         assert report[mode]["cut_spanning"] == cut_spanning(plan.clips, [20]).as_dict()

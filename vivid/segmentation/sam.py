@@ -1,4 +1,5 @@
-"""Entities-and-masks stage: text-prompted video segmentation of a clip into tracked instance masks.
+"""Text-prompted video segmentation of a clip held in memory into tracked instance masks (the data build's
+entities-and-masks stage).
 
 - `Sam3Segmenter` (default): SAM 3's video model (`Sam3VideoModel`) takes the concept prompts, detects every
   matching instance on every frame and tracks them; each track is an entity.
@@ -11,14 +12,12 @@ Both return `Entity` masks at the clip's size, one per tracked object, the highe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import BuildConfig
-from .models import load, load_model, model_path, pixel_values, preprocessing_config
+from .loading import load, load_model, pixel_values, preprocessing_config
 
 
 @dataclass
@@ -37,15 +36,15 @@ def _upsample(low_res: torch.Tensor, height: int, width: int) -> np.ndarray:
 class Sam3Segmenter:
     """Concept prompts in, tracked instance masks out (`Sam3VideoModel.propagate_in_video_iterator`)."""
 
-    def __init__(self, config: BuildConfig, device: torch.device, dtype: torch.dtype, tiny_root: Path):
+    def __init__(self, name: str, device: torch.device, dtype: torch.dtype, max_entities: int):
+        """`name`: the model's hub id or folder."""
         from transformers import AutoTokenizer, Sam3VideoModel
 
-        name = model_path(config.models, "sam3", tiny_root)
         self.model = load_model("sam3", name, Sam3VideoModel, device, dtype)
         self.tokenizer = load("sam3", name, AutoTokenizer.from_pretrained)
         self.prep = preprocessing_config("sam3", name)
         self.device, self.dtype = device, dtype
-        self.max_entities = config.entities.max_entities
+        self.max_entities = max_entities
 
     def __call__(self, frames: np.ndarray, prompts: list[str], keyframe: int) -> list[Entity]:
         from transformers.utils import logging as hf_logging
@@ -94,20 +93,19 @@ class Sam3Segmenter:
 class GroundingSam2Segmenter:
     """Grounding DINO boxes on the keyframe, SAM 2 propagation through the clip (box prompts)."""
 
-    def __init__(self, config: BuildConfig, device: torch.device, dtype: torch.dtype, tiny_root: Path):
+    def __init__(self, gd_name: str, sam_name: str, device: torch.device, dtype: torch.dtype, max_entities: int,
+                 box_threshold: float, text_threshold: float):
+        """`gd_name`, `sam_name`: Grounding DINO's and SAM 2's hub ids or folders."""
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor, Sam2VideoModel
 
-        gd_name = model_path(config.models, "grounding_dino", tiny_root)
         self.detector = load_model("grounding_dino", gd_name, AutoModelForZeroShotObjectDetection, device,
                                    torch.float32)  # its deformable attention runs in float32
         self.detector_processor = load("grounding_dino", gd_name, AutoProcessor.from_pretrained)
-        sam_name = model_path(config.models, "sam2", tiny_root)
         self.sam = load_model("sam2", sam_name, Sam2VideoModel, device, dtype)
         self.prep = preprocessing_config("sam2", sam_name)
         self.device, self.dtype = device, dtype
-        self.box_threshold = config.entities.box_threshold
-        self.text_threshold = config.entities.text_threshold
-        self.max_entities = config.entities.max_entities
+        self.box_threshold, self.text_threshold = box_threshold, text_threshold
+        self.max_entities = max_entities
 
     @torch.inference_mode()
     def boxes(self, frame: np.ndarray, prompts: list[str]) -> list[tuple[list[float], str, float]]:
@@ -151,9 +149,3 @@ class GroundingSam2Segmenter:
             for out in self.sam.propagate_in_video_iterator(session, start_frame_idx=keyframe, reverse=reverse):
                 masks[:, out.frame_idx] = _upsample(out.pred_masks[:, 0], h, w)
         return [Entity(m, label, score) for m, (_, label, score) in zip(masks, found) if m.any()]
-
-
-def load_segmenter(config: BuildConfig, device: torch.device, dtype: torch.dtype, tiny_root: Path):
-    if config.models.segmenter == "sam3":
-        return Sam3Segmenter(config, device, dtype, tiny_root)
-    return GroundingSam2Segmenter(config, device, dtype, tiny_root)

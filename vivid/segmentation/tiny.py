@@ -1,11 +1,11 @@
-"""Seeded tiny random models of the build's `transformers` classes, written as ordinary model folders.
+"""Seeded tiny random models of the segmentation `transformers` classes, written as ordinary model folders.
 
-`vivid data build --models tiny` (and the tests) load these by path through the same `from_pretrained` code as
-the real hub models: Sam3VideoModel, GroundingDinoForObjectDetection, Sam2VideoModel and
-Qwen3VLForConditionalGeneration, with byte-level tokenizers and the preprocessing configs of the real
-processors. Their weights are random, so their masks and captions are noise: they prove plumbing (shapes,
-files, manifests, resume, sharding), not quality. Sizes are the smallest the classes accept (the SAM trackers
-need a hidden size that is a multiple of their 64-channel memory, and larger than it).
+`vivid mask --model tiny`, `vivid data build --models tiny` (and the tests) load these by path through the same
+`from_pretrained` code as the real hub models: Sam3VideoModel, GroundingDinoForObjectDetection and
+Sam2VideoModel, with byte-level tokenizers and the preprocessing configs of the real processors (the build's
+tiny captioner is `data_loaders.build.tiny_captioner`). Their weights are random, so their masks are noise: they
+prove plumbing (shapes, files, manifests, resume, sharding), not quality. Sizes are the smallest the classes
+accept (the SAM trackers need a hidden size that is a multiple of their 64-channel memory, and larger than it).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -125,11 +126,11 @@ def write_tiny_grounding_dino(folder: Path, seed: int = 0) -> None:
     from transformers import BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoProcessor
     from transformers.models.grounding_dino.image_processing_pil_grounding_dino import GroundingDinoImageProcessorPil
 
-    from .config import DEFAULT_VOCABULARY
+    from .vocabulary import EVERYDAY_OBJECTS
 
     torch.manual_seed(seed)
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *DEFAULT_VOCABULARY, *letters, *("##" + c for c in letters)]
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *EVERYDAY_OBJECTS, *letters, *("##" + c for c in letters)]
     tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(dict.fromkeys(words))})
     config = GroundingDinoConfig(
         backbone_config=dict(model_type="swin", image_size=64, patch_size=4, embed_dim=16, depths=[1, 1, 1, 1],
@@ -145,59 +146,19 @@ def write_tiny_grounding_dino(folder: Path, seed: int = 0) -> None:
     GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
 
 
-# Qwen's chat format, reduced to what the captioner sends: user turns of images and text.
-TINY_CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for c in message['content'] %}"
-    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+WRITERS = {"sam3": write_tiny_sam3, "sam2": write_tiny_sam2, "grounding_dino": write_tiny_grounding_dino}
 
 
-def write_tiny_captioner(folder: Path, seed: int = 0) -> None:
-    from transformers import Qwen2Tokenizer, Qwen3VLConfig, Qwen3VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    torch.manual_seed(seed)
-    specials = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
-    tokenizer = Qwen2Tokenizer(vocab={ch: i for i, ch in enumerate(_byte_alphabet())}, merges=[], unk_token=None,
-                               bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tokenizer.add_special_tokens({"additional_special_tokens": specials})
-    tokenizer.chat_template = TINY_CHAT_TEMPLATE
-    ids = {s: tokenizer.convert_tokens_to_ids(s) for s in specials}
-    config = Qwen3VLConfig(
-        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=8,
-                           temporal_patch_size=2, spatial_merge_size=2, out_hidden_size=32, num_position_embeddings=64,
-                           deepstack_visual_indexes=[0]),
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=512,
-                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
-                                          "mrope_interleaved": True}),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-    )
-    model = Qwen3VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    Qwen2VLImageProcessorPil(patch_size=8, temporal_patch_size=2, merge_size=2, min_pixels=32 * 32,
-                             max_pixels=64 * 64).save_pretrained(folder)
-
-
-WRITERS = {"sam3": write_tiny_sam3, "sam2": write_tiny_sam2, "grounding_dino": write_tiny_grounding_dino,
-           "captioner": write_tiny_captioner}
-
-
-def tiny_model_dir(name: str, root: str | os.PathLike, seed: int = 0, wait_s: float = 600.0) -> Path:
+def tiny_model_dir(name: str, root: str | os.PathLike, seed: int = 0, wait_s: float = 600.0,
+                   writer: Callable[[Path, int], None] | None = None) -> Path:
     """`root/<name>-seed<seed>`, written once (into a temporary folder renamed into place, so a killed run never
-    leaves a half-written model).
+    leaves a half-written model). `writer(folder, seed)` writes a model not in `WRITERS` (the build's captioner).
 
     Under torch.distributed only rank 0 writes: transformers' `save_pretrained` skips the weights on the other
     ranks, so a folder they wrote would lack them. The others wait for rank 0's folder to appear.
     """
-    if name not in WRITERS:
+    writer = writer or WRITERS.get(name)
+    if writer is None:
         raise ValueError(f"no tiny model {name!r} (known: {', '.join(WRITERS)})")
     root = Path(root)
     final = root / f"{name}-seed{seed}"
@@ -213,7 +174,7 @@ def tiny_model_dir(name: str, root: str | os.PathLike, seed: int = 0, wait_s: fl
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
-        WRITERS[name](tmp, seed)
+        writer(tmp, seed)
         if not _complete(tmp):
             raise RuntimeError(f"{tmp}: the tiny {name} model was written without its weights")
         try:
