@@ -13,8 +13,8 @@ import torch
 
 from vivid.cli import main
 from vivid.constants import LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME
-from vivid.model.tiny import build_tiny_components
 from vivid.model.cogvideox_spec import CogVideoXSpec
+from vivid.model.tiny import build_tiny_components
 from vivid.model.weights import VIVIDWeightsConfig, load_vivid_weights, save_vivid_weights
 
 
