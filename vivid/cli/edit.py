@@ -230,6 +230,17 @@ def _local_clip_frames(model: str) -> int | None:
     return spec_for(model).clip_frames(json.loads(config.read_text()))
 
 
+def model_is_inference_only(model: str | None) -> bool:
+    """Whether `model` is a base vivid edits with as published (Wan2.1-VACE), which takes no VIVID weights; False
+    where its config cannot be read here (a hub id not in the cache: loading the model says why)."""
+    from vivid.model.registry import spec_for
+
+    try:
+        return model is not None and spec_for(model).inference_only
+    except (OSError, ValueError):
+        return False
+
+
 def load_pipeline(args: argparse.Namespace):
     """Build the VIVIDPipeline a CLI command asked for (shared by edit, keyframe, eval, app)."""
     import torch
@@ -314,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
     # everything checked and the sources opened, before the model loads
     request = edit_request(args.video, args.mask, args.prompt, args.task, args.out, keyframe=args.keyframe,
                            options=edit_options(args), work_dir=args.work_dir, labels=EDIT_LABELS)
-    if not args.weights:
+    if not args.weights and not model_is_inference_only(args.model):
         logger.warning(UNTRAINED)
     pipe = None
     clip_frames = args.clip_frames or _local_clip_frames(args.model)

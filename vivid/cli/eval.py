@@ -60,7 +60,7 @@ def load_scorer(name: str | None, device: str | None = None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from vivid.cli.edit import load_pipeline
+    from vivid.cli.edit import load_pipeline, model_is_inference_only
     from vivid.evaluation import (
         evaluate,
         format_table,
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         tasks = ["delete"]
     elif args.model is None:
         raise ValueError("--model is required (except for --baseline inpaint)")
-    if args.baseline is None and not args.weights and not _inference_only(args.model):
+    if args.baseline is None and not args.weights and not model_is_inference_only(args.model):
         raise ValueError("give --weights, or --baseline untrained to evaluate the base model without them")
     if args.baseline == "untrained" and args.weights:
         raise ValueError("--baseline untrained evaluates the base model: do not give --weights")
@@ -110,13 +110,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_table({method: report}))
     print(f"wrote {path}")
     return 0
-
-
-def _inference_only(model: str | None) -> bool:
-    """Whether `model` is a base vivid edits with as published (VACE): evaluated without VIVID weights."""
-    from vivid.model.registry import spec_for
-
-    return model is not None and spec_for(model).inference_only
 
 
 def _settings(args: argparse.Namespace):

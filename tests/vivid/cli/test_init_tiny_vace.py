@@ -40,13 +40,15 @@ def _clip_and_mask(tmp_path):
     return video, tmp_path / "mask.png"
 
 
-def test_vivid_edit_with_vace_keeps_frames_size_and_fps_and_refuses_weights(tiny_vace_model_dir, tmp_path, capsys):
+def test_vivid_edit_with_vace_keeps_frames_size_and_fps_and_refuses_weights(tiny_vace_model_dir, tmp_path, capsys,
+                                                                            caplog):
     video, mask = _clip_and_mask(tmp_path)
     args = ["edit", "--model", str(tiny_vace_model_dir), "--video", str(video), "--mask", str(mask), "--task",
             "delete", "--steps", "1"]
     assert vivid_main([*args, "--out", str(tmp_path / "out.mp4")]) == 0
     n, fps, h, w = video_info(tmp_path / "out.mp4")
     assert (n, h, w) == (9, 32, 64) and abs(fps - 10.0) < 1e-3
+    assert "untrained" not in caplog.text  # VACE's weights are published weights, not an untrained VIVID
     capsys.readouterr()
     assert vivid_main([*args, "--out", str(tmp_path / "w.mp4"), "--weights", str(tmp_path / "weights")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
