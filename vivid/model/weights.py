@@ -85,6 +85,9 @@ class VIVIDWeightsConfig:
     base_trained: bool = False  # the base transformer was trained too: its weights are in BASE_WEIGHTS_NAME
     # the training sizes [[h, w], ...] (vivid/conditioning/buckets.py); empty: one size, inference keeps the source's aspect
     buckets: list[list[int]] = field(default_factory=list)
+    # trained with last-frame KIVE (`data.kive_last_frame_prob`): clips can be generated between two keyframes;
+    # absent (older weights) = 0
+    kive_last_frame_prob: float = 0.0
 
     def __post_init__(self) -> None:
         self.buckets = [list(b) for b in check_buckets(self.buckets or [], f"{VIVID_CONFIG_NAME} buckets")]
