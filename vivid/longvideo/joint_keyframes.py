@@ -18,6 +18,7 @@ from vivid.conditioning.preprocess import default_paste_dilation, model_size, pa
 from vivid.io.edit_inputs import load_edit_inputs
 from vivid.io.resize import resize_frames
 from vivid.model.keyframe_attention import JointAttentionOptions, JointAttentionRecord, joint_keyframe_attention
+from vivid.model.spec import SamplingSettings
 from vivid.model.transformer import compute_dtype
 
 
@@ -71,7 +72,7 @@ def edit_keyframes_jointly(
     with torch.no_grad(), joint_keyframe_attention(pipe.transformer, attention) as seen:
         with torch.autocast(device.type, compute_dtype(pipe.transformer), enabled=_mixed(pipe.transformer)):
             latents = spec.sample(pipe.transformer, pipe.scheduler, conditions, prompt_embeds, negative_embeds,
-                                  steps, guidance, generators)
+                                  SamplingSettings(steps, guidance, generators))
         decoded = spec.decode_latents(pipe.vae, latents).float()
     if record is not None:
         record.kv_lengths |= seen.kv_lengths
