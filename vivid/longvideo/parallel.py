@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,17 @@ class Ranks:
 
 
 def process_ranks() -> Ranks:
-    """The ranks of an `accelerate launch` (its process group, started by accelerate's `PartialState` from the
-    launcher's environment); one process: rank 0 of 1."""
+    """The ranks of an `accelerate launch` (or torchrun): a gloo process group from the launcher's environment
+    (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT), used only to wait for each other, so it is the same on CPUs and
+    GPUs; its timeout is long, as ranks wait while rank 0 edits the keyframes and for the slowest rank's clips.
+    One process: rank 0 of 1."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Ranks()
-    from accelerate import PartialState
+    import torch.distributed as dist
 
-    state = PartialState()
-    return Ranks(state.process_index, state.num_processes, state.wait_for_everyone)
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=timedelta(days=1))
+    return Ranks(dist.get_rank(), dist.get_world_size(), dist.barrier)
 
 
 def last_frame_kive(pipe: Any) -> bool:

@@ -141,6 +141,8 @@ def _run_parallel(
     ranks.barrier()
     mine = [clip for g, run in enumerate(chains(plan)) if g % ranks.world == ranks.rank for clip in run]
     todo = [clip for clip in mine if clip_problem(work, clip) is not None]
+    if ranks.world > 1:
+        logger.info("rank %d of %d: clips %s", ranks.rank, ranks.world, [clip.index for clip in mine])
     done = len(mine) - len(todo)
     if done:
         logger.info("resuming %s: %d of this process's %d clips already finished in %s", request.out, done,

@@ -156,9 +156,10 @@ def test_two_processes_write_what_one_process_writes(tiny_model_dir, clip33, tmp
     one = tmp_path / "one.mp4"
     subprocess.run([sys.executable, "-m", "vivid.cli", *args, "--out", str(one)], check=True, env=env, cwd=REPO_ROOT)
     two = tmp_path / "two.mp4"
-    launch = [shutil.which("accelerate") or "accelerate", "launch", "--multi_gpu", "--cpu", "--num_processes", "2",
+    launch = [shutil.which("accelerate") or "accelerate", "launch", "--multi_gpu", "--num_processes", "2",
               "--main_process_port", "29517", "-m", "vivid.cli", *args, "--out", str(two), "--keep-work"]
     run = subprocess.run(launch, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     np.testing.assert_array_equal(read_video(two)[0], read_video(one)[0])
     assert sum(line.startswith("wrote ") for line in run.stdout.splitlines()) == 1  # rank 0 reports
+    assert "rank 0 of 2: clips [0, 2]" in run.stderr and "rank 1 of 2: clips [1, 3]" in run.stderr
