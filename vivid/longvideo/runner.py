@@ -188,6 +188,8 @@ def _identity(pipe: Any, request: EditRequest, sampling: dict, max_frames: int) 
     """What makes two runs the same edit (a work folder resumes only the same edit)."""
     opts, source = request.options, request.source
     mask = request.mask_input
+    # parallel mode's options only where chosen: a chained edit's work folder of an earlier version still resumes
+    parallel = {"long_mode": opts.long_mode, "kv_budget": opts.kv_budget} if opts.long_mode != "chain" else {}
     return fingerprint(
         video=source.path if source.path else source.frames(range(len(source))),
         mask=mask if isinstance(mask, Path) else np.asarray(mask),
@@ -197,7 +199,7 @@ def _identity(pipe: Any, request: EditRequest, sampling: dict, max_frames: int) 
         negative_prompt=opts.negative_prompt, paste_back=opts.paste_back_source, dilation=opts.paste_back_dilation,
         size=[opts.height, opts.width],
         model=str(getattr(pipe, "name_or_path", "")) or type(pipe.transformer).__name__,
-        weights=str(getattr(pipe, "vivid_config", None)), long_mode=opts.long_mode, kv_budget=opts.kv_budget,
+        weights=str(getattr(pipe, "vivid_config", None)), **parallel,
     )
 
 
@@ -309,8 +311,9 @@ def _run_clip_list(
     previous_config = dict(getattr(pipe, "_progress_bar_config", {}))
     pipe.set_progress_bar_config(**{**previous_config, "disable": True})
     seconds: list[float] = []
+    note = {"done": "some"}  # finished clips are those whose files exist: any run of the same edit resumes them
     try:
-        with tqdm(total=len(clips), unit="clip", desc="clips") as bar:
+        with _resume_note(request, note, len(plan.clips)), tqdm(total=len(clips), unit="clip", desc="clips") as bar:
             for clip in clips:
                 t0 = time.perf_counter()
                 _run_clip(pipe, clip, plan, request, has_mask, sampling)
