@@ -116,6 +116,13 @@ for wan in 1.3b 14b; do
     run "training_wan2.1_${wan}" "${wan_args[@]}" --mode training --train-steps "$train_steps" \
         --gradient-checkpointing
 done
+
+# a Wan edit (tiny Wan, loaded as `vivid edit` loads it) under model and sequential CPU offload, beside the plain one
+for memory in model_offload sequential_offload; do
+    run "wan_edit_$memory" benchmarks/bench_wan_offload.py --memory "$memory" --device "$offload_device" \
+        --steps "$steps"
+done
+
 for segmenter in sam2 sam3; do  # `vivid mask`: masks per second and peak memory at two lengths
     run "masks_$segmenter" benchmarks/bench_masks.py speed --segmenter "$segmenter" "${masks[@]}"
 done
@@ -135,11 +142,6 @@ for family in cogvideox wan; do
         [ "$mode" = dry ] && device=(--device cpu)
         run "$name" benchmarks/bench_edit_options.py --family "$family" --flags="$flags" "${device[@]}"
     done
-done
-# a Wan edit (tiny Wan, loaded as `vivid edit` loads it) under model and sequential CPU offload, beside the plain one
-for memory in model_offload sequential_offload; do
-    run "wan_edit_$memory" benchmarks/bench_wan_offload.py --memory "$memory" --device "$offload_device" \
-        --steps "$steps"
 done
 
 # training paths only a GPU takes: fp16 steps through a gradient overflow; embed-captions on the GPU, both bases
