@@ -38,6 +38,7 @@ class JointKeyframeOptions:
     height: int | None = None
     width: int | None = None
     paste_back_source: bool = True
+    paste_back_dilation: int | None = None  # pixels (default: one latent cell at the source's scale)
 
 
 def edit_keyframes_jointly(
@@ -79,7 +80,9 @@ def edit_keyframes_jointly(
         record.own_lengths |= seen.own_lengths
         record.peak_kv_tokens = max(record.peak_kv_tokens, seen.peak_kv_tokens)
     decoded = ((decoded[:, :1].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
-    dilation = default_paste_dilation((src_h, src_w), (height, width))
+    dilation = options.paste_back_dilation
+    if dilation is None:
+        dilation = default_paste_dilation((src_h, src_w), (height, width))
     edited = []
     for item, frame in zip(inputs, decoded):
         frame = resize_frames(frame, (src_h, src_w))

