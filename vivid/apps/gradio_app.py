@@ -39,7 +39,7 @@ from vivid.io.video import VideoWriter, iter_video_chunks, video_info
 from vivid.segmentation.make import SEGMENTERS, load_tracker
 from vivid.segmentation.shaping import SHAPES
 
-from .mask_session import CLICK_KINDS, MaskMaker, add_click, format_clicks
+from .mask_session import CLICK_KINDS, MaskMaker, add_click, format_clicks, parse_clicks
 
 try:  # optional (the `app` extra); module-level so that Gradio can resolve the event-data annotations
     import gradio as gr
@@ -302,8 +302,9 @@ class VividApp:
         """A click on frame `frame`: the new clicks text and the frame with its mask (at once)."""
         maker = self._maker(session)
         clicks, session.corner = add_click(clicks, x, y, kind, session.corner)
-        if session.corner is not None:  # a box's first corner: nothing to segment yet
-            return clicks, maker.shown(int(frame), shape, grow, session.corner)
+        points, _, boxes = parse_clicks(clicks)
+        if session.corner is not None or not (points or boxes):  # a box's first corner, or only "not object" yet
+            return clicks, maker.shown(int(frame), shape, grow, session.corner, clicks)
         return clicks, self.show_mask(session, frame, clicks, None, shape, grow)
 
     def show_mask(self, session: EditSession, frame: int, clicks: str | None, words: str | None,

@@ -172,13 +172,15 @@ class MaskMaker:
         masks = np.unpackbits(self.tracked, axis=-1, count=self.source.width).astype(bool)
         return shape_mask(masks, shape, int(grow))
 
-    def shown(self, index: int, shape: str = "mask", grow: int = 0, corner: tuple | None = None) -> np.ndarray:
-        """Frame `index` with its mask tinted over it and its clicks drawn."""
+    def shown(self, index: int, shape: str = "mask", grow: int = 0, corner: tuple | None = None,
+              clicks: str | None = None) -> np.ndarray:
+        """Frame `index` with its mask tinted over it and its clicks drawn (`clicks`: these, not yet segmented)."""
         frame = self.frame(index)
         mask = self.mask_on(index)
         if mask is not None:
             frame = overlay(frame[None], shape_mask(mask[None], shape, int(grow)))[0]
-        return draw_prompt(frame, self.prompts.get(index), corner)
+        prompt = Prompt(index, *parse_clicks(clicks)) if clicks is not None else self.prompts.get(index)
+        return draw_prompt(frame, prompt, corner)
 
     def write(self, mask_path: Path, preview_path: Path, shape: str = "mask", grow: int = 0,
               painted: np.ndarray | None = None) -> tuple[Path, Path]:

@@ -434,7 +434,8 @@ def test_a_failed_propagate_leaves_the_session_usable(tiny_pipe, tmp_path, monke
         ids["chosen"]: "Chosen: candidate 2 of 2", ids["status"]: ""}
     shown = handlers["on_propagate"](session, "add", "a red ball", 0, progress=no_progress)
     out = Path(shown[ids["result"]])
-    assert shown == {ids["result"]: str(out), ids["download"]: str(out), ids["status"]: f"Done: {out.name}"}
+    assert shown == {ids["result"]: str(out), ids["download"]: str(out), ids["status"]: f"Done: {out.name}",
+                     ids["before-after"]: str(session.compare)}
     assert video_info(out)[0] == 14 and video_info(out)[2:] == (64, 96)
 
 
