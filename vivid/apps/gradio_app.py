@@ -532,11 +532,12 @@ def _wire_mask_section(app: VividApp, ui: dict[str, Any], session: Any, status: 
         return {view: app.show_mask(state, int(frame), text, words, shape, grow), status: ""}
 
     @shows_errors
-    def on_track(state, shape, grow, progress=gr.Progress()):
+    def on_track(state, frame, shape, grow, progress=gr.Progress()):
         if state is None:
             raise ValueError("upload a video first")
         out = app.track(state, shape, grow, progress=lambda done, total: progress((done, total), desc="tracking"))
-        return {ui["tracked"]: str(out), status: f"Tracked: the mask of all {state.maker.source.num_frames} frames"}
+        return {ui["tracked"]: str(out), view: state.maker.shown(int(frame), shape, grow),
+                status: f"Tracked: the mask of all {state.maker.source.num_frames} frames"}
 
     redraw = [session, ui["frame"], ui["shape"], ui["grow"]]
     ui["frame"].change(on_frame, redraw, [view, clicks, status])
@@ -548,7 +549,7 @@ def _wire_mask_section(app: VividApp, ui: dict[str, Any], session: Any, status: 
     ui["show"].click(on_show, [session, ui["frame"], clicks, ui["words"], ui["shape"], ui["grow"]], [view, status],
                      **model)
     ui["clear"].click(lambda: "", None, [clicks])
-    ui["track"].click(on_track, [session, ui["shape"], ui["grow"]], [ui["tracked"], status], **model)
+    ui["track"].click(on_track, redraw, [ui["tracked"], view, status], **model)
 
 
 def _new_video(app: VividApp, video: Any, request: Any, out: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
