@@ -593,8 +593,8 @@ def build_app(app: VividApp):
                 editor = gr.ImageEditor(label="Brush: paint on the first frame", type="numpy", sources=[],
                                         layers=False, transforms=[], elem_id="mask-editor",
                                         brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed", default_size=12))
-                mask_mode = gr.Radio(list(MASK_MODES), value=MASK_MODES[0], label="Carry the brush through the video by",
-                                     elem_id="mask-mode")
+                mask_mode = gr.Radio(list(MASK_MODES), value=MASK_MODES[0],
+                                     label="Carry the brush through the video by", elem_id="mask-mode")
                 # any file vivid reads as a mask; what it is and whether it fits is told by MaskSource, in the page
                 mask_upload = gr.File(label="...or upload a mask (white = edit): a mask video, one image for every "
                                             "frame, the images of a folder (one per frame, in name order), or a "
