@@ -13,7 +13,9 @@
 # checkpointing. Then `vivid mask`'s SAM 2.1 hiera-large and SAM 3 trackers (random weights, 640x272 bikes at
 # 250 and 1000 frames: masks per second, peak memory); then each speed and memory flag of `vivid edit` through its
 # own loading code on the tiny CogVideoX and Wan2.1 (benchmarks/bench_edit_options.py: the path, not a figure).
-# --quick keeps the first two, the training step, one long length, the Wan and the mask rows, with fewer steps.
+# Then the training paths only a GPU takes (benchmarks/check_training_gpu_paths.py): 20 fp16 steps with one forced
+# gradient overflow, `vivid data embed-captions` on cuda for both bases. --quick keeps the first two, the training
+# step, one long length, the Wan and the mask rows and the training paths, with fewer steps.
 #
 # What it needs beyond a PyTorch with CUDA: this package's dependencies. Where `import diffusers` fails, they are
 # installed from wheels in $VIVID_WHEELS (default .whl/, see benchmarks/README or docs/performance.md) without the
@@ -129,6 +131,14 @@ for family in cogvideox wan; do
         [ "$mode" = dry ] && device=(--device cpu)
         run "$name" benchmarks/bench_edit_options.py --family "$family" --flags="$flags" "${device[@]}"
     done
+done
+
+# training paths only a GPU takes: fp16 steps through a gradient overflow; embed-captions on the GPU, both bases
+paths=(benchmarks/check_training_gpu_paths.py)
+if [ "$mode" = dry ]; then paths_device=(--device cpu); fp16_steps=3; else paths_device=(--device cuda); fp16_steps=20; fi
+run training_fp16_overflow "${paths[@]}" --check fp16-overflow --steps "$fp16_steps" "${paths_device[@]}"
+for family in cogvideox wan; do
+    run "embed_captions_$family" "${paths[@]}" --check embed-captions --family "$family" "${paths_device[@]}"
 done
 
 "$PY" benchmarks/gpu_suite_report.py "$tmp" --mode "$mode" --seconds $((SECONDS - start)) --out "$out"

@@ -34,6 +34,9 @@ class DataConfig:
     delete_ratio: float = 0.25  # fraction of deletion samples: add&modify : delete = 3 : 1
     caption_dropout: float = 0.1  # probability of an empty caption (classifier-free guidance)
     kive_prob: float = 0.5  # video samples: masked frame 0 := real frame 0, mask frame 0 := 0
+    # vivid's addition (the paper has first-frame KIVE only, i.e. 0): independently of kive_prob, the masked last
+    # frame := the real last frame and its mask := 0, so a clip can be generated between two given keyframes
+    kive_last_frame_prob: float = 0.0
     augment_weights: dict[str, float] = field(default_factory=_default_augment_weights)
     dilation_range: tuple[float, float] = (0.01, 0.06)  # expand radius, as a fraction of the shorter side
     mask_area_range: tuple[float, float] = (0.001, 0.9)  # allowed mean mask area fraction after augmentation
@@ -72,6 +75,8 @@ class DataConfig:
             (0 <= self.delete_ratio <= 1, "delete_ratio must be in [0, 1]"),
             (0 <= self.caption_dropout <= 1, "caption_dropout must be in [0, 1]"),
             (0 <= self.kive_prob <= 1, "kive_prob must be in [0, 1]"),
+            (0 <= self.kive_last_frame_prob <= 1,
+             f"kive_last_frame_prob must be in [0, 1], got {self.kive_last_frame_prob}"),
             (0 <= self.delete_flow_prob <= 1, "delete_flow_prob must be in [0, 1]"),
             (len(self.mask_area_range) == 2 and 0 <= self.mask_area_range[0] < self.mask_area_range[1] <= 1,
              f"mask_area_range must be [low, high] with 0 <= low < high <= 1, got {list(self.mask_area_range)}"),

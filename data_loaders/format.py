@@ -9,6 +9,7 @@ header line or the caller allows it. A data set is any number of shards; a manif
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import math
 import os
@@ -16,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from vivid.io.atomic import atomic_path
 
@@ -254,17 +257,71 @@ def read_shards(paths: Iterable[str | os.PathLike], max_caption_chars: int = MAX
     them included, which keep the first). The limits are `parse_record`'s."""
     records: list[Record] = []
     bad: list[BadSample] = []
-    seen: dict[str, str] = {}
-    for path in paths:
+    for item in stream_shards(paths, max_caption_chars, allow_absolute_paths):
+        (bad if isinstance(item, BadSample) else records).append(item)
+    return records, bad
+
+
+def stream_manifests(patterns: Iterable[str | os.PathLike], max_caption_chars: int = MAX_CAPTION_CHARS,
+                     allow_absolute_paths: bool = False) -> Iterator[Record | BadSample]:
+    """`read_manifests` one line at a time: memory does not grow with the records (16 bytes per id seen)."""
+    return stream_shards(expand_manifests(patterns), max_caption_chars, allow_absolute_paths)
+
+
+def stream_shards(paths: Iterable[str | os.PathLike], max_caption_chars: int = MAX_CAPTION_CHARS,
+                  allow_absolute_paths: bool = False) -> Iterator[Record | BadSample]:
+    """Each line of these shards as a Record or a BadSample (`iter_manifest`), a duplicate id (of any earlier
+    line of these shards) as a BadSample naming where the id was first seen."""
+    paths = [str(Path(p)) for p in paths]
+    seen = SeenIds()
+    for shard, path in enumerate(paths):
         for item in iter_manifest(path, max_caption_chars, allow_absolute_paths):
             if isinstance(item, BadSample):
-                bad.append(item)
-            elif item.id in seen:
-                bad.append(_bad(f"duplicate id (first at {seen[item.id]})", item.id, item.source))
+                yield item
+                continue
+            first = seen.add(item.id, shard, int(item.source.rsplit(":", 1)[1]))
+            if first is None:
+                yield item
             else:
-                seen[item.id] = item.source
-                records.append(item)
-    return records, bad
+                yield _bad(f"duplicate id (first at {paths[first[0]]}:{first[1]})", item.id, item.source)
+
+
+class SeenIds:
+    """The ids seen so far and where each was first seen, in 16 bytes an id (a 64-bit digest and a (shard, line)
+    pair in sorted NumPy arrays, new ids buffered in a small dict), so that duplicates are found in manifests
+    too large to hold."""
+
+    def __init__(self, buffer: int = 1 << 16):
+        self._keys = np.empty(0, np.uint64)
+        self._where = np.empty(0, np.int64)
+        self._new: dict[int, int] = {}
+        self._buffer = buffer
+
+    @staticmethod
+    def _key(sample_id: str) -> int:
+        return int.from_bytes(hashlib.blake2b(sample_id.encode("utf-8"), digest_size=8).digest(), "little")
+
+    def add(self, sample_id: str, shard: int, line: int) -> tuple[int, int] | None:
+        """None if `sample_id` is new (it is remembered at (shard, line)), else where it was first seen."""
+        key = self._key(sample_id)
+        where = self._new.get(key)
+        if where is None and len(self._keys):
+            i = int(np.searchsorted(self._keys, np.uint64(key)))
+            if i < len(self._keys) and int(self._keys[i]) == key:
+                where = int(self._where[i])
+        if where is not None:
+            return where >> 32, where & 0xFFFFFFFF
+        self._new[key] = (shard << 32) | line
+        if len(self._new) >= self._buffer:
+            self._merge()
+        return None
+
+    def _merge(self) -> None:
+        keys = np.concatenate([self._keys, np.fromiter(self._new.keys(), np.uint64, len(self._new))])
+        where = np.concatenate([self._where, np.fromiter(self._new.values(), np.int64, len(self._new))])
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._where = keys[order], where[order]
+        self._new = {}
 
 
 def write_manifest(records: Iterable[Record], path: str | os.PathLike) -> Path:

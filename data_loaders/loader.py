@@ -1,7 +1,8 @@
-"""The public entry points: `build_train_loader` (infinite, resumable training batches) and `build_eval_samples`.
+"""The public entry points: `build_train_loader` (infinite, resumable training batches) and `build_eval_samples`
+(`read_eval_records` + `decode_eval_samples`).
 
     loader = build_train_loader(config.data, rank=accelerator.process_index, world_size=accelerator.num_processes)
-    for batch in loader: ...                 # video, masked_video, mask, prompt, task, kind, id, kive
+    for batch in loader: ...                 # video, masked_video, mask, prompt, task, kind, id, kive, kive_last
     state = loader.state_dict()              # JSON-able; save it with the checkpoint
     loader.load_state_dict(state)            # the next batch is the one after the batch `state` was taken at
 
@@ -42,6 +43,7 @@ from .sampler import STREAMS, BatchPlanner, BatchSpec, SampleSpec, assign_shards
 logger = logging.getLogger("data_loaders")
 STATE_VERSION = 2  # 2: per-rank record split (version 1 positions indexed a shared, padded permutation)
 SPLITS = ("records", "shards")
+_CHECK_SALT = 0xC4EC  # the seeds of `unfillable_slot`'s trial samples (never those of a training sample)
 # Library errors a corrupt file can raise past our own checks; they make the sample bad, not the run.
 _DATA_EXCEPTIONS = (cv2.error, OSError, ValueError, RuntimeError, IndexError, EOFError)
 
@@ -124,6 +126,7 @@ def collate(samples: list[dict[str, Any]], kind: str, shared: bool = False) -> d
         "kind": kind,
         "id": [s["id"] for s in samples],
         "kive": torch.tensor([s["kive"] for s in samples], dtype=torch.bool),
+        "kive_last": torch.tensor([s["kive_last"] for s in samples], dtype=torch.bool),
     }
 
 
@@ -243,6 +246,30 @@ class TrainLoader:
     def _new_planner(self) -> BatchPlanner:
         return BatchPlanner(self.pools, **self._planner_args)
 
+    def unfillable_slot(self) -> str | None:
+        """None if every slot of the batch mix (each kind x task it draws) can be filled from this rank's records,
+        else one line saying which cannot and the config key to change. Tried before training, as training fills a
+        slot (a record of the stream, then up to `max_attempts` replacements, each with its own seeded draws), so
+        a data set that cannot fill a slot stops the run before its first step, not at the step that draws it."""
+        for stream in self._new_planner().drawn_streams():
+            kind, task = stream.split("/")
+            pool = self.pools[stream]
+            spec = SampleSpec(stream, pool[0], (self.config.seed, _CHECK_SALT, STREAMS.index(stream)),
+                              self.buckets[pool[0]])
+            try:
+                self._dataset.sample(spec, [])
+            except DataError as err:
+                if task == "delete":
+                    given = sum(r.task == "delete" for r in self.records if r.kind == kind)
+                    donors = len(self._dataset.donors[kind])
+                    return (f"no {kind} deletion sample can be made from {given} {kind} deletion record(s) and "
+                            f"{donors} donor mask(s) ({err}): set data.delete_ratio=0 to train without deletion, or "
+                            f"build a set with deletion records (`vivid data check` counts them)")
+                other = "0 (videos only)" if kind == "image" else ".inf (images only)"
+                return (f"no {stream} sample can be made ({err}): set data.image_video_ratio={other}, or fix the "
+                        "records (`vivid data check`)")
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         return {"version": STATE_VERSION, "split": self.split, "planner": dict(self._state)}
 
@@ -354,14 +381,29 @@ def _eval_task(record: Record) -> str:
     return "delete" if record.task == "delete" else "modify"
 
 
+def read_eval_records(manifests: str | list[str], config: DataConfig,
+                      what: str = "eval") -> tuple[list[Record], list[BadSample]]:
+    """The eval manifests' records and invalid lines (read once; `decode_eval_samples` decodes them). `what` names
+    the use in the error when there are no manifests."""
+    manifests = [manifests] if isinstance(manifests, str) else list(manifests)
+    if not manifests:
+        raise ValueError(f"{what} needs data.eval_manifests (held-out samples to edit)")
+    return read_manifests(manifests, config.max_caption_chars, config.allow_absolute_paths)
+
+
 def build_eval_samples(
     manifests: str | list[str], config: DataConfig, limit: int | None = None, strict: bool = True
 ) -> list[EvalSample]:
+    """Read the eval manifests and decode their records (`decode_eval_samples`)."""
+    return decode_eval_samples(*read_eval_records(manifests, config), config, limit=limit, strict=strict)
+
+
+def decode_eval_samples(records: list[Record], bad: list[BadSample], config: DataConfig, limit: int | None = None,
+                        strict: bool = True) -> list[EvalSample]:
     """Decode eval records deterministically (the first `config.frames` frames at `config.fps` from the clip
-    start, resized and cropped like training: to the bucket nearest the source's aspect, masks not augmented). A bad record is a DataError naming it when
-    `strict`, else logged and skipped."""
-    records, bad = read_manifests([manifests] if isinstance(manifests, str) else manifests, config.max_caption_chars,
-                                  config.allow_absolute_paths)
+    start, resized and cropped like training: to the bucket nearest the source's aspect, masks not augmented). A bad
+    record (or an invalid manifest line in `bad`) is a DataError naming it when `strict`, else logged and
+    skipped."""
     problems = [b.message for b in bad]
     out: list[EvalSample] = []
     for record in records:

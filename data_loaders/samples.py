@@ -153,7 +153,7 @@ def build_sample(
     size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """One sample as numpy arrays: video (uint8 (F, H, W, 3)), mask (bool (F, H, W), KIVE applied), prompt, task,
-    id, kive, at `size` (the batch's bucket; default `training_size`). The masked video is video * (1 - mask) (see
+    id, kive, kive_last, at `size` (the batch's bucket; default `training_size`). The masked video is video * (1 - mask) (see
     `loader.collate`). `task` is the planned task: "delete" on an add_modify record synthesises a deletion with a
     mask from one of `donors`."""
     decoded = decode_record(record, config, rng, size=size)
@@ -175,7 +175,12 @@ def build_sample(
     if len(decoded.frames) > 1 and rng.random() < config.kive_prob:
         kive = True  # KIVE: the mask's frame 0 is empty, so the masked video's frame 0 is the real frame 0
         mask[0] = False
-    return {"video": decoded.frames, "mask": mask, "prompt": caption, "task": task, "id": record.id, "kive": kive}
+    kive_last = False  # drawn only when enabled: at 0 the samples are the first-frame-only recipe's, bit for bit
+    if len(decoded.frames) > 1 and config.kive_last_frame_prob > 0 and rng.random() < config.kive_last_frame_prob:
+        kive_last = True  # last-frame KIVE (vivid's addition): the masked video's last frame is the real one
+        mask[-1] = False
+    return {"video": decoded.frames, "mask": mask, "prompt": caption, "task": task, "id": record.id, "kive": kive,
+            "kive_last": kive_last}
 
 
 def _synthesise(record: Record, decoded: Decoded, donors: list[Record], config: DataConfig, rng: np.random.Generator) -> np.ndarray:

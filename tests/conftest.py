@@ -9,6 +9,8 @@ without a file of their own are tested through their callers.
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +103,26 @@ def pipeline_calls(monkeypatch) -> list:
 
     monkeypatch.setattr(VIVIDPipeline, "__call__", counted)
     return calls
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A folder on a 300 KiB tmpfs: a disk that fills up. Skipped where mounting is not permitted (not root)."""
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a small tmpfs cannot be mounted here ({mounted.stderr.strip() or 'mount failed'})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fill_disk(folder: Path, leave: int) -> Path:
+    """Fill the file system of `folder` with a filler file until only about `leave` bytes are free."""
+    stat = os.statvfs(folder)
+    filler = folder / "filler.bin"
+    filler.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - leave))
+    return filler

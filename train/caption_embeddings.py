@@ -28,14 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import AutoConfig
 
-from data_loaders.errors import DataError
-from data_loaders.format import read_manifests
-from train.config import TrainConfig
+from data_loaders.errors import BadSample, DataError
+from data_loaders.format import stream_manifests
 from vivid.constants import DELETE_CAPTION
 from vivid.io.atomic import atomic_path, write_json_atomic
 from vivid.model.spec import ModelSpecification
@@ -71,11 +70,18 @@ def dtype_name(dtype: torch.dtype) -> str:
 def manifest_prompts(patterns: Iterable[str | os.PathLike]) -> tuple[list[str], int]:
     """Every prompt training on these manifests can use: each record's captions, the deletion caption, and ""
     (caption dropout; the negative prompt of validation). Returns (distinct prompts, invalid records skipped)."""
-    records, bad = read_manifests(patterns)
-    prompts = ["", DELETE_CAPTION]
-    for record in records:
-        prompts.extend(record.captions)
-    return list(dict.fromkeys(prompts)), len(bad)
+    prompts = dict.fromkeys(["", DELETE_CAPTION])
+    bad = 0
+    for item in stream_manifests(patterns):  # the records are not kept: only their distinct captions
+        if isinstance(item, BadSample):
+            bad += 1
+        else:
+            prompts.update(dict.fromkeys(item.captions))
+    return list(prompts), bad
+
+
+class StoreWriteError(OSError):
+    """A shard could not be written (e.g. a full disk); the store keeps the shards written before."""
 
 
 @dataclass
@@ -216,18 +222,26 @@ def write_caption_embeddings(
         while (out / SHARD_NAME.format(n)).exists():
             n += 1
         name = SHARD_NAME.format(n)
-        with atomic_path(out / name) as tmp:
-            save_file(pending, str(tmp), metadata={"format": FORMAT})
+        try:
+            with atomic_path(out / name) as tmp:
+                save_file(pending, str(tmp), metadata={"format": FORMAT})
+        except (OSError, SafetensorError) as err:  # e.g. a full disk: the temporary shard is gone, the store intact
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise StoreWriteError(
+                f"could not write {out / name} ({reason}): the store keeps the {meta.count} caption embeddings "
+                f"written before; free space and run embed-captions again to add the other {len(todo) - added}"
+            ) from err
         meta.shards.append(name)
         meta.count += len(pending)
         added += len(pending)
         pending.clear()
         write_json_atomic(out / META_NAME, asdict(meta))
 
+    device = next(text_encoder.parameters()).device  # the token ids go where the embedding table is (e.g. cuda)
     for start in tqdm(range(0, len(todo), batch_size), desc="embed-captions", unit="batch", disable=not todo):
         chunk = todo[start:start + batch_size]
-        embeds = spec.encode_prompts(tokenizer, text_encoder, chunk, max_length, device="cpu")
-        for prompt, row in zip(chunk, embeds):
+        embeds = spec.encode_prompts(tokenizer, text_encoder, chunk, max_length, device=device)
+        for prompt, row in zip(chunk, embeds.to("cpu")):  # stored from the CPU
             pending[caption_key(prompt)] = row.contiguous().clone()
         if len(pending) >= shard_size:
             flush()
@@ -246,13 +260,11 @@ def check_caption_store(store: CaptionEmbeddings, pretrained: str, dtype: torch.
                 store.meta.model)
 
 
-def check_captions_stored(store: CaptionEmbeddings, records: list, config: TrainConfig) -> None:
+def check_captions_stored(store: CaptionEmbeddings, records: list, eval_records: list) -> None:
     """DataError (one line) if any prompt the run can use is missing from the store: this rank's training
-    captions, the deletion caption, "" (caption dropout, validation's negative prompt), and with validation on,
-    the eval manifests' captions."""
-    prompts = ["", DELETE_CAPTION] + [c for r in records for c in r.captions]
-    if config.validation.every_n_steps and config.data.eval_manifests:
-        prompts += manifest_prompts(config.data.eval_manifests)[0]
+    captions (`records`), the deletion caption, "" (caption dropout, validation's negative prompt) and the
+    captions of the `eval_records` validation edits."""
+    prompts = ["", DELETE_CAPTION] + [c for r in [*records, *eval_records] for c in r.captions]
     missing = store.missing(prompts)
     if missing:
         raise DataError(

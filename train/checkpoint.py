@@ -48,6 +48,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from accelerate.utils import DistributedType
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vivid.io.atomic import write_json_atomic
@@ -81,6 +83,29 @@ DEEPSPEED_TAG = "pytorch_model"  # the engine checkpoint's sub-folder (the name 
 PICKLED_STATE_FILES = ("optimizer.bin", "scheduler.bin", "scaler.pt", "custom_checkpoint_0.pkl",
                        "random_states_0.pkl")
 _STEP_RE = re.compile(rf"^{PREFIX}(\d+)$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from (a file truncated or corrupt, or another model configuration)."""
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (e.g. a full disk); nothing of it is kept, the earlier ones are intact."""
+
+
+# what shapes the trainable weights or what they mean: a resumed run must keep these as the checkpoint's run had them
+RESUME_FIXED_KEYS = ("model.objective", "model.lora_rank", "model.lora_alpha", "model.lora_targets",
+                     "model.train_base", "model.tiny_seed")
+
+
+@dataclass
+class TrainingObjects:
+    """What a checkpoint saves and restores besides the weights folder: the model and optimizer as
+    `accelerator.prepare` returned them (under DeepSpeed the engine and its optimizer) and the LR scheduler."""
+
+    model: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
 
 
 def barrier() -> None:
@@ -152,6 +177,61 @@ def resolve_resume(resume: str, output_dir: str | os.PathLike) -> Path:
     if not (path / STATE_NAME).is_file():
         raise FileNotFoundError(f"resume from {resume}: not a checkpoint folder (no {STATE_NAME})")
     return path
+
+
+def checkpoint_problem(checkpoint: Path) -> str | None:
+    """None if every JSON and safetensors file of `checkpoint` reads in full, else the first that does not and
+    why (a truncated or corrupt file). DeepSpeed's own engine files are checked by DeepSpeed when it loads them."""
+    for path in sorted(checkpoint.rglob("*")):
+        if path.suffix not in (".json", ".safetensors") or not path.is_file():
+            continue
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text())
+            else:
+                load_file(str(path))
+        except Exception as err:  # json, UnicodeDecodeError, safetensors' SafetensorError: all a broken file
+            return f"{path.relative_to(checkpoint)}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+    return None
+
+
+def choose_resume(resume: str, output_dir: str | os.PathLike, config: dict[str, Any]) -> Path:
+    """The checkpoint to resume from: `resume` = "latest" -> the newest one whose files all read (a newer, broken
+    one is reported and passed over: it is moved aside as abandoned when the run resumes); a folder -> that one,
+    or CheckpointError naming its broken file. CheckpointError, naming the key, if the checkpoint's run had
+    another value for one of RESUME_FIXED_KEYS than `config` (a TrainConfig's dict)."""
+    if resume == "latest":
+        candidates = list_checkpoints(output_dir)[::-1]
+        if not candidates:
+            resolve_resume(resume, output_dir)  # raises: no checkpoint
+    else:
+        candidates = [resolve_resume(resume, output_dir)]
+    broken = []
+    for path in candidates:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            if broken:
+                logger.warning("resuming from %s: the newer %s", path.name, "; ".join(broken))
+            check_same_model(path, config)
+            return path
+        broken.append(f"{path.name} is unusable ({problem})")
+    raise CheckpointError(f"cannot resume: {'; '.join(broken)}")
+
+
+def check_same_model(checkpoint: Path, config: dict[str, Any]) -> None:
+    """CheckpointError naming the first of RESUME_FIXED_KEYS whose value differs between `config` and the config
+    saved with `checkpoint`."""
+    saved = read_trainer_state(checkpoint).get("config")
+    if not isinstance(saved, dict):
+        return  # an older checkpoint without its config: nothing to compare
+    for key in RESUME_FIXED_KEYS:
+        section, name = key.split(".")
+        before, now = saved.get(section, {}).get(name), config.get(section, {}).get(name)
+        if before is not None and before != now:
+            raise CheckpointError(
+                f"{key} is {now!r} but {checkpoint} was trained with {key}={before!r}: a resumed run must keep it "
+                f"(set {key}={before!r}, or start a new run)"
+            )
 
 
 def read_trainer_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
@@ -301,20 +381,37 @@ def save_checkpoint(
     keep_last: int = 0,
     rank_state: dict[str, Any] | None = None,
     *,
-    model: torch.nn.Module,
-    optimizer: Any,
-    scheduler: Any,
+    objects: TrainingObjects,
     weights_dir: str = WEIGHTS_DIR,
 ) -> Path:
     """Write checkpoint-<step> atomically (collective: all ranks call it).
 
-    `model` and `optimizer` are what `accelerator.prepare` returned (under DeepSpeed the engine and its
-    optimizer), `scheduler` the LR scheduler. `save_weights(folder)` writes the weights folder (`weights_dir`: the
+    `objects`: the model, optimizer and LR scheduler whose states are saved. `save_weights(folder)` writes the
+    weights folder (`weights_dir`: the
     VIVID weights, or a text-to-video run's BASE_DIR); it is called
     on every rank (under ZeRO-3 the weights must be gathered collectively) and must write on rank 0 only.
     `rank_state`, if given, is this rank's own bookkeeping (`rank_state_rank<r>.json`, read back with
     `read_rank_state`).
     """
+    try:
+        return _save_checkpoint(accelerator, output_dir, step, rank, world_size, trainer_state, loader_state,
+                                save_weights, keep_last, rank_state, objects=objects, weights_dir=weights_dir)
+    except (OSError, SafetensorError) as err:
+        tmp = Path(output_dir) / CHECKPOINTS_DIR / f"{TMP_PREFIX}{step}"
+        shutil.rmtree(tmp, ignore_errors=True)  # what was written of it: frees the space it took
+        latest = latest_checkpoint(output_dir)
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointSaveError(
+            f"could not write checkpoint-{step} in {Path(output_dir) / CHECKPOINTS_DIR} ({reason}); nothing of it "
+            f"was kept and the run stopped. The latest complete checkpoint is {latest.name if latest else 'none'}: "
+            "free space, then resume the run from it"
+        ) from err
+
+
+def _save_checkpoint(accelerator: Any, output_dir: str | os.PathLike, step: int, rank: int, world_size: int,
+                     trainer_state: dict[str, Any], loader_state: dict[str, Any], save_weights: Callable[[Path], Any],
+                     keep_last: int, rank_state: dict[str, Any] | None, *, objects: TrainingObjects,
+                     weights_dir: str) -> Path:
     root = Path(output_dir) / CHECKPOINTS_DIR
     final = root / f"{PREFIX}{step}"
     tmp = root / f"{TMP_PREFIX}{step}"
@@ -324,7 +421,7 @@ def save_checkpoint(
             shutil.rmtree(leftover, ignore_errors=True)
         tmp.mkdir()
     barrier()
-    save_training_state(accelerator, tmp, rank, model, optimizer, scheduler)
+    save_training_state(accelerator, tmp, rank, objects.model, objects.optimizer, objects.scheduler)
     write_json_atomic(tmp / f"sampler_rank{rank}.json", loader_state, fsync=True)
     if rank_state is not None:
         write_json_atomic(tmp / RANK_STATE_NAME.format(rank), rank_state, fsync=True)
@@ -429,8 +526,23 @@ RUN_FILE_PATTERNS = ("sample_ids_rank*.jsonl",)
 PREVIOUS_PREFIX = "previous-"
 
 
-class PreviousRunError(FileExistsError):
+class RunFolderError(Exception):
+    """The run folder cannot be used as asked (see `check_run_folder`)."""
+
+
+class PreviousRunError(RunFolderError, FileExistsError):
     """A fresh run was asked to write into a folder that holds another run's checkpoints or metrics."""
+
+
+def check_run_folder(output_dir: str | os.PathLike, resume: str | None, overwrite: bool) -> None:
+    """The rule of a run folder, checked on every rank before any rank moves anything: `resume` continues the run
+    in `output_dir`; a fresh run (no `resume`) into a folder that holds an earlier run is refused
+    (`PreviousRunError`) unless `overwrite`, which moves the earlier run's files aside into `previous-<n>/`
+    (`move_previous_run_aside`, on rank 0: renames only, nothing deleted); both at once are refused."""
+    if resume and overwrite:
+        raise RunFolderError("resume continues the run in the output folder and overwrite moves it aside: pass one")
+    if not resume and not overwrite:
+        refuse_previous_run(output_dir)
 
 
 def previous_run(output_dir: str | os.PathLike) -> list[Path]:
@@ -482,7 +594,7 @@ def move_previous_run_aside(output_dir: str | os.PathLike) -> Path | None:
     for path in found:
         os.replace(path, target / path.name)
     _fsync_dir(out)
-    logger.warning("--overwrite: moved the previous run of %s aside to %s", out, target)
+    logger.warning("overwrite: moved the previous run of %s aside to %s", out, target)
     return target
 
 
@@ -498,9 +610,7 @@ def load_checkpoint(
     rank: int,
     world_size: int,
     *,
-    model: torch.nn.Module,
-    optimizer: Any,
-    scheduler: Any,
+    objects: TrainingObjects,
 ) -> tuple[dict, dict]:
     """Restore the weights, optimizer, scheduler and RNG states (as `save_checkpoint` takes them); return
     (trainer state, this rank's data-loader state). Nothing is unpickled."""
@@ -514,23 +624,21 @@ def load_checkpoint(
     sampler_path = checkpoint / f"sampler_rank{rank}.json"
     if not sampler_path.is_file():
         raise FileNotFoundError(f"{sampler_path} not found: incomplete checkpoint")
-    load_training_state(accelerator, checkpoint, rank, model, optimizer, scheduler)
+    load_training_state(accelerator, checkpoint, rank, objects.model, objects.optimizer, objects.scheduler)
     if "accelerator_step" in state:  # accelerate's micro-batch count (its accumulation boundary)
         accelerator.step = int(state["accelerator_step"])
     return state, json.loads(sampler_path.read_text())
 
 
-def resume_run(accelerator: Any, resume: str, output_dir: Path, rank: int, world_size: int, loader: Any, *,
-               model: torch.nn.Module, optimizer: Any, scheduler: Any) -> tuple[int, dict[str, Any], int]:
-    """Resume a run from `resume` ("latest" or a checkpoint folder), the data `loader` included (collective).
+def resume_run(accelerator: Any, path: Path, output_dir: Path, rank: int, world_size: int, loader: Any, *,
+               objects: TrainingObjects) -> tuple[int, dict[str, Any], int]:
+    """Resume a run from the checkpoint at `path` (`choose_resume`), the data `loader` included (collective).
 
     Returns (step, trainer state, skipped-sample offset): the offset is added to the loader's own count of bad
     samples, which restarts from its load-time rejections, to give the run's count so far. Checkpoints past the
     resumed one belong to the abandoned branch and are renamed, so that `--resume latest` never picks them.
     """
-    path = resolve_resume(resume, output_dir)
-    state, loader_state = load_checkpoint(accelerator, path, rank, world_size, model=model, optimizer=optimizer,
-                                          scheduler=scheduler)
+    state, loader_state = load_checkpoint(accelerator, path, rank, world_size, objects=objects)
     loader.load_state_dict(loader_state)
     step = int(state["step"])
     rank_state = read_rank_state(path, rank)

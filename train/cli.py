@@ -12,6 +12,7 @@ import sys
 from data_loaders.errors import DataError
 from train import trainer
 from train.arguments import add_arguments
+from train.checkpoint import CheckpointError, CheckpointSaveError, PreviousRunError, RunFolderError
 from train.config import ConfigError, load_config
 
 
@@ -21,11 +22,13 @@ class RunStopped(Exception):
 
 def run(args: argparse.Namespace) -> int:
     """Train as the parsed arguments say and print where it ended."""
-    if args.resume and args.overwrite:
-        raise RunStopped("--resume continues the run in the output folder and --overwrite moves it aside: pass one")
     config = load_config(args.config, args.overrides)
     try:
         result = trainer.train(config, resume=args.resume, overwrite=args.overwrite)
+    except PreviousRunError as err:
+        raise RunStopped(f"{err} (--resume latest continues it, --overwrite moves it aside)") from err
+    except (RunFolderError, CheckpointError, CheckpointSaveError) as err:
+        raise RunStopped(str(err)) from err
     except trainer.NonFiniteLossError as err:
         raise RunStopped(str(err)) from err
     except DataError as err:

@@ -43,12 +43,17 @@ def optimizer_step(accelerator: Accelerator, model: Any, optimizer: Any, lr_sche
                    params: list[torch.nn.Parameter], max_grad_norm: float, finite: bool, step: int
                    ) -> tuple[bool, float | None]:
     """At the accumulation boundary: clip, then step the optimizer and the schedule unless `finite` is False or the
-    gradient norm is not finite; always clear the gradients. Returns (applied, gradient norm before clipping).
+    gradient norm is not finite (with an fp16 gradient scaler the scaler skips the step itself and lowers its
+    scale); always clear the gradients. Returns (applied, gradient norm before clipping).
 
     Under DeepSpeed the engine has already clipped and stepped (or skipped on overflow) inside
     `accelerator.backward`; this reads what it did.
     """
     grad_norm: float | None = None
+    # fp16 (not under DeepSpeed): once clipping has unscaled the gradients, the step must go through the scaler,
+    # which skips it on an overflow and backs its scale off (GradScaler.update); not stepping would leave the
+    # scaler unscaled but not updated, and the next clip would raise
+    through_scaler = finite and getattr(accelerator, "scaler", None) is not None
     if finite:
         raw_norm = accelerator.clip_grad_norm_(params, max_grad_norm)
         if raw_norm is None and hasattr(model, "get_global_grad_norm"):  # DeepSpeed clips itself
@@ -62,8 +67,10 @@ def optimizer_step(accelerator: Accelerator, model: Any, optimizer: Any, lr_sche
                              "mixed_precision=no); the weights may now be non-finite", step + 1, grad_norm)
         else:
             finite = grad_norm is not None and math.isfinite(grad_norm)
-    if finite:
+    if finite or through_scaler:
         optimizer.step()
-        lr_scheduler.step()
+        finite = finite and not getattr(optimizer, "step_was_skipped", False)
+        if finite:
+            lr_scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return finite, grad_norm

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from data_loaders.loader import build_eval_samples
+from data_loaders.errors import BadSample
+from data_loaders.format import Record
+from data_loaders.loader import EvalSample, decode_eval_samples, read_eval_records
 from train.caption_embeddings import CaptionEmbeddings
 from train.config import TrainConfig
 from train.models import on_device
@@ -25,16 +28,33 @@ from vivid.pipeline import VIVIDPipeline
 logger = logging.getLogger("vivid.train")
 
 
+@dataclass
+class EvalSet:
+    """The eval manifests' records, read once per run, and their first `validation.num_samples` decoded samples
+    (decoded at the first validation, then kept)."""
+
+    records: list[Record]
+    bad: list[BadSample]
+    samples: list[EvalSample] | None = None
+
+    def decoded(self, config: TrainConfig) -> list[EvalSample]:
+        if self.samples is None:
+            self.samples = decode_eval_samples(self.records, self.bad, config.data,
+                                               limit=config.validation.num_samples, strict=False)
+        return self.samples
+
+
 @torch.no_grad()
 def validate(components: dict, transformer: torch.nn.Module, config: TrainConfig, step: int, device: torch.device,
-             wandb_run: Any, store: CaptionEmbeddings | None = None) -> dict[str, float]:
+             wandb_run: Any, store: CaptionEmbeddings | None = None, eval_set: EvalSet | None = None
+             ) -> dict[str, float]:
     """Edit held-out eval samples with the current weights; videos to <output_dir>/validation/step-N/ and wandb.
-    With `store`, the prompts' embeddings come from it (no T5 is loaded then). Returns the synthetic scores
+    `eval_set`: the eval records as the run read them (default: read from `data.eval_manifests` now). With
+    `store`, the prompts' embeddings come from it (no T5 is loaded then). Returns the synthetic scores
     (`synthetic_score`; empty where no sample has synthetic attributes)."""
-    if not config.data.eval_manifests:
-        raise ValueError("validation.every_n_steps > 0 needs data.eval_manifests (held-out samples to edit)")
-    samples = build_eval_samples(config.data.eval_manifests, config.data, limit=config.validation.num_samples,
-                                 strict=False)
+    if eval_set is None:
+        eval_set = EvalSet(*read_eval_records(config.data.eval_manifests, config.data, what="validation"))
+    samples = eval_set.decoded(config)
     if not samples:
         logger.warning("validation at step %d: no eval sample could be decoded from %s", step, config.data.eval_manifests)
         return {}

@@ -17,8 +17,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch  # annotations only: importing vivid.speed (the CLI's choices) stays light
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class SpeedOptions:
 
 
 def default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -62,6 +66,8 @@ def best_attention_backend(device: str | torch.device) -> str:
     FA3 (Hopper, `flash_attn_interface`) > flash-attn 2 > cuDNN SDPA on Hopper (faster than torch's default
     flash kernel there) > torch SDPA's flash kernel; plain torch SDPA on CPU.
     """
+    import torch
+
     device = torch.device(device)
     if device.type != "cuda":
         return "native"
@@ -86,6 +92,8 @@ class DispatchCogVideoXAttnProcessor:
         self.backend = AttentionBackendName(backend)
 
     def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None):
+        import torch
+
         from diffusers.models.attention_dispatch import dispatch_attention_fn
         from diffusers.models.embeddings import apply_rotary_emb
 
@@ -269,6 +277,8 @@ def apply_speed_options(pipe, options: SpeedOptions | None = None, **overrides) 
 def match_frame_convs(vae: torch.nn.Module, device: str) -> None:
     """The frame-wise VAE convolutions (`vivid.model.frame_conv`) where they help, a VAE run on the CPU; torch's
     conv3d elsewhere (on a GPU they would only be inert subclasses)."""
+    import torch
+
     from vivid.model.frame_conv import use_frame_convs, use_torch_convs
 
     if torch.device(device).type == "cpu":
@@ -278,6 +288,8 @@ def match_frame_convs(vae: torch.nn.Module, device: str) -> None:
 
 
 def _place(pipe, memory: str, device: str) -> None:
+    import torch
+
     match_frame_convs(pipe.vae, device)
     if memory == "none":
         return

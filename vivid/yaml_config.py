@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -79,11 +80,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # `.inf`, `.nan`: never a learning rate, a weight or a size
+            raise ConfigError(f"{key}: expected a finite number, got {value}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -163,7 +166,7 @@ def _override_value(key: str, raw: str, cls: type) -> Any:
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {key}: cannot parse {raw!r}: {err}") from err
+        raise ConfigError(f"override {key}={raw}: not a YAML value ({yaml_problem(err)})") from None
     tp = _field_type(key, cls)
     if tp is None:
         return value
@@ -201,6 +204,28 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (line and column, counted from 1)."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    if isinstance(err, yaml.constructor.ConstructorError) and "tag" in problem:
+        problem += " (only plain YAML is read: no Python objects)"
+    return where + " ".join(problem.split())
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The plain YAML of a file (`yaml.safe_load`: a tag such as !!python/object is refused, never run);
+    ConfigError in one line naming the file and the place for a syntax error, a tag or undecodable text."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(err)}") from None
+
+
 def build_dataclass(cls: type, data: dict[str, Any]) -> Any:
     """The dataclass `cls` built from a (nested) mapping, every key and value checked (ConfigError)."""
     return _build(cls, data)
@@ -217,7 +242,7 @@ def load_dataclass_config(
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} not found")
-        loaded = yaml.safe_load(path.read_text())
+        loaded = read_yaml(path)
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         data = loaded or {}

@@ -191,33 +191,12 @@ def process_video(video: InputVideo, out: Path, config: BuildConfig, models: Mod
         captioned = {k: e for k, e in kept.items() if captions.get(k)}
         drops["no_caption"] += len(kept) - len(captioned)
         mask_files = {k: clip_dir / f"e{k:02d}.npz" for k in captioned}
-        for k, e in captioned.items():
-            attributes = {"label": e.label, "score": round(float(e.score), 4), "source": video.path.name,
-                          "source_frames": [clip.source_frames[0], clip.source_frames[-1]]}
-            rid = f"{video.id}/{clip.name}/e{k:02d}"
-            records.append(Record(rid, "video", str(media), str(mask_files[k]), captions[k],
-                                  entity_masks=[str(p) for j, p in mask_files.items() if j != k],
-                                  fps=plan.clip_fps, attributes=attributes))
+        for k in captioned:
             donors.append({"clip": clip.name, "mask": str(mask_files[k])})
-            if config.images.enabled:
-                with timer.stage("images"):
-                    key = keyframe_index(e.mask)
-                    others = np.zeros_like(e.mask[key])
-                    for j, other in captioned.items():
-                        if j != k:
-                            others |= other.mask[key]
-                    records.append(write_keyframe_sample(f"{rid}/key", frames[key], e.mask[key], others,
-                                                         clip_dir / f"e{k:02d}_key", captions[k],
-                                                         {**attributes, "frame": int(key)}))
+        records += _entity_records(video, clip, clip_dir, media, plan.clip_fps, frames, captioned, captions, config,
+                                   timer)
         if captioned:
-            known = np.zeros_like(entities[0].mask)
-            for e in entities:
-                known |= e.mask
-            known_path = clip_dir / "known.npz"
-            if not known_path.is_file():
-                write_mask_npz(known_path, known)
-            deletion_clips.append({"clip": clip.name, "media": str(media), "known": str(known_path),
-                                   "entity_masks": [str(p) for p in mask_files.values()], "fps": plan.clip_fps})
+            deletion_clips.append(_deletion_clip(clip, media, entities, mask_files, plan.clip_fps))
     entity_records = [r for r in records if r.kind == "video"]
     outcome.update(
         status="done" if records else "no_entities",
@@ -232,6 +211,46 @@ def process_video(video: InputVideo, out: Path, config: BuildConfig, models: Mod
     )
     write_json_atomic(folder / OUTCOME, outcome, indent=1)
     return outcome
+
+
+def _entity_records(video: InputVideo, clip, clip_dir: Path, media: Path, fps: float, frames: np.ndarray,
+                    captioned: dict[int, Entity], captions: dict[int, str], config: BuildConfig,
+                    timer: _Timer) -> list[Record]:
+    """A clip's captioned entities as records: one video record each (its mask `e{k}.npz` in the clip's folder,
+    the others as `entity_masks`), plus its keyframe as an image sample where images are enabled."""
+    mask_files = {k: clip_dir / f"e{k:02d}.npz" for k in captioned}
+    records: list[Record] = []
+    for k, e in captioned.items():
+        attributes = {"label": e.label, "score": round(float(e.score), 4), "source": video.path.name,
+                      "source_frames": [clip.source_frames[0], clip.source_frames[-1]]}
+        rid = f"{video.id}/{clip.name}/e{k:02d}"
+        records.append(Record(rid, "video", str(media), str(mask_files[k]), captions[k],
+                              entity_masks=[str(p) for j, p in mask_files.items() if j != k],
+                              fps=fps, attributes=attributes))
+        if config.images.enabled:
+            with timer.stage("images"):
+                key = keyframe_index(e.mask)
+                others = np.zeros_like(e.mask[key])
+                for j, other in captioned.items():
+                    if j != k:
+                        others |= other.mask[key]
+                records.append(write_keyframe_sample(f"{rid}/key", frames[key], e.mask[key], others,
+                                                     clip_dir / f"e{k:02d}_key", captions[k],
+                                                     {**attributes, "frame": int(key)}))
+    return records
+
+
+def _deletion_clip(clip, media: Path, entities: list[Entity], mask_files: dict[int, Path], fps: float) -> dict:
+    """A clip that deletion synthesis may paste donors into: its media, the union of every entity found in it
+    (`known.npz`, where no donor may land) and its entity masks."""
+    known = np.zeros_like(entities[0].mask)
+    for e in entities:
+        known |= e.mask
+    known_path = mask_files[next(iter(mask_files))].parent / "known.npz"
+    if not known_path.is_file():
+        write_mask_npz(known_path, known)
+    return {"clip": clip.name, "media": str(media), "known": str(known_path),
+            "entity_masks": [str(p) for p in mask_files.values()], "fps": fps}
 
 
 def _rel(path: str | Path, out: Path) -> str:

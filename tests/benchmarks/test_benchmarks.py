@@ -102,3 +102,11 @@ def test_5b_components_on_meta():
                           encoder_hidden_states=torch.empty(1, 226, 4096, device="meta", dtype=torch.bfloat16),
                           timestep=torch.zeros(1, device="meta"), return_dict=False)[0]
     assert out.shape == (1, 13, 16, 60, 90)
+
+
+def test_bench_manifest_memory_tiny():
+    """`vivid data check` on a 500-line manifest (every 10th line bad JSON, most naming a missing file): the bad
+    list holds every bad line and a peak RSS is printed."""
+    out = run_script("bench_manifest_memory.py", "--lines", "500")
+    (row,) = out["results"]
+    assert row["lines"] == 500 and row["exit_code"] == 1 and row["bad_listed"] == 495 and row["peak_rss_mib"] > 0

@@ -351,21 +351,25 @@ def test_tiny_models_under_torch_distributed_are_written_by_rank_0_only(tmp_path
 
 
 def test_vivid_train_runs_on_the_built_data_set(tiny_build, tmp_path):
-    """`vivid train` with the tiny recipe reads the built manifests unchanged for a few steps (and validates on
-    the held-out split). The tiny segmenter's random masks cover most of each frame, which leaves the loader's
-    deletion synthesis no background to paste on (no_background), so deletion slots are off here; the deletion
-    stage itself is tested on hand-made masks."""
+    """`vivid train` with the tiny recipe, deletion included, reads the built manifests unchanged for a few steps
+    (and validates on the held-out split): the tiny segmenter's masks are object-like blobs, so the build has
+    deletion records and the loader's deletion synthesis finds background for its donors."""
     from tests.train.test_trainer import TINY_YAML
     from vivid.cli import main
 
     _, out = tiny_build
+    train = [json.loads(x) for x in (out / "train-00000.jsonl").read_text().splitlines()]
+    assert any(r["task"] == "delete" for r in train)
     run = tmp_path / "run"
     code = main(["train", "--config", str(TINY_YAML), f"data.train_manifests=[{out}/train-*.jsonl]",
                  f"data.eval_manifests=[{out}/eval-*.jsonl]", "data.frames=9", "data.height=32", "data.width=48",
-                 "data.num_workers=0", "data.image_batch_size=2", "data.image_video_ratio=1.0", "data.delete_ratio=0", "optim.max_steps=2",
-                 "validation.every_n_steps=2", "validation.steps=2", "validation.num_samples=1",
-                 "checkpoint.every_n_steps=0", f"checkpoint.output_dir={run}", "logging.wandb=disabled"])
+                 "data.num_workers=0", "data.image_batch_size=2", "data.image_video_ratio=1.0",
+                 "data.delete_ratio=0.5", "optim.max_steps=4", "validation.every_n_steps=2", "validation.steps=2",
+                 "validation.num_samples=1", "checkpoint.every_n_steps=0", f"checkpoint.output_dir={run}",
+                 "logging.wandb=disabled", "logging.log_sample_ids=true"])
     assert code == 0
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2] and (run / "checkpoints" / "checkpoint-2").is_dir()
+    assert steps == [1, 2, 3, 4] and (run / "checkpoints" / "checkpoint-4").is_dir()
+    tasks = [t for x in (run / "sample_ids_rank0.jsonl").read_text().splitlines() for t in json.loads(x)["tasks"]]
+    assert "delete" in tasks  # deletion samples trained on
     assert list((run / "validation" / "step-2").rglob("*.mp4"))  # ids hold "/": one folder per video

@@ -138,6 +138,28 @@ def test_vivid_data_check_ok_and_too_short(broken, tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
 
 
+def test_vivid_data_check_summarises_with_examples_lists_all_on_request_and_counts_donors(broken, tmp_path,
+                                                                                           capsys):
+    """Many bad records of one reason: the first 5 are shown and the rest counted, --bad-list FILE holds them all;
+    per kind, the records and the deletion donors (the full-frame mask is no donor) are counted."""
+    root, manifest, good, bad = broken
+    many = root / "many.jsonl"
+    many.write_text("\n".join([*(json.dumps(r) for r in good), *(f"not json {i}" for i in range(12)),
+                               json.dumps(bad["mask_area"])]) + "\n")
+    listed = tmp_path / "bad.txt"
+    assert main(["data", "check", str(many), "--bad-list", str(listed)]) == 1
+    out = capsys.readouterr().out
+    assert len([line for line in out.splitlines() if line.startswith("BAD ")]) == 5
+    assert "and 7 more invalid_record" in out and "invalid_record: 12" in out
+    videos = sum(r["kind"] == "video" for r in good)
+    assert f"video add_modify {videos + 1}" in " ".join(out.split())
+    assert f"video deletion donors {videos}" in " ".join(out.split())
+    lines = listed.read_text().splitlines()
+    assert len(lines) == 12 and all("many.jsonl:" in line and "not valid JSON" in line for line in lines)
+    assert main(["data", "check", str(many), "--bad-list", str(many)]) == 2  # never overwrites an input
+    assert "is one of the manifests" in capsys.readouterr().err
+
+
 def test_moved_data_set_still_resolves(broken, tmp_path, capsys):
     root, manifest, good, bad = broken
     moved = tmp_path / "moved"

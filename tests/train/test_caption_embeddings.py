@@ -102,3 +102,74 @@ def test_trainer_with_caption_embeddings_matches_on_the_fly_and_never_touches_t5
     with pytest.raises(FileNotFoundError, match="not a caption embedding store"):
         train(load_config(TINY_YAML, tiny_overrides(synth_data, tmp_path / "q", *common,
                                                     f"caption_embeddings={tmp_path / 'none'}")))
+
+
+def test_embed_captions_sends_token_ids_to_the_encoders_device_and_stores_cpu_rows(tiny_model_dir, tmp_path,
+                                                                                     monkeypatch):
+    """A CPU simulation of a GPU machine: the text encoder reports its weights on another device ('meta' stands
+    in for cuda); the token ids must be sent there (an embedding lookup with ids elsewhere fails on a GPU), and the
+    rows stored are CPU tensors, equal to what the encoder computes."""
+    from train.caption_embeddings import CaptionEmbeddings, write_caption_embeddings
+    from vivid.model.registry import spec_for
+
+    spec = spec_for(tiny_model_dir)
+    text = spec.load_text_components(tiny_model_dir, torch.float32)
+    encoder = text["text_encoder"].eval()
+
+    class OnAnotherDevice(torch.nn.Module):  # first parameter on 'meta'; computes with the real CPU encoder
+        def __init__(self):
+            super().__init__()
+            self.where = torch.nn.Parameter(torch.empty(1, device="meta"))
+            self.inner, self.config = encoder, encoder.config
+
+    asked: list[str] = []
+    original = spec.encode_prompts
+
+    def encode_prompts(tokenizer, text_encoder, prompts, max_length, device=None):
+        asked.append(str(device))
+        if str(device) != "meta":
+            raise RuntimeError(f"Expected all tensors to be on the same device, but found cpu and meta ({device})")
+        return original(tokenizer, text_encoder.inner, prompts, max_length, device="cpu")
+
+    monkeypatch.setattr(spec, "encode_prompts", encode_prompts)
+    prompts = ["a red ball", "a dog", ""]
+    meta, added = write_caption_embeddings(tmp_path / "emb", prompts, text["tokenizer"], OnAnotherDevice(), 16,
+                                           str(tiny_model_dir), spec, batch_size=2)
+    assert added == 3 and set(asked) == {"meta"}
+    direct = original(text["tokenizer"], encoder, prompts, 16)
+    stored = CaptionEmbeddings(tmp_path / "emb").get(prompts)
+    assert stored.device.type == "cpu"
+    torch.testing.assert_close(stored, direct, rtol=0, atol=0)
+
+
+def test_embed_captions_on_a_full_disk_is_one_line_and_the_store_stays_usable(synth_data, tiny_model_dir, tmp_path,
+                                                                              monkeypatch, capsys):
+    """The disk fills while the second shard is written (safetensors' own error, as on a real full disk): one
+    line naming the shard, the first shard kept and readable, no temporary left; a run again adds the rest."""
+    import train.caption_embeddings as ce
+    from safetensors import SafetensorError
+
+    calls = {"n": 0}
+    save_file = ce.save_file
+
+    def filling_up(tensors, path, metadata=None):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with open(path, "wb") as f:
+                f.write(b"\0" * 100)  # a torn partial write
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return save_file(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(ce, "save_file", filling_up)
+    store_dir = tmp_path / "emb"
+    assert _embed(synth_data, tiny_model_dir, store_dir) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "Traceback" not in err and errors[0].startswith("vivid data: error:")
+    assert "No space left on device" in errors[0] and "captions-00001.safetensors" in errors[0]
+    kept = len(ce.CaptionEmbeddings(store_dir))
+    assert kept == 6 and f"keeps the {kept} caption" in errors[0] and not list(store_dir.glob(".*"))
+    monkeypatch.setattr(ce, "save_file", save_file)
+    assert _embed(synth_data, tiny_model_dir, store_dir) == 0
+    prompts, _ = ce.manifest_prompts([f"{synth_data}/train-*.jsonl", f"{synth_data}/eval-*.jsonl"])
+    assert ce.CaptionEmbeddings(store_dir).missing(prompts) == []

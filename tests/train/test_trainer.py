@@ -266,21 +266,21 @@ def _linear_accelerator(tmp_path):
     optimizer = torch.optim.AdamW([model.weight], lr=0.1)
     model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=3, num_training_steps=10)
-    return accelerator, dict(model=model, optimizer=optimizer, scheduler=scheduler)
+    return accelerator, ckpt.TrainingObjects(model=model, optimizer=optimizer, scheduler=scheduler)
 
 
 def _train_one(objects):
-    objects["model"](torch.ones(2, 4)).square().sum().backward()
-    objects["optimizer"].step()
-    objects["scheduler"].step()
-    objects["optimizer"].zero_grad()
+    objects.model(torch.ones(2, 4)).square().sum().backward()
+    objects.optimizer.step()
+    objects.scheduler.step()
+    objects.optimizer.zero_grad()
 
 
 def test_checkpoint_atomic_keep_last_and_resume(tmp_path):
     from train import checkpoint as ckpt
 
     accelerator, objects = _linear_accelerator(tmp_path)
-    model = objects["model"]
+    model = objects.model
 
     def weights(folder: Path) -> None:
         folder.mkdir()
@@ -290,7 +290,7 @@ def test_checkpoint_atomic_keep_last_and_resume(tmp_path):
     for step in (1, 2, 3, 4):
         _train_one(objects)
         ckpt.save_checkpoint(accelerator, tmp_path, step, 0, 1, {"last_loss": step}, {"cursor": step}, weights,
-                             keep_last=2, **objects)
+                             keep_last=2, objects=objects)
         saved[step] = model.weight.detach().clone()
     names = [p.name for p in ckpt.list_checkpoints(tmp_path)]
     assert names == ["checkpoint-3", "checkpoint-4"]
@@ -306,26 +306,58 @@ def test_checkpoint_atomic_keep_last_and_resume(tmp_path):
 
     _train_one(objects)
     with pytest.raises(KeyboardInterrupt):
-        ckpt.save_checkpoint(accelerator, tmp_path, 5, 0, 1, {}, {"cursor": 5}, dying, keep_last=2, **objects)
+        ckpt.save_checkpoint(accelerator, tmp_path, 5, 0, 1, {}, {"cursor": 5}, dying, keep_last=2, objects=objects)
     assert (tmp_path / "checkpoints" / ".tmp-checkpoint-5").is_dir()  # the torn write, never renamed
     assert ckpt.latest_checkpoint(tmp_path).name == "checkpoint-4"
     assert ckpt.resolve_resume("latest", tmp_path).name == "checkpoint-4"
 
-    state, loader_state = ckpt.load_checkpoint(accelerator, ckpt.latest_checkpoint(tmp_path), 0, 1, **objects)
+    state, loader_state = ckpt.load_checkpoint(accelerator, ckpt.latest_checkpoint(tmp_path), 0, 1, objects=objects)
     assert loader_state == {"cursor": 4} and state["step"] == 4 and state["last_loss"] == 4
     torch.testing.assert_close(model.weight.detach(), saved[4], rtol=0, atol=0)
 
     # the next save cleans the torn folder
-    ckpt.save_checkpoint(accelerator, tmp_path, 5, 0, 1, {}, {"cursor": 5}, weights, keep_last=2, **objects)
+    ckpt.save_checkpoint(accelerator, tmp_path, 5, 0, 1, {}, {"cursor": 5}, weights, keep_last=2, objects=objects)
     assert not (tmp_path / "checkpoints" / ".tmp-checkpoint-5").exists()
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-5"]
 
     with pytest.raises(ValueError, match="processes"):
-        ckpt.load_checkpoint(accelerator, ckpt.latest_checkpoint(tmp_path), 0, 2, **objects)
+        ckpt.load_checkpoint(accelerator, ckpt.latest_checkpoint(tmp_path), 0, 2, objects=objects)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         ckpt.resolve_resume("latest", tmp_path / "elsewhere")
     with pytest.raises(FileNotFoundError, match="not a checkpoint"):
         ckpt.resolve_resume(str(tmp_path), tmp_path)
+
+
+def test_fp16_overflow_goes_through_the_scaler_which_skips_the_step_and_halves_its_scale(monkeypatch):
+    """fp16 on a GPU, simulated on the CPU: accelerate's gradient scaler (a CPU torch.amp.GradScaler here). A
+    forced inf gradient: that step is skipped, the scale halves and the next steps run (without the scaler's
+    update the next clip raises "unscale_() has already been called")."""
+    from accelerate import Accelerator
+    from diffusers.optimization import get_scheduler
+
+    from train.optim import optimizer_step
+
+    accelerator = Accelerator(cpu=True)
+    accelerator.native_amp = True  # what accelerate sets for fp16 on a GPU
+    monkeypatch.setattr(accelerator.state, "_mixed_precision", "fp16")  # a shared singleton: restored after
+    accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1000)
+    model = torch.nn.Linear(4, 3)
+    params = list(model.parameters())
+    model, optimizer = accelerator.prepare(model, torch.optim.AdamW(params, lr=0.1))
+    scheduler = get_scheduler("constant", optimizer)
+    applied, scales = [], []
+    for step in range(4):
+        before = model.weight.detach().clone()
+        accelerator.backward(model(torch.ones(2, 4)).square().sum())
+        if step == 1:
+            model.weight.grad[0, 0] = float("inf")  # an fp16 overflow
+        ok, norm = optimizer_step(accelerator, model, optimizer, scheduler, params, 1.0, True, step)
+        applied.append(ok)
+        scales.append(accelerator.scaler.get_scale())
+        assert torch.equal(model.weight.detach(), before) != ok  # a skipped step leaves the weights alone
+    assert applied == [True, False, True, True]
+    assert scales == [1024.0, 512.0, 512.0, 512.0]
+    assert scheduler.last_epoch == 3  # the schedule steps with the applied steps only
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -359,6 +391,59 @@ def test_train_tiny_end_to_end(synth_data, tmp_path):
     pipe = VIVIDPipeline.from_vivid(result.checkpoint / "vivid-weights", base_model=str(run / "tiny-model"))
     trained = dict(pipe.transformer.named_parameters())["patch_embed.proj.weight"]
     assert trained[:, 16:].abs().sum() > 0  # the new channels moved away from zero
+
+
+def test_a_run_reads_each_manifest_once(synth_data, tmp_path, monkeypatch):
+    """The train and eval manifests are read once per run, however often validation runs."""
+    from collections import Counter
+
+    import data_loaders.format as fmt
+    from train.trainer import train
+
+    reads: Counter = Counter()
+    iter_manifest = fmt.iter_manifest
+
+    def counting(path, *args, **kwargs):
+        reads[Path(path).name] += 1
+        return iter_manifest(path, *args, **kwargs)
+
+    monkeypatch.setattr(fmt, "iter_manifest", counting)
+    train(load_config(TINY_YAML, tiny_overrides(synth_data, tmp_path / "run", "optim.max_steps=2",
+                                                "validation.every_n_steps=1", "validation.steps=1",
+                                                "checkpoint.every_n_steps=0")))
+    assert reads == {"train-00000.jsonl": 1, "eval-00000.jsonl": 1}
+
+
+def test_a_mix_slot_no_record_can_fill_stops_the_run_before_step_1_naming_the_key(synth_data, tmp_path):
+    """Entities that cover the whole frame leave deletion synthesis no background: with delete slots in the mix
+    the run stops before its first step, in one line naming data.delete_ratio (not at the step that draws one)."""
+    import shutil
+
+    import numpy as np
+
+    from data_loaders.errors import DataError
+    from train.trainer import train
+    from vivid.io.masks import MaskSource, write_mask_npz
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_data, data)
+    manifest = data / "train-00000.jsonl"
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for line in lines:
+        if line["kind"] == "video":
+            source = MaskSource(str(data / line["mask"]))
+            full = f"train/{line['id']}_everywhere.npz"
+            write_mask_npz(data / full, np.ones((source.count, source.height, source.width), bool))
+            line["entity_masks"] = [full]
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run = tmp_path / "run"
+    overrides = tiny_overrides(data, run, "optim.max_steps=2", "data.image_video_ratio=0", "data.delete_ratio=0.5")
+    with pytest.raises(DataError) as raised:
+        train(load_config(TINY_YAML, overrides))
+    message = str(raised.value)
+    assert "video deletion" in message and "data.delete_ratio=0" in message and "\n" not in message
+    assert not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text()
+    assert train(load_config(TINY_YAML, [*overrides, "data.delete_ratio=0"], ), overwrite=True).step == 2
 
 
 def test_train_with_buckets_records_them_in_the_weights(synth_data, tmp_path, monkeypatch):
@@ -648,7 +733,7 @@ def test_checkpoint_resave_prune_and_abandon_use_renames(tmp_path):
     from train import checkpoint as ckpt
 
     accelerator, objects = _linear_accelerator(tmp_path)
-    model = objects["model"]
+    model = objects.model
 
     def weights(folder: Path) -> None:
         folder.mkdir()
@@ -657,19 +742,19 @@ def test_checkpoint_resave_prune_and_abandon_use_renames(tmp_path):
     for step in (1, 2, 3):
         _train_one(objects)
         ckpt.save_checkpoint(accelerator, tmp_path, step, 0, 1, {"n": step}, {"cursor": step}, weights,
-                             rank_state={"skipped_samples": 10 + step}, **objects)
+                             rank_state={"skipped_samples": 10 + step}, objects=objects)
     assert ckpt.read_rank_state(ckpt.latest_checkpoint(tmp_path), 0) == {"skipped_samples": 13}
     assert ckpt.read_rank_state(tmp_path / "nowhere", 0) == {}
     root = tmp_path / "checkpoints"
     # the same step again replaces the folder (old one moved aside first, then deleted)
-    ckpt.save_checkpoint(accelerator, tmp_path, 3, 0, 1, {"n": "again"}, {"cursor": 3}, weights, **objects)
+    ckpt.save_checkpoint(accelerator, tmp_path, 3, 0, 1, {"n": "again"}, {"cursor": 3}, weights, objects=objects)
     assert ckpt.read_trainer_state(root / "checkpoint-3")["n"] == "again"
     assert sorted(p.name for p in root.iterdir()) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
     # a deletion that crashed half-way leaves a .trash-* folder, never a half-deleted checkpoint-N; cleaned next save
     (root / ".trash-checkpoint-0-dead").mkdir()
     assert ckpt.prune_checkpoints(tmp_path, 2) == [root / "checkpoint-1"]
     assert sorted(p.name for p in root.iterdir()) == [".trash-checkpoint-0-dead", "checkpoint-2", "checkpoint-3"]
-    ckpt.save_checkpoint(accelerator, tmp_path, 4, 0, 1, {}, {"cursor": 4}, weights, **objects)
+    ckpt.save_checkpoint(accelerator, tmp_path, 4, 0, 1, {}, {"cursor": 4}, weights, objects=objects)
     assert sorted(p.name for p in root.iterdir()) == ["checkpoint-2", "checkpoint-3", "checkpoint-4"]
     # resuming from checkpoint-2: the newer ones are moved aside, kept, and no longer "latest"
     moved = ckpt.abandon_checkpoints_after(tmp_path, 2)
@@ -698,11 +783,11 @@ model[0].requires_grad_(False)  # the frozen "base"
 optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
 model, optimizer = accelerator.prepare(model, optimizer)
 scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=4, num_training_steps=10)
-objects = dict(model=model, optimizer=optimizer, scheduler=scheduler)
+objects = ckpt.TrainingObjects(model=model, optimizer=optimizer, scheduler=scheduler)
 accelerator.backward(model(torch.ones(1, 64)).sum())
 scheduler.step()
 trained = {n: p.detach().clone() for n, p in model.module.named_parameters()}
-path = ckpt.save_checkpoint(accelerator, out, 1, 0, 1, {}, {"cursor": 1}, lambda folder: None, **objects)
+path = ckpt.save_checkpoint(accelerator, out, 1, 0, 1, {}, {"cursor": 1}, lambda folder: None, objects=objects)
 files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
 model_file = os.path.join(path, "pytorch_model", "mp_rank_00_model_states.pt")
 with torch.serialization.safe_globals(ckpt.deepspeed_safe_globals()):  # what the trainer's loader allows
@@ -712,7 +797,7 @@ with torch.no_grad():
         if p.requires_grad:
             p.zero_()
 scheduler.step()
-state, loader_state = ckpt.load_checkpoint(accelerator, path, 0, 1, **objects)
+state, loader_state = ckpt.load_checkpoint(accelerator, path, 0, 1, objects=objects)
 restored = all(torch.equal(p, trained[n]) for n, p in model.module.named_parameters())
 # a crafted pickle in place of the engine's model file: an error, and it never runs
 class Evil:
@@ -721,7 +806,7 @@ class Evil:
 shutil.copy(model_file, model_file + ".good")
 torch.save(Evil(), model_file)
 try:
-    ckpt.load_checkpoint(accelerator, path, 0, 1, **objects)
+    ckpt.load_checkpoint(accelerator, path, 0, 1, objects=objects)
     crafted = "loaded"
 except Exception as err:
     crafted = type(err).__name__
@@ -962,6 +1047,70 @@ def test_resume_never_unpickles_and_repeats_the_losses(synth_data, tmp_path):
     with pytest.raises(ValueError, match="older vivid as pickles .*never loaded"):
         train(load_config(TINY_YAML, tiny_overrides(synth_data, run, *common)), resume=str(old))
     assert not marker.exists()
+
+
+def test_resume_latest_passes_over_a_corrupt_checkpoint_and_refuses_a_changed_lora_rank(synth_data, tmp_path,
+                                                                                          caplog):
+    """A truncated latest checkpoint: --resume latest resumes from the newest complete one, saying which and why
+    (and repeats the uninterrupted run's losses); that checkpoint named itself is refused naming its file;
+    resuming with another model.lora_rank is refused naming the key, before any model work."""
+    from train import checkpoint as ckpt
+    from train.trainer import train
+
+    common = ("checkpoint.every_n_steps=1", "checkpoint.keep_last=0")
+    straight = tmp_path / "straight"
+    train(load_config(TINY_YAML, tiny_overrides(synth_data, straight, "optim.max_steps=3", *common)))
+    run = tmp_path / "run"
+    train(load_config(TINY_YAML, tiny_overrides(synth_data, run, "optim.max_steps=2", *common)))
+    broken = run / "checkpoints" / "checkpoint-2" / "trainable_0.safetensors"
+    broken.write_bytes(broken.read_bytes()[:-20])  # torn by a crash or a full disk
+    with pytest.raises(ckpt.CheckpointError, match=r"checkpoint-2 is unusable \(trainable_0.safetensors: "):
+        train(load_config(TINY_YAML, tiny_overrides(synth_data, run, "optim.max_steps=3", *common)),
+              resume=str(broken.parent))
+    with pytest.raises(ckpt.CheckpointError, match=r"model.lora_rank is 4 but .*checkpoint-1 .*model.lora_rank=8"):
+        train(load_config(TINY_YAML, tiny_overrides(synth_data, run, "optim.max_steps=3", "model.lora_rank=4",
+                                                    *common)), resume="latest")
+    with caplog.at_level("WARNING"):
+        train(load_config(TINY_YAML, tiny_overrides(synth_data, run, "optim.max_steps=3", *common)), resume="latest")
+    assert "resuming from checkpoint-1: the newer checkpoint-2 is unusable (trainable_0.safetensors" in caplog.text
+    assert [r["loss"] for r in read_metrics(run)] == [r["loss"] for r in read_metrics(straight)]
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_the_earlier_ones_stay_usable(synth_data, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """The disk fills while checkpoint-2 is written (safetensors' own error, as on a real full disk): `vivid train`
+    says so in one line naming the latest complete checkpoint, no partial folder is left, and the run resumes
+    from checkpoint-1 to the losses of an uninterrupted run."""
+    from safetensors import SafetensorError
+
+    from train import checkpoint as ckpt
+    from vivid.cli import main
+
+    common = ("checkpoint.every_n_steps=1", "checkpoint.keep_last=0")
+    straight = tmp_path / "straight"
+    assert main(["train", "--config", str(TINY_YAML),
+                 *tiny_overrides(synth_data, straight, "optim.max_steps=3", *common)]) == 0
+    save_file, calls = ckpt.save_file, []
+
+    def filling_up(tensors, path, *args, **kwargs):
+        calls.append(path)
+        if "tmp-checkpoint-2" in str(path):
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return save_file(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_file", filling_up)
+    run = tmp_path / "run"
+    args = ["train", "--config", str(TINY_YAML), *tiny_overrides(synth_data, run, "optim.max_steps=3", *common)]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and "could not write checkpoint-2" in err[0] and "No space left on device" in err[0]
+    assert "latest complete checkpoint is checkpoint-1" in err[0]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-1"]
+    monkeypatch.setattr(ckpt, "save_file", save_file)
+    assert main([*args, "--resume", "latest"]) == 0
+    assert [r["loss"] for r in read_metrics(run)][-2:] == [r["loss"] for r in read_metrics(straight)][-2:]
 
 
 def test_the_trainer_trains_the_tiny_wan_through_its_spec(synth_data, tiny_wan_model_dir, tmp_path):

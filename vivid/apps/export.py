@@ -9,8 +9,10 @@ training checkpoint, and `README.md`, a model card whose YAML header carries the
 `VIVIDPipeline.from_vivid(folder)` loads it onto the base model. The Hub token comes from the environment
 (`HF_TOKEN`) or the cached login and is never printed.
 
-The export owns only those files: an existing `--out` keeps everything else in it (a `.git/`, notes), and the new
-files are written in a temporary sibling folder first, so an interrupted export leaves the previous one as it was.
+The export owns only those files and `vivid_manifest.json` (their sizes and hashes, checked on loading): an existing
+`--out` keeps everything else in it (a `.git/`, notes). The new files are written in a temporary sibling folder
+first and swapped in so that an interrupted export leaves the previous one, and a killed swap is completed by the
+next run (`vivid.io.swap`): a reader never loads a mixed set.
 Local absolute paths are not published: the card and `training_config.json` name local files by their base name.
 """
 
@@ -19,20 +21,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from train.checkpoint import STATE_NAME, WEIGHTS_DIR, latest_checkpoint, read_trainer_state
 from vivid.constants import BASE_WEIGHTS_NAME, LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME
+from vivid.io.atomic import temporary_dir
+from vivid.io.swap import MANIFEST_NAME, finish_interrupted_swaps, swap_in, write_manifest
 from vivid.model.registry import spec_by_name
-from vivid.model.weights import VIVID_WEIGHT_FILES, VIVIDWeightsConfig, required_weight_files
+from vivid.model.weights import (
+    EXPORT_TEMPORARY_KIND,
+    VIVID_WEIGHT_FILES,
+    VIVIDWeightsConfig,
+    required_weight_files,
+)
 
 TRAINING_CONFIG_NAME = "training_config.json"
 CARD_NAME = "README.md"
-EXPORT_FILES = (*VIVID_WEIGHT_FILES, TRAINING_CONFIG_NAME, CARD_NAME)  # the files an export writes, and owns
-PREVIOUS_DIR = ".previous"  # inside the temporary folder: the previous export's files during the swap
+# the files an export writes, and owns; the manifest (their sizes and hashes) is written last
+EXPORT_FILES = (*VIVID_WEIGHT_FILES, TRAINING_CONFIG_NAME, CARD_NAME, MANIFEST_NAME)
 TAGS = ["vivid", "video-editing", "video-inpainting", "lora", "diffusers"]  # and the base's family
 COGVIDEOX_LICENSE = dict(
     license="other",
@@ -200,39 +208,6 @@ def _check_destination(out_dir: Path, checkpoint: Path, source: ExportSource) ->
                                   "folder (an export replaces only its own files)")
 
 
-def _swap_in(tmp: Path, out_dir: Path) -> None:
-    """Replace the previous export's files in `out_dir` by those of `tmp`; nothing else in `out_dir` is touched.
-
-    The previous files are first set aside in `tmp/.previous` and put back if anything (Ctrl-C included) stops the
-    swap, so the folder holds either the previous export or the new one."""
-    names = sorted(p.name for p in tmp.iterdir())
-    previous = tmp / PREVIOUS_DIR
-    previous.mkdir()
-    set_aside: list[str] = []
-    moved_in: list[str] = []
-    try:
-        for name in EXPORT_FILES:
-            if (out_dir / name).is_file():
-                os.replace(out_dir / name, previous / name)
-                set_aside.append(name)
-        for name in sorted(names, key=lambda n: n == VIVID_CONFIG_NAME):  # the config last: it marks an export
-            os.replace(tmp / name, out_dir / name)
-            moved_in.append(name)
-    except BaseException:
-        for name in moved_in:
-            os.replace(out_dir / name, tmp / name)
-        for name in set_aside:
-            os.replace(previous / name, out_dir / name)
-        raise
-
-
-def _is_export_temporary(folder: Path) -> bool:
-    """A temporary folder an export left behind when it was killed: only export files (and their `.previous`)."""
-    return folder.is_dir() and all(
-        p.name in EXPORT_FILES or (p.name == PREVIOUS_DIR and _is_export_temporary(p)) for p in folder.iterdir()
-    )
-
-
 def export_weights(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -243,9 +218,10 @@ def export_weights(
     """Write the export folder. `base_model` overrides the base recorded at training time (e.g. the hub id of a
     local copy). With `repo_id` (an export for the Hub) a local base model is recorded by its base name only.
 
-    The files are written into a new temporary folder beside `out_dir`, then moved in: a new `out_dir` is that
-    folder renamed; an existing one (an earlier export) gets only the export's own files replaced (`EXPORT_FILES`),
-    everything else in it stays. An interruption (an error, Ctrl-C) leaves `out_dir` as it was."""
+    The files and their manifest are written into a new temporary folder beside `out_dir` (`temporary_dir`), then
+    moved in (`vivid.io.swap.swap_in`): only the export's own files (`EXPORT_FILES`) are replaced, everything else
+    in `out_dir` stays. An error or Ctrl-C leaves `out_dir` as it was; a kill during the swap is completed by the
+    next export or weight loading (`finish_interrupted_swaps`)."""
     source = find_weights(checkpoint)
     config = VIVIDWeightsConfig.load(source.weights_dir)
     if base_model:
@@ -254,14 +230,9 @@ def export_weights(
         config.base_model = _base_name(config.base_model)
     files = required_weight_files(source.weights_dir, config)
     out_dir = Path(out_dir)
+    finish_interrupted_swaps(out_dir, EXPORT_TEMPORARY_KIND)  # a killed export's: completed, or its leftovers removed
     _check_destination(out_dir, Path(checkpoint), source)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{out_dir.name}.export-"
-    for stale in out_dir.parent.glob(prefix + "*"):  # an earlier export's temporaries, left by a kill
-        if _is_export_temporary(stale):
-            shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=out_dir.parent))
-    try:
+    with temporary_dir(out_dir, EXPORT_TEMPORARY_KIND) as tmp:
         for name in files:
             shutil.copy2(source.weights_dir / name, tmp / name)
         (tmp / VIVID_CONFIG_NAME).write_text(json.dumps(asdict(config), indent=2) + "\n")
@@ -269,12 +240,9 @@ def export_weights(
             training = redact_paths(source.trainer_state["config"])
             (tmp / TRAINING_CONFIG_NAME).write_text(json.dumps(training, indent=2) + "\n")
         (tmp / CARD_NAME).write_text(model_card(config, source.trainer_state, repo_id, license))
-        if out_dir.is_dir():
-            _swap_in(tmp, out_dir)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        written = [p.name for p in tmp.iterdir() if p.name in EXPORT_FILES]
+        write_manifest(tmp, written)
+        swap_in(tmp, out_dir, owned=EXPORT_FILES, last=(VIVID_CONFIG_NAME,))
     return out_dir
 
 

@@ -34,6 +34,7 @@ from vivid.longvideo.request import EditOptions, edit_request
 from vivid.longvideo.runner import chain_edit
 from vivid.io.files import MediaError, is_image_path
 from vivid.io.images import write_image
+from vivid.io.limits import PixelLimits, check_pixel_limits
 from vivid.longvideo.plan import default_work_dir
 from vivid.io.video import VideoWriter, iter_video_chunks, video_info
 from vivid.segmentation.make import SEGMENTERS, load_tracker
@@ -200,10 +201,11 @@ class VividApp:
     def __init__(self, pipe: Any, workdir: str | Path | None = None, steps: int | None = None,
                  guidance: float | None = None,
                  height: int | None = None, width: int | None = None, keep_hours: float = APP_KEEP_HOURS,
-                 segmenter: str = "sam2", segmenter_model: str | None = None):
+                 limits: PixelLimits = PixelLimits(), segmenter: str = "sam2", segmenter_model: str | None = None):
         if segmenter not in SEGMENTERS:
             raise ValueError(f"unknown segmenter {segmenter!r} (known: {', '.join(SEGMENTERS)})")
         self.pipe = pipe
+        self.limits = limits  # the largest upload in pixels, checked from its header before decoding
         self.segmenter, self.segmenter_model = segmenter, segmenter_model
         self._tracker: Any = None
         self.root = Path(workdir or tempfile.mkdtemp(prefix="vivid-app-"))
@@ -256,6 +258,7 @@ class VividApp:
     def load_video(self, session: EditSession, video: str | None) -> np.ndarray:
         if not video:
             raise ValueError("upload a video first")
+        check_pixel_limits(video, self.limits, "video")
         source = VideoSource(video)
         session.video, session.first_frame = str(video), source.frames([0])[0]
         session.mask_video, session.candidates, session.chosen = None, [], None
@@ -348,6 +351,7 @@ class VividApp:
             raise ValueError("upload a video first")
         uploaded = self.uploaded_mask(session, mask_upload)
         if uploaded is not None:
+            check_pixel_limits(uploaded, self.limits, "mask")
             source = VideoSource(session.video)
             MaskSource(uploaded, len(source), source.height, source.width)  # checks count and size
             session.mask_video = uploaded

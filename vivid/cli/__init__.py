@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 # Modules under vivid.cli (or elsewhere) that define `register(subparsers) -> None`. Each registered parser
 # sets `func=handler`, a callable taking the parsed args and returning an exit code.
@@ -49,6 +50,16 @@ class CLIError(Exception):
     """An error to print as one line (no traceback) before exiting with status 2."""
 
 
+BUG_REPORT = ("this is a bug in vivid, not a problem with your input: please report it with the traceback above "
+              "and the command you ran")
+
+
+def _drop_accelerator_guess(record: logging.LogRecord) -> bool:
+    """DeepSpeed's "Setting accelerator to CPU ..." warning, printed on import wherever no GPU is found (every
+    command that loads accelerate): not news to a user without a GPU, and noise in every command's output."""
+    return not str(record.msg).startswith("Setting accelerator to CPU")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = HelpParser(prog="vivid", description="VIVID video local editing: add, modify, delete.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -64,18 +75,26 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    from vivid.io.files import MediaError
-
+    if not args.verbose:
+        logging.getLogger("DeepSpeed").addFilter(_drop_accelerator_guess)  # the logger DeepSpeed makes on import
     try:
         return int(args.func(args) or 0)
-    except (CLIError, MediaError, OSError, ValueError) as err:  # OSError: missing files, hub not reachable
+    # a user's input: a bad file, value or config key (ValueError: MediaError, ConfigError, EditInputError, ...),
+    # a missing file, a full disk, the hub not reachable (OSError)
+    except (CLIError, OSError, ValueError) as err:
         if args.verbose:
             raise
-        print(f"vivid {args.command}: error: {err}", file=sys.stderr)
+        print(f"vivid {args.command}: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # an edit's says how to resume it
         print(f"vivid {args.command}: interrupted" + (f": {err}" if str(err) else ""), file=sys.stderr)
         return 130
+    except Exception:
+        if args.verbose:
+            raise
+        traceback.print_exc()
+        print(f"vivid {args.command}: unexpected error: {BUG_REPORT}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -6,7 +6,14 @@ import argparse
 
 import math
 
-from vivid.cli.edit import add_model_arguments, add_size_arguments, guidance_scale, load_pipeline, positive_int
+from vivid.cli.edit import (
+    add_model_arguments,
+    add_size_arguments,
+    guidance_scale,
+    load_pipeline,
+    pixel_limits,
+    positive_int,
+)
 from vivid.constants import APP_KEEP_HOURS, APP_MAX_UPLOAD_MB
 
 
@@ -66,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     check_share(args.share, auth)  # before the model is loaded
     pipe = load_pipeline(args)
     app = VividApp(pipe, args.workdir, steps=args.steps, guidance=args.guidance, height=args.height, width=args.width,
-                   keep_hours=args.keep_hours, segmenter=args.segmenter, segmenter_model=args.segmenter_model)
+                   keep_hours=args.keep_hours, limits=pixel_limits(args), segmenter=args.segmenter,
+                   segmenter_model=args.segmenter_model)
     print(f"vivid app on http://{args.host}:{args.port} (Ctrl-C to stop)")
     launch(app, host=args.host, port=args.port, share=args.share, block=True, auth=auth,
            max_upload_mb=args.max_upload_mb)

@@ -16,6 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c = sub.add_parser("check", help="validate data set manifests and every file they name; exit 1 if anything is bad")
     c.add_argument("manifests", nargs="+", metavar="MANIFEST", help="JSONL manifest shards (globs allowed)")
     c.add_argument("--frames", type=int, default=None, help="also require clips of at least this many frames")
+    c.add_argument("--bad-list", default=None, metavar="FILE",
+                   help="write every bad record to FILE, one 'where: problem' line each (the summary shows the "
+                        "first 5 per reason)")
     c.set_defaults(func=run_check)
 
     s = sub.add_parser("synth", help="write a synthetic data set (moving coloured shapes) with a held-out eval split")
@@ -62,23 +65,39 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from data_loaders.check import check_manifests
-    from data_loaders.errors import REASONS
+    import contextlib
+    from pathlib import Path
 
-    report = check_manifests(args.manifests, frames=args.frames)
-    print(f"records: {report.records}  valid: {sum(report.counts.values())}  bad: {len(report.bad)}")
+    from data_loaders.check import EXAMPLES, check_manifests
+    from data_loaders.errors import REASONS
+    from data_loaders.format import expand_manifests
+    from vivid.io.atomic import atomic_path
+
+    if args.bad_list and Path(args.bad_list).resolve() in {p.resolve() for p in expand_manifests(args.manifests)}:
+        raise CLIError(f"--bad-list {args.bad_list} is one of the manifests: give another file")
+    with contextlib.ExitStack() as stack:
+        bad_list = None
+        if args.bad_list:  # renamed into place once the check is done
+            bad_list = stack.enter_context(open(stack.enter_context(atomic_path(args.bad_list)), "w", encoding="utf-8"))
+        report = check_manifests(args.manifests, frames=args.frames, bad_list=bad_list)
+    print(f"records: {report.records}  valid: {sum(report.counts.values())}  bad: {report.bad_total}")
     for kind in ("video", "image"):
         for task in ("add_modify", "delete"):
             print(f"  {kind:5s} {task:10s} {report.counts.get((kind, task), 0)}")
-    if report.bad:
-        by_reason = report.bad_by_reason()
+        print(f"  {kind:5s} deletion donors {report.donors.get(kind, 0)} (add_modify masks covering at most half "
+              "of the frame)")
+    if report.bad_total:
         print("bad records by reason:")
-        for reason in REASONS:
-            if by_reason.get(reason):
-                print(f"  {reason}: {by_reason[reason]}  ({REASONS[reason]})")
-        for where, bad in report.bad:
-            print(f"BAD {where}: {bad.message}")
-        print(f"vivid data check: {len(report.bad)} bad record(s)", file=sys.stderr)
+        for reason in [*REASONS, *sorted(set(report.bad_counts) - set(REASONS))]:
+            if report.bad_counts.get(reason):
+                print(f"  {reason}: {report.bad_counts[reason]}  ({REASONS.get(reason, reason)})")
+        for reason, examples in report.examples.items():
+            for where, bad in examples:
+                print(f"BAD {where}: {bad.message}")
+            if report.bad_counts[reason] > len(examples):
+                print(f"  ... and {report.bad_counts[reason] - len(examples)} more {reason} (first {EXAMPLES} shown"
+                      f"{f'; all in {args.bad_list}' if args.bad_list else '; --bad-list FILE lists all'})")
+        print(f"vivid data check: {report.bad_total} bad record(s)", file=sys.stderr)
         return 1
     print("ok")
     return 0

@@ -129,6 +129,26 @@ def add_size_arguments(p: argparse.ArgumentParser) -> None:
     size = "a multiple of 16; default: the weights' training bucket nearest the source's aspect, else the native area"
     p.add_argument("--height", type=working_side, default=None, help=f"working height ({size})")
     p.add_argument("--width", type=working_side, default=None, help=f"working width ({size})")
+    add_pixel_limit_arguments(p)
+
+
+def add_pixel_limit_arguments(p: argparse.ArgumentParser) -> None:
+    """--max-frame-pixels/--max-pixels: the largest input video or image, checked before decoding."""
+    from vivid.io.limits import DEFAULT_MAX_FRAME_PIXELS, DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-frame-pixels", type=int, default=DEFAULT_MAX_FRAME_PIXELS, metavar="N",
+                   help="refuse inputs whose frames have more pixels than this, width x height (default: "
+                        "%(default)s; 0: no limit)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse videos with more pixels than this, frames x width x height (default: %(default)s; "
+                        "0: no limit)")
+
+
+def pixel_limits(args: argparse.Namespace):
+    """The `vivid.io.limits.PixelLimits` of the command line's options."""
+    from vivid.io.limits import PixelLimits
+
+    return PixelLimits(frame=args.max_frame_pixels, total=args.max_pixels)
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser, several_seeds: bool = False) -> None:
@@ -160,6 +180,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-paste-back", dest="paste_back", action="store_false",
                    help="keep the generated pixels everywhere instead of the source outside the dilated mask")
     p.add_argument("--paste-back-dilation", type=pixels, default=None, help="pixels (default: one latent cell)")
+    p.add_argument("--no-audio", action="store_true",
+                   help="write the frames only (default: the source video's audio is copied into the output, cut to "
+                        "the edited frames)")
     p.add_argument("--lossless", action="store_true",
                    help="write the output video losslessly (RGB H.264: bit-exact, large, not every player plays it)")
     add_size_arguments(p)
@@ -255,6 +278,19 @@ def edit_options(args: argparse.Namespace):
     )
 
 
+def keep_source_audio(video: str, out: Path, frames: int, fps: float) -> str:
+    """Copy the source's audio into the written output (`vivid.io.audio.copy_audio`); what the summary line says
+    of it. A failure leaves the frames-only output and is a warning: the edit itself is done."""
+    from vivid.io.audio import copy_audio
+    from vivid.io.files import MediaError
+
+    try:
+        return ", with the source's audio" if copy_audio(video, out, frames, fps) else ""
+    except MediaError as err:
+        logger.warning("%s; %s is written without audio", err, out)
+        return ", without audio (see the warning)"
+
+
 def run(args: argparse.Namespace) -> int:
     """Every edit, of an image or a video of any length, is a plan of clips run by `vivid.longvideo.runner`:
     a video of at most one clip (and an image) is the plan of one clip, one pipeline call."""
@@ -264,7 +300,11 @@ def run(args: argparse.Namespace) -> int:
     from vivid.longvideo.request import edit_request
     from vivid.longvideo.runner import chain_edit
     from vivid.longvideo.state import default_work_dir
+    from vivid.io.files import is_image_path
+    from vivid.io.limits import check_pixel_limits
 
+    for what, path in (("--video", args.video), ("--mask", args.mask), ("--keyframe", args.keyframe)):
+        check_pixel_limits(path, pixel_limits(args), what)  # from the header, before anything is decoded
     # --mask as given, or made from the target options (a segmenter's work, before the edit's model loads)
     args.mask = target_mask(args, Path(args.work_dir) if args.work_dir else default_work_dir(Path(args.out)))
     # everything checked and the sources opened, before the model loads
@@ -281,10 +321,13 @@ def run(args: argparse.Namespace) -> int:
         request = dataclasses.replace(request, options=dataclasses.replace(request.options, boundaries="fixed"))
     pipe = pipe or load_pipeline(args)
     result = chain_edit(pipe, request)
+    audio = ""
+    if not args.no_audio and not is_image_path(args.video) and not is_image_path(request.out):
+        audio = keep_source_audio(args.video, request.out, result.num_frames, result.fps)
     ran = len(result.seconds_per_clip)
     per_clip = sum(result.seconds_per_clip) / ran if ran else 0.0
     resumed = f", {result.resumed_clips} resumed" if result.resumed_clips else ""
     print(f"wrote {request.out} ({result.num_frames} frames, {request.source.width}x{request.source.height}; "
           f"{len(result.plan.clips)} clip{'s' if len(result.plan.clips) > 1 else ''}{resumed}, "
-          f"{per_clip:.1f} s per clip)")
+          f"{per_clip:.1f} s per clip{audio})")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from vivid.cli.init_tiny import FAMILIES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("flops", help="analytic FLOPs of an edit (per component) vs the published numbers")
@@ -14,13 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--guidance", action=argparse.BooleanOptionalAction, default=True,
                    help="classifier-free guidance (transformer batch 2, two T5 passes)")
-    from vivid.model.registry import FAMILIES, SPECS
-
-    p.add_argument("--family", choices=FAMILIES, default="cogvideox", help="the base model")
-    sizes = sorted({size for spec in SPECS.values() for size in spec.architectures})
-    p.add_argument("--model-size", choices=sizes, default=None,
-                   help="an architecture of the family (default: " + ", ".join(
-                       f"{spec.default_architecture} for {spec.display_name}" for spec in SPECS.values()) + ")")
+    # the families as `vivid init-tiny` names them: the model registry (torch, diffusers) loads only to run
+    p.add_argument("--family", choices=FAMILIES, default="cogvideox", help="the base model (default: %(default)s)")
+    p.add_argument("--model-size", default=None,
+                   help="an architecture of the family, e.g. 5b (default: the family's published size; an unknown "
+                        "size is refused naming the known ones)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -32,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
     from vivid.model.registry import spec_by_name
 
-    size = args.model_size or spec_by_name(args.family).default_architecture
+    spec = spec_by_name(args.family)
+    size = args.model_size or spec.default_architecture
+    if size not in spec.architectures:
+        raise ValueError(f"--model-size {size}: {spec.display_name} has the sizes {', '.join(spec.architectures)}")
     shape = (args.frames, args.height, args.width, args.steps, args.guidance)
     edit = edit_flops(size, *shape, family=args.family)
     stock = edit_flops(size, *shape, vivid=False, family=args.family)

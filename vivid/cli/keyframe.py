@@ -42,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from vivid.io.images import write_image
 
     check_edit_options(args.height, args.width)
+    from vivid.cli.edit import pixel_limits
+    from vivid.io.limits import check_pixel_limits
+
+    for what, path in (("--video", args.video), ("--mask", args.mask)):
+        check_pixel_limits(path, pixel_limits(args), what)  # from the header, before anything is decoded
     prompts = args.prompt or [None]
     for prompt in prompts:
         resolve_prompt(prompt, args.task)

@@ -62,3 +62,22 @@ def check_out_suffix(path: str | os.PathLike, image: bool, what: str = "--out") 
                          f"({', '.join(sorted(IMAGE_SUFFIXES))})")
     if not image and suffix not in VIDEO_OUT_SUFFIXES:
         raise MediaError(f"{what} {path}: a video is written as MP4; give a {', '.join(VIDEO_OUT_SUFFIXES)} file name")
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> object:
+    """The JSON value of a file; a one-line MediaError naming the file for one that is missing, not UTF-8 or not
+    JSON (json's own message names no file: "Expecting value: line 1 column 16")."""
+    import json
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MediaError(f"{what} {path} does not exist", reason="missing_file", path=path) from None
+    except UnicodeDecodeError as err:
+        raise MediaError(f"{what} {path} is not UTF-8 text (byte {err.start})", path=path) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise MediaError(f"{what} {path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})",
+                         path=path) from None

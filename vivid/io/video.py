@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -482,27 +483,104 @@ class VideoSource(FrameFile):
         return resize_frames(frames, g, cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def _ffmpeg_writer(path: Path, size: tuple[int, int], fps: float, lossless: bool):
-    import imageio_ffmpeg
+class FfmpegEncoder:
+    """ffmpeg (the binary imageio-ffmpeg ships) encoding raw RGB frames from its stdin to an MP4 file.
 
-    # lossless: RGB H.264 at qp 0 decodes to exactly the frames sent (yuv444p at crf 0 does not: the RGB <-> YUV
-    # conversion rounds); not every player plays RGB H.264, so the default is yuv420p
-    writer = imageio_ffmpeg.write_frames(
-        str(path),
-        size,  # (width, height)
-        fps=fps,
-        codec="libx264rgb" if lossless else "libx264",
-        pix_fmt_out="rgb24" if lossless else "yuv420p",
-        macro_block_size=1,
-        output_params=(["-qp", "0"] if lossless else ["-crf", "17"]) + ["-f", "mp4"],
-        ffmpeg_log_level="error",
-    )
-    writer.send(None)
-    return writer
+    imageio-ffmpeg's `write_frames` generator hides its process: closing it neither reports ffmpeg's exit status
+    nor its errors (a full disk shows only as "Error writing trailer" on the terminal), so the process is run here
+    and `finish` raises a one-line MediaError unless ffmpeg exited 0. ffmpeg's messages go to a temporary file (a
+    pipe could fill up and block it) and the last one is the error's reason."""
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: float, lossless: bool, name: Path | None = None):
+        import subprocess
+        import tempfile
+        from fractions import Fraction
+
+        import imageio_ffmpeg
+
+        self.path, self.name = Path(path), Path(name or path)
+        width, height = size
+        rate = Fraction(fps).limit_denominator(100000)
+        # lossless: RGB H.264 at qp 0 decodes to exactly the frames sent (yuv444p at crf 0 does not: the RGB <-> YUV
+        # conversion rounds); not every player plays RGB H.264, so the default is yuv420p
+        codec = ["-vcodec", "libx264rgb", "-pix_fmt", "rgb24", "-qp", "0"] if lossless else [
+            "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", "17"]
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-nostdin", "-v", "error", "-f", "rawvideo",
+               "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(rate), "-i", "-", "-an", *codec,
+               "-f", "mp4", str(self.path)]
+        self._log = tempfile.TemporaryFile()
+        try:
+            # a session of its own: Ctrl-C reaches vivid, which stops ffmpeg (`kill`), not ffmpeg mid-file
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log,
+                                          start_new_session=True)
+        except OSError as err:
+            self._log.close()
+            raise MediaError(f"could not start ffmpeg to write {self.name}: {error_line(err)}", path=self.name) from None
+
+    def send(self, frame: np.ndarray) -> None:
+        try:
+            self._proc.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
+        except OSError:  # ffmpeg stopped reading (it failed): its own message says why
+            self.finish()
+            raise MediaError(f"ffmpeg stopped while writing {self.name} (internal error)", path=self.name) from None
+
+    def finish(self) -> None:
+        """Wait for ffmpeg to write the file; MediaError naming the file and ffmpeg's last message unless it
+        exited 0."""
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()
+        code = self._proc.wait()
+        self._log.seek(0)
+        lines = [line.strip() for line in self._log.read().decode("utf-8", "replace").splitlines() if line.strip()]
+        self._log.close()
+        if code != 0:
+            # "[out#0/mp4 @ 0x55...] Error closing file: No space left on device": the message without the address
+            if lines:
+                reason = re.sub(r"^\[[^]]* @ 0x[0-9a-f]+\] *", "", lines[-1])
+            elif code < 0:
+                reason = f"killed by {_signal_name(-code)}"
+            else:
+                reason = f"exit status {code}"
+            raise MediaError(f"could not write {self.name}: ffmpeg failed ({reason})", path=self.name,
+                             detail=f"ffmpeg failed ({reason})")
+
+    def kill(self) -> None:
+        """Stop ffmpeg at once (the file is abandoned)."""
+        with contextlib.suppress(OSError):
+            self._proc.kill()
+        with contextlib.suppress(OSError):
+            self._proc.stdin.close()
+        self._proc.wait()
+        self._log.close()
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def check_written_video(path: Path, frames: int, name: Path | None = None) -> None:
+    """MediaError unless `path` opens as a video of exactly `frames` frames: a writer's last check before its
+    output is renamed into place (a full disk can cut a file short after ffmpeg has reported success)."""
+    name = name or path
+    try:
+        count = video_info(path, "written video")[0]
+    except MediaError as err:
+        raise MediaError(f"could not write {name}: the written file does not open as a video ({err.detail})",
+                         path=name) from None
+    if count != frames:
+        raise MediaError(f"could not write {name}: the written file has {count} frames, {frames} were written",
+                         path=name)
 
 
 class VideoWriter:
-    """Streamed, atomic video writer: frames are appended chunk by chunk; the file appears on `close()`."""
+    """Streamed, atomic video writer: frames are appended chunk by chunk; the file appears on `close()`, only
+    after ffmpeg exited 0 and the written file probes with every frame written (else the output, or the file
+    it would have replaced, is left as it was)."""
 
     def __init__(self, path: str | os.PathLike, fps: float, lossless: bool = False):
         self.path = Path(path)
@@ -511,30 +589,38 @@ class VideoWriter:
         self.lossless = lossless
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
-        self._writer = None
+        self._encoder: FfmpegEncoder | None = None
         self.frames_written = 0
 
     def write(self, frames: np.ndarray) -> None:
         frames = np.ascontiguousarray(frames, dtype=np.uint8)
-        if self._writer is None:
-            self._writer = _ffmpeg_writer(self._tmp, (frames.shape[2], frames.shape[1]), self.fps, self.lossless)
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be uint8 (n, H, W, 3), got {frames.shape}")
+        if self._encoder is None:
+            size = (frames.shape[2], frames.shape[1])
+            self._encoder = FfmpegEncoder(self._tmp, size, self.fps, self.lossless, name=self.path)
         for frame in frames:
-            self._writer.send(frame)
+            self._encoder.send(frame)
         self.frames_written += len(frames)
 
     def close(self) -> Path:
-        if self._writer is None:
+        if self._encoder is None:
             self.abort()
             raise MediaError(f"no frames were written to {self.path}")
-        self._writer.close()
-        self._writer = None
+        encoder, self._encoder = self._encoder, None
+        try:
+            encoder.finish()
+            check_written_video(self._tmp, self.frames_written, name=self.path)
+        except BaseException as err:
+            self._ctx.__exit__(type(err), err, err.__traceback__)
+            raise
         self._ctx.__exit__(None, None, None)
         return self.path
 
     def abort(self) -> None:
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                self._writer.close()
+        if self._encoder is not None:
+            self._encoder.kill()
+            self._encoder = None
         self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
     def __enter__(self) -> "VideoWriter":

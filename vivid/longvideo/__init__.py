@@ -16,5 +16,6 @@ A video of at most one clip is the plan of one clip: `vivid edit` edits every vi
 
 Modules: `plan` (the clips of an edit and their keyframes), `state` (the work folder: finished clips and the
 state that resumes an edit), `runner` (`chain_edit`: the clip runner, for one clip as for thousands) and
-`assemble` (streaming the finished clips into the output).
+`assemble` (streaming the finished clips into the output); `joint_keyframes` (editing the keyframes of a long
+edit together, AdaFlow's extended attention slimmed by AAS: `edit_keyframes_jointly`).
 """

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vivid.io.files import read_json
 from vivid.longvideo.boundaries import BoundaryPlan, check_clip_frames
 from vivid.model.registry import spec_for
 
@@ -146,7 +146,7 @@ def load_clip_plan(path: str | os.PathLike) -> ClipPlan:
         path = clip_plan_path(path)
     elif path.suffix != ".json":
         path = clip_plan_path(default_work_dir(path))
-    return ClipPlan.from_json(json.loads(path.read_text()))
+    return ClipPlan.from_json(read_json(path, "clip plan"))
 
 
 def model_clip_frames(transformer: Any) -> int:

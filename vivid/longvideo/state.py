@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,12 @@ import numpy as np
 
 from vivid.longvideo.boundaries import BoundaryConfig
 from vivid.io.atomic import remove_stale_temporaries
+from vivid.io.files import MediaError
+from vivid.io.images import read_image
+from vivid.io.video import check_written_video
 from vivid.longvideo.plan import Clip, ClipPlan, default_work_dir  # noqa: F401 (default_work_dir: also imported from here)
+
+logger = logging.getLogger(__name__)
 
 STATE_VERSION = 2  # 2: the state records the files the edit writes
 STATE_NAME = "state.json"
@@ -80,10 +86,31 @@ def remove_work_files(work: Path, state: dict) -> None:
     (work / STATE_NAME).unlink(missing_ok=True)
 
 
+def clip_problem(work: Path, clip: Clip) -> str | None:
+    """Why the files of a clip marked finished cannot be used (missing, or a video that does not probe with the
+    clip's frame count, or a last frame that does not decode: a write cut short by a full disk or a file-size
+    limit), or None when they can."""
+    frames, last = clip_files(work, clip.index)
+    for name in clip_names(clip):
+        if not (work / name).is_file():
+            return f"{name} is missing"
+    try:
+        read_image(last, "finished clip's last frame")
+        if clip.write_stop >= clip.write_start:
+            check_written_video(frames, clip.write_stop - clip.write_start + 1)
+    except MediaError as err:
+        return str(err)
+    return None
+
+
 def finished_clips(plan: ClipPlan, work: Path, done: int) -> int:
     """Clips to keep from `done` finished ones: up to the first whose files are missing (a cleanup that was
-    interrupted, a file deleted by hand), so the edit reruns from there as it would have run."""
+    interrupted, a file deleted by hand) or damaged (`clip_problem`), so the edit reruns from there as it would
+    have run."""
     for clip in plan.clips[:done]:
-        if not all((work / name).is_file() for name in clip_names(clip)):
+        problem = clip_problem(work, clip)
+        if problem is not None:
+            logger.warning("finished clip %d in %s cannot be used (%s): the edit runs again from it", clip.index,
+                           work, problem)
             return clip.index
     return done

@@ -231,12 +231,13 @@ class CogVideoXSpec(ModelSpecification):
     # ---------------------------------------------------------------- training objective (v-prediction)
     def noise_for_training(
         self, scheduler: Any, latents: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """DDPM: integer timesteps, which are also the noise levels the loss weighting reads."""
         b, device = latents.shape[0], latents.device
         num_train_timesteps = scheduler.config.num_train_timesteps
         timesteps = torch.randint(0, num_train_timesteps, (b,), device=device, generator=generator).long()
         noise = torch.randn(latents.shape, device=device, dtype=latents.dtype, generator=generator)
-        return scheduler.add_noise(latents, noise, timesteps), noise, timesteps
+        return scheduler.add_noise(latents, noise, timesteps), noise, timesteps, timesteps
 
     def prediction_and_target(
         self,
@@ -250,8 +251,8 @@ class CogVideoXSpec(ModelSpecification):
         # v-prediction -> x0 prediction, compared with the clean latents
         return scheduler.get_velocity(output.float(), noisy.float(), timesteps), latents.float()
 
-    def loss_weights(self, scheduler: Any, timesteps: torch.Tensor) -> torch.Tensor:
-        alphas_cumprod = scheduler.alphas_cumprod.to(device=timesteps.device, dtype=torch.float32)[timesteps]
+    def loss_weights(self, scheduler: Any, levels: torch.Tensor) -> torch.Tensor:
+        alphas_cumprod = scheduler.alphas_cumprod.to(device=levels.device, dtype=torch.float32)[levels]
         return 1.0 / (1.0 - alphas_cumprod)
 
     # ---------------------------------------------------------------- sampling

@@ -10,7 +10,6 @@ specification. CogVideoXTransformer3DModel -> CogVideoXSpec, WanTransformer3DMod
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from huggingface_hub import hf_hub_download
 
 from vivid.constants import VIVID_CONFIG_NAME
+from vivid.io.files import read_json
 from vivid.model.cogvideox_spec import CogVideoXSpec
 from vivid.model.hub import hub_offline, is_repo_id
 from vivid.model.spec import ModelSpecification
@@ -59,10 +59,10 @@ def transformer_class_name(config: Mapping[str, Any]) -> str:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not readable JSON ({type(err).__name__})") from None
+    data = read_json(path, "model config")
+    if not isinstance(data, dict):
+        raise ValueError(f"model config {path}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _folder_config(folder: Path) -> dict:

@@ -407,8 +407,10 @@ class ModelSpecification(ABC):
     @abstractmethod
     def noise_for_training(
         self, scheduler: Any, latents: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Draw timesteps and noise for clean `latents` -> (noisy latents, noise, timesteps (B,))."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Draw timesteps and noise for clean `latents` -> (noisy latents, noise, timesteps (B,) as the transformer
+        takes them, noise levels (B,) as `loss_weights` reads them: exactly what was drawn, never recomputed from
+        a rounded timestep)."""
 
     @abstractmethod
     def prediction_and_target(
@@ -423,8 +425,8 @@ class ModelSpecification(ABC):
         """(what the loss compares, with what), both float32 (B, T, C, h, w)."""
 
     @abstractmethod
-    def loss_weights(self, scheduler: Any, timesteps: torch.Tensor) -> torch.Tensor:
-        """Per-sample loss weights (B,) float32 for `timesteps`."""
+    def loss_weights(self, scheduler: Any, levels: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss weights (B,) float32 for the noise `levels` of `noise_for_training`."""
 
     def compute_loss(
         self,
@@ -439,10 +441,10 @@ class ModelSpecification(ABC):
         """The base's training loss (a scalar) for clean normalised `latents` (B, T, C, h, w), their conditions and
         caption embeddings. `transformer` may be wrapped (DDP, DeepSpeed); `generator` draws the timesteps and
         the noise, so a step is reproducible from its seed alone. See `weighted_latent_loss` for the mask weight."""
-        noisy, noise, timesteps = self.noise_for_training(scheduler, latents, generator)
+        noisy, noise, timesteps, levels = self.noise_for_training(scheduler, latents, generator)
         output = self.predict(transformer, noisy, conditions, prompt_embeds, timesteps)
         pred, target = self.prediction_and_target(scheduler, output, noisy, latents, noise, timesteps)
-        weights = self.loss_weights(scheduler, timesteps)
+        weights = self.loss_weights(scheduler, levels)
         return weighted_latent_loss(pred, target, weights, conditions, self.latent_channels, mask_loss_weight)
 
     # ================================================================ sampling

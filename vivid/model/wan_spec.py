@@ -262,14 +262,17 @@ class WanSpec(ModelSpecification):
 
     def noise_for_training(
         self, scheduler: Any, latents: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Flow matching: the transformer takes the integer timestep sigma * 1000 (truncated, as diffusers' Wan
+        training does); the loss is weighted by the exact sigma drawn (a sigma below 1/1000 truncates to 0, whose
+        sigma_sqrt weight would be infinite)."""
         b = latents.shape[0]
         sigmas = self.training_sigmas(scheduler, b, latents.device, generator)
         noise = torch.randn(latents.shape, device=latents.device, dtype=latents.dtype, generator=generator)
         s = sigmas.view(b, 1, 1, 1, 1).to(latents.dtype)
         noisy = (1.0 - s) * latents + s * noise
         timesteps = (sigmas * scheduler.config.num_train_timesteps).long()
-        return noisy, noise, timesteps
+        return noisy, noise, timesteps, sigmas
 
     def prediction_and_target(
         self,
@@ -282,9 +285,9 @@ class WanSpec(ModelSpecification):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return output.float(), (noise - latents).float()  # the velocity
 
-    def loss_weights(self, scheduler: Any, timesteps: torch.Tensor) -> torch.Tensor:
-        sigmas = timesteps.float() / scheduler.config.num_train_timesteps
-        return compute_loss_weighting_for_sd3(self.loss_weighting, sigmas).float()
+    def loss_weights(self, scheduler: Any, levels: torch.Tensor) -> torch.Tensor:
+        """SD3's weighting (`loss_weighting`) of the sigmas drawn."""
+        return compute_loss_weighting_for_sd3(self.loss_weighting, levels).float()
 
     # ---------------------------------------------------------------- sampling
     def prepare_latents(

@@ -40,12 +40,16 @@ from vivid.constants import (
     VIVID_CONFIG_NAME,
     VIVID_IN_CHANNELS,
 )
+from vivid.io.files import read_json
+from vivid.io.swap import MANIFEST_NAME, check_manifest, finish_interrupted_swaps
 from vivid.model.hub import hub_offline, is_repo_id
 from vivid.model.registry import spec_for
 from vivid.model.transformer import unwrap
+from vivid.yaml_config import ConfigError, build_dataclass
 
 
 VIVID_WEIGHT_FILES = (LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME, BASE_WEIGHTS_NAME)
+EXPORT_TEMPORARY_KIND = "export"  # `vivid.apps.export`'s temporary folders (`vivid.io.atomic.temporary_dir`)
 
 
 def resolve_weights_folder(weights: str | os.PathLike) -> Path:
@@ -53,6 +57,7 @@ def resolve_weights_folder(weights: str | os.PathLike) -> Path:
     downloaded with `huggingface_hub.snapshot_download` (only the cache is used when HF_HUB_OFFLINE is set)."""
     path = Path(weights)
     if path.is_dir():
+        finish_interrupted_swaps(path, EXPORT_TEMPORARY_KIND)  # a killed export into it: completed first
         return path
     name = str(weights)
     if path.exists():
@@ -63,7 +68,7 @@ def resolve_weights_folder(weights: str | os.PathLike) -> Path:
 
     offline = hub_offline()
     try:
-        local = Path(snapshot_download(name, allow_patterns=list(VIVID_WEIGHT_FILES), local_files_only=offline))
+        local = Path(snapshot_download(name, allow_patterns=[*VIVID_WEIGHT_FILES, MANIFEST_NAME], local_files_only=offline))
     except Exception as err:  # not found, gated, no network, not in the offline cache
         if offline:
             why = "is not in the local hub cache and HF_HUB_OFFLINE is set"
@@ -95,12 +100,19 @@ class VIVIDWeightsConfig:
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "VIVIDWeightsConfig":
         """The config of a local weights folder or of a hub repo id (downloaded, see `resolve_weights_folder`)."""
-        path = resolve_weights_folder(folder) / VIVID_CONFIG_NAME
+        folder = resolve_weights_folder(folder)
+        path = folder / VIVID_CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a VIVID weights folder")
-        data = json.loads(path.read_text())
+        check_manifest(folder, [VIVID_CONFIG_NAME])  # an export's config is that of its files
+        data = read_json(path, VIVID_CONFIG_NAME)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object of VIVID settings, got {type(data).__name__}")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        try:
+            return build_dataclass(cls, known)
+        except ConfigError as err:
+            raise ValueError(f"{path}: {err}") from None
 
 
 def _strip_prefixes(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -194,9 +206,32 @@ def required_weight_files(folder: Path, config: VIVIDWeightsConfig) -> tuple[str
     return names
 
 
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a one-line ValueError naming the file for a malformed or truncated one
+    (safetensors' own error names no file)."""
+    try:
+        return load_file(path)
+    except Exception as err:  # SafetensorError (a malformed header, a truncated file), OSError
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        raise ValueError(f"{path}: not a readable safetensors file ({lines[0] if lines else type(err).__name__})"
+                         ) from None
+
+
+def _check_lora_shapes(transformer: torch.nn.Module, lora: dict[str, torch.Tensor], path: Path,
+                       config: VIVIDWeightsConfig) -> None:
+    """Every LoRA tensor has the shape of the layer it loads into (the config's rank): a one-line ValueError
+    naming the file, the key and the rank otherwise (peft's size-mismatch error is a long traceback)."""
+    own = {k.replace(".default.", "."): v.shape for k, v in transformer.state_dict().items() if "lora_" in k}
+    for key, tensor in lora.items():
+        shape = own.get(key.replace(".default.", "."))
+        if shape is not None and tuple(shape) != tuple(tensor.shape):
+            raise ValueError(f"{path}: {key} is {tuple(tensor.shape)}, the model's is {tuple(shape)} with "
+                             f"{VIVID_CONFIG_NAME}'s lora_rank {config.lora_rank}: the config and the weights disagree")
+
+
 def _load_base(transformer: torch.nn.Module, path: Path) -> None:
     """Load trained base weights into a transformer already made VIVID; every non-LoRA weight must be there."""
-    state = _strip_prefixes(load_file(path), ("module.",))
+    state = _strip_prefixes(read_safetensors(path), ("module.",))
     own = _without_lora(transformer.state_dict())
     missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or extra:
@@ -213,6 +248,7 @@ def load_vivid_weights(transformer: torch.nn.Module, folder: str | os.PathLike) 
     `folder` is a local weights folder or a hub repo id (downloaded, see `resolve_weights_folder`)."""
     folder = resolve_weights_folder(folder)
     config = VIVIDWeightsConfig.load(folder)
+    check_manifest(folder, VIVID_WEIGHT_FILES)  # an export: its files are one set (sizes and hashes)
     required_weight_files(folder, config)
     spec = spec_for(transformer)
     if config.family != spec.name:
@@ -224,8 +260,9 @@ def load_vivid_weights(transformer: torch.nn.Module, folder: str | os.PathLike) 
     spec.make_vivid(transformer, config.lora_rank, config.lora_alpha, config.lora_targets)
     if config.base_trained:
         _load_base(transformer, folder / BASE_WEIGHTS_NAME)
-    lora = _strip_prefixes(load_file(folder / LORA_WEIGHTS_NAME), ("module.", "transformer."))
-    patch = _strip_prefixes(load_file(folder / PATCH_EMBED_WEIGHTS_NAME), ("module.",))
+    lora = _strip_prefixes(read_safetensors(folder / LORA_WEIGHTS_NAME), ("module.", "transformer."))
+    _check_lora_shapes(transformer, lora, folder / LORA_WEIGHTS_NAME, config)
+    patch = _strip_prefixes(read_safetensors(folder / PATCH_EMBED_WEIGHTS_NAME), ("module.",))
     proj, name = spec.patch_embedding(transformer), spec.patch_embedding_name
     if f"{name}.weight" not in patch:
         raise ValueError(

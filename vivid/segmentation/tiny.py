@@ -92,10 +92,33 @@ def write_tiny_sam3(folder: Path, seed: int = 0) -> None:
     config = Sam3VideoConfig(detector_config=detector, tracker_config=tracker, low_res_mask_size=4 * g,
                              max_num_objects=3, hotstart_delay=0, score_threshold_detection=0.0,
                              new_det_thresh=0.0)
-    Sam3VideoModel(config).save_pretrained(folder)
+    model = Sam3VideoModel(config)
+    object_like_masks(model.detector_model.mask_decoder)
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     _video_preprocessing(folder, s, [0.5] * 3, [0.5] * 3, "Sam3ImageProcessor")
     _write_json(folder / "processor_config.json", {"processor_class": "Sam3VideoProcessor", "target_size": s})
+
+
+MASK_GAIN, MASK_OFFSET = 100.0, 1.2  # see object_like_masks
+
+
+@torch.no_grad()
+def object_like_masks(decoder: torch.nn.Module) -> None:
+    """Make a random SAM 3 detector's masks compact blobs rather than the whole frame.
+
+    Its mask logits are query embedding . pixel embedding: at random init a smooth field within about +-0.02 of 0,
+    so a mask is all of the frame or nothing, and a build gets no background to place deletion donors on. The
+    query side is amplified (`MASK_GAIN`) and, through a constant channel (instance projection channel 0 = 1, mask
+    embedding channel 0 = -`MASK_OFFSET`), shifted down, so only the field's peaks pass: blobs of a few to about
+    25% of the frame, as objects give."""
+    last = decoder.mask_embedder.layers[-1]
+    last.weight.mul_(MASK_GAIN)
+    last.bias.mul_(MASK_GAIN)
+    last.weight[0] = 0.0
+    last.bias[0] = -MASK_OFFSET
+    decoder.instance_projection.weight[0] = 0.0
+    decoder.instance_projection.bias[0] = 1.0
 
 
 def write_tiny_sam2(folder: Path, seed: int = 0) -> None:

@@ -40,7 +40,7 @@ def test_export_writes_weights_config_card_and_loads(tiny_model_dir, tmp_path, c
                  "--base-model", "THUDM/CogVideoX-5b"]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == ["README.md", "patch_embed.safetensors", "pytorch_lora_weights.safetensors",
-                     "training_config.json", "vivid_config.json"]
+                     "training_config.json", "vivid_config.json", "vivid_manifest.json"]
     card = (out / "README.md").read_text()
     meta = yaml.safe_load(card.split("---")[1])
     assert meta["base_model"] == "THUDM/CogVideoX-5b" and meta["library_name"] == "diffusers"
@@ -109,7 +109,8 @@ def test_from_vivid_downloads_a_hub_repo_and_loads_its_base_model(tiny_model_dir
     pipe = VIVIDPipeline.from_vivid("someone/vivid-tiny")  # the base model comes from the repo's vivid_config.json
     assert [c[0] for c in calls] == ["someone/vivid-tiny"]
     assert set(calls[0][1]["allow_patterns"]) == {"pytorch_lora_weights.safetensors", "patch_embed.safetensors",
-                                                   "vivid_config.json", "transformer.safetensors"}
+                                                   "vivid_config.json", "transformer.safetensors",
+                                                   "vivid_manifest.json"}
     assert pipe.vivid_config.base_model == str(tiny_model_dir)
     loaded = dict(pipe.transformer.named_parameters())
     for name, p in trained.named_parameters():
@@ -138,7 +139,7 @@ def test_export_into_an_earlier_export_keeps_the_other_files(tiny_model_dir, tmp
     assert new_lora != old_lora
     assert new_lora == (other / "vivid-weights" / "pytorch_lora_weights.safetensors").read_bytes()
     assert not (out / "training_config.json").exists()  # the earlier export's file this one does not write
-    assert not list(tmp_path.glob(".export.export-*"))  # no temporary left beside it
+    assert not list(tmp_path.glob(".export.*"))  # no temporary left beside it
 
 
 def test_export_refuses_a_folder_it_does_not_own(tiny_model_dir, tmp_path, capsys):
@@ -199,16 +200,39 @@ def test_an_interrupted_export_leaves_the_previous_export_intact(tiny_model_dir,
             assert main(["export", "--checkpoint", str(other), "--out", str(out)]) != 0
         assert len(calls) >= n, (name, n)
         assert _files(out) == before, (name, n)
-        assert not list(tmp_path.glob(".export.export-*")), (name, n)
+        assert not list(tmp_path.glob(".export.*")), (name, n)
 
-    stale = tmp_path / ".export.export-killed"  # what a kill -9 mid-export leaves: the next export removes it
-    (stale / ".previous").mkdir(parents=True)
+    stale = tmp_path / ".export.k1lled00.export"  # what a kill -9 mid-copy leaves: the next export removes it
+    stale.mkdir()
+    (stale / ".vivid-temporary.json").write_text('{"vivid": "export", "for": "export"}')
     (stale / "pytorch_lora_weights.safetensors").write_bytes(b"partial")
     kept = tmp_path / ".export.export-mine"  # a folder of that name holding anything else is not vivid's
     kept.mkdir()
     (kept / "notes.txt").write_text("x")
     assert main(["export", "--checkpoint", str(other), "--out", str(out)]) == 0
     assert not stale.exists() and (kept / "notes.txt").is_file() and (out / "notes.txt").is_file()
+
+
+def test_export_keeps_user_folders_named_like_its_temporaries(tiny_model_dir, tmp_path):
+    """Issue 31 #2: `.wts.export-my-backup/` holding export file names was deleted as a stale temporary. Only a
+    folder of the exact temporary name form holding vivid's marker (for this --out) is one."""
+    ckpt, _ = _fake_checkpoint(tiny_model_dir, tmp_path / "run")
+    out = tmp_path / "wts"
+    user = {".wts.export-my-backup": None,  # only export file names inside: the old clean-up deleted it
+            ".wts.export-my-copy": '{"vivid": "export", "for": "wts"}',  # vivid's marker, not the name form
+            ".wts.abcd1234.export": "not vivid's marker",  # the name form, but no marker of vivid's
+            ".wts.abcd1235.export/x": '{"vivid": "export", "for": "other"}'}  # a marker for another --out
+    for name, marker in user.items():
+        folder = tmp_path / name.split("/")[0]
+        folder.mkdir()
+        if marker is not None:
+            (folder / ".vivid-temporary.json").write_text(marker)
+        (folder / "pytorch_lora_weights.safetensors").write_bytes(b"my backup")
+        (folder / "README.md").write_text("my notes")
+    before = _files(tmp_path)
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    after = _files(tmp_path)
+    assert {k: v for k, v in after.items() if k in before} == before
 
 
 def _published_checkpoint(tiny_model_dir, root):
@@ -282,7 +306,7 @@ def test_push_honours_private_and_fails_in_one_line(tiny_model_dir, tmp_path, mo
         capsys.readouterr().out
     assert FakeHfApi.uploads == [("someone/new", ["README.md", "patch_embed.safetensors",
                                                    "pytorch_lora_weights.safetensors", "training_config.json",
-                                                   "vivid_config.json"])]  # notes.txt stays local
+                                                   "vivid_config.json", "vivid_manifest.json"])]  # notes.txt stays local
     assert main([*args, "--push-to-hub", "someone/public", "--private"]) == 2  # would stay public: refused
     err = capsys.readouterr().err
     assert "someone/public already exists and is public; nothing was uploaded" in err
@@ -296,3 +320,90 @@ def test_push_honours_private_and_fails_in_one_line(tiny_model_dir, tmp_path, mo
     assert main([*args, "--push-to-hub", "someone/new"]) == 2
     err = capsys.readouterr().err
     assert "hf_FAKEtoken" not in err and "***" in err and len(err.strip().splitlines()) == 1
+
+
+def _export_files(folder):
+    from vivid.apps.export import EXPORT_FILES
+
+    return {name: data for name, data in _files(folder).items() if name in EXPORT_FILES}
+
+
+def _killed_export_at(k: int, checkpoint, out) -> int:
+    """Run `export_weights` in a forked child that dies (os._exit: no clean-up runs, as under kill -9) at its k-th
+    os.replace; its exit status (9 when killed, 0 when the export finished before)."""
+    import os
+
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            from vivid.apps.export import export_weights
+
+            real, calls = os.replace, [0]
+
+            def replace(*args, **kwargs):
+                calls[0] += 1
+                if calls[0] == k:
+                    os._exit(9)
+                return real(*args, **kwargs)
+
+            os.replace = replace
+            export_weights(checkpoint, out)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_a_kill_at_each_rename_of_the_swap_is_completed_or_undone(tiny_model_dir, tmp_path):
+    """Issue 31 #3: a kill at the k-th os.replace of the export (for every k) left `--out` torn (a config without
+    its LoRA, the old files hidden in `.previous/`) and the next export refused it. Now weight loading and the next
+    export first complete the interrupted swap: the folder holds the old export or the new one, never a mix."""
+    import shutil
+
+    from vivid.model.tiny import build_tiny_components
+    from vivid.model.weights import load_vivid_weights
+
+    ckpt, _ = _fake_checkpoint(tiny_model_dir, tmp_path / "run")
+    other, _ = _fake_checkpoint(tiny_model_dir, tmp_path / "run2", seed=1)
+    (other / "trainer_state.json").unlink()  # the new export has no training_config.json: sets differ in names too
+    out, saved = tmp_path / "wts", tmp_path / "saved"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    (out / "notes.txt").write_text("mine\n")
+    old = _export_files(out)
+    shutil.copytree(out, saved)
+    assert main(["export", "--checkpoint", str(other), "--out", str(tmp_path / "new")]) == 0
+    new = _export_files(tmp_path / "new")
+    for k in range(1, 40):
+        shutil.rmtree(out)
+        shutil.copytree(saved, out)
+        code = _killed_export_at(k, other, out)
+        assert code in (0, 9), (k, code)
+        if k % 2:  # a reader first: it completes the swap and loads one whole set
+            load_vivid_weights(build_tiny_components(0)["transformer"], out)
+        else:
+            assert main(["export", "--checkpoint", str(other), "--out", str(out)]) == 0
+        assert _export_files(out) in (old, new), k
+        if k % 2 == 0:
+            assert _export_files(out) == new, k
+        assert (out / "notes.txt").read_text() == "mine\n"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "run", "run2", "saved", "wts"], k
+        if code == 0:
+            break
+    assert k > 8, f"the export made only {k - 1} renames"
+
+
+def test_a_reader_refuses_a_folder_whose_files_are_not_its_manifests(tiny_model_dir, tmp_path, capsys):
+    from vivid.model.tiny import build_tiny_components
+    from vivid.model.weights import load_vivid_weights
+
+    ckpt, _ = _fake_checkpoint(tiny_model_dir, tmp_path / "run")
+    other, _ = _fake_checkpoint(tiny_model_dir, tmp_path / "run2", seed=1)
+    out = tmp_path / "wts"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    lora = "pytorch_lora_weights.safetensors"
+    (out / lora).write_bytes((other / "vivid-weights" / lora).read_bytes())  # another export's LoRA, same size
+    import pytest
+
+    with pytest.raises(ValueError, match=f"{lora} differs from the file the manifest lists"):
+        load_vivid_weights(build_tiny_components(0)["transformer"], out)

@@ -248,9 +248,9 @@ def test_flow_matching_objective():
     latents = torch.randn(64, 2, 16, 4, 6)
     scheduler = build_tiny_wan_components()["scheduler"]
     assert SPEC.shift(scheduler) == 3.0  # the sampler's own
-    noisy, noise, t = SPEC.noise_for_training(scheduler, latents, torch.Generator().manual_seed(0))
+    noisy, noise, t, levels = SPEC.noise_for_training(scheduler, latents, torch.Generator().manual_seed(0))
     sigmas = SPEC.training_sigmas(scheduler, 64, torch.device("cpu"), torch.Generator().manual_seed(0))  # same draw
-    assert t.dtype == torch.long and torch.equal(t, (sigmas * 1000).long())
+    assert t.dtype == torch.long and torch.equal(t, (sigmas * 1000).long()) and torch.equal(levels, sigmas)
     s = sigmas.view(-1, 1, 1, 1, 1)
     torch.testing.assert_close(noisy, (1 - s) * latents + s * noise, rtol=0, atol=1e-6)
     assert 0.6 < sigmas.median() < 0.9  # shift 3 moves logit-normal sigmas (median 0.5) up, to a median of 0.75
@@ -259,6 +259,22 @@ def test_flow_matching_objective():
     assert WanSpec(flow_shift=1.0).shift(None) == 1.0
     with pytest.raises(ValueError, match="timestep_sampling"):
         WanSpec(timestep_sampling="bogus")
+
+
+def test_sigma_sqrt_weights_by_the_exact_sigma_drawn(wan, monkeypatch):
+    """A sigma below 1/1000 truncates to timestep 0; weighting by that (sigma 0, weight 1/0) made the loss
+    infinite. The weight is the exact sigma's: finite, and the loss is the same whatever the timestep's rounding."""
+    spec = WanSpec(loss_weighting="sigma_sqrt")
+    drawn = torch.tensor([0.0004, 0.5])
+    monkeypatch.setattr(spec, "training_sigmas", lambda *args, **kwargs: drawn.clone())
+    transformer = SPEC.make_vivid(copy.deepcopy(wan["transformer"]))
+    latents, conditions = torch.randn(2, 2, 16, 4, 6), torch.zeros(2, 2, 20, 4, 6)
+    text = torch.zeros(2, 16, TINY_WAN_TRANSFORMER["text_dim"])
+    loss = spec.compute_loss(transformer, wan["scheduler"], latents, conditions, text, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    _, _, t, levels = spec.noise_for_training(wan["scheduler"], latents)
+    assert t.tolist() == [0, 500] and torch.equal(levels, drawn)
+    torch.testing.assert_close(spec.loss_weights(wan["scheduler"], levels), drawn ** -2.0, rtol=0, atol=0)
 
 
 def _uint8_batch(seed=0):

@@ -1,0 +1,55 @@
+"""Editing keyframes jointly through the pipeline of both tiny bases: one keyframe is the pipeline's one-frame edit
+exactly; several are edited in one pass that respects the budget, and the pipeline's processors come back."""
+
+import numpy as np
+import pytest
+
+from vivid.longvideo.joint_keyframes import JointKeyframeOptions, edit_keyframes_jointly
+from vivid.model.keyframe_attention import JointAttentionRecord
+
+
+def _keyframes(n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) for _ in range(n)]
+    masks = []
+    for i in range(n):
+        mask = np.zeros((40, 48), bool)
+        mask[8 + i : 28 + i, 10:34] = True
+        masks.append(mask)
+    return frames, masks
+
+
+def test_one_keyframe_is_the_pipelines_one_frame_edit(family_pipe):
+    import torch
+
+    frames, masks = _keyframes(1)
+    options = JointKeyframeOptions(task="modify", kv_budget=3, num_inference_steps=2, seed=7, height=32, width=32)
+    joint = edit_keyframes_jointly(family_pipe, frames, masks, ["a red ball"], options)
+    plain = family_pipe(video=frames[0][None], mask=masks[0][None], prompt="a red ball", task="modify",
+                        num_inference_steps=2, height=32, width=32, output_type="uint8",
+                        generator=torch.Generator().manual_seed(7)).frames[0]
+    assert len(joint) == 1 and joint[0].shape == (40, 48, 3)
+    np.testing.assert_array_equal(joint[0], plain[0])
+
+
+def test_keyframes_are_edited_in_one_slimmed_pass(family_pipe):
+    frames, masks = _keyframes(3)
+    before = dict(family_pipe.transformer.attn_processors)
+    record = JointAttentionRecord()
+    options = JointKeyframeOptions(task="modify", kv_budget=2, query_group=2, num_inference_steps=2, height=32,
+                                   width=32)
+    edited = edit_keyframes_jointly(family_pipe, frames, masks, ["a red ball"] * 3, options, record)
+    assert [e.shape for e in edited] == [(40, 48, 3)] * 3
+    (own,) = record.own_lengths
+    assert record.kv_lengths == {own + 2}
+    assert not np.array_equal(edited[0], frames[0])
+    after = family_pipe.transformer.attn_processors
+    assert all(after[name] is before[name] for name in before)
+
+
+def test_mismatched_inputs_are_rejected_before_model_work(family_pipe):
+    frames, masks = _keyframes(2)
+    with pytest.raises(ValueError, match="as many masks and prompts"):
+        edit_keyframes_jointly(family_pipe, frames, masks, ["a"], JointKeyframeOptions())
+    with pytest.raises(ValueError, match="one size"):
+        edit_keyframes_jointly(family_pipe, [frames[0], frames[1][:20]], masks, ["a", "b"], JointKeyframeOptions())
