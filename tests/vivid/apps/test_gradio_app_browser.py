@@ -133,6 +133,7 @@ def test_app_upload_paint_preview_propagate_download(served_app, moving_video, t
             sync_api.expect(page.locator("#mask-editor button[aria-label='Pan']")).to_be_enabled(timeout=60_000)
             canvas = page.locator("#mask-editor canvas").first
             page.locator("#mask-editor button[aria-label='Brush']").click()
+            canvas.scroll_into_view_if_needed()  # the mouse paints only within the viewport
             box = canvas.bounding_box()
             assert box is not None
             page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.5)
