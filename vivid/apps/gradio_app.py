@@ -500,7 +500,8 @@ def _mask_section(app: VividApp) -> dict[str, Any]:
             ui["clear"] = gr.Button("Clear clicks", elem_id="clear-clicks")
             ui["track"] = gr.Button("Track through the video", variant="primary", elem_id="track")
         with gr.Row():
-            ui["shape"] = gr.Radio(list(SHAPES), value=SHAPES[0], label="Mask shape", elem_id="mask-shape")
+            ui["shape"] = gr.Radio(list(SHAPES), value=SHAPES[0], label="Mask shape (the next Track uses it)",
+                                  elem_id="mask-shape")
             ui["grow"] = gr.Slider(0, 32, value=0, step=1, label="Grow (pixels)", elem_id="mask-grow")
         ui["tracked"] = gr.Video(label="Tracked mask (fix a frame: click there, Track again)", interactive=False,
                                  elem_id="tracked")

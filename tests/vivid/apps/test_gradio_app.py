@@ -486,3 +486,20 @@ def test_mask_events_and_examples(tmp_path):
     assert "on_example" in fns
     with pytest.raises(ValueError, match="unknown segmenter"):
         VividApp(pipe=None, workdir=tmp_path, segmenter="sam9")
+
+
+def test_vivid_app_takes_the_segmenter_and_its_weights(monkeypatch, tmp_path, capsys):
+    """`vivid app --segmenter classic --segmenter-model tiny` reaches the app; an unknown segmenter is refused."""
+    import vivid.apps.gradio_app as gradio_app
+    import vivid.cli.app as cli_app
+    from vivid.cli import main
+
+    made = {}
+    monkeypatch.setattr(cli_app, "load_pipeline", lambda args: None)
+    monkeypatch.setattr(gradio_app, "launch", lambda app, **kw: made.setdefault("app", app))
+    assert main(["app", "--model", "m", "--workdir", str(tmp_path), "--segmenter", "sam3",
+                 "--segmenter-model", "tiny"]) == 0
+    assert (made["app"].segmenter, made["app"].segmenter_model) == ("sam3", "tiny")
+    with pytest.raises(SystemExit):
+        main(["app", "--model", "m", "--segmenter", "sam9"])
+    assert "invalid choice: 'sam9'" in capsys.readouterr().err
