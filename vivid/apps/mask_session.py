@@ -186,14 +186,17 @@ class MaskMaker:
               painted: np.ndarray | None = None) -> tuple[Path, Path]:
         """The mask video (lossless, white = edit) and the overlay video; `painted` (F, H, W) brush strokes are
         added to the tracked mask."""
-        masks = self.masks(shape, grow)
-        if painted is not None:
-            masks |= painted
-        chunk = 16
+        if self.tracked is None:
+            raise PromptError("track the mask through the video first (Track)")
+        chunk, n = 16, self.source.num_frames
         with VideoWriter(mask_path, self.source.fps, lossless=True) as writer, \
                 VideoWriter(preview_path, self.source.fps) as shown:
-            for start in range(0, len(masks), chunk):
-                block = masks[start : start + chunk]
+            for start in range(0, n, chunk):  # a chunk at a time: the whole video is never unpacked
+                stop = min(start + chunk, n)
+                block = np.unpackbits(self.tracked[start:stop], axis=-1, count=self.source.width).astype(bool)
+                block = shape_mask(block, shape, int(grow))
+                if painted is not None:
+                    block |= painted[start:stop]
                 writer.write(np.repeat((block.astype(np.uint8) * 255)[..., None], 3, axis=-1))
-                shown.write(overlay(self.source.frames(range(start, start + len(block))), block))
+                shown.write(overlay(self.source.frames(range(start, stop)), block))
         return mask_path, preview_path
