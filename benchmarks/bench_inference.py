@@ -152,7 +152,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from diffusers import CogVideoXPipeline
 
-    from vivid.model.transformer import lora_config
     from vivid.pipeline import VIVIDPipeline
 
     comps = build_components(args.size, device, dtype)
@@ -163,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     def vivid_pipe(seed: int):
         transformer = new_transformer(args.size, device, dtype, seed)
         pipe = VIVIDPipeline(**{**comps, "transformer": transformer})
-        transformer.add_adapter(lora_config())  # VIVID inference carries the rank-32 LoRA
+        transformer.add_adapter(pipe.spec.lora_config())  # VIVID inference carries the rank-32 LoRA
         pipe.transformer.to(device=device, dtype=dtype)
         pipe.set_progress_bar_config(disable=True)
         return pipe

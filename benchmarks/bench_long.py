@@ -112,12 +112,11 @@ def build_pipeline(size: str, device, dtype):
     """A VIVID pipeline with random weights: `build_components` + widened patch embedding + the rank-32 LoRA."""
     from common import build_components
 
-    from vivid.model.transformer import lora_config
     from vivid.pipeline import VIVIDPipeline
 
     comps = build_components(size, device, dtype)
     pipe = VIVIDPipeline(**comps)
-    pipe.transformer.add_adapter(lora_config())
+    pipe.transformer.add_adapter(pipe.spec.lora_config())
     pipe.to(device=device, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -87,13 +87,11 @@ SPEC = CogVideoXSpec()
 
 
 def prepare(transformer, args, device, vivid: bool):
-    from vivid.model.transformer import lora_config
-
     if vivid:
         SPEC.make_vivid(transformer, rank=args.lora_rank, alpha=args.lora_rank)
     else:  # diffusers' example: LoRA on to_q/k/v/out.0, everything else frozen
         transformer.requires_grad_(False)
-        transformer.add_adapter(lora_config(args.lora_rank, args.lora_rank))
+        transformer.add_adapter(SPEC.lora_config(args.lora_rank, args.lora_rank))
     transformer.train()
     for p in transformer.parameters():  # trainable parameters in float32, as the example upcasts them
         if p.requires_grad:

@@ -30,7 +30,7 @@ from bench_inference import edit_inputs, timed_run
 from common import _materialise, clock_name
 
 from train.step import TrainStep
-from vivid.model.spec import to_unit_range
+from vivid.model.spec import SamplingSettings, StepHooks, to_unit_range
 from vivid.model.configs import (
     TINY_WAN_TRANSFORMER,
     WAN21_1_3B_TRANSFORMER,
@@ -123,9 +123,9 @@ def edit_batch(frames: int, height: int, width: int) -> dict[str, torch.Tensor]:
 
 
 def spec_step_callback(on_step_end):
-    """`WanSpec.sample`'s on_step(i, t, latents) calling a pipeline-style callback (`timed_run`'s), replacing
+    """`WanSpec.sample`'s on_step(i, t, tensors) calling a pipeline-style callback (`timed_run`'s), replacing
     nothing."""
-    def on_step(i, t, latents):
+    def on_step(i, t, tensors):
         on_step_end(None, i, t, {})
 
     return on_step
@@ -176,10 +176,10 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 conditions = spec.encode_conditions(vae, to_unit_range(batch["masked_video"]).to(device),
                                                     batch["mask"].float().to(device))
+                settings = SamplingSettings(num_inference_steps=args.steps, guidance_scale=args.guidance,
+                                            generator=torch.Generator(device).manual_seed(0))
                 latents = spec.sample(transformer, scheduler, conditions, prompt_embeds, negative_embeds,
-                                      num_inference_steps=args.steps, guidance_scale=args.guidance,
-                                      generator=torch.Generator(device).manual_seed(0),
-                                      on_step=spec_step_callback(on_step_end))
+                                      settings, StepHooks(on_step=spec_step_callback(on_step_end)))
                 return spec.decode_latents(vae, latents)
 
         rows.append(timed_run("vivid (WanSpec: conditions, sample, decode)", vivid_call, device, 1))

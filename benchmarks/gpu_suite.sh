@@ -13,9 +13,11 @@
 # checkpointing. Then `vivid mask`'s SAM 2.1 hiera-large and SAM 3 trackers (random weights, 640x272 bikes at
 # 250 and 1000 frames: masks per second, peak memory); then each speed and memory flag of `vivid edit` through its
 # own loading code on the tiny CogVideoX and Wan2.1 (benchmarks/bench_edit_options.py: the path, not a figure).
-# Then the training paths only a GPU takes (benchmarks/check_training_gpu_paths.py): 20 fp16 steps with one forced
-# gradient overflow, `vivid data embed-captions` on cuda for both bases. --quick keeps the first two, the training
-# step, one long length, the Wan and the mask rows and the training paths, with fewer steps.
+# A Wan edit (the tiny Wan, loaded by `vivid edit`'s code) under model and under sequential CPU offload, beside
+# the plain one, in the dry run too (benchmarks/bench_wan_offload.py). Then the training paths only a GPU takes
+# (benchmarks/check_training_gpu_paths.py): 20 fp16 steps with one forced gradient overflow, `vivid data
+# embed-captions` on cuda for both bases. --quick keeps the first two, the training step, one long length, the Wan
+# and the mask rows and the training paths, with fewer steps.
 #
 # What it needs beyond a PyTorch with CUDA: this package's dependencies. Where `import diffusers` fails, they are
 # installed from wheels in $VIVID_WHEELS (default .whl/, see benchmarks/README or docs/performance.md) without the
@@ -55,6 +57,7 @@ if [ "$mode" = dry ]; then
     long=(--size tiny --device cpu --frames 17,25 --height 64 --width 96 --clip-frames 9)
     wan_shape=(--device cpu --frames 5 --height 32 --width 48)
     declare -A wan_size=([1.3b]=tiny [14b]=tiny)  # both Wan rows run the tiny Wan
+    offload_device=cpu  # accelerate's hooks with the CPU as execution device (sequential: weights on meta)
     masks=(--model tiny --device cpu --frames 6)  # the tiny SAM 2 / SAM 3 of vivid.segmentation.tiny
     steps=1
     train_steps=1
@@ -63,6 +66,7 @@ else
     long=(--size 5b --frames 97,193 --height 480 --width 720)
     wan_shape=(--frames 81 --height 480 --width 832)
     declare -A wan_size=([1.3b]=1.3b [14b]=14b)
+    offload_device=cuda
     masks=(--model full-random --frames 250 1000)  # SAM 2.1 hiera-large / SAM 3 architectures, random weights
     steps=4
     train_steps=2
@@ -112,6 +116,13 @@ for wan in 1.3b 14b; do
     run "training_wan2.1_${wan}" "${wan_args[@]}" --mode training --train-steps "$train_steps" \
         --gradient-checkpointing
 done
+
+# a Wan edit (tiny Wan, loaded as `vivid edit` loads it) under model and sequential CPU offload, beside the plain one
+for memory in model_offload sequential_offload; do
+    run "wan_edit_$memory" benchmarks/bench_wan_offload.py --memory "$memory" --device "$offload_device" \
+        --steps "$steps"
+done
+
 for segmenter in sam2 sam3; do  # `vivid mask`: masks per second and peak memory at two lengths
     run "masks_$segmenter" benchmarks/bench_masks.py speed --segmenter "$segmenter" "${masks[@]}"
 done

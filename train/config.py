@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from data_loaders.config import DataConfig
-from vivid.constants import LORA_ALPHA, LORA_RANK, LORA_TARGETS
+from vivid.model.spec import ModelSpecification
 from vivid.yaml_config import ConfigError, build_dataclass, load_dataclass_config
 
 TINY = "tiny"  # reserved `model.pretrained` value: the built-in tiny CogVideoX family
@@ -27,9 +27,10 @@ class ModelConfig:
     # "text_to_video": the base's own objective, no condition channels, every transformer weight trained, the
     # checkpoint's transformer/ a diffusers model folder (how vivid/model/tiny_base was pretrained)
     objective: Literal["edit", "text_to_video"] = "edit"
-    lora_rank: int = LORA_RANK
-    lora_alpha: int = LORA_ALPHA
-    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    # the recipe's LoRA, as every base's specification has it (vivid/model/spec.py)
+    lora_rank: int = ModelSpecification.lora_rank
+    lora_alpha: int = ModelSpecification.lora_alpha
+    lora_targets: list[str] = field(default_factory=lambda: list(ModelSpecification.lora_targets))
     # train every base transformer weight too, beside the LoRA and patch embedding: only for tiny models trained
     # from scratch (a random base has nothing to keep; a LoRA on it learns shapes far slower, see docs/training.md).
     # The weights folder then carries the base transformer as well.

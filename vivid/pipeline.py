@@ -24,14 +24,15 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
+from diffusers.video_processor import VideoProcessor
 
 from vivid.io.edit_inputs import EditInputs, check_sampling, load_edit_inputs
 from vivid.io.resize import resize_frames, resize_mask
 from vivid.conditioning.mask_tensors import erase, kive_substitute
 from vivid.model.frame_conv import use_frame_convs
 from vivid.model.registry import spec_for
-from vivid.model.spec import ModelSpecification, dynamic_guidance_scale
-from vivid.model.transformer import compute_dtype
+from vivid.model.spec import ModelSpecification, SamplingSettings, StepHooks
+from vivid.model.transformer import compute_dtype, has_mixed_dtypes
 from vivid.model.weights import (
     VIVIDWeightsConfig,
     load_vivid_weights,
@@ -55,13 +56,6 @@ class VIVIDPipelineOutput(BaseOutput):
     (F, 3, H, W) in [0, 1] ("pt"), or the latents ("latent"). Batch first."""
 
     frames: Any
-
-
-class _Interrupted(Exception):
-    """Raised from the step callback when `pipe.interrupt` is set: the remaining steps are skipped."""
-
-    def __init__(self, latents: torch.Tensor):
-        self.latents = latents
 
 
 class VIVIDPipeline(DiffusionPipeline):
@@ -98,6 +92,22 @@ class VIVIDPipeline(DiffusionPipeline):
         if base_model is not None:
             config.base_model = base_model
         save_vivid_weights(self.transformer, folder, config)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> "VIVIDPipeline":
+        """diffusers' `from_pretrained`, with the base's VAE dtype rule (`spec.loading_dtype`: Wan keeps its VAE in
+        float32 whatever `torch_dtype`), as training loads the components."""
+        torch_dtype = kwargs.pop("torch_dtype", None)
+        dtype = kwargs.pop("dtype", None) if torch_dtype is None else torch_dtype
+        if kwargs.get("vae") is not None:  # a VAE given is used as given
+            return super().from_pretrained(pretrained_model_name_or_path, dtype=dtype, **kwargs)
+        spec = spec_for(kwargs.get("transformer") or pretrained_model_name_or_path)
+        single = isinstance(dtype, torch.dtype)  # else None, or diffusers' per-component dict, used as given
+        pipe = super().from_pretrained(pretrained_model_name_or_path,
+                                       dtype=spec.loading_dtype(dtype) if single else dtype, **kwargs)
+        if single or dtype is None:
+            spec.keep_vae_dtype(pipe.vae, dtype)
+        return pipe
 
     @classmethod
     def from_vivid(cls, weights: str | os.PathLike, base_model: str | None = None, **kwargs) -> "VIVIDPipeline":
@@ -220,8 +230,11 @@ class VIVIDPipeline(DiffusionPipeline):
         output_type: str,
         callback_on_step_end: Callable | None,
         callback_on_step_end_tensor_inputs: list[str],
+        eta: float = 0.0,
+        use_dynamic_cfg: bool = False,
     ) -> None:
         """Reject bad arguments before any model work (bad media are `load_edit_inputs`' to reject)."""
+        self.spec.refuse_sampler_options(eta, use_dynamic_cfg)
         unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if callback_on_step_end is not None and unknown:
             raise ValueError(f"callback tensor inputs {sorted(unknown)} not in {self._callback_tensor_inputs}")
@@ -290,7 +303,7 @@ class VIVIDPipeline(DiffusionPipeline):
         num_inference_steps = spec.default_num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance_scale = spec.default_guidance_scale if guidance_scale is None else guidance_scale
         self.check_inputs(height, width, num_inference_steps, guidance_scale, num_videos_per_prompt, output_type,
-                          callback_on_step_end, callback_on_step_end_tensor_inputs)
+                          callback_on_step_end, callback_on_step_end_tensor_inputs, eta, use_dynamic_cfg)
         inputs = load_edit_inputs(video, mask, prompt, task, keyframe, prompt_required=prompt_embeds is None)
         src_h, src_w = inputs.frames.shape[1:3]
         if height is None:
@@ -321,54 +334,67 @@ class VIVIDPipeline(DiffusionPipeline):
         masked, mask_t = self._to_model_tensors(inputs, (height, width), device)
         conditions = spec.encode_conditions(self.vae, masked, mask_t)
         conditions = conditions.repeat(num_videos_per_prompt, 1, 1, 1, 1)
-        options: dict[str, Any] = {}
-        if use_dynamic_cfg:
-            options["use_dynamic_cfg"] = True
-        if eta:
-            options["eta"] = eta
-
-        dtype = compute_dtype(self.transformer)  # trainable weights may be fp32 beside bf16 ones
-        # fp32 trainable weights beside frozen bf16 ones (validation during training): autocast, as training runs
-        mixed = any(p.dtype != dtype for p in self.transformer.parameters() if p.is_floating_point())
-        with self.progress_bar(total=num_inference_steps) as progress_bar:
-
-            def before_step(i: int, t: torch.Tensor) -> None:
-                self._current_timestep = t
-                if use_dynamic_cfg:
-                    self._guidance_scale = dynamic_guidance_scale(i, num_inference_steps, guidance_scale)
-
-            def on_step(i: int, t: torch.Tensor, step_latents: torch.Tensor) -> torch.Tensor | None:
-                if callback_on_step_end is not None:
-                    values = dict(latents=step_latents, prompt_embeds=prompt_embeds,
-                                  negative_prompt_embeds=negative_prompt_embeds)
-                    callback_kwargs = {k: values[k] for k in callback_on_step_end_tensor_inputs}
-                    step_latents = callback_on_step_end(self, i, t, callback_kwargs).pop("latents", step_latents)
-                progress_bar.update()
-                if self.interrupt:
-                    raise _Interrupted(step_latents)
-                return step_latents
-
-            try:
-                with torch.autocast(device.type, dtype, enabled=mixed):
-                    latents = spec.sample(
-                        self.transformer, self.scheduler, conditions, prompt_embeds, negative_prompt_embeds,
-                        num_inference_steps, guidance_scale, generator, latents, attention_kwargs, on_step,
-                        before_step, **options,
-                    )
-            except _Interrupted as stop:
-                latents = stop.latents
+        settings = SamplingSettings(num_inference_steps, guidance_scale, generator, latents, attention_kwargs, eta,
+                                    use_dynamic_cfg)
+        latents = self._sample(conditions, prompt_embeds, negative_prompt_embeds, settings,
+                               callback_on_step_end, callback_on_step_end_tensor_inputs)
         self._current_timestep = None
 
         if output_type == "latent":
             self.maybe_free_model_hooks()
             return VIVIDPipelineOutput(frames=latents) if return_dict else (latents,)
 
-        decoded = spec.decode_latents(self.vae, latents).float()
+        frames = self._decode(latents, inputs, (height, width), paste_back_source, paste_back_dilation, output_type)
+        return VIVIDPipelineOutput(frames=frames) if return_dict else (frames,)
+
+    def _sample(
+        self,
+        conditions: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        negative_prompt_embeds: torch.Tensor | None,
+        settings: SamplingSettings,
+        callback_on_step_end: Callable[[Any, int, torch.Tensor, dict], dict] | None,
+        callback_tensor_inputs: list[str],
+    ) -> torch.Tensor:
+        """The spec's sampler with the pipeline's state, progress bar, interruption and step callback (which may
+        replace the latents and either prompt embedding, as in diffusers' pipelines)."""
+
+        def before_step(i: int, t: torch.Tensor, guidance_scale: float) -> None:
+            self._current_timestep = t
+            self._guidance_scale = guidance_scale
+
+        def on_step(i: int, t: torch.Tensor, tensors: dict[str, Any]) -> dict[str, Any] | None:
+            if callback_on_step_end is None:
+                return None
+            outputs = callback_on_step_end(self, i, t, {k: tensors[k] for k in callback_tensor_inputs})
+            return {k: outputs[k] for k in self._callback_tensor_inputs if k in outputs}
+
+        dtype = compute_dtype(self.transformer)
+        # fp32 trainable weights beside frozen bf16 ones (validation during training): autocast, as training runs
+        mixed = has_mixed_dtypes(self.transformer)
+        with self.progress_bar(total=self._num_timesteps) as progress_bar:
+            hooks = StepHooks(before_step, on_step, progress_bar, lambda: self.interrupt)
+            with torch.autocast(self._execution_device.type, dtype, enabled=mixed):
+                return self.spec.sample(self.transformer, self.scheduler, conditions, prompt_embeds,
+                                        negative_prompt_embeds, settings, hooks)
+
+    def _decode(
+        self,
+        latents: torch.Tensor,
+        inputs: EditInputs,
+        size: tuple[int, int],
+        paste_back_source: bool,
+        paste_back_dilation: int | None,
+        output_type: str,
+    ) -> Any:
+        """Decoded frames at the source's size and frame count, pasted into the source, as `output_type`."""
+        decoded = self.spec.decode_latents(self.vae, latents).float()
         self.maybe_free_model_hooks()
         decoded = decoded[:, : inputs.frames.shape[0]]  # drop the 4k+1 padding frames
         decoded = ((decoded.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
+        src_h, src_w = inputs.frames.shape[1:3]
         dilation = paste_back_dilation if paste_back_dilation is not None else default_paste_dilation(
-            (src_h, src_w), (height, width)
+            (src_h, src_w), size
         )
         videos = []
         for video_out in decoded:
@@ -378,17 +404,13 @@ class VIVIDPipeline(DiffusionPipeline):
             if inputs.keyframe is not None:
                 video_out[0] = inputs.keyframe  # KIVE: the keyframe is the edit of frame 0, exactly
             videos.append(video_out)
-        frames = _format_frames(videos, output_type)
-        return VIVIDPipelineOutput(frames=frames) if return_dict else (frames,)
+        return _format_frames(videos, output_type)
 
 
 def _format_frames(videos: list[np.ndarray], output_type: str) -> Any:
-    if output_type == "np":
-        return np.stack(videos).astype(np.float32) / 255.0
+    """uint8 videos (F, H, W, 3) -> a stacked uint8 array, or diffusers' VideoProcessor output ("np", "pt", "pil")
+    of the frames in [0, 1]."""
     if output_type == "uint8":
         return np.stack(videos)
-    if output_type == "pt":
-        return torch.from_numpy(np.stack(videos)).permute(0, 1, 4, 2, 3).float() / 255.0
-    from PIL import Image
-
-    return [[Image.fromarray(f) for f in v] for v in videos]
+    video = torch.from_numpy(np.stack(videos)).permute(0, 4, 1, 2, 3).float() / 255.0  # (B, 3, F, H, W)
+    return VideoProcessor(do_normalize=False).postprocess_video(video, output_type)

@@ -89,10 +89,11 @@ def test_5b_components_on_meta():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from common import build_components
 
-    from vivid.model.transformer import make_vivid_transformer, parameter_report
+    from vivid.model.cogvideox_spec import CogVideoXSpec
+    from vivid.model.transformer import parameter_report
 
     comps = build_components("5b", torch.device("meta"), torch.bfloat16)
-    transformer = make_vivid_transformer(comps["transformer"])
+    transformer = CogVideoXSpec().make_vivid(comps["transformer"])
     report = parameter_report(transformer)
     assert 5.5e9 < report["total"] < 5.8e9 and report["trainable"] < 0.01 * report["total"]
     assert 4.6e9 < sum(p.numel() for p in comps["text_encoder"].parameters()) < 4.9e9  # T5-XXL encoder

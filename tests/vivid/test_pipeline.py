@@ -299,3 +299,58 @@ def test_pipeline_runs_with_trainable_weights_in_fp32_beside_bf16_ones(family_mo
     frames, _ = clip
     out = _run(pipe, frames[:5], box_mask(5, 144, 176, 40, 60, 50, 60), prompt="a red ball", guidance_scale=2.0)
     assert out.shape == (1, 5, 144, 176, 3) and np.isfinite(out).all()
+
+
+def test_callback_may_replace_the_prompt_embeddings(family_pipe, clip):
+    """As in diffusers' pipelines, `callback_on_step_end` may replace `prompt_embeds` and `negative_prompt_embeds`
+    (not only the latents): replaced after step 0, steps 1 on see the new ones."""
+    frames, _ = clip
+    mask = box_mask(5, 144, 176, 40, 60, 50, 60)
+    embeds, negative = family_pipe.encode_prompt("a red ball", "", True)
+    other, _ = family_pipe.encode_prompt("a blue cube", "", True)
+    run = dict(negative_prompt_embeds=negative, guidance_scale=3.0, num_inference_steps=2, output_type="latent")
+
+    def switch(pipe, i, t, kwargs):
+        return {"prompt_embeds": other} if i == 0 else {}
+
+    switched = _run(family_pipe, frames[:5], mask, prompt_embeds=embeds, **run, callback_on_step_end=switch,
+                    callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"])
+    kept = _run(family_pipe, frames[:5], mask, prompt_embeds=embeds, **run)
+    assert not torch.equal(switched, kept)
+
+    def switch_negative(pipe, i, t, kwargs):
+        return {"negative_prompt_embeds": other} if i == 0 else {}
+
+    switched_negative = _run(family_pipe, frames[:5], mask, prompt_embeds=embeds, **run,
+                             callback_on_step_end=switch_negative)
+    assert not torch.equal(switched_negative, kept) and not torch.equal(switched_negative, switched)
+
+
+@pytest.mark.parametrize("option", [{"eta": 0.5}, {"use_dynamic_cfg": True}], ids=["eta", "use_dynamic_cfg"])
+def test_options_the_base_cannot_take_are_refused_before_model_work(tiny_wan_model_dir, clip, monkeypatch, option):
+    """Wan's sampler has no eta and no dynamic CFG (CogVideoX's): one line naming the base, before any text or VAE
+    encoding."""
+    from vivid.pipeline import VIVIDPipeline
+
+    pipe = VIVIDPipeline.from_pretrained(tiny_wan_model_dir)
+    monkeypatch.setattr(pipe, "encode_prompt", lambda *a, **k: pytest.fail("text encoded before the check"))
+    frames, _ = clip
+    with pytest.raises(ValueError, match=rf"^Wan2\.1's sampler takes no {next(iter(option))} "):
+        _run(pipe, frames[:5], box_mask(5, 144, 176, 40, 60, 50, 60), prompt="a red ball", **option)
+
+
+def test_bf16_wan_samples_without_autocast(tiny_wan_model_dir, clip):
+    """diffusers keeps Wan's time embedder, norms and scale-shift tables in fp32 (`_keep_in_fp32_modules`) in a
+    bf16 model: they are no "mixed" weights, so the pipeline does not turn autocast on (under which the time
+    embedder would compute in bf16)."""
+    from vivid.pipeline import VIVIDPipeline
+
+    pipe = VIVIDPipeline.from_pretrained(tiny_wan_model_dir, torch_dtype=torch.bfloat16)
+    pipe.set_progress_bar_config(disable=True)
+    assert any(p.dtype == torch.float32 for p in pipe.transformer.parameters())  # the kept-in-fp32 modules
+    seen = []
+    pipe.transformer.register_forward_pre_hook(lambda module, args: seen.append(torch.is_autocast_enabled("cpu")))
+    frames, _ = clip
+    _run(pipe, frames[:5], box_mask(5, 144, 176, 40, 60, 50, 60), prompt="a red ball", num_inference_steps=1,
+         guidance_scale=1.0, output_type="latent")
+    assert seen == [False]

@@ -1,5 +1,6 @@
-"""VIVIDPipeline under accelerate's offload hooks (as `enable_model_cpu_offload` / `enable_sequential_cpu_offload`
-place them) edits exactly as without them: inputs follow the pipeline's execution device, not `vae.device`.
+"""VIVIDPipeline on every base under accelerate's offload hooks (as `enable_model_cpu_offload` /
+`enable_sequential_cpu_offload` place them) edits exactly as without them: inputs follow the pipeline's execution
+device, not `vae.device`.
 
 On this CPU-only machine the hooks' execution device is the CPU. Sequential offload still shows the defect that
 a GPU run hits: the offloaded weights sit on `meta`, so `vae.device` is `meta`. The hooks are applied with
@@ -38,17 +39,19 @@ def _model_offload(pipe) -> None:
 
 
 @pytest.mark.parametrize("offload", [_sequential_offload, _model_offload], ids=["sequential", "model"])
-def test_offloaded_edit_runs_and_equals_the_plain_one(tiny_model_dir, offload):
+def test_offloaded_edit_runs_and_equals_the_plain_one(family_model_dir, offload):
     from vivid.pipeline import VIVIDPipeline
 
-    plain = VIVIDPipeline.from_pretrained(tiny_model_dir)
+    plain = VIVIDPipeline.from_pretrained(family_model_dir)
     plain.set_progress_bar_config(disable=True)
     expected = _edit(plain)
 
-    pipe = VIVIDPipeline.from_pretrained(tiny_model_dir)
+    pipe = VIVIDPipeline.from_pretrained(family_model_dir)
     pipe.set_progress_bar_config(disable=True)
     offload(pipe)
     assert pipe._execution_device.type == "cpu"
     if offload is _sequential_offload:
         assert pipe.vae.device.type == "meta"  # what `vae.device` says under sequential offload
-    np.testing.assert_array_equal(_edit(pipe), expected)
+    # equal up to one grey level: float32 CPU kernels may round differently once the hooks have placed the weights
+    # anew in memory (a deep copy of the tiny Wan transformer already changes its output by ~5e-7)
+    np.testing.assert_allclose(_edit(pipe), expected, rtol=0, atol=1.01 / 255)

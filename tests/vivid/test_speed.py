@@ -14,12 +14,11 @@ STEPS = 6
 
 @pytest.fixture
 def make_pipe(tiny_model_dir):
-    from vivid.model.transformer import lora_config
     from vivid.pipeline import VIVIDPipeline
 
     def make():
         pipe = VIVIDPipeline.from_pretrained(tiny_model_dir)
-        pipe.transformer.add_adapter(lora_config())
+        pipe.transformer.add_adapter(pipe.spec.lora_config())
         gen = torch.Generator().manual_seed(1)
         with torch.no_grad():
             for name, param in pipe.transformer.named_parameters():

@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vivid.constants import LORA_TARGETS
 
 logger = logging.getLogger("vivid.demo")
 
@@ -45,7 +44,7 @@ class DemoPlan:
     lr: float = 1e-3
     # the recipe's LoRA: rank 32 on the attention projections (at the tiny width of 128, a quarter of it)
     lora_rank: int = 32
-    lora_targets: tuple[str, ...] = LORA_TARGETS
+    lora_targets: tuple[str, ...] = ()  # () = the base's (train.config's default: the specification's)
     # Departs from the recipe's 10:1: the eval edits 9-frame clips, and in minutes of training 10:1 leaves too few
     # clip batches to learn the later latent frames (docs/experiments.md).
     image_video_ratio: float = 2.0
@@ -116,7 +115,8 @@ def train_config(plan: DemoPlan, model_dir: Path, data_dir: Path, out_dir: Path,
 
     return config_from_dict(dict(
         model=dict(pretrained=str(model_dir), lora_rank=plan.lora_rank, lora_alpha=plan.lora_rank,
-                   lora_targets=list(plan.lora_targets), gradient_checkpointing=False, train_base=False),
+                   **({"lora_targets": list(plan.lora_targets)} if plan.lora_targets else {}),
+                   gradient_checkpointing=False, train_base=False),
         data=dict(
             train_manifests=[str(data_dir / "train-*.jsonl")], eval_manifests=[str(data_dir / "eval-*.jsonl")],
             height=64, width=96, frames=9, fps=8.0, video_batch_size=plan.video_batch,

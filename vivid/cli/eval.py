@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from vivid.constants import DEFAULT_CLIP, MAX_CLIP_FRAMES, TASKS
+from vivid.constants import DEFAULT_CLIP, TASKS
 
 logger = logging.getLogger("vivid.eval")
 
@@ -31,9 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--paste-back", action="store_true",
                    help="paste the source back outside the dilated mask (off by default: BP then measures the model)")
     p.add_argument("--eval-fps", type=float, default=7.5, help="score frames resampled to this rate (0: every frame)")
-    p.add_argument("--max-frames", type=int, default=MAX_CLIP_FRAMES,
-                   help=f"frames per sample at 8 fps, at most, rounded down to 4k+1 (default {MAX_CLIP_FRAMES}; "
-                        "0: the whole record). Samples longer than one clip are edited clip by clip and get the "
+    p.add_argument("--max-frames", type=int, default=None,
+                   help="frames per sample at 8 fps, at most, rounded down to 4k+1 (default: VIVID-10M-Eval's, "
+                        "CogVideoX-5B's clip length; 0: the whole record). Samples longer than one clip are edited clip by clip and get the "
                         "boundary metric")
     p.add_argument("--clip-frames", type=int, default=None,
                    help="clip length (4k+1) of such chained edits (default: the model's clip length)")
@@ -58,6 +58,7 @@ def load_scorer(name: str | None, device: str | None = None):
 def run(args: argparse.Namespace) -> int:
     from vivid.cli.edit import load_pipeline
     from vivid.evaluation import (
+        EVAL_MAX_FRAMES,
         EvalSettings,
         evaluate,
         format_table,
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    if args.max_frames < 0:
+    if args.max_frames is not None and args.max_frames < 0:
         raise ValueError(f"--max-frames must be >= 1 (or 0 for the whole record), got {args.max_frames}")
     if args.clip_frames is not None and (args.clip_frames < 5 or (args.clip_frames - 1) % 4):
         raise ValueError(f"--clip-frames must be 4k+1 and at least 5, got {args.clip_frames}")
@@ -91,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps, guidance=args.guidance, seed=args.seed, paste_back=args.paste_back,
         eval_fps=args.eval_fps or None, limit=args.limit, clip_frames=args.clip_frames, boundaries=args.boundaries,
     )
-    samples = load_eval_samples(args.data, limit=args.limit, max_frames=args.max_frames or None)
+    max_frames = EVAL_MAX_FRAMES if args.max_frames is None else args.max_frames or None
+    samples = load_eval_samples(args.data, limit=args.limit, max_frames=max_frames)
     scorer = load_scorer(args.clip, args.device)
     if args.baseline == "inpaint":
         editor, method = inpaint_editor(), "inpaint"
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         editor, method = pipeline_editor(pipe, settings), args.baseline or "vivid"
     report = evaluate(samples, editor, settings, scorer, method=method, tasks=tasks, progress=logger.info)
     report["settings"].update(model=args.model, weights=args.weights, data=list(args.data),
-                              max_frames=args.max_frames or None)
+                              max_frames=max_frames)
     path = write_report(report, args.out)
     print(format_table({method: report}))
     print(f"wrote {path}")

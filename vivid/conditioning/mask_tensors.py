@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vivid.constants import VAE_SPATIAL, VAE_TEMPORAL
 
 
 def erase(video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -39,7 +38,7 @@ def kive_substitute(
     return masked_video, mask
 
 
-def latent_frame_count(num_frames: int, temporal: int = VAE_TEMPORAL) -> int:
+def latent_frame_count(num_frames: int, temporal: int) -> int:
     """Frames after a causal video VAE's temporal compression by `temporal` (CogVideoX's and Wan's: 4, so
     4k+1 frames -> k+1 latent frames)."""
     if num_frames < 1 or (num_frames - 1) % temporal:
@@ -48,7 +47,7 @@ def latent_frame_count(num_frames: int, temporal: int = VAE_TEMPORAL) -> int:
     return (num_frames - 1) // temporal + 1
 
 
-def pack_mask(mask: torch.Tensor, temporal: int = VAE_TEMPORAL, spatial: int = VAE_SPATIAL) -> torch.Tensor:
+def pack_mask(mask: torch.Tensor, temporal: int, spatial: int) -> torch.Tensor:
     """Pack a pixel mask (B, F, 1, H, W), F = 4k+1, into mask latents (B, k+1, 4, H/8, W/8).
 
     Time is packed as the VAE packs it: latent frame 0 <- frame 0 repeated 4 times, latent frame j <- frames

@@ -18,11 +18,11 @@ from __future__ import annotations
 from vivid.evaluation.editors import EditedVideo, Editor, EvalSettings, inpaint_editor, pipeline_editor
 from vivid.evaluation.report import REPORT_NAME, STRIP_NAME, SUMMARY_NAME, format_table, strip_image, write_report
 from vivid.evaluation.run import evaluate
-from vivid.evaluation.samples import EvalSample, load_eval_samples
+from vivid.evaluation.samples import EVAL_MAX_FRAMES, EvalSample, load_eval_samples
 from vivid.evaluation.scoring import score_sample, summarize
 
 __all__ = [
-    "REPORT_NAME", "STRIP_NAME", "SUMMARY_NAME", "EditedVideo", "Editor", "EvalSample", "EvalSettings", "evaluate",
+    "EVAL_MAX_FRAMES", "REPORT_NAME", "STRIP_NAME", "SUMMARY_NAME", "EditedVideo", "Editor", "EvalSample", "EvalSettings", "evaluate",
     "format_table", "inpaint_editor", "load_eval_samples", "pipeline_editor", "score_sample", "strip_image",
     "summarize", "write_report",
 ]

@@ -12,7 +12,11 @@ import numpy as np
 from data_loaders.config import DataConfig
 from data_loaders.format import read_manifests
 from data_loaders.loader import build_eval_samples
-from vivid.constants import MAX_CLIP_FRAMES, TASKS, clip_frames_at_most
+from vivid.constants import TASKS, clip_frames_at_most
+from vivid.model.cogvideox_spec import CogVideoXSpec
+
+# VIVID-10M-Eval's samples are CogVideoX-5B clips: its native length at 8 fps, at most.
+EVAL_MAX_FRAMES = CogVideoXSpec.native_frames
 from vivid.io.files import is_image_path
 from vivid.io.images import read_image
 from vivid.io.video import video_info
@@ -38,7 +42,7 @@ def load_eval_samples(
     size: tuple[int, int] | None = None,
     frames: int | None = None,
     fps: float = 8.0,
-    max_frames: int | None = MAX_CLIP_FRAMES,
+    max_frames: int | None = EVAL_MAX_FRAMES,
 ) -> list[EvalSample]:
     """The eval records of the manifests, decoded by the data pipeline (deterministically: clip start, masks not
     augmented), at most `limit` per task. `size` (H, W) and `frames` (4k+1) default to the first record's media
@@ -65,7 +69,7 @@ def load_eval_samples(
     return samples
 
 
-def _media_geometry(media: str, fps: float, max_frames: int | None = MAX_CLIP_FRAMES) -> tuple[int, int, int]:
+def _media_geometry(media: str, fps: float, max_frames: int | None = EVAL_MAX_FRAMES) -> tuple[int, int, int]:
     """(height, width, 4k+1 frames at `fps`, at most `max_frames`; None: all) of a video or image file."""
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1 (or None for no limit), got {max_frames}")
@@ -75,4 +79,4 @@ def _media_geometry(media: str, fps: float, max_frames: int | None = MAX_CLIP_FR
     count, src_fps, h, w = video_info(media)
     usable = count if not src_fps or src_fps <= fps else int((count - 1) * fps / src_fps) + 1
     usable = max(usable, 1) if max_frames is None else min(max(usable, 1), max_frames)
-    return h, w, clip_frames_at_most(usable)
+    return h, w, clip_frames_at_most(usable, CogVideoXSpec.vae_temporal)

@@ -7,18 +7,23 @@ encoder call, 2 latent frames per decoder call) which decides how many frames ea
 
 from __future__ import annotations
 
-from vivid.constants import LORA_RANK, LORA_TARGETS, VAE_SPATIAL, VAE_TEMPORAL, VIVID_IN_CHANNELS
 from typing import Any
 
 from vivid.flops.formulas import BaseFlops, check_clip_size, conv_flops
+from vivid.model.cogvideox_spec import CogVideoXSpec
+
+# CogVideoX's numbers, as its specification states them: VAE compression, VIVID's input channels, LoRA recipe
+SPEC = CogVideoXSpec()
+TEMPORAL, SPATIAL = SPEC.vae_temporal, SPEC.vae_spatial
+VIVID_IN_CHANNELS = SPEC.in_channels
 
 
 def token_counts(transformer: dict, frames: int, height: int, width: int, text_tokens: int | None = None):
     """(video tokens, text tokens) the transformer sees for a pixel-space clip of `frames` (4k+1) frames."""
-    check_clip_size(frames, height, width, transformer["patch_size"])
+    check_clip_size(frames, height, width, transformer["patch_size"], TEMPORAL, SPATIAL)
     p = transformer["patch_size"]
-    latent_t = (frames - 1) // VAE_TEMPORAL + 1
-    video = latent_t * (height // (VAE_SPATIAL * p)) * (width // (VAE_SPATIAL * p))
+    latent_t = (frames - 1) // TEMPORAL + 1
+    video = latent_t * (height // (SPATIAL * p)) * (width // (SPATIAL * p))
     text = transformer["max_text_seq_length"] if text_tokens is None else text_tokens
     return video, text
 
@@ -30,8 +35,8 @@ def transformer_forward_flops(
     width: int,
     batch: int = 1,
     in_channels: int = VIVID_IN_CHANNELS,
-    lora_rank: int = LORA_RANK,
-    lora_targets: int = len(LORA_TARGETS),
+    lora_rank: int = SPEC.lora_rank,
+    lora_targets: int = len(SPEC.lora_targets),
     text_tokens: int | None = None,
 ) -> dict[str, float]:
     """One forward of a CogVideoX transformer, split into `linear` (every dense layer and the patch conv),
@@ -68,8 +73,8 @@ def transformer_train_flops(
     width: int,
     batch: int = 1,
     in_channels: int = VIVID_IN_CHANNELS,
-    lora_rank: int = LORA_RANK,
-    lora_targets: int = len(LORA_TARGETS),
+    lora_rank: int = SPEC.lora_rank,
+    lora_targets: int = len(SPEC.lora_targets),
     text_tokens: int | None = None,
 ) -> dict[str, float]:
     """Model FLOPs of one LoRA training step of the transformer: forward + backward (no recomputation).
@@ -147,7 +152,7 @@ def _resnet(c_in: int, c_out: int, positions: int, zq: int = 0) -> int:
 
 def vae_encode_flops(vae: dict, frames: int, height: int, width: int, batch: int = 1) -> float:
     """AutoencoderKLCogVideoX.encode of (batch, 3, frames, height, width) without tiling."""
-    check_clip_size(frames, height, width, 1)
+    check_clip_size(frames, height, width, 1, TEMPORAL, SPATIAL)
     ch = list(vae["block_out_channels"])
     layers = vae["layers_per_block"]
     levels = len(ch)
@@ -173,16 +178,16 @@ def vae_encode_flops(vae: dict, frames: int, height: int, width: int, batch: int
 
 def vae_decode_flops(vae: dict, frames: int, height: int, width: int, batch: int = 1) -> float:
     """AutoencoderKLCogVideoX.decode of the latents of a (frames, height, width) clip, without tiling."""
-    check_clip_size(frames, height, width, 1)
+    check_clip_size(frames, height, width, 1, TEMPORAL, SPATIAL)
     ch = list(reversed(vae["block_out_channels"]))
     layers = vae["layers_per_block"] + 1
     levels = len(ch)
     zq = vae["latent_channels"]
     time_levels = {4: 2, 2: 1, 1: 0}[int(vae["temporal_compression_ratio"])]
-    latent_frames = (frames - 1) // VAE_TEMPORAL + 1
+    latent_frames = (frames - 1) // TEMPORAL + 1
     total = 0
     for n in _frame_batches(latent_frames, 2):
-        h, w = height // VAE_SPATIAL, width // VAE_SPATIAL
+        h, w = height // SPATIAL, width // SPATIAL
         total += conv_flops(zq, ch[0], 27, n * h * w)
         total += 2 * _resnet(ch[0], ch[0], n * h * w, zq)  # mid block
         c = ch[0]

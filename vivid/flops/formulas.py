@@ -7,15 +7,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from vivid.constants import VAE_SPATIAL, VAE_TEMPORAL
 from vivid.model.spec import ModelSpecification
 
 
-def check_clip_size(frames: int, height: int, width: int, patch: int) -> None:
-    """ValueError unless `frames` is 4k+1 and height, width are positive multiples of 8 x `patch`."""
-    if frames < 1 or (frames - 1) % VAE_TEMPORAL:
-        raise ValueError(f"frames must be 4k+1 (1, 5, ..., 49), got {frames}")
-    step = VAE_SPATIAL * patch
+def check_clip_size(frames: int, height: int, width: int, patch: int, temporal: int, spatial: int) -> None:
+    """ValueError unless `frames` is temporal * k + 1 (4k+1) and height, width are positive multiples of
+    spatial x `patch` (the VAE's compression times the patch size)."""
+    if frames < 1 or (frames - 1) % temporal:
+        raise ValueError(f"frames must be {temporal}k+1 (1, {temporal + 1}, ..., 49), got {frames}")
+    step = spatial * patch
     if height < step or width < step or height % step or width % step:
         raise ValueError(f"height and width must be positive multiples of {step}, got {height}x{width}")
 

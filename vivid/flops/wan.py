@@ -11,16 +11,21 @@ import torch
 from diffusers import AutoencoderKLWan
 from torch.utils.flop_counter import FlopCounterMode
 
-from vivid.constants import LORA_RANK, VAE_SPATIAL, VAE_TEMPORAL, VIVID_IN_CHANNELS
 from vivid.flops.formulas import BaseFlops, check_clip_size
+from vivid.model.wan_spec import WanSpec
+
+# Wan's numbers, as its specification states them: VAE compression, VIVID's input channels, LoRA recipe
+SPEC = WanSpec()
+TEMPORAL, SPATIAL = SPEC.vae_temporal, SPEC.vae_spatial
+VIVID_IN_CHANNELS = SPEC.in_channels
 
 
 def wan_token_counts(transformer: dict, frames: int, height: int, width: int) -> int:
     """Video tokens a Wan transformer sees for a pixel-space clip of `frames` (4k+1) frames."""
     pt, ph, pw = transformer["patch_size"]
-    check_clip_size(frames, height, width, ph)
-    latent_t = (frames - 1) // VAE_TEMPORAL + 1
-    return (latent_t // pt) * (height // (VAE_SPATIAL * ph)) * (width // (VAE_SPATIAL * pw))
+    check_clip_size(frames, height, width, ph, TEMPORAL, SPATIAL)
+    latent_t = (frames - 1) // TEMPORAL + 1
+    return (latent_t // pt) * (height // (SPATIAL * ph)) * (width // (SPATIAL * pw))
 
 
 def wan_transformer_forward_flops(
@@ -31,7 +36,7 @@ def wan_transformer_forward_flops(
     text_tokens: int,
     batch: int = 1,
     in_channels: int = VIVID_IN_CHANNELS,
-    lora_rank: int = LORA_RANK,
+    lora_rank: int = SPEC.lora_rank,
 ) -> dict[str, float]:
     """One forward of a Wan2.1 text-to-video transformer (`WanTransformer3DModel`), split into `linear`, `attention`
     (QK^T and AV of self-attention over the video tokens and of cross-attention to the `text_tokens` caption
@@ -81,7 +86,7 @@ def _meta_counted_wan_vae(config: tuple, frames: int, height: int, width: int) -
 def wan_vae_flops(vae: dict, frames: int, height: int, width: int) -> tuple[float, float]:
     """(encode, decode) FLOPs of `AutoencoderKLWan(**vae)` on one (frames, height, width) clip, counted on the
     meta device by FlopCounterMode."""
-    check_clip_size(frames, height, width, 1)
+    check_clip_size(frames, height, width, 1, TEMPORAL, SPATIAL)
     config = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in vae.items()))
     return _meta_counted_wan_vae(config, frames, height, width)
 

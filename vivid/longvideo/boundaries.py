@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from vivid.constants import VAE_TEMPORAL, clip_frames_at_most
+from vivid.constants import clip_frames_at_most
+from vivid.model.spec import ModelSpecification
+
+# Clips are 4k+1 frames long: every base's VAE compresses time 4x (the `vae_temporal` each specification inherits,
+# checked by `spec.check_vae`).
+TEMPORAL = ModelSpecification.vae_temporal
 
 
 @dataclass
@@ -173,7 +178,7 @@ def detect_hard_cuts(features: FrameFeatures, config: BoundaryConfig | None = No
 
 def _round_stop(start: int, stop: int, min_frames: int) -> int:
     """The largest stop <= `stop` making the clip [start, stop] 4k+1 frames long, at least `min_frames`."""
-    return start + clip_frames_at_most(max(stop - start + 1, min_frames)) - 1
+    return start + clip_frames_at_most(max(stop - start + 1, min_frames), TEMPORAL) - 1
 
 
 def adaptive_boundaries(
@@ -186,7 +191,7 @@ def adaptive_boundaries(
     below the thresholds, rounded down to 4k+1 frames (at least `min_frames`), or at `max_frames`."""
     config = config or BoundaryConfig()
     check_clip_frames(max_frames)
-    min_frames = min(max(config.min_frames, 1 + VAE_TEMPORAL), max_frames)
+    min_frames = min(max(config.min_frames, 1 + TEMPORAL), max_frames)
     n = len(features)
     edges = [0, *sorted(c for c in set(cuts) if 0 < c < n), n]
     boundaries: list[int] = []
@@ -231,7 +236,7 @@ def representative_frame(
 
 
 def check_clip_frames(max_frames: int) -> None:
-    if max_frames < 1 + VAE_TEMPORAL or (max_frames - 1) % VAE_TEMPORAL:
+    if max_frames < 1 + TEMPORAL or (max_frames - 1) % TEMPORAL:
         raise ValueError(f"clip length must be 4k+1 frames and at least 5, got {max_frames}")
 
 

@@ -21,18 +21,10 @@ from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid, retrieve_timesteps
 from diffusers.utils.torch_utils import randn_tensor
 
-from vivid.constants import (
-    BASE_MODEL_ID,
-    LORA_ALPHA,
-    LORA_RANK,
-    LORA_TARGETS,
-    MAX_CLIP_FRAMES,
-    VAE_SPATIAL,
-    clip_frames_at_most,
-)
+from vivid.constants import clip_frames_at_most
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_VAE, T5_XXL, TINY_T5, TINY_TRANSFORMER, TINY_VAE
-from vivid.model.spec import ModelSpecification, StepCallback, StepStart, dynamic_guidance_scale
-from vivid.model.transformer import compute_dtype, make_vivid_transformer, unwrap, widen_patch_embed
+from vivid.model.spec import ModelSpecification, SamplingLoop
+from vivid.model.transformer import compute_dtype, unwrap, widen_patch_embed
 
 
 def extra_step_kwargs(scheduler: Any, generator: Any, eta: float) -> dict[str, Any]:
@@ -55,7 +47,8 @@ def rotary_embeddings(
     if not cfg.use_rotary_positional_embeddings:
         return None
     p = cfg.patch_size
-    grid_h, grid_w = height // (VAE_SPATIAL * p), width // (VAE_SPATIAL * p)
+    spatial = CogVideoXSpec.vae_spatial
+    grid_h, grid_w = height // (spatial * p), width // (spatial * p)
     crops = get_resize_crop_region_for_grid((grid_h, grid_w), cfg.sample_width // p, cfg.sample_height // p)
     return get_3d_rotary_pos_embed(
         embed_dim=cfg.attention_head_dim,
@@ -102,17 +95,15 @@ class CogVideoXSpec(ModelSpecification):
     default_architecture = "5b"
     transformer_class_names = ("CogVideoXTransformer3DModel",)
     pipeline_class_name = "CogVideoXPipeline"
-    default_model_id = BASE_MODEL_ID
-    native_frames = MAX_CLIP_FRAMES  # 49
+    default_model_id = "THUDM/CogVideoX-5b"
+    native_frames = 49  # CogVideoX-5B's training length: 4 * 12 + 1
     native_fps = 8
-    lora_rank = LORA_RANK
-    lora_alpha = LORA_ALPHA
-    lora_targets = tuple(LORA_TARGETS)
     patch_embedding_name = "patch_embed.proj"
     default_guidance_scale = 6.0
+    sampler_options = ("eta", "use_dynamic_cfg")
     objective = "CogVideoX's v-prediction with the loss weighting of diffusers' CogVideoX LoRA example."
     architectures = {
-        "5b": dict(model_id=BASE_MODEL_ID, transformer=COGVIDEOX_5B_TRANSFORMER, vae=COGVIDEOX_5B_VAE,
+        "5b": dict(model_id="THUDM/CogVideoX-5b", transformer=COGVIDEOX_5B_TRANSFORMER, vae=COGVIDEOX_5B_VAE,
                    text_encoder=T5_XXL),
         "tiny": dict(model_id=None, transformer=TINY_TRANSFORMER, vae=TINY_VAE, text_encoder=TINY_T5),
     }
@@ -124,9 +115,9 @@ class CogVideoXSpec(ModelSpecification):
             raise ValueError("only CogVideoX 1.0 transformers (patch_size_t=None) are supported")
         return (1, cfg.patch_size, cfg.patch_size)
 
-    def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
-        cfg = unwrap(transformer).config
-        return cfg.sample_height * self.vae_spatial, cfg.sample_width * self.vae_spatial
+    def native_size(self, transformer: torch.nn.Module | Mapping[str, Any]) -> tuple[int, int]:
+        cfg = self.transformer_config(transformer)
+        return int(cfg["sample_height"]) * self.vae_spatial, int(cfg["sample_width"]) * self.vae_spatial
 
     def clip_frames(self, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
         """The transformer config's `sample_frames` (49 for CogVideoX-5B, 9 for the tiny family), as 4k+1."""
@@ -186,18 +177,7 @@ class CogVideoXSpec(ModelSpecification):
 
     # ---------------------------------------------------------------- transformer
     def widen(self, transformer: torch.nn.Module) -> None:
-        widen_patch_embed(unwrap(transformer), self.in_channels)
-
-    def make_vivid(
-        self,
-        transformer: torch.nn.Module,
-        rank: int | None = None,
-        alpha: int | None = None,
-        targets: Sequence[str] | None = None,
-    ) -> torch.nn.Module:
-        return make_vivid_transformer(
-            transformer, rank or self.lora_rank, alpha or self.lora_alpha, targets or self.lora_targets
-        )
+        widen_patch_embed(unwrap(transformer), self.in_channels, self.latent_channels)
 
     def rotary_embeddings(
         self, transformer: torch.nn.Module, height: int, width: int, latent_frames: int, device: torch.device
@@ -267,71 +247,48 @@ class CogVideoXSpec(ModelSpecification):
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
         return latents.to(device, dtype) * scheduler.init_noise_sigma
 
-    @torch.no_grad()
-    def sample(
-        self,
-        transformer: torch.nn.Module,
-        scheduler: Any,
-        conditions: torch.Tensor,
-        prompt_embeds: torch.Tensor,
-        negative_prompt_embeds: torch.Tensor | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        latents: torch.Tensor | None = None,
-        attention_kwargs: dict | None = None,
-        on_step: StepCallback | None = None,
-        before_step: StepStart | None = None,
-        eta: float = 0.0,
-        use_dynamic_cfg: bool = False,
+    def sampler_timesteps(self, scheduler: Any, num_inference_steps: int, device: torch.device) -> torch.Tensor:
+        return retrieve_timesteps(scheduler, num_inference_steps, device)[0]
+
+    def start_loop(self, loop: SamplingLoop) -> None:
+        """The rotary embeddings of the loop's size and the scheduler's `eta` / `generator` arguments, once."""
+        _, t, _, h, w = loop.conditions.shape
+        loop.state["rotary"] = self.rotary_embeddings(
+            loop.transformer, h * self.vae_spatial, w * self.vae_spatial, t, loop.device
+        )
+        loop.state["step_kwargs"] = extra_step_kwargs(loop.scheduler, loop.settings.generator, loop.settings.eta)
+        loop.state["old_pred_original_sample"] = None  # the DPM scheduler's second-order memory
+
+    def model_output(
+        self, loop: SamplingLoop, step: int, latents: torch.Tensor, prompt_embeds: torch.Tensor,
+        conditions: torch.Tensor, cache_name: str,
     ) -> torch.Tensor:
-        """CogVideoXPipeline's loop on VIVID's input (see the base class); `eta` for DDIM/DPM, `use_dynamic_cfg`
-        CogVideoX's cosine guidance schedule."""
-        steps = num_inference_steps or self.default_num_inference_steps
-        guidance = self.default_guidance_scale if guidance_scale is None else guidance_scale
-        do_cfg = guidance > 1.0
-        device, dtype = conditions.device, compute_dtype(transformer)
-        b, t, _, h, w = conditions.shape
-        if do_cfg:
-            if negative_prompt_embeds is None:
-                raise ValueError("guidance_scale > 1 needs negative_prompt_embeds")
-            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
-            conditions = torch.cat([conditions] * 2)
-        prompt_embeds, conditions = prompt_embeds.to(dtype), conditions.to(dtype)
-        timesteps, steps = retrieve_timesteps(scheduler, steps, device)
-        latents = self.prepare_latents(scheduler, (b, t, self.latent_channels, h, w), device, dtype, generator, latents)
-        step_kwargs = extra_step_kwargs(scheduler, generator, eta)
-        rotary = self.rotary_embeddings(transformer, h * self.vae_spatial, w * self.vae_spatial, t, device)
-        old_pred_original_sample = None
-        for i, step_t in enumerate(timesteps):
-            if before_step is not None:
-                before_step(i, step_t)
-            model_input = torch.cat([latents] * 2) if do_cfg else latents
-            model_input = self.transformer_input(scheduler.scale_model_input(model_input, step_t), conditions)
-            with transformer.cache_context("cond_uncond"):
-                noise_pred = transformer(
-                    hidden_states=model_input,
-                    encoder_hidden_states=prompt_embeds,
-                    timestep=step_t.expand(model_input.shape[0]),
-                    image_rotary_emb=rotary,
-                    attention_kwargs=attention_kwargs,
-                    return_dict=False,
-                )[0].float()
-            scale = guidance
-            if use_dynamic_cfg:
-                scale = dynamic_guidance_scale(i, len(timesteps), guidance)
-            if do_cfg:
-                uncond, cond = noise_pred.chunk(2)
-                noise_pred = uncond + scale * (cond - uncond)
-            if isinstance(scheduler, CogVideoXDPMScheduler):
-                latents, old_pred_original_sample = scheduler.step(
-                    noise_pred, old_pred_original_sample, step_t, timesteps[i - 1] if i > 0 else None, latents,
-                    **step_kwargs, return_dict=False,
-                )
-            else:
-                latents = scheduler.step(noise_pred, step_t, latents, **step_kwargs, return_dict=False)[0]
-            latents = latents.to(dtype)
-            if on_step is not None:
-                replaced = on_step(i, step_t, latents)
-                latents = latents if replaced is None else replaced
-        return latents
+        """CogVideoXPipeline's forward: the scheduler-scaled latents | conditions, the v-prediction in float32."""
+        step_t = loop.timesteps[step]
+        model_input = self.transformer_input(loop.scheduler.scale_model_input(latents, step_t), conditions)
+        with loop.transformer.cache_context(cache_name):
+            return loop.transformer(
+                hidden_states=model_input,
+                encoder_hidden_states=prompt_embeds,
+                timestep=step_t.expand(model_input.shape[0]),
+                image_rotary_emb=loop.state["rotary"],
+                attention_kwargs=loop.settings.attention_kwargs,
+                return_dict=False,
+            )[0].float()
+
+    def scheduler_step(
+        self, loop: SamplingLoop, step: int, noise_pred: torch.Tensor, latents: torch.Tensor
+    ) -> torch.Tensor:
+        """DDIM, or CogVideoX's DPM with its previous x0 prediction and timestep; latents back in the compute
+        dtype."""
+        step_t, scheduler, kwargs = loop.timesteps[step], loop.scheduler, loop.state["step_kwargs"]
+        if isinstance(scheduler, CogVideoXDPMScheduler):
+            previous_t = loop.timesteps[step - 1] if step > 0 else None
+            latents, loop.state["old_pred_original_sample"] = scheduler.step(
+                noise_pred, loop.state["old_pred_original_sample"], step_t, previous_t, latents, **kwargs,
+                return_dict=False,
+            )
+        else:
+            latents = scheduler.step(noise_pred, step_t, latents, **kwargs, return_dict=False)[0]
+        return latents.to(loop.dtype)
+

@@ -22,24 +22,84 @@ from __future__ import annotations
 import math
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import diffusers
 import torch
 from diffusers.utils.torch_utils import randn_tensor
+from peft import LoraConfig
 
 from vivid.constants import clip_frames_at_most
 from vivid.conditioning.mask_tensors import latent_frame_count, pack_mask
-from vivid.model.transformer import format_parameter_report, parameter_report, unwrap
+from vivid.model.transformer import (
+    compute_dtype,
+    format_parameter_report,
+    lora_config,
+    make_vivid_transformer,
+    parameter_report,
+    unwrap,
+)
 
 # The five components every base has, in the names diffusers' pipelines give them.
 COMPONENT_NAMES = ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")
 
-# `on_step(i, t, latents)` is called after each denoising step; it may return replacement latents.
-StepCallback = Callable[[int, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
-# `before_step(i, t)` is called before each denoising step's transformer forward.
-StepStart = Callable[[int, torch.Tensor], None]
+# `on_step(i, t, tensors)` is called after each denoising step with the loop's `latents` (B, T, C, h, w),
+# `prompt_embeds` and `negative_prompt_embeds`; it may return replacements for any of them (what diffusers'
+# `callback_on_step_end` may replace).
+StepCallback = Callable[[int, torch.Tensor, dict[str, Any]], "Mapping[str, Any] | None"]
+# `before_step(i, t, guidance_scale)` is called before each denoising step with the step's guidance scale.
+StepStart = Callable[[int, torch.Tensor, float], None]
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """What a sampler run is asked for. Steps and guidance scale default to the base's; `latents` (B, T, C, h, w)
+    replace the noise drawn from `generator`; `eta` (DDIM/DPM) and `use_dynamic_cfg` (a cosine ramp of the
+    guidance scale, `dynamic_guidance_scale`) only where the base's `sampler_options` name them."""
+
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    generator: torch.Generator | list[torch.Generator] | None = None
+    latents: torch.Tensor | None = None
+    attention_kwargs: dict | None = None
+    eta: float = 0.0
+    use_dynamic_cfg: bool = False
+
+
+@dataclass(frozen=True)
+class StepHooks:
+    """The caller's part in a sampler run: `before_step` and `on_step` (see StepStart / StepCallback), a
+    progress bar (`update()` once per step), and `interrupted()`, asked before each step: True skips the rest."""
+
+    before_step: StepStart | None = None
+    on_step: StepCallback | None = None
+    progress: Any = None
+    interrupted: Callable[[], bool] | None = None
+
+
+@dataclass
+class SamplingLoop:
+    """One run of a sampler, as the base's steps see it: conditions in the compute dtype (doubled where guidance is
+    batched), the scheduler's timesteps, and `state` for what the base keeps between steps."""
+
+    transformer: torch.nn.Module
+    scheduler: Any
+    timesteps: torch.Tensor
+    conditions: torch.Tensor
+    guidance_scale: float
+    do_cfg: bool
+    device: torch.device
+    dtype: torch.dtype
+    settings: SamplingSettings
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def vivid_in_channels(latent_channels: int, vae_temporal: int) -> int:
+    """A VIVID transformer's input channels: noise (latent_channels) | masked-video latents (latent_channels) | the
+    mask packed one channel per frame of a latent frame's group (vae_temporal)."""
+    return 2 * latent_channels + vae_temporal
 
 
 def to_unit_range(video_uint8: torch.Tensor) -> torch.Tensor:
@@ -124,7 +184,7 @@ class ModelSpecification(ABC):
     @property
     def in_channels(self) -> int:
         """The widened transformer's input channels: noise | masked-video latents | packed mask."""
-        return 2 * self.latent_channels + self.mask_channels
+        return vivid_in_channels(self.latent_channels, self.vae_temporal)
 
     @property
     def condition_channels(self) -> int:
@@ -140,8 +200,10 @@ class ModelSpecification(ABC):
         return self.vae_spatial * self.patch_size(transformer)[1]
 
     @abstractmethod
-    def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
-        """The (height, width) in pixels the base was trained at (its default working area)."""
+    def native_size(self, transformer: torch.nn.Module | Mapping[str, Any]) -> tuple[int, int]:
+        """The (height, width) in pixels the base was trained at (its default working area), from the transformer
+        or its config alone (as `clip_frames`). With `native_frames`, `native_fps`, `default_num_inference_steps`
+        and `default_guidance_scale`: the defaults of an edit where the user gives none."""
 
     def clip_frames(self, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
         """Frames of one clip of the model (4k+1), what a long edit's clips hold at most by default, from the
@@ -184,15 +246,26 @@ class ModelSpecification(ABC):
         id, loaded with the stock pipeline class; weights in `dtype` (default: as stored), except where a base
         keeps its VAE in float32 (`vae_dtype`). `kwargs` go to `from_pretrained`."""
         options = dict(kwargs)
-        vae_dtype = self.vae_dtype(dtype)
         if dtype is not None:
-            options["dtype"] = dtype if vae_dtype in (None, dtype) else {"default": dtype, "vae": vae_dtype}
+            options["dtype"] = self.loading_dtype(dtype)
         pipe = self.stock_pipeline_class.from_pretrained(model, **options)
         components = {name: getattr(pipe, name) for name in COMPONENT_NAMES}
-        if vae_dtype is not None and components["vae"].dtype != vae_dtype:  # stored in another dtype
-            components["vae"].to(vae_dtype)
+        self.keep_vae_dtype(components["vae"], dtype)
         self.check_vae(components["vae"])
         return components
+
+    def loading_dtype(self, dtype: torch.dtype) -> torch.dtype | dict[str, torch.dtype]:
+        """diffusers' `from_pretrained` dtype argument that loads the components in `dtype` and the VAE in
+        `vae_dtype(dtype)`: the one rule of training (`load_components`) and inference (`VIVIDPipeline`)."""
+        vae_dtype = self.vae_dtype(dtype)
+        return dtype if vae_dtype in (None, dtype) else {"default": dtype, "vae": vae_dtype}
+
+    def keep_vae_dtype(self, vae: torch.nn.Module, dtype: torch.dtype | None) -> None:
+        """In place: `vae` in `vae_dtype(dtype)` where the base keeps its VAE in a dtype of its own and the folder
+        stores it in another."""
+        vae_dtype = self.vae_dtype(dtype)
+        if vae_dtype is not None and vae.dtype != vae_dtype:
+            vae.to(vae_dtype)
 
     def load_text_components(
         self, model: str | os.PathLike, dtype: torch.dtype | None = None, **kwargs: Any
@@ -350,7 +423,6 @@ class ModelSpecification(ABC):
     def widen(self, transformer: torch.nn.Module) -> None:
         """Give the patch embedding `in_channels` inputs, the new ones at zero; a no-op if already widened."""
 
-    @abstractmethod
     def make_vivid(
         self,
         transformer: torch.nn.Module,
@@ -360,6 +432,14 @@ class ModelSpecification(ABC):
     ) -> torch.nn.Module:
         """In place: widen the patch embedding, add the LoRA (rank/alpha/targets default to the recipe's), freeze
         everything but the LoRA and the patch embedding. Returns `transformer`."""
+        return make_vivid_transformer(
+            transformer, rank or self.lora_rank, alpha or self.lora_alpha, targets or self.lora_targets,
+            widen=self.widen, patch_embedding=self.patch_embedding_name,
+        )
+
+    def lora_config(self, rank: int | None = None, alpha: int | None = None) -> LoraConfig:
+        """peft's config of the recipe's LoRA (rank and alpha default to the recipe's) on `lora_targets`."""
+        return lora_config(rank or self.lora_rank, alpha or self.lora_alpha, self.lora_targets)
 
     def parameter_report(self, transformer: torch.nn.Module) -> dict[str, float]:
         """Trainable and total parameters (works on the meta device)."""
@@ -448,6 +528,20 @@ class ModelSpecification(ABC):
         return weighted_latent_loss(pred, target, weights, conditions, self.latent_channels, mask_loss_weight)
 
     # ================================================================ sampling
+    # `sample` is the loop every base shares (timesteps, guidance, the step hooks, interruption, progress); a base
+    # supplies its scheduler rules (`sampler_timesteps`, `initial_latents`, `scheduler_step`) and its one
+    # denoising forward (`model_output`), in the layout its scheduler steps latents in (`to_loop_layout`).
+    sampler_options: ClassVar[tuple[str, ...]] = ()  # SamplingSettings fields only this base's sampler takes
+    batched_guidance: ClassVar[bool] = True  # unconditional and conditional in one forward (else two)
+
+    def refuse_sampler_options(self, eta: float = 0.0, use_dynamic_cfg: bool = False) -> None:
+        """ValueError (one line, naming the base) for a sampler option this base does not take."""
+        given = {"eta": eta != 0.0, "use_dynamic_cfg": bool(use_dynamic_cfg)}
+        refused = [name for name, is_given in given.items() if is_given and name not in self.sampler_options]
+        if refused:
+            raise ValueError(f"{self.display_name}'s sampler takes no {' or '.join(refused)} "
+                             f"(options of another base's sampler)")
+
     @abstractmethod
     def prepare_latents(
         self, scheduler: Any, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype,
@@ -456,7 +550,36 @@ class ModelSpecification(ABC):
         """The initial noise (B, T, C, h, w) = `shape` of the denoising loop, drawn from `generator` as the base's
         pipeline draws it, or `latents` (checked against `shape`), scaled as the base's sampler starts."""
 
+    def to_loop_layout(self, latents: torch.Tensor) -> torch.Tensor:
+        """VIVID's (B, T, C, h, w) latents -> the layout the base's scheduler steps them in (default: the same)."""
+        return latents
+
+    def from_loop_layout(self, latents: torch.Tensor) -> torch.Tensor:
+        """The inverse of `to_loop_layout`."""
+        return latents
+
     @abstractmethod
+    def sampler_timesteps(self, scheduler: Any, num_inference_steps: int, device: torch.device) -> torch.Tensor:
+        """Set `scheduler` up for `num_inference_steps` steps; its timesteps, in order."""
+
+    def start_loop(self, loop: SamplingLoop) -> None:
+        """Anything the base computes once per loop, into `loop.state` (default: nothing)."""
+
+    @abstractmethod
+    def model_output(
+        self, loop: SamplingLoop, step: int, latents: torch.Tensor, prompt_embeds: torch.Tensor,
+        conditions: torch.Tensor, cache_name: str,
+    ) -> torch.Tensor:
+        """The base's one denoising forward at step `step` on loop-layout `latents` and their `conditions` (batch
+        of either), in the layout of `latents`; `cache_name` names the forward for diffusers' cache hooks."""
+
+    @abstractmethod
+    def scheduler_step(
+        self, loop: SamplingLoop, step: int, noise_pred: torch.Tensor, latents: torch.Tensor
+    ) -> torch.Tensor:
+        """Loop-layout `latents` after step `step` of the scheduler with the guided `noise_pred`."""
+
+    @torch.no_grad()
     def sample(
         self,
         transformer: torch.nn.Module,
@@ -464,21 +587,76 @@ class ModelSpecification(ABC):
         conditions: torch.Tensor,
         prompt_embeds: torch.Tensor,
         negative_prompt_embeds: torch.Tensor | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        latents: torch.Tensor | None = None,
-        attention_kwargs: dict | None = None,
-        on_step: StepCallback | None = None,
-        before_step: StepStart | None = None,
-        **options: Any,
+        settings: SamplingSettings | None = None,
+        hooks: StepHooks | None = None,
     ) -> torch.Tensor:
-        """The base's denoising loop with its sampler and its classifier-free guidance, conditioned on
-        `conditions` (B, T, C + temporal, h, w): returns the denoised normalised latents (B, T, C, h, w).
-        Guidance runs when `guidance_scale` > 1 and needs `negative_prompt_embeds`. `latents` (B, T, C, h, w) are
-        the initial noise (default: drawn from `generator`; see `prepare_latents`). `before_step(i, t)` runs before
-        each step, `on_step(i, t, latents)` after it. `options` are the base's own (CogVideoX: `eta`,
-        `use_dynamic_cfg`)."""
+        """The base's denoising loop with its sampler and classifier-free guidance, conditioned on `conditions`
+        (B, T, C + temporal, h, w): returns the denoised normalised latents (B, T, C, h, w). Guidance runs when the
+        scale is > 1 and needs `negative_prompt_embeds`; see `SamplingSettings` and `StepHooks`."""
+        settings, hooks = settings or SamplingSettings(), hooks or StepHooks()
+        self.refuse_sampler_options(settings.eta, settings.use_dynamic_cfg)
+        loop = self._start_sampling(transformer, scheduler, conditions, settings)
+        if loop.do_cfg and negative_prompt_embeds is None:
+            raise ValueError("guidance_scale > 1 needs negative_prompt_embeds")
+        b, t, _, h, w = conditions.shape
+        shape = (b, t, self.latent_channels, h, w)
+        latents = self.to_loop_layout(self.prepare_latents(
+            scheduler, shape, loop.device, loop.dtype, settings.generator, settings.latents))
+        embeds = {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds}
+        self.start_loop(loop)
+        for i, step_t in enumerate(loop.timesteps):
+            if hooks.interrupted is not None and hooks.interrupted():
+                break
+            scale = loop.guidance_scale
+            if settings.use_dynamic_cfg:
+                scale = dynamic_guidance_scale(i, len(loop.timesteps), loop.guidance_scale)
+            if hooks.before_step is not None:
+                hooks.before_step(i, step_t, scale)
+            noise_pred = self._guided_prediction(loop, i, latents, embeds, scale)
+            latents = self.scheduler_step(loop, i, noise_pred, latents)
+            if hooks.on_step is not None:
+                replaced = hooks.on_step(i, step_t, {"latents": self.from_loop_layout(latents), **embeds}) or {}
+                if "latents" in replaced:
+                    latents = self.to_loop_layout(replaced["latents"])
+                embeds.update((k, replaced[k]) for k in embeds if k in replaced)
+            if hooks.progress is not None:
+                hooks.progress.update()
+        return self.from_loop_layout(latents)
+
+    def _start_sampling(
+        self, transformer: torch.nn.Module, scheduler: Any, conditions: torch.Tensor, settings: SamplingSettings
+    ) -> SamplingLoop:
+        steps = settings.num_inference_steps or self.default_num_inference_steps
+        guidance = self.default_guidance_scale if settings.guidance_scale is None else settings.guidance_scale
+        device, dtype = conditions.device, compute_dtype(transformer)
+        do_cfg = guidance > 1.0
+        conditions = conditions.to(dtype)
+        if do_cfg and self.batched_guidance:
+            conditions = torch.cat([conditions] * 2)
+        return SamplingLoop(
+            transformer=transformer, scheduler=scheduler, timesteps=self.sampler_timesteps(scheduler, steps, device),
+            conditions=conditions, guidance_scale=guidance, do_cfg=do_cfg, device=device, dtype=dtype,
+            settings=settings,
+        )
+
+    def _guided_prediction(
+        self, loop: SamplingLoop, step: int, latents: torch.Tensor, embeds: dict[str, torch.Tensor | None],
+        scale: float,
+    ) -> torch.Tensor:
+        """The model output of step `step`, guided by `scale` under classifier-free guidance: unconditional and
+        conditional in one batch (`batched_guidance`) or in two forwards."""
+        positive, negative = embeds["prompt_embeds"].to(loop.dtype), embeds["negative_prompt_embeds"]
+        if not loop.do_cfg:
+            name = "cond_uncond" if self.batched_guidance else "cond"  # as the base's diffusers pipeline names it
+            return self.model_output(loop, step, latents, positive, loop.conditions, name)
+        if self.batched_guidance:
+            both = torch.cat([negative, embeds["prompt_embeds"]]).to(loop.dtype)
+            pred = self.model_output(loop, step, torch.cat([latents] * 2), both, loop.conditions, "cond_uncond")
+            uncond, cond = pred.chunk(2)
+        else:
+            cond = self.model_output(loop, step, latents, positive, loop.conditions, "cond")
+            uncond = self.model_output(loop, step, latents, negative.to(loop.dtype), loop.conditions, "uncond")
+        return uncond + scale * (cond - uncond)
 
     # ================================================================ misc
     def __repr__(self) -> str:

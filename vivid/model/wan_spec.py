@@ -43,8 +43,8 @@ from vivid.model.configs import (
     WAN21_14B_TRANSFORMER,
     WAN21_VAE,
 )
-from vivid.model.spec import ModelSpecification, StepCallback, StepStart
-from vivid.model.transformer import compute_dtype, make_vivid_transformer, unwrap, widened_conv
+from vivid.model.spec import ModelSpecification, SamplingLoop
+from vivid.model.transformer import compute_dtype, unwrap, widened_conv
 
 WAN21_1_3B_MODEL_ID = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 WAN21_14B_MODEL_ID = "Wan-AI/Wan2.1-T2V-14B-Diffusers"
@@ -78,6 +78,7 @@ class WanSpec(ModelSpecification):
     native_fps = 16
     patch_embedding_name = "patch_embedding"
     default_guidance_scale = 5.0
+    batched_guidance = False  # WanPipeline: a conditional and an unconditional forward per step
     objective = ("Wan2.1's flow matching as finetrainers trains Wan: the velocity noise - x0 at noise levels "
                  "shifted by the sampler's shift.")
     architectures = {
@@ -128,7 +129,7 @@ class WanSpec(ModelSpecification):
         cfg = ModelSpecification.transformer_config(transformer)
         return int(cfg["num_attention_heads"]) * int(cfg["attention_head_dim"])
 
-    def native_size(self, transformer: torch.nn.Module) -> tuple[int, int]:
+    def native_size(self, transformer: torch.nn.Module | Mapping[str, Any]) -> tuple[int, int]:
         return NATIVE_SIZES.get(self._width(transformer), TINY_NATIVE_SIZE)
 
     def clip_frames(self, transformer: torch.nn.Module | Mapping[str, Any]) -> int:
@@ -160,12 +161,16 @@ class WanSpec(ModelSpecification):
         self, vae: torch.nn.Module, video: torch.Tensor, generator: torch.Generator | None = None,
         sample: bool = False,
     ) -> torch.Tensor:
-        dist = vae.encode(_channels_first(video.to(device=vae.device, dtype=vae.dtype))).latent_dist
+        """`video` stays on its device, the one the VAE runs on (a pipeline's `_execution_device`; `vae.device` is
+        the CPU under model offload until the VAE's hook moves it, and `meta` under sequential offload); only the
+        dtype follows the VAE."""
+        dist = vae.encode(_channels_first(video.to(dtype=vae.dtype))).latent_dist
         latents = dist.sample(generator) if sample else dist.mode()
         return self.normalize_latents(vae, _channels_first(latents))
 
     def decode_latents(self, vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
-        latents = latents.to(device=vae.device, dtype=vae.dtype)
+        """Like `encode_video`, the latents stay on their device (the execution device)."""
+        latents = latents.to(dtype=vae.dtype)
         mean, inv_std = self._latent_stats(vae, latents)
         return _channels_first(vae.decode(_channels_first(latents / inv_std + mean)).sample)
 
@@ -206,20 +211,8 @@ class WanSpec(ModelSpecification):
             raise TypeError(f"Wan's patch embedding is a Conv3d, got {type(proj).__name__}")
         if proj.in_channels == self.in_channels:
             return
-        model.patch_embedding = widened_conv(proj, self.in_channels)
+        model.patch_embedding = widened_conv(proj, self.in_channels, self.latent_channels)
         model.register_to_config(in_channels=self.in_channels, out_channels=self.latent_channels)
-
-    def make_vivid(
-        self,
-        transformer: torch.nn.Module,
-        rank: int | None = None,
-        alpha: int | None = None,
-        targets: Sequence[str] | None = None,
-    ) -> torch.nn.Module:
-        return make_vivid_transformer(
-            transformer, rank or self.lora_rank, alpha or self.lora_alpha, targets or self.lora_targets,
-            widen=self.widen, patch_embedding=self.patch_embedding_name,
-        )
 
     def predict(
         self,
@@ -303,63 +296,42 @@ class WanSpec(ModelSpecification):
             raise ValueError(f"latents must have shape {tuple(shape)}, got {tuple(latents.shape)}")
         return latents.to(device, torch.float32)
 
-    @torch.no_grad()
-    def sample(
-        self,
-        transformer: torch.nn.Module,
-        scheduler: Any,
-        conditions: torch.Tensor,
-        prompt_embeds: torch.Tensor,
-        negative_prompt_embeds: torch.Tensor | None = None,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        latents: torch.Tensor | None = None,
-        attention_kwargs: dict | None = None,
-        on_step: StepCallback | None = None,
-        before_step: StepStart | None = None,
-    ) -> torch.Tensor:
-        """WanPipeline's loop on VIVID's input (see the base class): float32 latents, the transformer in its dtype,
-        two forwards per step under guidance."""
-        steps = num_inference_steps or self.default_num_inference_steps
-        guidance = self.default_guidance_scale if guidance_scale is None else guidance_scale
-        do_cfg = guidance > 1.0
-        if do_cfg and negative_prompt_embeds is None:
-            raise ValueError("guidance_scale > 1 needs negative_prompt_embeds")
-        device, dtype = conditions.device, compute_dtype(transformer)
-        b, t, _, h, w = conditions.shape
-        conditions = conditions.to(dtype)
-        prompt_embeds = prompt_embeds.to(dtype)
-        negative_prompt_embeds = None if negative_prompt_embeds is None else negative_prompt_embeds.to(dtype)
-        scheduler.set_timesteps(steps, device=device)
-        timesteps = scheduler.timesteps
-        shape = (b, t, self.latent_channels, h, w)
-        latents = _channels_first(self.prepare_latents(scheduler, shape, device, dtype, generator, latents))
-        scheduler.set_begin_index(0)
-        cache_context = _cache_context_of(transformer)
-        for i, step_t in enumerate(timesteps):
-            if before_step is not None:
-                before_step(i, step_t)
-            model_input = _channels_first(self.transformer_input(_channels_first(latents), conditions).to(dtype))
-            timestep = step_t.expand(b)
-            context = dict(step_index=i, sigma=float(scheduler.sigmas[i]), num_inference_steps=len(timesteps))
-            with cache_context("cond", context):
-                noise_pred = transformer(
-                    hidden_states=model_input, timestep=timestep, encoder_hidden_states=prompt_embeds,
-                    attention_kwargs=attention_kwargs, return_dict=False,
-                )[0]
-            if do_cfg:
-                with cache_context("uncond", context):
-                    noise_uncond = transformer(
-                        hidden_states=model_input, timestep=timestep, encoder_hidden_states=negative_prompt_embeds,
-                        attention_kwargs=attention_kwargs, return_dict=False,
-                    )[0]
-                noise_pred = noise_uncond + guidance * (noise_pred - noise_uncond)
-            latents = scheduler.step(noise_pred, step_t, latents, return_dict=False)[0]
-            if on_step is not None:
-                replaced = on_step(i, step_t, _channels_first(latents))
-                latents = latents if replaced is None else _channels_first(replaced)
+    def to_loop_layout(self, latents: torch.Tensor) -> torch.Tensor:
+        """Wan's scheduler steps latents in its own (B, C, T, h, w) layout."""
         return _channels_first(latents)
+
+    def from_loop_layout(self, latents: torch.Tensor) -> torch.Tensor:
+        return _channels_first(latents)
+
+    def sampler_timesteps(self, scheduler: Any, num_inference_steps: int, device: torch.device) -> torch.Tensor:
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        scheduler.set_begin_index(0)
+        return scheduler.timesteps
+
+    def start_loop(self, loop: SamplingLoop) -> None:
+        loop.state["cache_context"] = _cache_context_of(loop.transformer)
+
+    def model_output(
+        self, loop: SamplingLoop, step: int, latents: torch.Tensor, prompt_embeds: torch.Tensor,
+        conditions: torch.Tensor, cache_name: str,
+    ) -> torch.Tensor:
+        """WanPipeline's forward on latents | conditions, in the transformer's dtype (Wan computes its 3D RoPE inside
+        the transformer); the cache hooks are told the step and its sigma."""
+        model_input = _channels_first(self.transformer_input(_channels_first(latents), conditions).to(loop.dtype))
+        context = dict(step_index=step, sigma=float(loop.scheduler.sigmas[step]),
+                       num_inference_steps=len(loop.timesteps))
+        with loop.state["cache_context"](cache_name, context):
+            return loop.transformer(
+                hidden_states=model_input, timestep=loop.timesteps[step].expand(latents.shape[0]),
+                encoder_hidden_states=prompt_embeds, attention_kwargs=loop.settings.attention_kwargs,
+                return_dict=False,
+            )[0]
+
+    def scheduler_step(
+        self, loop: SamplingLoop, step: int, noise_pred: torch.Tensor, latents: torch.Tensor
+    ) -> torch.Tensor:
+        """The scheduler's step on float32 latents (WanPipeline's)."""
+        return loop.scheduler.step(noise_pred, loop.timesteps[step], latents, return_dict=False)[0]
 
 
 def _cache_context_of(transformer: torch.nn.Module):

@@ -29,20 +29,11 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
 from vivid.conditioning.buckets import check_buckets
-from vivid.constants import (
-    BASE_MODEL_ID,
-    BASE_WEIGHTS_NAME,
-    LORA_ALPHA,
-    LORA_RANK,
-    LORA_TARGETS,
-    LORA_WEIGHTS_NAME,
-    PATCH_EMBED_WEIGHTS_NAME,
-    VIVID_CONFIG_NAME,
-    VIVID_IN_CHANNELS,
-)
+from vivid.constants import BASE_WEIGHTS_NAME, LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME
 from vivid.io.files import read_json
 from vivid.io.swap import MANIFEST_NAME, check_manifest, finish_interrupted_swaps
 from vivid.model.hub import hub_offline, is_repo_id
+from vivid.model.cogvideox_spec import CogVideoXSpec
 from vivid.model.registry import spec_for
 from vivid.model.transformer import unwrap
 from vivid.yaml_config import ConfigError, build_dataclass
@@ -82,13 +73,14 @@ def resolve_weights_folder(weights: str | os.PathLike) -> Path:
 
 @dataclass
 class VIVIDWeightsConfig:
-    base_model: str = BASE_MODEL_ID
-    family: str = "cogvideox"  # the base's model specification (vivid/model/registry.py); set on save
-    lora_rank: int = LORA_RANK
-    lora_alpha: int = LORA_ALPHA
-    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    # defaults: CogVideoX's (configs written before `family` existed are CogVideoX's)
+    base_model: str = CogVideoXSpec.default_model_id
+    family: str = CogVideoXSpec.name  # the base's model specification (vivid/model/registry.py); set on save
+    lora_rank: int = CogVideoXSpec.lora_rank
+    lora_alpha: int = CogVideoXSpec.lora_alpha
+    lora_targets: list[str] = field(default_factory=lambda: list(CogVideoXSpec.lora_targets))
     mask_encoding: str = "packed"  # 4 channels: 4 frames per latent frame, 8x max-pooled
-    in_channels: int = VIVID_IN_CHANNELS
+    in_channels: int = CogVideoXSpec().in_channels
     channel_order: str = "noise|masked_video_latents|mask_latents"
     base_trained: bool = False  # the base transformer was trained too: its weights are in BASE_WEIGHTS_NAME
     # the training sizes [[h, w], ...] (vivid/conditioning/buckets.py); empty: one size, inference keeps the source's aspect

@@ -13,10 +13,10 @@ from vivid.cli import main
 def _fake_checkpoint(tiny_model_dir, root, seed: int = 0):
     """A training checkpoint as the trainer writes it: vivid-weights/ + trainer_state.json."""
     from vivid.model.tiny import build_tiny_components
-    from vivid.model.transformer import make_vivid_transformer
+    from vivid.model.cogvideox_spec import CogVideoXSpec
     from vivid.model.weights import VIVIDWeightsConfig, save_vivid_weights
 
-    t = make_vivid_transformer(build_tiny_components(0)["transformer"], rank=4, alpha=4)
+    t = CogVideoXSpec().make_vivid(build_tiny_components(0)["transformer"], rank=4, alpha=4)
     torch.manual_seed(seed)
     with torch.no_grad():
         for name, p in t.named_parameters():

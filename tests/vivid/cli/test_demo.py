@@ -13,11 +13,11 @@ import torch
 
 def test_demo_train_config_is_the_recipe_on_the_frozen_base(tmp_path):
     from vivid.cli.demo import QUICK, DemoPlan, plan_for, train_config
-    from vivid.constants import LORA_RANK, LORA_TARGETS
+    from vivid.model.cogvideox_spec import CogVideoXSpec
 
     cfg = train_config(DemoPlan(), tmp_path / "m", tmp_path / "d", tmp_path / "t", seed=0)
     assert not cfg.model.train_base and cfg.model.objective == "edit"  # base frozen: LoRA + patch embedding
-    assert cfg.model.lora_rank == LORA_RANK and tuple(cfg.model.lora_targets) == LORA_TARGETS
+    assert cfg.model.lora_rank == CogVideoXSpec.lora_rank and tuple(cfg.model.lora_targets) == CogVideoXSpec.lora_targets
     assert cfg.data.delete_ratio == 0.25 and cfg.data.kive_prob == 0.5  # the recipe's values
     assert cfg.data.image_video_ratio == DemoPlan().image_video_ratio
     assert cfg.data.frames == 9 and (cfg.data.height, cfg.data.width) == (64, 96)

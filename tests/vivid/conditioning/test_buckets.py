@@ -113,10 +113,10 @@ TINY_BUCKETS = [[64, 96], [48, 80], [64, 64]]  # 1280x720 (16:9) is nearest 48x8
 
 def _tiny_weights(model_dir, folder, buckets):
     from vivid.model.tiny import build_tiny_components
-    from vivid.model.transformer import make_vivid_transformer
+    from vivid.model.cogvideox_spec import CogVideoXSpec
     from vivid.model.weights import VIVIDWeightsConfig, save_vivid_weights
 
-    trained = make_vivid_transformer(build_tiny_components(0)["transformer"], rank=4, alpha=4)
+    trained = CogVideoXSpec().make_vivid(build_tiny_components(0)["transformer"], rank=4, alpha=4)
     config = VIVIDWeightsConfig(str(model_dir), lora_rank=4, lora_alpha=4, buckets=buckets)
     return save_vivid_weights(trained, folder, config)
 

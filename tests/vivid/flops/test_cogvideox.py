@@ -24,10 +24,10 @@ H, W = 64, 96
 @pytest.fixture(scope="module")
 def tiny():
     from vivid.model.tiny import build_tiny_components
-    from vivid.model.transformer import make_vivid_transformer
+    from vivid.model.cogvideox_spec import CogVideoXSpec
 
     components = build_tiny_components(0)
-    components["transformer"] = make_vivid_transformer(components["transformer"])
+    components["transformer"] = CogVideoXSpec().make_vivid(components["transformer"])
     return components
 
 

@@ -20,12 +20,11 @@ def test_whole_pipeline_call_matches_edit_flops(tiny_model_dir, frames, guidance
     FlopCounterMode sees it, against the analytic `edit_flops` of that edit."""
     import numpy as np
 
-    from vivid.model.transformer import lora_config
     from vivid.pipeline import VIVIDPipeline
 
     steps = 2
     pipe = VIVIDPipeline.from_pretrained(tiny_model_dir)
-    pipe.transformer.add_adapter(lora_config())  # edit_flops counts VIVID's rank-32 LoRA
+    pipe.transformer.add_adapter(pipe.spec.lora_config())  # edit_flops counts VIVID's rank-32 LoRA
     pipe.set_progress_bar_config(disable=True)
     video = np.random.RandomState(0).randint(0, 256, (frames, H, W, 3), dtype=np.uint8)
     mask = np.zeros((frames, H, W), bool)
@@ -74,12 +73,11 @@ def test_whole_wan_pipeline_call_matches_edit_flops(tiny_wan_model_dir):
     forwards, VAE decode) as FlopCounterMode sees it, against `edit_flops(family="wan")`."""
     import numpy as np
 
-    from vivid.model.transformer import lora_config
     from vivid.pipeline import VIVIDPipeline
 
     frames, steps = 9, 2
     pipe = VIVIDPipeline.from_pretrained(tiny_wan_model_dir)
-    pipe.transformer.add_adapter(lora_config(targets=WanSpec.lora_targets))
+    pipe.transformer.add_adapter(pipe.spec.lora_config())
     pipe.set_progress_bar_config(disable=True)
     video = np.random.RandomState(0).randint(0, 256, (frames, H, W, 3), dtype=np.uint8)
     mask = np.zeros((frames, H, W), bool)

@@ -20,7 +20,7 @@ from vivid.model.cogvideox_spec import CogVideoXSpec
 from vivid.model.cogvideox_spec import rotary_embeddings
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, TINY_TRANSFORMER, TINY_WAN_TRANSFORMER
 from vivid.model.registry import spec_by_name, spec_for
-from vivid.model.spec import ModelSpecification
+from vivid.model.spec import ModelSpecification, SamplingSettings
 from vivid.model.wan_spec import WanSpec
 from vivid.model.weights import VIVIDWeightsConfig, save_vivid_weights
 
@@ -109,7 +109,7 @@ def test_vae_and_conditions_are_cogvideoxs(tiny_pipe):
         assert torch.equal(a, b)
         decoded = vae.decode((latents / sf).permute(0, 2, 1, 3, 4)).sample.permute(0, 2, 1, 3, 4)
         assert torch.equal(SPEC.decode_latents(vae, latents), decoded)
-        assert torch.equal(SPEC.encode_conditions(vae, video, mask), torch.cat([latents, pack_mask(mask)], dim=2))
+        assert torch.equal(SPEC.encode_conditions(vae, video, mask), torch.cat([latents, pack_mask(mask, 4, 8)], dim=2))
         mean, _ = SPEC.posterior(vae, ((video + 1) * 127.5).round().to(torch.uint8))
     assert mean.shape == latents.shape
 
@@ -136,7 +136,7 @@ def _reference_encode_batch(vae, batch, generator):
         noise = randn_tensor(mean.permute(0, 2, 1, 3, 4).shape, generator=generator, dtype=mean.dtype)
         latents = (mean + std * noise.permute(0, 2, 1, 3, 4)) * vae.config.scaling_factor
         masked_mean, _ = posterior(batch["masked_video"])
-    packed = pack_mask(batch["mask"].float())
+    packed = pack_mask(batch["mask"].float(), 4, 8)
     return latents, torch.cat([masked_mean * vae.config.scaling_factor, packed], dim=2)
 
 
@@ -211,11 +211,23 @@ def test_sampler_is_vivid_pipelines(tiny_pipe):
     with torch.no_grad():
         conditions = SPEC.encode_conditions(tiny_pipe.vae, masked, mask_t)
     got = SPEC.sample(tiny_pipe.transformer, tiny_pipe.scheduler, conditions, embeds[:1], embeds[1:],
-                      latents=latents, **kwargs)
+                      SamplingSettings(latents=latents, **kwargs))
     assert torch.equal(got, expected)
     dynamic = SPEC.sample(tiny_pipe.transformer, tiny_pipe.scheduler, conditions, embeds[:1], embeds[1:],
-                          latents=latents, use_dynamic_cfg=True, **kwargs)
+                          SamplingSettings(latents=latents, use_dynamic_cfg=True, **kwargs))
     expected_dynamic = tiny_pipe(frames, mask, "a red circle", height=32, width=48, prompt_embeds=embeds[:1],
                                  negative_prompt_embeds=embeds[1:], latents=latents, output_type="latent",
                                  use_dynamic_cfg=True, **kwargs).frames
     assert torch.equal(dynamic, expected_dynamic) and not torch.equal(dynamic, got)
+
+
+def test_an_edits_defaults_come_from_the_spec_without_weights():
+    """What the CLI needs when the user gives no steps, guidance, clip length, fps or size: the base's, from its
+    transformer config alone (no model loaded)."""
+    from vivid.model.configs import WAN21_1_3B_TRANSFORMER
+
+    wan = WanSpec()
+    assert (SPEC.default_num_inference_steps, SPEC.default_guidance_scale, SPEC.native_fps) == (50, 6.0, 8)
+    assert (wan.default_num_inference_steps, wan.default_guidance_scale, wan.native_fps) == (50, 5.0, 16)
+    assert SPEC.native_size(COGVIDEOX_5B_TRANSFORMER) == (480, 720) and SPEC.clip_frames(COGVIDEOX_5B_TRANSFORMER) == 49
+    assert wan.native_size(WAN21_1_3B_TRANSFORMER) == (480, 832) and wan.clip_frames(WAN21_1_3B_TRANSFORMER) == 81

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import box_mask
-from vivid.pipeline import dynamic_guidance_scale
+from vivid.model.spec import dynamic_guidance_scale
 
 
 @pytest.mark.parametrize("steps", [2, 5, 50])

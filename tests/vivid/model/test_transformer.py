@@ -8,13 +8,14 @@ import pytest
 import torch
 from diffusers import CogVideoXTransformer3DModel
 
-from vivid.constants import LORA_RANK, VIVID_IN_CHANNELS
 from vivid.conditioning.mask_tensors import erase, kive_substitute, pack_mask
 from vivid.model.configs import COGVIDEOX_5B_TRANSFORMER, COGVIDEOX_5B_TRANSFORMER_PARAMETERS, TINY_TRANSFORMER
-from vivid.model.cogvideox_spec import rotary_embeddings
+from vivid.model.cogvideox_spec import CogVideoXSpec, rotary_embeddings
 from vivid.model.spec import transformer_input
-from vivid.model.transformer import make_vivid_transformer, parameter_report, widen_patch_embed
+from vivid.model.transformer import parameter_report
 from vivid.model.weights import VIVIDWeightsConfig, load_vivid_weights, save_vivid_weights
+
+SPEC = CogVideoXSpec()
 
 
 def _tiny_transformer(seed: int = 0) -> CogVideoXTransformer3DModel:
@@ -33,13 +34,13 @@ def _inputs(transformer, frames_latent=3, h=64, w=96, seed=1):
 
 def test_vivid_transformer_equals_base_at_initialisation():
     base = _tiny_transformer()
-    vivid = make_vivid_transformer(_tiny_transformer())
+    vivid = SPEC.make_vivid(_tiny_transformer())
     noise, cond, text, rope = _inputs(base)
     t = torch.tensor([500])
     with torch.no_grad():
         expected = base(noise, text, t, image_rotary_emb=rope, return_dict=False)[0]
         got = vivid(transformer_input(noise, cond), text, t, image_rotary_emb=rope, return_dict=False)[0]
-    assert vivid.patch_embed.proj.in_channels == VIVID_IN_CHANNELS
+    assert vivid.patch_embed.proj.in_channels == SPEC.in_channels
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
     # and the conditions do matter once the new channels are trained
     with torch.no_grad():
@@ -51,17 +52,17 @@ def test_vivid_transformer_equals_base_at_initialisation():
 def test_widening_keeps_pretrained_weights_and_zeroes_new_channels():
     t = _tiny_transformer()
     old = t.patch_embed.proj.weight.detach().clone()
-    widen_patch_embed(t)
+    SPEC.widen(t)
     new = t.patch_embed.proj.weight
     assert new.shape[1] == 36 and t.config.in_channels == 36
     assert torch.equal(new[:, :16], old)
     assert torch.count_nonzero(new[:, 16:]) == 0
-    widen_patch_embed(t)  # idempotent
+    SPEC.widen(t)  # idempotent
     assert t.patch_embed.proj.weight.shape[1] == 36
 
 
 def test_only_lora_and_patch_embedding_train():
-    t = make_vivid_transformer(_tiny_transformer())
+    t = SPEC.make_vivid(_tiny_transformer())
     trainable = {n for n, p in t.named_parameters() if p.requires_grad}
     assert trainable, "nothing trainable"
     assert all("lora_" in n or n.startswith("patch_embed.proj.") for n in trainable)
@@ -80,7 +81,7 @@ def test_pack_mask_on_hand_built_masks():
     mask[0, 0, 0, 0, 0] = 1  # frame 0, one pixel of cell (0, 0)
     mask[0, 3, 0, 15, 23] = 1  # frame 3 -> latent frame 1, channel 2 ((3 - 1) % 4), cell (1, 2)
     mask[0, 8, 0, 8:16, 8:16] = 1  # frame 8 -> latent frame 2, channel 3, cell (1, 1)
-    packed = pack_mask(mask)
+    packed = pack_mask(mask, 4, 8)
     assert packed.shape == (1, 3, 4, 2, 3)
     expected = torch.zeros_like(packed)
     expected[0, 0, :, 0, 0] = 1  # frame 0 repeated in all four channels
@@ -91,7 +92,7 @@ def test_pack_mask_on_hand_built_masks():
 
 def test_pack_mask_rejects_bad_frame_counts():
     with pytest.raises(ValueError, match="4k\\+1"):
-        pack_mask(torch.zeros(1, 8, 1, 16, 16))
+        pack_mask(torch.zeros(1, 8, 1, 16, 16), 4, 8)
 
 
 def test_erase_and_kive():
@@ -108,7 +109,7 @@ def test_erase_and_kive():
 
 
 def test_weights_round_trip_is_exact(tmp_path):
-    source = make_vivid_transformer(_tiny_transformer(seed=0))
+    source = SPEC.make_vivid(_tiny_transformer(seed=0))
     with torch.no_grad():
         for p in source.parameters():
             if p.requires_grad:
@@ -121,7 +122,7 @@ def test_weights_round_trip_is_exact(tmp_path):
     ]
     target = _tiny_transformer(seed=0)
     config = load_vivid_weights(target, tmp_path / "w")
-    assert config.base_model == "some/base" and config.lora_rank == LORA_RANK
+    assert config.base_model == "some/base" and config.lora_rank == SPEC.lora_rank
     src, dst = dict(source.named_parameters()), dict(target.named_parameters())
     assert src.keys() == dst.keys()
     for name in src:
@@ -136,7 +137,7 @@ def test_weights_round_trip_is_exact(tmp_path):
 def test_trained_base_round_trip_is_exact(tmp_path):
     """`base_trained` weights (tiny models trained from scratch) carry every base weight: a fresh base with other
     random weights becomes the trained model exactly."""
-    source = make_vivid_transformer(_tiny_transformer(seed=0))
+    source = SPEC.make_vivid(_tiny_transformer(seed=0))
     with torch.no_grad():
         for p in source.parameters():
             p.normal_()
@@ -152,7 +153,7 @@ def test_trained_base_round_trip_is_exact(tmp_path):
     (tmp_path / "w" / "transformer.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="transformer.safetensors not found"):
         load_vivid_weights(_tiny_transformer(), tmp_path / "w")
-    other = make_vivid_transformer(CogVideoXTransformer3DModel(**dict(TINY_TRANSFORMER, num_layers=1)))
+    other = SPEC.make_vivid(CogVideoXTransformer3DModel(**dict(TINY_TRANSFORMER, num_layers=1)))
     save_vivid_weights(other, tmp_path / "w1", VIVIDWeightsConfig(base_trained=True))
     with pytest.raises(ValueError, match="base weights do not fit the model"):
         load_vivid_weights(_tiny_transformer(), tmp_path / "w1")
@@ -161,7 +162,7 @@ def test_trained_base_round_trip_is_exact(tmp_path):
 def test_module_prefixes_are_stripped_on_load(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    source = make_vivid_transformer(_tiny_transformer())
+    source = SPEC.make_vivid(_tiny_transformer())
     save_vivid_weights(source, tmp_path / "w", VIVIDWeightsConfig())
     lora = load_file(tmp_path / "w" / "pytorch_lora_weights.safetensors")
     assert not any(k.startswith("module.") for k in lora)
@@ -170,7 +171,7 @@ def test_module_prefixes_are_stripped_on_load(tmp_path):
 
 
 def test_loading_onto_the_wrong_base_fails_clearly(tmp_path):
-    source = make_vivid_transformer(_tiny_transformer())
+    source = SPEC.make_vivid(_tiny_transformer())
     save_vivid_weights(source, tmp_path / "w", VIVIDWeightsConfig())
     other = CogVideoXTransformer3DModel(**dict(TINY_TRANSFORMER, num_attention_heads=2))
     with pytest.raises(ValueError, match="patch embedding"):
@@ -198,7 +199,7 @@ def test_weights_given_as_a_hub_repo_id_are_downloaded(tmp_path, monkeypatch, of
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1" if offline else "0")
-    source = make_vivid_transformer(_tiny_transformer(seed=0), rank=4, alpha=4)
+    source = SPEC.make_vivid(_tiny_transformer(seed=0), rank=4, alpha=4)
     with torch.no_grad():
         for p in source.parameters():
             if p.requires_grad:
@@ -245,9 +246,9 @@ def test_full_size_5b_builds_on_meta_with_published_parameter_count():
     total = parameter_report(base)["total"]
     assert total == COGVIDEOX_5B_TRANSFORMER_PARAMETERS
     with torch.device("meta"):
-        vivid = make_vivid_transformer(CogVideoXTransformer3DModel(**COGVIDEOX_5B_TRANSFORMER))
+        vivid = SPEC.make_vivid(CogVideoXTransformer3DModel(**COGVIDEOX_5B_TRANSFORMER))
     report = parameter_report(vivid)
-    hidden, blocks, rank, patch = 48 * 64, 42, LORA_RANK, 2
+    hidden, blocks, rank, patch = 48 * 64, 42, SPEC.lora_rank, 2
     new_patch = hidden * 20 * patch * patch  # 20 new input channels
     lora_per_block = 4 * rank * (hidden + hidden)  # to_q, to_k, to_v, to_out.0: A (r x d) + B (d x r)
     assert report["total"] == total + new_patch + blocks * lora_per_block

@@ -16,6 +16,8 @@ from vivid.constants import LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_C
 from vivid.io.edit_inputs import load_edit_inputs
 from vivid.model.configs import TINY_WAN_TRANSFORMER, WAN21_1_3B_TRANSFORMER, WAN21_14B_TRANSFORMER
 from vivid.model.registry import spec_for
+from vivid.model.spec import SamplingSettings, StepHooks
+from vivid.model.transformer import compute_dtype
 from vivid.model.tiny import build_tiny_components
 from vivid.model.tiny_wan import build_tiny_wan_components
 from vivid.model.wan_spec import WanSpec
@@ -112,7 +114,8 @@ def test_vivid_sampler_at_initialisation_is_stock_wan(wan):
     kwargs = dict(num_inference_steps=3, guidance_scale=5.0)
     expected = stock(prompt_embeds=text, negative_prompt_embeds=negative, latents=latents.permute(0, 2, 1, 3, 4),
                      height=HEIGHT, width=WIDTH, num_frames=FRAMES, output_type="latent", **kwargs).frames
-    got = SPEC.sample(vivid, copy.deepcopy(wan["scheduler"]), conditions, text, negative, latents=latents, **kwargs)
+    got = SPEC.sample(vivid, copy.deepcopy(wan["scheduler"]), conditions, text, negative,
+                      SamplingSettings(latents=latents, **kwargs))
     torch.testing.assert_close(got, expected.permute(0, 2, 1, 3, 4), rtol=0, atol=1e-5)
     video = stock(prompt_embeds=text, negative_prompt_embeds=negative, latents=latents.permute(0, 2, 1, 3, 4),
                   height=HEIGHT, width=WIDTH, num_frames=FRAMES, output_type="pt", **kwargs).frames  # [0, 1]
@@ -321,14 +324,14 @@ def test_tiny_wan_denoising_loop(wan):
     embeds = SPEC.encode_prompts(wan["tokenizer"], wan["text_encoder"], ["a red ball", ""], 16)
     seen = []
     latents = SPEC.sample(vivid, copy.deepcopy(wan["scheduler"]), conditions, embeds[:1], embeds[1:],
-                          num_inference_steps=2, generator=torch.Generator().manual_seed(0),
-                          on_step=lambda i, t, x: seen.append(i))
+                          SamplingSettings(num_inference_steps=2, generator=torch.Generator().manual_seed(0)),
+                          StepHooks(on_step=lambda i, t, tensors: seen.append(i)))
     assert latents.shape == (1, 2, 16, 4, 6) and seen == [0, 1]
     with torch.no_grad():
         video = SPEC.decode_latents(wan["vae"], latents)
     assert video.shape == (1, FRAMES, 3, HEIGHT, WIDTH) and bool(torch.isfinite(video).all())
     with pytest.raises(ValueError, match="negative_prompt_embeds"):
-        SPEC.sample(vivid, wan["scheduler"], conditions, embeds[:1], guidance_scale=5.0)
+        SPEC.sample(vivid, wan["scheduler"], conditions, embeds[:1], settings=SamplingSettings(guidance_scale=5.0))
 
 
 def test_bf16_wan_keeps_its_vae_in_fp32_and_computes_in_bf16(tiny_wan_model_dir):
@@ -345,6 +348,20 @@ def test_bf16_wan_keeps_its_vae_in_fp32_and_computes_in_bf16(tiny_wan_model_dir)
     with torch.no_grad():
         out = SPEC.predict(transformer, noisy, conditions, text, torch.tensor([300]))
     assert out.dtype == torch.bfloat16 and bool(torch.isfinite(out).all())
+
+
+def test_one_vae_dtype_rule_for_training_and_inference(tiny_wan_model_dir):
+    """`vivid edit` loads through VIVIDPipeline.from_pretrained, training through spec.load_components: in bf16 both
+    keep Wan's VAE in float32 (its weights loaded in float32, not rounded to bf16 on the way)."""
+    from vivid.pipeline import VIVIDPipeline
+
+    pipe = VIVIDPipeline.from_pretrained(tiny_wan_model_dir, torch_dtype=torch.bfloat16)
+    training = SPEC.load_components(tiny_wan_model_dir, dtype=torch.bfloat16)
+    assert pipe.vae.dtype == training["vae"].dtype == torch.float32
+    assert compute_dtype(pipe.transformer) == torch.bfloat16
+    stored = VIVIDPipeline.from_pretrained(tiny_wan_model_dir).vae.state_dict()
+    assert all(torch.equal(v, stored[k]) for k, v in pipe.vae.state_dict().items())
+    assert VIVIDPipeline.from_pretrained(tiny_wan_model_dir, dtype=torch.bfloat16).vae.dtype == torch.float32
 
 
 def test_vivid_pipeline_edits_with_the_tiny_wan_folder(tiny_wan_model_dir, tmp_path):
@@ -369,8 +386,8 @@ def test_vivid_pipeline_edits_with_the_tiny_wan_folder(tiny_wan_model_dir, tmp_p
                                                 (HEIGHT, WIDTH), torch.device("cpu"))
         conditions = SPEC.encode_conditions(pipe.vae, masked, mask_t)
         text, negative = pipe.encode_prompt("a red ball", "", True)
-        expected = SPEC.sample(pipe.transformer, pipe.scheduler, conditions, text, negative, num_inference_steps=2,
-                               generator=torch.Generator().manual_seed(0))
+        expected = SPEC.sample(pipe.transformer, pipe.scheduler, conditions, text, negative, SamplingSettings(
+            num_inference_steps=2, generator=torch.Generator().manual_seed(0)))
     assert torch.equal(latents, expected)
     frames = pipe(**kwargs, generator=torch.Generator().manual_seed(0), output_type="uint8").frames[0]
     assert frames.shape == video.shape and frames.dtype == np.uint8

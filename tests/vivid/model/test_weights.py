@@ -10,10 +10,9 @@ import torch
 from diffusers import CogVideoXPipeline, CogVideoXTransformer3DModel
 from safetensors import safe_open
 
-from vivid.constants import LORA_WEIGHTS_NAME, LORA_TARGETS
-from vivid.model.cogvideox_spec import rotary_embeddings
+from vivid.constants import LORA_WEIGHTS_NAME
+from vivid.model.cogvideox_spec import CogVideoXSpec, rotary_embeddings
 from vivid.model.spec import transformer_input
-from vivid.model.transformer import make_vivid_transformer
 from vivid.model.weights import VIVIDWeightsConfig, load_vivid_weights, save_vivid_weights
 
 RANK, ALPHA = 4, 12  # alpha != rank: a loader that assumes alpha = rank scales the LoRA by 1 instead of 3
@@ -21,8 +20,8 @@ RANK, ALPHA = 4, 12  # alpha != rank: a loader that assumes alpha = rank scales 
 
 @pytest.fixture(scope="module")
 def weights(tiny_model_dir, tmp_path_factory):
-    source = make_vivid_transformer(CogVideoXTransformer3DModel.from_pretrained(tiny_model_dir / "transformer"),
-                                    RANK, ALPHA, LORA_TARGETS)
+    source = CogVideoXSpec().make_vivid(CogVideoXTransformer3DModel.from_pretrained(tiny_model_dir / "transformer"),
+                                        RANK, ALPHA)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, param in source.named_parameters():
@@ -40,7 +39,7 @@ def test_the_lora_file_holds_rank_and_alpha_as_diffusers_metadata(weights):
     assert metadata["format"] == "pt"
     adapter = json.loads(metadata["lora_adapter_metadata"])
     assert adapter["transformer.r"] == RANK and adapter["transformer.lora_alpha"] == ALPHA
-    assert sorted(adapter["transformer.target_modules"]) == sorted(LORA_TARGETS)
+    assert sorted(adapter["transformer.target_modules"]) == sorted(CogVideoXSpec.lora_targets)
     assert keys and all(k.startswith("transformer.") and ".lora_" in k for k in keys)
 
 

@@ -12,15 +12,15 @@ import pytest
 import torch
 
 from vivid.cli import main
-from vivid.constants import LORA_TARGETS, LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME
+from vivid.constants import LORA_WEIGHTS_NAME, PATCH_EMBED_WEIGHTS_NAME, VIVID_CONFIG_NAME
+from vivid.model.cogvideox_spec import CogVideoXSpec
 from vivid.model.tiny import build_tiny_components
-from vivid.model.transformer import make_vivid_transformer
 from vivid.model.weights import VIVIDWeightsConfig, load_vivid_weights, save_vivid_weights
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    source = make_vivid_transformer(build_tiny_components(0)["transformer"], 4, 4, LORA_TARGETS)
+    source = CogVideoXSpec().make_vivid(build_tiny_components(0)["transformer"], 4, 4)
     folder = tmp_path_factory.mktemp("w") / "weights"
     return save_vivid_weights(source, folder, VIVIDWeightsConfig(lora_rank=4, lora_alpha=4))
 
