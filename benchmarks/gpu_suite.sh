@@ -10,14 +10,14 @@
 # step (stock vs VIVID, gradient checkpointing, MFU); a long edit at two lengths. Then Wan2.1-1.3B and -14B
 # (benchmarks/bench_wan_gpu.py, random weights, through the Wan specification) at 81x480x832: inference with and
 # without guidance (stock WanPipeline and VIVID, same process), one LoRA training step with gradient
-# checkpointing. A Wan edit (the tiny Wan, loaded by `vivid edit`'s code) under model and under sequential CPU
-# offload (benchmarks/bench_wan_offload.py). Then `vivid mask`'s SAM 2.1 hiera-large and SAM 3 trackers (random
-# weights, 640x272 bikes at 250 and 1000 frames: masks per second, peak memory); then each speed and memory flag
-# of `vivid edit` through its own loading code on the tiny CogVideoX and Wan2.1 (benchmarks/bench_edit_options.py:
-# the path, not a figure). Then the training paths only a GPU takes (benchmarks/check_training_gpu_paths.py): 20
-# fp16 steps with one forced gradient overflow, `vivid data embed-captions` on cuda for both bases. --quick keeps
-# the first two, the training step, one long length, the Wan and the mask rows and the training paths, with fewer
-# steps.
+# checkpointing. Then `vivid mask`'s SAM 2.1 hiera-large and SAM 3 trackers (random weights, 640x272 bikes at
+# 250 and 1000 frames: masks per second, peak memory); then each speed and memory flag of `vivid edit` through its
+# own loading code on the tiny CogVideoX and Wan2.1 (benchmarks/bench_edit_options.py: the path, not a figure).
+# A Wan edit (the tiny Wan, loaded by `vivid edit`'s code) under model and under sequential CPU offload, beside
+# the plain one, in the dry run too (benchmarks/bench_wan_offload.py). Then the training paths only a GPU takes
+# (benchmarks/check_training_gpu_paths.py): 20 fp16 steps with one forced gradient overflow, `vivid data
+# embed-captions` on cuda for both bases. --quick keeps the first two, the training step, one long length, the Wan
+# and the mask rows and the training paths, with fewer steps.
 #
 # What it needs beyond a PyTorch with CUDA: this package's dependencies. Where `import diffusers` fails, they are
 # installed from wheels in $VIVID_WHEELS (default .whl/, see benchmarks/README or docs/performance.md) without the
@@ -57,8 +57,8 @@ if [ "$mode" = dry ]; then
     long=(--size tiny --device cpu --frames 17,25 --height 64 --width 96 --clip-frames 9)
     wan_shape=(--device cpu --frames 5 --height 32 --width 48)
     declare -A wan_size=([1.3b]=tiny [14b]=tiny)  # both Wan rows run the tiny Wan
-    masks=(--model tiny --device cpu --frames 6)  # the tiny SAM 2 / SAM 3 of vivid.segmentation.tiny
     offload_device=cpu  # accelerate's hooks with the CPU as execution device (sequential: weights on meta)
+    masks=(--model tiny --device cpu --frames 6)  # the tiny SAM 2 / SAM 3 of vivid.segmentation.tiny
     steps=1
     train_steps=1
 else
@@ -66,8 +66,8 @@ else
     long=(--size 5b --frames 97,193 --height 480 --width 720)
     wan_shape=(--frames 81 --height 480 --width 832)
     declare -A wan_size=([1.3b]=1.3b [14b]=14b)
-    masks=(--model full-random --frames 250 1000)  # SAM 2.1 hiera-large / SAM 3 architectures, random weights
     offload_device=cuda
+    masks=(--model full-random --frames 250 1000)  # SAM 2.1 hiera-large / SAM 3 architectures, random weights
     steps=4
     train_steps=2
     [ "$mode" = quick ] && steps=2 && long=(--size 5b --frames 97 --height 480 --width 720)
