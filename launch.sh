@@ -11,13 +11,18 @@
 # GPUs: --gpus N, else the devices in CUDA_VISIBLE_DEVICES (when set), else `nvidia-smi -L`.
 # Paths (--config, --resume, the config's output_dir and manifests) are relative to the current directory:
 # the training runs where launch.sh is called from, as `vivid train` would.
+# A long edit on several GPUs (or machines sharing the work folder) is not launched by this script but by accelerate:
+#   accelerate launch --multi_gpu --num_processes N -m vivid.cli edit ... --long-mode parallel [--work-dir DIR]
+# (one GPU per process; several machines: --num_machines, --machine_rank, --main_process_ip as for training). Rank r
+# edits clips r, r+N, ...; rank 0 edits the joint keyframes first and assembles the output; the output is that of one
+# process, bit for bit. A run killed on any rank is resumed by the same command: only unfinished clips are redone.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")" && pwd)"
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 
 config="" zero="zero2" gpus="" cpu_processes="" num_machines=1 machine_rank=0 main_address="" main_port=29500 resume="" overwrite=0 dry_run=0
 overrides=()
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 need() { [[ $# -ge 2 && -n "$2" ]] || { echo "launch.sh: $1 needs a value" >&2; exit 2; }; }
 while [[ $# -gt 0 ]]; do
   case "$1" in

@@ -138,6 +138,7 @@ def weights_config(config: TrainConfig, pretrained: str) -> VIVIDWeightsConfig:
         lora_targets=list(config.model.lora_targets),
         base_trained=config.model.train_base,
         buckets=[list(b) for b in config.data.buckets],
+        kive_last_frame_prob=config.data.kive_last_frame_prob,
     )
 
 

@@ -213,10 +213,14 @@ class VIVIDPipeline(DiffusionPipeline):
         video = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float().div(127.5).sub(1.0)
         mask_t = torch.from_numpy(mask)[None, :, None].float()
         masked = erase(video, mask_t)
-        if inputs.keyframe is not None:
-            key = resize_frames(inputs.keyframe[None], size)[0]
+        # the last keyframe at the clip's last frame and the padding frames (which repeat the last frame)
+        for key, frames_at in ((inputs.keyframe, [0]), (inputs.last_keyframe, range(n - 1, target))):
+            if key is None:
+                continue
+            key = resize_frames(key[None], size)[0]
             key_t = torch.from_numpy(key).permute(2, 0, 1).float().div(127.5).sub(1.0)
-            masked, mask_t = kive_substitute(masked, mask_t, key_t)
+            for frame in frames_at:
+                masked, mask_t = kive_substitute(masked, mask_t, key_t, frame)
         return masked.to(device), mask_t.to(device)
 
     # ---------------------------------------------------------------- call
@@ -257,6 +261,7 @@ class VIVIDPipeline(DiffusionPipeline):
         prompt: str | None = None,
         task: str = "add",
         keyframe: Any | None = None,
+        last_keyframe: Any | None = None,
         negative_prompt: str | None = None,
         height: int | None = None,
         width: int | None = None,
@@ -290,6 +295,10 @@ class VIVIDPipeline(DiffusionPipeline):
             keyframe: an edited first frame (KIVE): frame 0 of the masked video becomes this whole frame, frame 0
                 of the mask becomes empty, and the model propagates the edit to the later frames. Frame 0 of
                 the output is the keyframe itself (with or without paste-back).
+            last_keyframe: an edited last frame (vivid's last-frame KIVE, for weights trained with
+                `kive_last_frame_prob` > 0): the clip's last frame of the masked video becomes this frame, its mask
+                empty; with `keyframe` the clip is generated between two edited frames. The output's last frame is
+                this frame itself.
             num_inference_steps, guidance_scale: default to the base's (CogVideoX: 50 and 6; Wan: 50 and 5).
             use_dynamic_cfg, eta: CogVideoX's sampler options: ramp the guidance scale from 1 at the first step to
                 `guidance_scale` at the last (`dynamic_guidance_scale`); DDIM/DPM's eta.
@@ -304,7 +313,8 @@ class VIVIDPipeline(DiffusionPipeline):
         guidance_scale = spec.default_guidance_scale if guidance_scale is None else guidance_scale
         self.check_inputs(height, width, num_inference_steps, guidance_scale, num_videos_per_prompt, output_type,
                           callback_on_step_end, callback_on_step_end_tensor_inputs, eta, use_dynamic_cfg)
-        inputs = load_edit_inputs(video, mask, prompt, task, keyframe, prompt_required=prompt_embeds is None)
+        inputs = load_edit_inputs(video, mask, prompt, task, keyframe, prompt_required=prompt_embeds is None,
+                                  last_keyframe=last_keyframe)
         src_h, src_w = inputs.frames.shape[1:3]
         if height is None:
             buckets = self.vivid_config.buckets if self.vivid_config is not None else None
@@ -403,6 +413,8 @@ class VIVIDPipeline(DiffusionPipeline):
                 video_out = paste_back(inputs.frames, video_out, inputs.mask, dilation)
             if inputs.keyframe is not None:
                 video_out[0] = inputs.keyframe  # KIVE: the keyframe is the edit of frame 0, exactly
+            if inputs.last_keyframe is not None:
+                video_out[-1] = inputs.last_keyframe  # and the last keyframe that of the last frame
             videos.append(video_out)
         return _format_frames(videos, output_type)
 

@@ -57,3 +57,42 @@ def test_vivid_edit_writes_the_keyframe_as_frame_zero(tiny_model_dir, carphone14
     np.testing.assert_array_equal(result[0], key)
     if num_frames == 9:  # one clip of the tiny model (sample_frames 9): the single pipeline call
         assert len(pipeline_calls) == 1, "9 frames took more than one pipeline call"
+
+
+@pytest.mark.parametrize("num_frames", [9, 7], ids=["one-clip", "padded"])
+def test_pipeline_returns_both_keyframes_as_first_and_last_frames(family_pipe, carphone14, num_frames):
+    frames = carphone14[:num_frames]
+    first, last = _keyframe(frames[0]), _keyframe(frames[-1])[::-1].copy()
+    out = family_pipe(video=frames, mask=box_mask(num_frames, 144, 176, 30, 50, 50, 50), prompt="a red square",
+                      task="modify", keyframe=first, last_keyframe=last, num_inference_steps=2,
+                      generator=torch.Generator().manual_seed(0), output_type="uint8").frames[0]
+    assert len(out) == num_frames
+    np.testing.assert_array_equal(out[0], first)
+    np.testing.assert_array_equal(out[-1], last)
+
+
+def test_the_last_keyframe_conditions_the_clip_as_last_frame_kive(family_pipe, carphone14):
+    """Masked video's last frame (and the 4k+1 padding after it) := the keyframe, its mask := 0, as training's
+    last-frame KIVE; earlier frames keep the erased source and its mask."""
+    from vivid.io.edit_inputs import load_edit_inputs
+
+    frames = carphone14[:7]
+    last = _keyframe(frames[-1])
+    inputs = load_edit_inputs(frames, box_mask(7, 144, 176, 30, 50, 50, 50), "a red square", "modify",
+                              last_keyframe=last)
+    masked, mask = family_pipe._to_model_tensors(inputs, (144, 176), torch.device("cpu"))
+    key_t = torch.from_numpy(last).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    assert masked.shape[1] == 9  # padded to the base's 4k+1
+    for frame in (6, 7, 8):
+        torch.testing.assert_close(masked[0, frame], key_t)
+        assert not mask[0, frame].any()
+    assert mask[0, 5].any() and (masked[0, 5][:, 30:80, 50:100] == -1).all()
+
+
+def test_a_mask_empty_between_the_keyframes_is_refused(carphone14):
+    from vivid.io.edit_inputs import EditInputError, load_edit_inputs
+
+    mask = np.zeros((3, 144, 176), bool)
+    mask[[0, 2], 30:80, 50:100] = True
+    with pytest.raises(EditInputError, match="between the keyframes"):
+        load_edit_inputs(carphone14[:3], mask, "x", "modify", keyframe=carphone14[0], last_keyframe=carphone14[2])

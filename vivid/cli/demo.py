@@ -20,6 +20,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 logger = logging.getLogger("vivid.demo")
@@ -240,20 +241,12 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     from data_loaders.synthetic import write_synthetic_dataset
     from train.trainer import train
-    from vivid.evaluation import (
-        EvalSettings,
-        evaluate,
-        inpaint_editor,
-        load_eval_samples,
-        pipeline_editor,
-        write_report,
-    )
+    from vivid.evaluation import load_eval_samples
     from vivid.evaluation.figures import write_learning_curve
     from vivid.evaluation.report import strip_image
     from vivid.io.atomic import write_json_atomic, write_text_atomic
     from vivid.io.images import write_image
     from vivid.model.tiny import TINY_BASE_DIR, write_tiny_model
-    from vivid.pipeline import VIVIDPipeline
 
     plan = plan_for(args)
     out = Path(args.out)
@@ -290,18 +283,7 @@ def run(args: argparse.Namespace) -> int:
     print("[4/6] held-out evaluation: trained vs untrained (the base, VIVID's new channels at zero) vs cv2.inpaint "
           "(paste-back off)")
     samples = load_eval_samples([data_dir / "eval-00000.jsonl"])
-    settings = EvalSettings(steps=plan.eval_steps, guidance=plan.guidance, seed=args.seed)
-    reports = {}
-    for method in ("vivid", "untrained"):
-        pipe = VIVIDPipeline.from_pretrained(model_dir)
-        pipe.set_progress_bar_config(disable=True)
-        if method == "vivid":
-            pipe.load_vivid_weights(weights)
-            trained_pipe = pipe
-        reports[method] = evaluate(samples, pipeline_editor(pipe, settings), settings, method=method)
-    reports["inpaint"] = evaluate(samples, inpaint_editor(), settings, method="inpaint", tasks=["delete"])
-    for method, report in reports.items():
-        write_report(report, out / "eval" / method, extra={k: v for k, v in reports.items() if k != method})
+    reports, trained_pipe = evaluate_methods(samples, plan, model_dir, weights, out / "eval", args.seed)
     timings["eval"] = time.perf_counter() - t
 
     real, grid_rows = None, list(reports["vivid"]["_strip"])
@@ -337,11 +319,39 @@ def run(args: argparse.Namespace) -> int:
     }
     write_json_atomic(out / "results.json", summary)
     write_text_atomic(out / "results.md", "# vivid demo\n\n" + table + "\n")
+    print_results(table, summary, out)
+    return 0
+
+
+def evaluate_methods(samples: list, plan: DemoPlan, model_dir: Path, weights: Path, out: Path,
+                     seed: int) -> tuple[dict, Any]:
+    """The held-out evaluation of the trained model, the untrained one and cv2.inpaint (deletion), each report
+    written under `out/<method>`; returns the reports and the trained pipeline (which edits the real video)."""
+    from vivid.evaluation import EvalSettings, evaluate, inpaint_editor, pipeline_editor, write_report
+    from vivid.pipeline import VIVIDPipeline
+
+    settings = EvalSettings(steps=plan.eval_steps, guidance=plan.guidance, seed=seed)
+    reports, trained_pipe = {}, None
+    for method in ("vivid", "untrained"):
+        pipe = VIVIDPipeline.from_pretrained(model_dir)
+        pipe.set_progress_bar_config(disable=True)
+        if method == "vivid":
+            pipe.load_vivid_weights(weights)
+            trained_pipe = pipe
+        reports[method] = evaluate(samples, pipeline_editor(pipe, settings), settings, method=method)
+    reports["inpaint"] = evaluate(samples, inpaint_editor(), settings, method="inpaint", tasks=["delete"])
+    for method, report in reports.items():
+        write_report(report, out / method, extra={k: v for k, v in reports.items() if k != method})
+    return reports, trained_pipe
+
+
+def print_results(table: str, summary: dict, out: Path) -> None:
+    """The demo's closing lines: the table, each target met or not, the figures and the timings."""
     print("[6/6] results (held-out synthetic eval; BP and remnant: lower is better; PSNR, SSIM of the background)")
     print(table)
     for name, target in summary["targets"].items():
         print(f"  target {name}: {target['value']:.3f} (goal {target['goal']}) {'met' if target['met'] else 'NOT met'}")
-    print(f"figures: {grid}, {curve}")
+    figures, timings = summary["figures"], summary["timings_s"]
+    print(f"figures: {figures['grid']}, {figures['learning_curve']}")
     print(f"total {timings['total'] / 60:.1f} min ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}); "
           f"results in {out}")
-    return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from vivid.cli.mask import add_target_arguments, target_mask
@@ -202,6 +203,14 @@ def add_long_video_arguments(p: argparse.ArgumentParser) -> None:
                         "frame of the first clip, edited first when no --keyframe is given")
     g.add_argument("--min-similarity", type=float, default=None, help="adaptive: cut below this mean similarity")
     g.add_argument("--cut-similarity", type=float, default=None, help="adaptive: hard cut below this histogram overlap")
+    g.add_argument("--long-mode", choices=["chain", "parallel"], default="chain",
+                   help="chain: each clip starts from the previous clip's last edited frame; parallel: the keyframes "
+                        "(one at each end of every clip) are edited together first, then every clip between its "
+                        "two keyframes, independently (under `accelerate launch --num_processes N`, processes take "
+                        "clips in turn)")
+    g.add_argument("--kv-budget", type=int, default=None,
+                   help="parallel: tokens of the other keyframes each keyframe attends to in the joint pass "
+                        "(default: all)")
     g.add_argument("--work-dir", default=None, help="finished clips and resume state (default: OUT.work)")
     g.add_argument("--restart", action="store_true", help="discard a previous unfinished run of this edit")
     g.add_argument("--keep-work", action="store_true", help="keep the work folder after success")
@@ -249,6 +258,8 @@ def load_pipeline(args: argparse.Namespace):
     from vivid.speed import apply_speed_options
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # under `accelerate launch`: one GPU per process
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     dtype_name = args.dtype or ("bfloat16" if device.startswith("cuda") else "float32")
     model = args.model
     if not (Path(model).is_dir() or "/" in model):
@@ -274,7 +285,7 @@ def load_pipeline(args: argparse.Namespace):
 # the CLI's words for the request's fields, in the library's messages
 EDIT_LABELS = {"video": "--video", "mask": "--mask", "prompt": "--prompt", "keyframe": "--keyframe", "out": "--out",
                "work_dir": "--work-dir", "restart": "--restart", "clip_frames": "--clip-frames",
-               "keyframe_frame": "--keyframe-frame"}
+               "keyframe_frame": "--keyframe-frame", "long_mode": "--long-mode", "kv_budget": "--kv-budget"}
 
 
 def edit_options(args: argparse.Namespace):
@@ -290,6 +301,7 @@ def edit_options(args: argparse.Namespace):
         guidance_scale=args.guidance, seed=args.seed, negative_prompt=args.negative_prompt,
         paste_back_source=args.paste_back, paste_back_dilation=args.paste_back_dilation, height=args.height,
         width=args.width, lossless=args.lossless, restart=args.restart, keep_work=args.keep_work,
+        long_mode=getattr(args, "long_mode", "chain"), kv_budget=getattr(args, "kv_budget", None),
     )
 
 
@@ -336,6 +348,8 @@ def run(args: argparse.Namespace) -> int:
         request = dataclasses.replace(request, options=dataclasses.replace(request.options, boundaries="fixed"))
     pipe = pipe or load_pipeline(args)
     result = chain_edit(pipe, request)
+    if int(os.environ.get("RANK", "0")) != 0:  # under `accelerate launch`: rank 0 assembled and reports
+        return 0
     audio = ""
     if not args.no_audio and not is_image_path(args.video) and not is_image_path(request.out):
         audio = keep_source_audio(args.video, request.out, result.num_frames, result.fps)

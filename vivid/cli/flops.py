@@ -21,6 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model-size", default=None,
                    help="an architecture of the family, e.g. 5b (default: the family's published size; an unknown "
                         "size is refused naming the known ones)")
+    p.add_argument("--long-mode", choices=["chain", "parallel"], default=None,
+                   help="count a long edit of --frames in clips of the base's length: chain, or parallel (plus the "
+                        "joint keyframe pass, one keyframe at each end of every clip)")
+    p.add_argument("--kv-budget", type=int, default=None,
+                   help="with --long-mode parallel: other keyframes' tokens each keyframe attends to (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -37,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if size not in spec.architectures:
         raise ValueError(f"--model-size {size}: {spec.display_name} has the sizes {', '.join(spec.architectures)}")
     shape = (args.frames, args.height, args.width, args.steps, args.guidance)
+    if args.long_mode is not None:
+        return _run_long(args, size, shape)
     edit = edit_flops(size, *shape, family=args.family)
     stock = edit_flops(size, *shape, vivid=False, family=args.family)
     comparison = kive_comparison(size, args.steps) if (args.family, size) == ("cogvideox", "5b") else None
@@ -63,4 +70,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<52}" + "".join(f"{row[c]:>18.2f}" for c in cols))
         print("The published numbers match 'transformer linear layers only, guidance': a module-hook counter that "
               "misses F.scaled_dot_product_attention (QK^T, AV), which at 17.8k tokens is as large as the linears.")
+    return 0
+
+
+def _run_long(args: argparse.Namespace, size: str, shape: tuple) -> int:
+    """`--long-mode`: the FLOPs of a long edit, its clips and (parallel) its joint keyframe pass."""
+    from vivid.flops.counter import PETA, long_edit_flops
+
+    if args.kv_budget is not None and args.kv_budget < 1:
+        raise ValueError(f"--kv-budget must be >= 1, got {args.kv_budget}")
+    out = long_edit_flops(size, *shape, family=args.family, long_mode=args.long_mode, kv_budget=args.kv_budget)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    unit, scale = ("GFLOPs", 1e9) if size == "tiny" else ("PFLOPs", PETA)
+    print(f"{args.family} {size} long edit ({args.long_mode}), {args.frames}x{args.height}x{args.width}, "
+          f"{args.steps} steps: {out['clips']} clips of {out['clip_frames']} frames {out['clips_flops'] / scale:.2f}"
+          f" {unit}, joint pass over {out['joint_keyframes']} keyframes {out['joint_pass_flops'] / scale:.2f} {unit}"
+          f", total {out['total'] / scale:.2f} {unit}")
     return 0

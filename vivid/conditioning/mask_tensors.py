@@ -19,22 +19,23 @@ def erase(video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def kive_substitute(
-    masked_video: torch.Tensor, mask: torch.Tensor, keyframe: torch.Tensor
+    masked_video: torch.Tensor, mask: torch.Tensor, keyframe: torch.Tensor, frame: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """KIVE: masked-video frame 0 := the (edited or real) keyframe, whole frame; mask frame 0 := all black.
+    """KIVE: masked-video frame `frame` := the (edited or real) keyframe, whole frame; mask frame `frame` := all
+    black. Frame 0 is the paper's substitution; the last frame is vivid's (a clip between two keyframes).
 
-    `keyframe` is (B, C, H, W) or (C, H, W) in [-1, 1]. Later frames keep their masks. Returns new tensors.
+    `keyframe` is (B, C, H, W) or (C, H, W) in [-1, 1]. Other frames keep their masks. Returns new tensors.
     """
     if keyframe.dim() == 3:
         keyframe = keyframe.unsqueeze(0).expand(masked_video.shape[0], -1, -1, -1)
-    if keyframe.shape != masked_video[:, 0].shape:
+    if keyframe.shape != masked_video[:, frame].shape:
         raise ValueError(
-            f"keyframe of shape {tuple(keyframe.shape)} does not match a video frame {tuple(masked_video[:, 0].shape)}"
+            f"keyframe of shape {tuple(keyframe.shape)} does not match a video frame {tuple(masked_video[:, frame].shape)}"
         )
     masked_video = masked_video.clone()
     mask = mask.clone()
-    masked_video[:, 0] = keyframe.to(masked_video.dtype)
-    mask[:, 0] = 0
+    masked_video[:, frame] = keyframe.to(masked_video.dtype)
+    mask[:, frame] = 0
     return masked_video, mask
 
 

@@ -133,6 +133,33 @@ def edit_flops(
     return EditFlops(model_name(family, size), frames, height, width, steps, guidance, n_video, n_text, comps)
 
 
+def long_edit_flops(
+    size: str, frames: int, height: int, width: int, steps: int, guidance: bool, family: str = "cogvideox",
+    long_mode: str = "chain", kv_budget: int | None = None, clip_frames: int | None = None,
+) -> dict:
+    """FLOPs of a long edit in fixed windows of `clip_frames` (default the base's clip) sharing their end frames:
+    `chain` is its clips; `parallel` adds the joint keyframe pass, one keyframe at each end of every clip: K
+    one-frame edits, plus each keyframe's queries (its own tokens) attending to `kv_budget` other keyframes'
+    tokens (None: all (K - 1) x one frame's video tokens), 4 L M D FLOPs per layer, step and guidance batch."""
+    spec, arch = architecture(size, family)
+    clip = clip_frames or spec.clip_frames(arch["transformer"])
+    clips = max(1, -(-(frames - 1) // (clip - 1)))
+    per_clip = edit_flops(size, clip, height, width, steps, guidance, family=family)
+    out = {"long_mode": long_mode, "clips": clips, "clip_frames": clip, "clips_flops": clips * per_clip.total,
+           "joint_keyframes": 0, "joint_pass_flops": 0.0}
+    if long_mode == "parallel" and clips > 1:
+        keyframes = clips + 1
+        one = edit_flops(size, 1, height, width, steps, guidance, family=family)
+        tr = arch["transformer"]
+        d = tr["num_attention_heads"] * tr["attention_head_dim"]
+        own = one.video_tokens + (one.text_tokens if spec.name == "cogvideox" else 0)  # Wan: video self-attention
+        extra = kv_budget if kv_budget is not None else (keyframes - 1) * one.video_tokens
+        cross = 4 * own * extra * d * tr["num_layers"] * steps * (2 if guidance else 1) * keyframes
+        out.update(joint_keyframes=keyframes, joint_pass_flops=float(keyframes * one.total + cross))
+    out["total"] = out["clips_flops"] + out["joint_pass_flops"]
+    return out
+
+
 def kive_comparison(size: str = "5b", steps: int = 50) -> dict:
     """Our counts of a 49x480x720 video edit and a 1-frame keyframe edit under several conventions, beside
     the published numbers. The convention that reproduces them: transformer linear layers only, FLOPs = 2 MACs,

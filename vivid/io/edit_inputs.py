@@ -104,6 +104,7 @@ class EditInputs:
     prompt: str
     task: str
     fps: float = 0.0
+    last_keyframe: np.ndarray | None = None  # (H, W, 3) uint8: an edited last frame (a clip between two keyframes)
 
 
 def resolve_prompt(prompt: str | None, task: str, required: bool = True, name: str = "prompt") -> str:
@@ -191,8 +192,10 @@ def check_outputs(
     return out
 
 
-def validate(frames: np.ndarray, mask: np.ndarray, keyframe: np.ndarray | None = None) -> np.ndarray:
-    """Check mask and keyframe against the video; return the mask broadcast to one per frame."""
+def validate(
+    frames: np.ndarray, mask: np.ndarray, keyframe: np.ndarray | None = None, last_keyframe: np.ndarray | None = None
+) -> np.ndarray:
+    """Check mask and keyframes against the video; return the mask broadcast to one per frame."""
     n, h, w = frames.shape[:3]
     if mask.shape[0] not in (1, n):
         raise EditInputError(
@@ -202,16 +205,18 @@ def validate(frames: np.ndarray, mask: np.ndarray, keyframe: np.ndarray | None =
         raise EditInputError(f"mask size {mask.shape[2]}x{mask.shape[1]} differs from the video's {w}x{h} (WxH)")
     if mask.shape[0] == 1 and n > 1:
         mask = np.repeat(mask, n, axis=0)
-    if keyframe is not None:  # before the mask check: with one frame, nothing is ever left "after the keyframe"
+    for name, key in (("keyframe", keyframe), ("last keyframe", last_keyframe)):
+        if key is None:  # before the mask check: with one frame, nothing is ever left "after the keyframe"
+            continue
         if n < 2:
-            raise EditInputError("a keyframe needs a video of at least 2 frames to propagate to, got an image")
-        if keyframe.shape[:2] != (h, w):
-            raise EditInputError(
-                f"keyframe size {keyframe.shape[1]}x{keyframe.shape[0]} differs from the video's {w}x{h} (WxH)"
-            )
+            raise EditInputError(f"a {name} needs a video of at least 2 frames to propagate to, got an image")
+        if key.shape[:2] != (h, w):
+            raise EditInputError(f"{name} size {key.shape[1]}x{key.shape[0]} differs from the video's {w}x{h} (WxH)")
     check_from = 1 if keyframe is not None else 0
-    if not mask[check_from:].any():
-        where = "after the keyframe" if keyframe is not None else "in every frame"
+    check_to = n - 1 if last_keyframe is not None else n
+    if not mask[check_from:check_to].any():
+        where = "between the keyframes" if last_keyframe is not None else (
+            "after the keyframe" if keyframe is not None else "in every frame")
         raise EditInputError(f"mask is empty {where}: nothing to edit")
     return mask
 
@@ -240,7 +245,8 @@ def load_keyframe(keyframe: Any, height: int, width: int) -> np.ndarray | None:
 
 
 def load_edit_inputs(
-    video: Any, mask: Any, prompt: str | None, task: str, keyframe: Any | None = None, prompt_required: bool = True
+    video: Any, mask: Any, prompt: str | None, task: str, keyframe: Any | None = None, prompt_required: bool = True,
+    last_keyframe: Any | None = None,
 ) -> EditInputs:
     """Read and check every input of an edit. Raises EditInputError / MediaError naming the problem."""
     prompt = resolve_prompt(prompt, task, prompt_required)
@@ -263,5 +269,7 @@ def load_edit_inputs(
         for note in filter(None, notes):
             logger.warning("%s", note)
     key = None if keyframe is None else _keyframe_frame(keyframe)
-    mask_arr = validate(frames, mask_arr, key)
-    return EditInputs(frames=frames, mask=mask_arr, keyframe=key, prompt=prompt, task=task, fps=fps)
+    last_key = None if last_keyframe is None else _keyframe_frame(last_keyframe)
+    mask_arr = validate(frames, mask_arr, key, last_key)
+    return EditInputs(frames=frames, mask=mask_arr, keyframe=key, prompt=prompt, task=task, fps=fps,
+                      last_keyframe=last_key)

@@ -18,6 +18,7 @@ from vivid.conditioning.preprocess import default_paste_dilation, model_size, pa
 from vivid.io.edit_inputs import load_edit_inputs
 from vivid.io.resize import resize_frames
 from vivid.model.keyframe_attention import JointAttentionOptions, JointAttentionRecord, joint_keyframe_attention
+from vivid.model.spec import SamplingSettings
 from vivid.model.transformer import compute_dtype
 
 
@@ -37,6 +38,7 @@ class JointKeyframeOptions:
     height: int | None = None
     width: int | None = None
     paste_back_source: bool = True
+    paste_back_dilation: int | None = None  # pixels (default: one latent cell at the source's scale)
 
 
 def edit_keyframes_jointly(
@@ -71,14 +73,16 @@ def edit_keyframes_jointly(
     with torch.no_grad(), joint_keyframe_attention(pipe.transformer, attention) as seen:
         with torch.autocast(device.type, compute_dtype(pipe.transformer), enabled=_mixed(pipe.transformer)):
             latents = spec.sample(pipe.transformer, pipe.scheduler, conditions, prompt_embeds, negative_embeds,
-                                  steps, guidance, generators)
+                                  SamplingSettings(steps, guidance, generators))
         decoded = spec.decode_latents(pipe.vae, latents).float()
     if record is not None:
         record.kv_lengths |= seen.kv_lengths
         record.own_lengths |= seen.own_lengths
         record.peak_kv_tokens = max(record.peak_kv_tokens, seen.peak_kv_tokens)
     decoded = ((decoded[:, :1].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
-    dilation = default_paste_dilation((src_h, src_w), (height, width))
+    dilation = options.paste_back_dilation
+    if dilation is None:
+        dilation = default_paste_dilation((src_h, src_w), (height, width))
     edited = []
     for item, frame in zip(inputs, decoded):
         frame = resize_frames(frame, (src_h, src_w))

@@ -18,8 +18,10 @@ class Clip:
     """One pipeline call. Source frames [start, stop] (inclusive) are fed in order, or reversed when `reverse`
     (backward propagation from a keyframe inside the first clip). `key` is where frame 0's keyframe comes
     from: "none" (a plain edit), "given" (the first shot's keyframe), "previous" (the previous clip's last
-    edited frame). `anchor_only`: the single-frame edit that makes the first shot's keyframe (writes nothing).
-    The clip writes source frames [write_start, write_stop] to the output."""
+    edited frame), "joint" (`--long-mode parallel`'s jointly edited keyframes). `last_key`: where the keyframe
+    of its last frame comes from: "none", or "joint" (a clip between two keyframes). `anchor_only`: the
+    single-frame edit that makes the first shot's keyframe (writes nothing). The clip writes source frames
+    [write_start, write_stop] to the output."""
 
     index: int
     start: int
@@ -29,6 +31,7 @@ class Clip:
     anchor_only: bool = False
     write_start: int = 0
     write_stop: int = -1
+    last_key: str = "none"
 
     @property
     def order(self) -> list[int]:

@@ -28,11 +28,23 @@ from vivid.io.resize import resize_mask
 from vivid.io.video import VideoSource, write_video
 from vivid.longvideo.assemble import assemble
 from vivid.longvideo.plan import CLIP_PLAN_NAME, Clip, ClipPlan, clip_plan_path, model_clip_frames, plan_clips
+from vivid.longvideo.parallel import (
+    JOINT,
+    Ranks,
+    chains,
+    clip_keyframes,
+    edit_joint_keyframes,
+    keyframe_names,
+    last_frame_kive,
+    parallel_plan,
+    process_ranks,
+)
 from vivid.longvideo.request import EditOptions, EditRequest
 from vivid.longvideo.state import (
     STATE_NAME,
     STATE_VERSION,
     clip_files,
+    clip_problem,
     clip_names,
     fingerprint,
     finished_clips,
@@ -66,7 +78,10 @@ def chain_edit(
     pipe: Any, request: EditRequest, progress: Callable[[int, int], None] | None = None
 ) -> LongEditResult:
     """Run a checked edit (`vivid.longvideo.request.edit_request`): a video of any length (or an image) into
-    `request.out`, clip by clip. Steps, guidance and the clip length the request leaves open are the base's.
+    `request.out`, clip by clip (`options.long_mode` "chain": each from the previous one's last frame; "parallel":
+    each between two jointly edited keyframes, `vivid.longvideo.parallel`). Steps, guidance and the clip length the
+    request leaves open are the base's. Under `accelerate launch`, parallel mode's ranks take clips in turn and
+    rank 0 assembles; chain mode runs on rank 0.
 
     An existing work folder of the same edit is resumed (`options.restart` discards it); it is removed on success
     unless `options.keep_work`. `progress` is called with (finished clips, total clips) after each clip.
@@ -75,19 +90,32 @@ def chain_edit(
     sampling = base_sampling(pipe, opts)
     fps = output_fps(pipe, request)
     max_frames = opts.clip_frames or model_clip_frames(pipe.transformer)
-    for path in (request.out, clip_plan_path(request.work)):  # what a run killed while writing them left
-        remove_stale_temporaries(path)
-    state = _start_or_resume(pipe, request, sampling, max_frames)
+    work, n, ranks = request.work, len(request.source), process_ranks()
+    if ranks.main:
+        for path in (request.out, clip_plan_path(work)):  # what a run killed while writing them left
+            remove_stale_temporaries(path)
+        state = _start_or_resume(pipe, request, sampling, max_frames)
+        for name in state_files(state):
+            remove_stale_temporaries(work / name)
+    ranks.barrier()
+    if not ranks.main:
+        state = _joined_state(pipe, request, sampling, max_frames)
     plan = ClipPlan.from_json(state["plan"])
-    work, n = request.work, len(request.source)
-    for name in state_files(state):
-        remove_stale_temporaries(work / name)
     has_mask = np.zeros(n, bool)
     has_mask[state["has_mask"]] = True
-    done = finished_clips(plan, work, int(state["done"]))
-    if done:
-        logger.info("resuming %s: %d of %d clips already finished in %s", request.out, done, len(plan.clips), work)
-    seconds = _run_clips(pipe, request, plan, state, has_mask, dict(sampling, fps=fps), done, progress)
+    sampling = dict(sampling, fps=fps)
+    if any(c.key == JOINT for c in plan.clips):
+        done, seconds = _run_parallel(pipe, request, plan, has_mask, sampling, ranks, progress)
+    elif not ranks.main:
+        logger.info("rank %d: a chained edit runs on rank 0 alone (--long-mode parallel shares clips)", ranks.rank)
+        return LongEditResult(request.out, n, fps, plan, 0, [])
+    else:
+        done = finished_clips(plan, work, int(state["done"]))
+        if done:
+            logger.info("resuming %s: %d of %d clips already finished in %s", request.out, done, len(plan.clips), work)
+        seconds = _run_clips(pipe, request, plan, state, has_mask, sampling, done, progress)
+    if not ranks.main:
+        return LongEditResult(request.out, n, fps, plan, done, seconds)
     assemble(plan, work, request.out, fps, opts.lossless)
     if len(plan.clips) > 1:  # the clips and seams of a chained edit, for the boundary metric
         write_json_atomic(clip_plan_path(work), {"fps": fps, **plan.to_json(), "seams": plan.seams()}, indent=1)
@@ -97,6 +125,45 @@ def chain_edit(
             with contextlib.suppress(OSError):  # not empty: it holds files this edit did not write
                 work.rmdir()
     return LongEditResult(request.out, n, fps, plan, done, seconds)
+
+
+def _run_parallel(
+    pipe: Any, request: EditRequest, plan: ClipPlan, has_mask: np.ndarray, sampling: dict, ranks: Ranks,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[int, list[float]]:
+    """Parallel mode: rank 0 edits the joint keyframes; then each rank runs its chains of clips (chain g on rank
+    g mod world; with last-frame KIVE a chain is one clip), skipping clips whose files are finished (a resumed
+    or a killed run's); all ranks wait for each other before rank 0 assembles. (Clips finished before, seconds
+    per clip run here.)"""
+    work = request.work
+    if ranks.main:
+        edit_joint_keyframes(pipe, request, plan, sampling, request.options.kv_budget)
+    ranks.barrier()
+    mine = [clip for g, run in enumerate(chains(plan)) if g % ranks.world == ranks.rank for clip in run]
+    todo = [clip for clip in mine if clip_problem(work, clip) is not None]
+    if ranks.world > 1:
+        logger.info("rank %d of %d: clips %s", ranks.rank, ranks.world, [clip.index for clip in mine])
+    done = len(mine) - len(todo)
+    if done:
+        logger.info("resuming %s: %d of this process's %d clips already finished in %s", request.out, done,
+                    len(mine), work)
+    seconds = _run_clip_list(pipe, request, plan, todo, has_mask, sampling, progress)
+    ranks.barrier()
+    if ranks.main:
+        missing = [c.index for c in plan.clips if clip_problem(work, c) is not None]
+        if missing:
+            raise RuntimeError(f"clips {missing} of {work} are not finished after every process ran: run the same "
+                               f"edit again to finish them")
+    return done, seconds
+
+
+def _joined_state(pipe: Any, request: EditRequest, sampling: dict, max_frames: int) -> dict:
+    """A rank other than 0: the state rank 0 started or resumed, which must be this edit's."""
+    state = read_state(request.work, request.labels["work_dir"])
+    if state.get("fingerprint") != _identity(pipe, request, sampling, max_frames):
+        raise ValueError(f"work folder {request.work} holds another edit than this process's: every process must "
+                         f"be given the same edit")
+    return state
 
 
 def output_fps(pipe: Any, request: EditRequest) -> float:
@@ -121,6 +188,8 @@ def _identity(pipe: Any, request: EditRequest, sampling: dict, max_frames: int) 
     """What makes two runs the same edit (a work folder resumes only the same edit)."""
     opts, source = request.options, request.source
     mask = request.mask_input
+    # parallel mode's options only where chosen: a chained edit's work folder of an earlier version still resumes
+    parallel = {"long_mode": opts.long_mode, "kv_budget": opts.kv_budget} if opts.long_mode != "chain" else {}
     return fingerprint(
         video=source.path if source.path else source.frames(range(len(source))),
         mask=mask if isinstance(mask, Path) else np.asarray(mask),
@@ -130,7 +199,7 @@ def _identity(pipe: Any, request: EditRequest, sampling: dict, max_frames: int) 
         negative_prompt=opts.negative_prompt, paste_back=opts.paste_back_source, dilation=opts.paste_back_dilation,
         size=[opts.height, opts.width],
         model=str(getattr(pipe, "name_or_path", "")) or type(pipe.transformer).__name__,
-        weights=str(getattr(pipe, "vivid_config", None)),
+        weights=str(getattr(pipe, "vivid_config", None)), **parallel,
     )
 
 
@@ -154,8 +223,8 @@ def _start_or_resume(pipe: Any, request: EditRequest, sampling: dict, max_frames
     remove_stale_temporaries(state_path)
     if state is not None:
         return state
-    plan, has_mask = _plan(request, max_frames)
-    files = [name for clip in plan.clips for name in clip_names(clip)] + [CLIP_PLAN_NAME]
+    plan, has_mask = _plan(request, max_frames, last_frame_kive(pipe))
+    files = [name for clip in plan.clips for name in clip_names(clip)] + keyframe_names(plan) + [CLIP_PLAN_NAME]
     taken = [name for name in files if (work / name).exists()]
     if taken:
         raise ValueError(f"work folder {work} holds {taken[0]}, which this edit did not write; "
@@ -169,9 +238,10 @@ def _start_or_resume(pipe: Any, request: EditRequest, sampling: dict, max_frames
     return state
 
 
-def _plan(request: EditRequest, max_frames: int) -> tuple[ClipPlan, np.ndarray]:
+def _plan(request: EditRequest, max_frames: int, between_keyframes: bool) -> tuple[ClipPlan, np.ndarray]:
     """The clips of a new edit and which frames have a mask (one streamed pass over the masks; the feature pass
-    for adaptive boundaries or an "auto" keyframe frame)."""
+    for adaptive boundaries or an "auto" keyframe frame); in parallel mode with more than one clip, the parallel
+    plan (`between_keyframes`: the weights take a last keyframe)."""
     opts, source, masks = request.options, request.source, request.masks
     n, key, keyframe_frame = len(source), request.keyframe, opts.keyframe_frame
     has_mask = masks.any_per_frame(n)
@@ -193,6 +263,11 @@ def _plan(request: EditRequest, max_frames: int) -> tuple[ClipPlan, np.ndarray]:
     if not 0 <= anchor < n:
         raise ValueError(f"keyframe frame {anchor} is outside the video (frames 0..{n - 1})")
     plan = plan_clips(n, max_frames, plan_b, anchor, keyframe_given=key is not None)
+    if opts.long_mode == "parallel" and sum(not c.anchor_only for c in plan.clips) > 1:
+        if not between_keyframes:
+            logger.warning("these weights were trained without last-frame KIVE (kive_last_frame_prob 0): "
+                           "--long-mode parallel runs as joint keyframes + chaining within each segment")
+        plan = parallel_plan(plan, between_keyframes, keyframe_given=key is not None)
     del features, plan_b
     source.release_small_reader()
     _release_free_memory()
@@ -223,6 +298,29 @@ def _run_clips(
                 bar.update()
                 if progress is not None:
                     progress(clip.index + 1, len(plan.clips))
+    finally:
+        pipe.set_progress_bar_config(**previous_config)
+    return seconds
+
+
+def _run_clip_list(
+    pipe: Any, request: EditRequest, plan: ClipPlan, clips: list[Clip], has_mask: np.ndarray, sampling: dict,
+    progress: Callable[[int, int], None] | None,
+) -> list[float]:
+    """Edit `clips` (parallel mode: any order, each clip's files its record of being finished); seconds per clip."""
+    previous_config = dict(getattr(pipe, "_progress_bar_config", {}))
+    pipe.set_progress_bar_config(**{**previous_config, "disable": True})
+    seconds: list[float] = []
+    note = {"done": "some"}  # finished clips are those whose files exist: any run of the same edit resumes them
+    try:
+        with _resume_note(request, note, len(plan.clips)), tqdm(total=len(clips), unit="clip", desc="clips") as bar:
+            for clip in clips:
+                t0 = time.perf_counter()
+                _run_clip(pipe, clip, plan, request, has_mask, sampling)
+                seconds.append(time.perf_counter() - t0)
+                bar.update()
+                if progress is not None:
+                    progress(len(seconds), len(clips))
     finally:
         pipe.set_progress_bar_config(**previous_config)
     return seconds
@@ -291,14 +389,12 @@ def _run_clip(
     order = clip.order
     frames = request.source.frames(order)
     mask = request.masks.frames(order)
-    if clip.key == "given":
-        given = request.keyframe
-        keyframe = given if given is not None else read_image(clip_files(request.work, anchor_clip(plan))[1], "keyframe")
-    elif clip.key == "previous":
-        keyframe = read_image(clip_files(request.work, clip.index - 1)[1], "keyframe")
-    else:
-        keyframe = None
-    needs_edit = has_mask[order[1:] if keyframe is not None else order].any()
+    keyframe, last_keyframe = clip_keyframes(
+        clip, request, lambda: read_image(clip_files(request.work, clip.index - 1)[1], "keyframe"),
+        lambda: request.keyframe if request.keyframe is not None
+        else read_image(clip_files(request.work, anchor_clip(plan))[1], "keyframe"))
+    inner = order[1 if keyframe is not None else 0: -1 if last_keyframe is not None else None]
+    needs_edit = has_mask[inner].any()
     coverage = float(mask.mean())
     full = coverage >= FULL_FRAME
     logger.log(logging.WARNING if full else logging.INFO, "clip %d of %d (frames %d..%d): the mask covers %.1f%% of "
@@ -309,10 +405,13 @@ def _run_clip(
     else:
         generator = torch.Generator(device="cpu").manual_seed(sampling["seed"] + clip.index)
         call = {k: v for k, v in sampling.items() if k not in ("seed", "fps")}
+        ends = {"last_keyframe": last_keyframe} if last_keyframe is not None else {}
         edited = pipe(video=frames, mask=mask, prompt=request.prompt, task=request.task, keyframe=keyframe,
-                      generator=generator, output_type="uint8", **call).frames[0]
+                      generator=generator, output_type="uint8", **ends, **call).frames[0]
     if keyframe is not None:
         edited[0] = keyframe  # KIVE: the keyframe is the edit of its frame, exactly
+    if last_keyframe is not None:
+        edited[-1] = last_keyframe
     write_image(last_path, edited[-1])  # the keyframe of the next clip (chain order)
     if clip.reverse:
         edited = edited[::-1]

@@ -85,6 +85,9 @@ class VIVIDWeightsConfig:
     base_trained: bool = False  # the base transformer was trained too: its weights are in BASE_WEIGHTS_NAME
     # the training sizes [[h, w], ...] (vivid/conditioning/buckets.py); empty: one size, inference keeps the source's aspect
     buckets: list[list[int]] = field(default_factory=list)
+    # trained with last-frame KIVE (`data.kive_last_frame_prob`): clips can be generated between two keyframes;
+    # absent (older weights) = 0
+    kive_last_frame_prob: float = 0.0
 
     def __post_init__(self) -> None:
         self.buckets = [list(b) for b in check_buckets(self.buckets or [], f"{VIVID_CONFIG_NAME} buckets")]
@@ -217,8 +220,11 @@ def _check_lora_shapes(transformer: torch.nn.Module, lora: dict[str, torch.Tenso
     for key, tensor in lora.items():
         shape = own.get(key.replace(".default.", "."))
         if shape is not None and tuple(shape) != tuple(tensor.shape):
+            rank = tensor.shape[0] if "lora_A" in key else tensor.shape[-1]
+            why = ("the config and the weights disagree" if rank != config.lora_rank
+                   else "the layer's width differs: wrong base model?")
             raise ValueError(f"{path}: {key} is {tuple(tensor.shape)}, the model's is {tuple(shape)} with "
-                             f"{VIVID_CONFIG_NAME}'s lora_rank {config.lora_rank}: the config and the weights disagree")
+                             f"{VIVID_CONFIG_NAME}'s lora_rank {config.lora_rank}: {why}")
 
 
 def _load_base(transformer: torch.nn.Module, path: Path) -> None:
@@ -253,8 +259,6 @@ def load_vivid_weights(transformer: torch.nn.Module, folder: str | os.PathLike) 
     spec.make_vivid(transformer, config.lora_rank, config.lora_alpha, config.lora_targets)
     if config.base_trained:
         _load_base(transformer, folder / BASE_WEIGHTS_NAME)
-    lora = _strip_prefixes(read_safetensors(folder / LORA_WEIGHTS_NAME), ("module.", "transformer."))
-    _check_lora_shapes(transformer, lora, folder / LORA_WEIGHTS_NAME, config)
     patch = _strip_prefixes(read_safetensors(folder / PATCH_EMBED_WEIGHTS_NAME), ("module.",))
     proj, name = spec.patch_embedding(transformer), spec.patch_embedding_name
     if f"{name}.weight" not in patch:
@@ -266,6 +270,8 @@ def load_vivid_weights(transformer: torch.nn.Module, folder: str | os.PathLike) 
             f"{folder / PATCH_EMBED_WEIGHTS_NAME}: patch embedding {tuple(patch[f'{name}.weight'].shape)} "
             f"does not fit the base model's {tuple(proj.weight.shape)} (wrong base model?)"
         )
+    lora = _strip_prefixes(read_safetensors(folder / LORA_WEIGHTS_NAME), ("module.", "transformer."))
+    _check_lora_shapes(transformer, lora, folder / LORA_WEIGHTS_NAME, config)
     result = set_peft_model_state_dict(transformer, lora)
     unexpected = getattr(result, "unexpected_keys", None) or []
     if unexpected:

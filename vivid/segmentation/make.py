@@ -123,7 +123,7 @@ class _PackedStore:
         return np.unpackbits(out, axis=-1, count=self.width).astype(bool)
 
 
-def _frames(source: VideoSource, start: int, stop: int, reverse: bool) -> Iterator[tuple[int, np.ndarray]]:
+def frame_stream(source: VideoSource, start: int, stop: int, reverse: bool) -> Iterator[tuple[int, np.ndarray]]:
     """(index, frame) from `start` to `stop` (exclusive), read in chunks; backward by random access."""
     step = -1 if reverse else 1
     for first in range(start, stop, step * CHUNK):
@@ -136,12 +136,12 @@ def _frames(source: VideoSource, start: int, stop: int, reverse: bool) -> Iterat
 def track(source: VideoSource, tracker, prompt: Prompt, store: _PackedStore, progress: Callable[[int], None]) -> None:
     """Every frame's masks into `store`: forward from the prompt frame, then backward from it."""
     first = prompt.frame if tracker.bidirectional else 0
-    for index, frame in _frames(source, first, source.num_frames, reverse=False):
+    for index, frame in frame_stream(source, first, source.num_frames, reverse=False):
         store.put(index, tracker.begin(frame, prompt) if index == first else tracker.step(frame, index, False))
         progress(1)
     if tracker.bidirectional and first > 0:
         tracker.rewind()
-        for index, frame in _frames(source, first - 1, -1, reverse=True):
+        for index, frame in frame_stream(source, first - 1, -1, reverse=True):
             store.put(index, tracker.step(frame, index, True))
             progress(1)
 

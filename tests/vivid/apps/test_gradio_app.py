@@ -434,5 +434,72 @@ def test_a_failed_propagate_leaves_the_session_usable(tiny_pipe, tmp_path, monke
         ids["chosen"]: "Chosen: candidate 2 of 2", ids["status"]: ""}
     shown = handlers["on_propagate"](session, "add", "a red ball", 0, progress=no_progress)
     out = Path(shown[ids["result"]])
-    assert shown == {ids["result"]: str(out), ids["download"]: str(out), ids["status"]: f"Done: {out.name}"}
+    assert shown == {ids["result"]: str(out), ids["download"]: str(out), ids["status"]: f"Done: {out.name}",
+                     ids["before-after"]: str(session.compare)}
     assert video_info(out)[0] == 14 and video_info(out)[2:] == (64, 96)
+
+
+# ----------------------------------------------------------------------------- masks from clicks (classic segmenter)
+def test_click_track_touch_up_preview_propagate_with_the_classic_segmenter(tiny_pipe, tmp_path):
+    """A click on frame 4 shows the mask there at once; Track makes the session's mask video (the square followed
+    through the video); a brush stroke on frame 0 is added to it; the edit previews and propagates with it, and the
+    result comes with its before | after video."""
+    from vivid.io.video import video_info
+
+    app = VividApp(pipe=tiny_pipe, workdir=tmp_path, steps=1, guidance=1.0, segmenter="classic")
+    frames, corners = _square_video(n=9)
+    video = write_video(tmp_path / "v.mp4", frames, 8, lossless=True)
+    session = app.new_session("local")
+    app.load_video(session, str(video))
+    top, left = corners[4]
+    text, shown = app.click(session, 4, left - 2, top - 2, "box corner", "")
+    assert session.corner == (left - 2, top - 2) and text == ""  # the first corner waits for the second
+    text, shown = app.click(session, 4, left + 22, top + 22, "box corner", text)
+    assert text == f"box {left - 2},{top - 2},{left + 23},{top + 23}" and session.corner is None
+    truth = np.zeros((9, 64, 96), bool)
+    for t, (y, x) in enumerate(corners):
+        truth[t, y : y + 20, x : x + 20] = True
+    assert _iou(session.maker.mask_on(4), truth[4]) > 0.8 and shown.shape == (64, 96, 3)
+    overlay_video = app.track(session, "mask", 0)
+    assert video_info(overlay_video)[0] == 9 and session.mask_video == session.tracked_mask
+    tracked = read_mask(session.tracked_mask)
+    assert np.mean([_iou(m, t) for m, t in zip(tracked, truth)]) > 0.7
+    layer = np.zeros((64, 96, 4), np.uint8)
+    layer[50:60, 70:90, 3] = 255  # a touch-up outside the square, kept static
+    candidates = app.preview(session, {"layers": [layer]}, "static", None, "modify", "a red square", 1, 0)
+    used = read_mask(session.mask_video)
+    assert used[:, 50:60, 70:90].all() and (used >= tracked).all() and len(candidates) == 1
+    out = app.propagate(session, "modify", "a red square", 0)
+    assert video_info(out)[0] == 9 and video_info(session.compare)[2:] == (64, 192)  # before | after
+
+
+def test_mask_events_and_examples(tmp_path):
+    from vivid.apps.gradio_app import MODEL_CONCURRENCY_ID, build_app, example_rows
+
+    demo = build_app(VividApp(pipe=None, workdir=tmp_path, segmenter="classic"))
+    fns = {fn.name: fn for fn in demo.fns.values()}
+    for name in ("on_click", "on_show", "on_track"):  # the segmenter is a model too: one call at a time
+        assert (fns[name].concurrency_id, fns[name].concurrency_limit) == (MODEL_CONCURRENCY_ID, 1), name
+    rows = example_rows("classic")
+    assert rows and all(Path(r[0]).is_file() and r[1].startswith("box ") and not r[2] for r in rows)
+    assert all(not r[1] and r[2] for r in example_rows("sam3"))  # words for sam3
+    assert "on_example" in fns
+    with pytest.raises(ValueError, match="unknown segmenter"):
+        VividApp(pipe=None, workdir=tmp_path, segmenter="sam9")
+
+
+def test_vivid_app_takes_the_segmenter_and_its_weights(monkeypatch, tmp_path, capsys):
+    """`vivid app --segmenter classic --segmenter-model tiny` reaches the app; an unknown segmenter is refused."""
+    import vivid.apps.gradio_app as gradio_app
+    import vivid.cli.app as cli_app
+    from vivid.cli import main
+
+    made = {}
+    monkeypatch.setattr(cli_app, "load_pipeline", lambda args: None)
+    monkeypatch.setattr(gradio_app, "launch", lambda app, **kw: made.setdefault("app", app))
+    assert main(["app", "--model", "m", "--workdir", str(tmp_path), "--segmenter", "sam3",
+                 "--segmenter-model", "tiny"]) == 0
+    assert (made["app"].segmenter, made["app"].segmenter_model) == ("sam3", "tiny")
+    with pytest.raises(SystemExit):
+        main(["app", "--model", "m", "--segmenter", "sam9"])
+    assert "invalid choice: 'sam9'" in capsys.readouterr().err

