@@ -57,7 +57,11 @@ def process_ranks() -> Ranks:
 
 
 def last_frame_kive(pipe: Any) -> bool:
-    """Whether the pipeline's weights were trained with last-frame KIVE (absent from their config: not)."""
+    """Whether the pipeline takes a clip's last frame as a keyframe: weights trained with last-frame KIVE (absent
+    from their config: not), or an inference-only base that keeps any frame its mask leaves out (VACE)."""
+    spec = getattr(pipe, "spec", None)
+    if spec is not None and spec.inference_only:
+        return True
     config = getattr(pipe, "vivid_config", None)
     return bool(config is not None and getattr(config, "kive_last_frame_prob", 0.0) > 0)
 
