@@ -332,14 +332,9 @@ class VIVIDPipeline(DiffusionPipeline):
         do_cfg = guidance_scale > 1.0
 
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-            inputs.prompt if prompt_embeds is None else None,
-            negative_prompt if negative_prompt is not None else "",
-            do_cfg,
-            num_videos_per_prompt=num_videos_per_prompt,
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_prompt_embeds,
-            max_sequence_length=max_len,
-            device=device,
+            inputs.prompt if prompt_embeds is None else None, negative_prompt if negative_prompt is not None else "",
+            do_cfg, num_videos_per_prompt=num_videos_per_prompt, prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds, max_sequence_length=max_len, device=device,
         )
         masked, mask_t = self._to_model_tensors(inputs, (height, width), device)
         conditions = spec.encode_conditions(self.vae, masked, mask_t)
