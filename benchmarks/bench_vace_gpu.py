@@ -21,16 +21,10 @@ import numpy as np
 import torch
 
 from bench_inference import edit_inputs, timed_run
-from bench_wan_gpu import TEXT_TOKENS, keep_fp32_modules_, pick_device
-from common import _materialise, clock_name
+from bench_wan_gpu import TEXT_TOKENS, build_wan_components, pick_device
+from common import clock_name
 
-from vivid.model.configs import (
-    TINY_VACE_TRANSFORMER,
-    WAN21_SCHEDULER,
-    WAN21_VACE_1_3B_TRANSFORMER,
-    WAN21_VACE_14B_TRANSFORMER,
-    WAN21_VAE,
-)
+from vivid.model.configs import TINY_VACE_TRANSFORMER, WAN21_VACE_1_3B_TRANSFORMER, WAN21_VACE_14B_TRANSFORMER
 
 TRANSFORMERS = {"1.3b": WAN21_VACE_1_3B_TRANSFORMER, "14b": WAN21_VACE_14B_TRANSFORMER, "tiny": TINY_VACE_TRANSFORMER}
 SHAPES = {"1.3b": (81, 480, 832), "14b": (81, 480, 832), "tiny": (9, 64, 96)}
@@ -51,22 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build(size: str, device: torch.device, seed: int = 0) -> dict:
     """VACE transformer (bf16 but for its float32 modules), VAE (fp32) and scheduler of `size`, random weights."""
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanVACETransformer3DModel
+    from diffusers import WanVACETransformer3DModel
 
-    if size == "tiny":
-        from vivid.model.tiny_vace import build_tiny_vace_components
+    from vivid.model.tiny_vace import build_tiny_vace_components
 
-        comps = build_tiny_vace_components(seed)
-        transformer = keep_fp32_modules_(comps["transformer"].to(device, torch.bfloat16))
-        return dict(transformer=transformer, vae=comps["vae"].to(device), scheduler=comps["scheduler"])
-    config = TRANSFORMERS[size]
-    transformer = _materialise(lambda: WanVACETransformer3DModel(**config), device, torch.bfloat16, seed)
-    # the rotary tables are computed in __init__ (non-persistent buffers), which `to_empty` left uninitialised
-    transformer.rope = type(transformer.rope)(config["attention_head_dim"], config["patch_size"],
-                                              transformer.rope.max_seq_len).to(device)
-    vae = _materialise(lambda: AutoencoderKLWan(**WAN21_VAE), device, torch.float32, seed + 1)
-    return dict(transformer=keep_fp32_modules_(transformer), vae=vae,
-                scheduler=UniPCMultistepScheduler(**WAN21_SCHEDULER))
+    return build_wan_components(WanVACETransformer3DModel, TRANSFORMERS, build_tiny_vace_components, size, device,
+                                seed)
 
 
 def main(argv: list[str] | None = None) -> int:

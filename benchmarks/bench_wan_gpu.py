@@ -91,16 +91,25 @@ def cast_trainable_(transformer: torch.nn.Module, dtype: torch.dtype) -> None:
 def build(size: str, device: torch.device, seed: int = 0) -> dict:
     """transformer (stock; bf16 but for its float32 modules), VAE (fp32) and scheduler of `size`, random
     weights: 1.3b / 14b built on the meta device and materialised once on `device`."""
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+    from diffusers import WanTransformer3DModel
+
+    from vivid.model.tiny_wan import build_tiny_wan_components
+
+    return build_wan_components(WanTransformer3DModel, TRANSFORMERS, build_tiny_wan_components, size, device, seed)
+
+
+def build_wan_components(transformer_class: type, configs: dict, build_tiny, size: str, device: torch.device,
+                         seed: int = 0) -> dict:
+    """A Wan2.1-family transformer (`transformer_class` with `configs[size]`, or `build_tiny(seed)`'s at "tiny"),
+    the Wan VAE and UniPC: what this benchmark and the VACE one build."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
 
     if size == "tiny":
-        from vivid.model.tiny_wan import build_tiny_wan_components
-
-        comps = build_tiny_wan_components(seed)
+        comps = build_tiny(seed)
         transformer = keep_fp32_modules_(comps["transformer"].to(device, torch.bfloat16))
         return dict(transformer=transformer, vae=comps["vae"].to(device), scheduler=comps["scheduler"])
-    config = TRANSFORMERS[size]
-    transformer = _materialise(lambda: WanTransformer3DModel(**config), device, torch.bfloat16, seed)
+    config = configs[size]
+    transformer = _materialise(lambda: transformer_class(**config), device, torch.bfloat16, seed)
     # the rotary tables are computed in __init__ (non-persistent buffers), which `to_empty` left uninitialised
     transformer.rope = type(transformer.rope)(config["attention_head_dim"], config["patch_size"],
                                               transformer.rope.max_seq_len).to(device)
