@@ -22,7 +22,7 @@ import torch
 
 from bench_inference import edit_inputs, timed_run
 from bench_wan_gpu import TEXT_TOKENS, build_wan_components, pick_device
-from common import clock_name
+from common import clock_name, print_timings
 
 from vivid.model.configs import TINY_VACE_TRANSFORMER, WAN21_VACE_1_3B_TRANSFORMER, WAN21_VACE_14B_TRANSFORMER
 
@@ -95,16 +95,10 @@ def main(argv: list[str] | None = None) -> int:
              "guidance": args.guidance, "dtype": "bfloat16 (VAE float32)", "clock": clock_name(device),
              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
              "overhead_ratio": ratio}
-    if args.json:
-        import json
-
-        print(json.dumps({"benchmark": f"Wan2.1-VACE {args.size}: vivid vs stock WanVACEPipeline", **extra,
-                          "results": rows}, indent=2, default=str))
-    else:
-        print(f"== Wan2.1-VACE {args.size}, {extra['shape']} on {extra['device']} ({extra['clock']})")
-        for r in rows:
-            print(f"  {r['name']:<40}{r['step_s']:>10.4f} s/step{r['total_s']:>10.3f} s total"
-                  f"{r['peak_memory_gb']:>9.2f} GB peak")
+    print_timings(f"Wan2.1-VACE {args.size}: vivid vs stock WanVACEPipeline",
+                  f"== Wan2.1-VACE {args.size}, {extra['shape']} on {extra['device']} ({extra['clock']})",
+                  rows, extra, args.json, name_width=40)
+    if not args.json:
         print(f"  vivid / stock: {ratio['step']:.3f} per step, {ratio['total']:.3f} total")
     return 0
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from bench_inference import edit_inputs, timed_run
-from common import _materialise, clock_name
+from common import _materialise, clock_name, print_timings
 
 from train.step import TrainStep
 from vivid.model.spec import SamplingSettings, StepHooks, to_unit_range
@@ -228,16 +228,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"non-finite training loss: {losses}", file=sys.stderr)
             return 1
 
-    if args.json:
-        import json
-
-        print(json.dumps({"benchmark": f"Wan2.1 {args.size} {args.mode}: VIVID vs stock WanPipeline", **extra,
-                          "results": rows}, indent=2, default=str))
-    else:
-        print(f"== Wan2.1 {args.size} {args.mode}, {extra['shape']} on {extra['device']} ({extra['clock']})")
-        for r in rows:
-            print(f"  {r['name']:<48}{r['step_s']:>10.4f} s/step{r['total_s']:>10.3f} s total"
-                  f"{r['peak_memory_gb']:>9.2f} GB peak")
+    print_timings(f"Wan2.1 {args.size} {args.mode}: VIVID vs stock WanPipeline",
+                  f"== Wan2.1 {args.size} {args.mode}, {extra['shape']} on {extra['device']} ({extra['clock']})",
+                  rows, extra, args.json)
     return 0
 
 

@@ -253,3 +253,15 @@ def print_report(title: str, rows: list[dict], baseline: str, extra: dict, as_js
         print(f"  {r['name']:<34}{r['step_s']:>10.4f}{r.get('total_s', float('nan')):>10.3f}"
               f"{r['peak_memory_gb']:>9.2f}{100 * r['mfu']:>6.1f}%{r['speedup_vs_stock']:>9.2f}"
               f"{r['memory_ratio_vs_stock']:>7.2f}")
+
+
+def print_timings(benchmark: str, heading: str, rows: list[dict], extra: dict, as_json: bool,
+                  name_width: int = 48) -> None:
+    """The rows of a stock-vs-vivid run: JSON (`benchmark`, `extra`, `results`) or a line per row under `heading`."""
+    if as_json:
+        print(json.dumps({"benchmark": benchmark, **extra, "results": rows}, indent=2, default=str))
+        return
+    print(heading)
+    for r in rows:
+        print(f"  {r['name']:<{name_width}}{r['step_s']:>10.4f} s/step{r['total_s']:>10.3f} s total"
+              f"{r['peak_memory_gb']:>9.2f} GB peak")
