@@ -299,10 +299,18 @@ def test_closing_a_tab_removes_its_session_folders_and_serving_is_limited(tmp_pa
 def test_the_app_previews_and_propagates_an_edit_with_either_base(family_pipe, tmp_path):
     """The app's two model actions on the real tiny pipeline of each base (CogVideoX, Wan2.1): keyframe candidates,
     then the chosen one propagated through the whole video, of the source's frame count and size."""
-    from vivid.io.images import read_image
     from vivid.io.video import video_info
 
-    app = VividApp(pipe=family_pipe, workdir=tmp_path, steps=1, guidance=1.0)
+    _, out = preview_and_propagate(family_pipe, tmp_path)
+    assert video_info(out)[0] == 9 and video_info(out)[2:] == (64, 96)
+
+
+def preview_and_propagate(pipe, tmp_path):
+    """A 9-frame 64x96 video, a box painted on frame 0, two candidates previewed (checked), the first propagated:
+    (the source frames, the output path). The app on any base's tiny pipeline."""
+    from vivid.io.images import read_image
+
+    app = VividApp(pipe=pipe, workdir=tmp_path, steps=1, guidance=1.0)
     frames, _ = _square_video(n=9)
     video = write_video(tmp_path / "v.mp4", frames, 8, lossless=True)
     layer = np.zeros((64, 96, 4), np.uint8)
@@ -311,8 +319,7 @@ def test_the_app_previews_and_propagates_an_edit_with_either_base(family_pipe, t
     app.load_video(session, str(video))
     candidates = app.preview(session, {"layers": [layer]}, "static", None, "add", "a red ball", 2, 0)
     assert len(candidates) == 2 and all(read_image(c).shape == (64, 96, 3) for c in candidates)
-    out = app.propagate(session, "add", "a red ball", 0)
-    assert video_info(out)[0] == 9 and video_info(out)[2:] == (64, 96)
+    return frames, app.propagate(session, "add", "a red ball", 0)
 
 
 # ----------------------------------------------------------------------------- masks, errors and choices in the page

@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from vivid.apps.gradio_app import VividApp
-from vivid.io.images import read_image
-from vivid.io.video import read_video, video_info, write_video
+from vivid.io.video import read_video, video_info
 
-from tests.vivid.apps.test_gradio_app import _square_video
+from tests.vivid.apps.test_gradio_app import preview_and_propagate
 
 
 def test_the_app_previews_and_propagates_a_vace_edit(tiny_vace_pipe, tmp_path):
-    app = VividApp(pipe=tiny_vace_pipe, workdir=tmp_path, steps=1, guidance=1.0)
-    frames, _ = _square_video(n=9)
-    video = write_video(tmp_path / "v.mp4", frames, 8, lossless=True)
-    layer = np.zeros((64, 96, 4), np.uint8)
-    layer[20:44, 8:32, 3] = 255
-    session = app.new_session("local")
-    app.load_video(session, str(video))
-    candidates = app.preview(session, {"layers": [layer]}, "static", None, "add", "a red ball", 2, 0)
-    assert len(candidates) == 2 and all(read_image(c).shape == (64, 96, 3) for c in candidates)
-    out = app.propagate(session, "add", "a red ball", 0)
+    frames, out = preview_and_propagate(tiny_vace_pipe, tmp_path)
     n, fps, h, w = video_info(out)
     assert (n, h, w) == (9, 64, 96) and abs(fps - 8) < 1e-3
     edited, _ = read_video(out)
