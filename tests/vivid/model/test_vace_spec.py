@@ -4,6 +4,8 @@ and everything of VIVID's recipe refused in one line."""
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -84,3 +86,34 @@ def test_vivid_weights_lora_and_training_are_refused_in_one_line(tiny_vace_pipe,
         assert "\n" not in str(err.value)
     assert not hasattr(tiny_vace_pipe.transformer, "peft_config")
     WanSpec().refuse_training("vivid train")  # the bases VIVID trains on refuse nothing
+
+
+# the transformer configs diffusers' scripts/convert_wan_to_diffusers.py writes for "Wan-VACE-1.3B" and "Wan-VACE-14B"
+CONVERTED_VACE_CONFIGS = {
+    "1.3b": dict(added_kv_proj_dim=None, attention_head_dim=128, cross_attn_norm=True, eps=1e-06, ffn_dim=8960,
+                 freq_dim=256, in_channels=16, num_attention_heads=12, num_layers=30, out_channels=16,
+                 patch_size=[1, 2, 2], qk_norm="rms_norm_across_heads", text_dim=4096,
+                 vace_layers=[0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28], vace_in_channels=96),
+    "14b": dict(added_kv_proj_dim=None, attention_head_dim=128, cross_attn_norm=True, eps=1e-06, ffn_dim=13824,
+                freq_dim=256, in_channels=16, num_attention_heads=40, num_layers=40, out_channels=16,
+                patch_size=[1, 2, 2], qk_norm="rms_norm_across_heads", text_dim=4096,
+                vace_layers=[0, 5, 10, 15, 20, 25, 30, 35], vace_in_channels=96),
+}
+
+
+@pytest.mark.parametrize("size", ["1.3b", "14b"])
+def test_full_size_vace_configs_are_the_converted_checkpoints(size):
+    """vivid's VACE 1.3B / 14B transformers are configured as diffusers converted the published checkpoints (the
+    keys the script leaves out at WanVACETransformer3DModel's defaults), and build with one context block per
+    listed layer."""
+    from diffusers import WanVACETransformer3DModel
+
+    config = dict(VACESpec.architectures[size]["transformer"])
+    converted = CONVERTED_VACE_CONFIGS[size]
+    assert {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items() if k in converted} == converted
+    signature = inspect.signature(WanVACETransformer3DModel.__init__).parameters
+    for key in set(config) - set(converted):
+        assert config[key] == signature[key].default, key
+    with torch.device("meta"):
+        model = WanVACETransformer3DModel(**config)
+    assert len(model.vace_blocks) == len(converted["vace_layers"]) and len(model.blocks) == converted["num_layers"]
