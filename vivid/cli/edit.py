@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from vivid.cli.mask import add_target_arguments, target_mask
+from vivid.cli.numbers import pixels, positive_int
 from vivid.constants import TASKS
 
 logger = logging.getLogger("vivid.edit")
@@ -80,17 +81,6 @@ def speed_options(args: argparse.Namespace, device: str):
     )
 
 
-def positive_int(value: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
-    return number
-
-
 def guidance_scale(value: str) -> float:
     """argparse type: a finite number >= 0 (<= 1 turns classifier-free guidance off)."""
     import math
@@ -112,17 +102,6 @@ def working_side(value: str) -> int:
         return check_side(int(value))
     except (ValueError, EditInputError):
         raise argparse.ArgumentTypeError(f"must be {SIDE_RULE}, got {value!r}") from None
-
-
-def pixels(value: str) -> int:
-    """argparse type: a whole number of pixels >= 0."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of pixels >= 0, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 pixels, got {number}")
-    return number
 
 
 def add_size_arguments(p: argparse.ArgumentParser) -> None:
