@@ -53,9 +53,9 @@ def test_a_keyframe_edit_gives_the_keyframe_as_a_kept_frame(tiny_vace_pipe, monk
     seen = {}
     encode = tiny_vace_pipe.spec.encode_conditions
 
-    def spy(vae, masked, mask):
+    def spy(vae, masked, mask, *references):
         seen.update(masked=masked.clone(), mask=mask.clone())
-        return encode(vae, masked, mask)
+        return encode(vae, masked, mask, *references)
 
     monkeypatch.setattr(tiny_vace_pipe.spec, "encode_conditions", spy)
     out = _edit(tiny_vace_pipe, prompt="a red box", task="modify", keyframe=key, height=48, width=64)

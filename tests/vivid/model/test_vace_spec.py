@@ -60,6 +60,52 @@ def test_an_edit_samples_exactly_as_the_stock_wan_vace_pipeline(tiny_vace_model_
     assert torch.equal(theirs.permute(0, 2, 1, 3, 4), ours)
 
 
+def _reference(seed: int, height: int, width: int):
+    """A reference image of another size and aspect than the video (diffusers fits it on a white canvas)."""
+    from PIL import Image
+
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("sizes", [[(20, 36)], [(40, 24), (16, 16)]])
+def test_reference_images_sample_exactly_as_the_stock_wan_vace_pipeline(tiny_vace_model_dir, tiny_vace_pipe, sizes):
+    """vivid's edit with VACE reference images (prepared by diffusers' own `preprocess_conditions`, their latent
+    frames before the video's) has the latents of the stock pipeline given the same references, bit for bit, once
+    the stock's reference frames are dropped (as its decoding drops them); without them the edit differs."""
+    pipe = tiny_vace_pipe
+    frames, mask = _inputs()
+    references = [_reference(i, h, w) for i, (h, w) in enumerate(sizes)]
+    common = dict(height=H, width=W, num_inference_steps=2, guidance_scale=5.0, output_type="latent")
+    ours = pipe(video=frames, mask=mask, prompt="a red ball", task="add", reference_images=references,
+                generator=torch.Generator().manual_seed(0), **common).frames
+    stock = WanVACEPipeline.from_pretrained(tiny_vace_model_dir)
+    prompt_embeds, negative = pipe.encode_prompt("a red ball", "", True)
+    grey = frames.astype(np.float32) / 255 * (1 - mask[..., None]) + 0.5 * mask[..., None]
+    theirs = stock(
+        video=torch.from_numpy(grey).permute(0, 3, 1, 2)[None], reference_images=references,
+        mask=torch.from_numpy(mask)[None, :, None].expand(1, F, 3, H, W), prompt_embeds=prompt_embeds,
+        negative_prompt_embeds=negative, num_frames=F, generator=torch.Generator().manual_seed(0),
+        max_sequence_length=16, **common,
+    ).frames
+    assert theirs.shape[2] == ours.shape[1] + len(references)  # the stock's latent output keeps the references'
+    assert torch.equal(theirs[:, :, len(references):].permute(0, 2, 1, 3, 4), ours)
+    plain = pipe(video=frames, mask=mask, prompt="a red ball", task="add",
+                 generator=torch.Generator().manual_seed(0), **common).frames
+    assert plain.shape == ours.shape and not torch.allclose(plain, ours)
+
+
+def test_other_bases_refuse_reference_images_in_one_line():
+    from vivid.model.cogvideox_spec import CogVideoXSpec
+
+    for spec in (WanSpec(), CogVideoXSpec()):
+        with pytest.raises(ValueError, match=f"--reference-image: {spec.display_name} takes no reference images") as err:
+            spec.refuse_reference_images("--reference-image")
+        assert "\n" not in str(err.value)
+        with pytest.raises(ValueError, match="reference_images: .* takes no reference images"):
+            spec.encode_conditions(None, torch.zeros(1, 1, 3, 8, 8), torch.zeros(1, 1, 1, 8, 8), [torch.zeros(3, 8, 8)])
+    VACESpec().refuse_reference_images("--reference-image")  # VACE takes them
+
+
 def test_conditions_never_see_the_pixels_under_the_mask(tiny_vace_pipe):
     """VACE's grey fill: whatever the masked video holds inside the mask (vivid erases to -1), the conditions are
     those of grey there; the mask cells are the mask itself, 1 = generate."""
