@@ -155,6 +155,7 @@ class ModelSpecification(ABC):
     pipeline_class_name: ClassVar[str]  # the stock diffusers pipeline ("CogVideoXPipeline", "WanPipeline")
     default_model_id: ClassVar[str]  # the hub id VIVID's recipe starts from
     inference_only: ClassVar[bool] = False  # a base vivid edits with as published (no VIVID weights, no training)
+    takes_reference_images: ClassVar[bool] = False  # images of what to generate, beside the video (VACE's)
 
     # ---- latent space (checked against the VAE's config by `check_vae`)
     latent_channels: ClassVar[int] = 16
@@ -352,10 +353,31 @@ class ModelSpecification(ABC):
             )
         return torch.cat([masked_latents, mask_latents], dim=2)
 
-    def encode_conditions(self, vae: torch.nn.Module, masked_video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode_conditions(
+        self, vae: torch.nn.Module, masked_video: torch.Tensor, mask: torch.Tensor,
+        reference_images: Sequence[torch.Tensor] = (),
+    ) -> torch.Tensor:
         """Condition latents of a masked video (B, F, 3, H, W) in [-1, 1] (erased pixels at -1, any KIVE keyframe
-        in frame 0) and its mask (B, F, 1, H, W) (frame 0 zeroed under KIVE)."""
+        in frame 0) and its mask (B, F, 1, H, W) (frame 0 zeroed under KIVE). `reference_images`: those of
+        `prepare_reference_images`, for a base that `takes_reference_images` (their latent frames come first)."""
+        if len(reference_images):
+            self.refuse_reference_images()
         return self.conditions_from_latents(self.encode_video(vae, masked_video), mask)
+
+    # ================================================================ reference images
+    def refuse_reference_images(self, label: str = "reference_images") -> None:
+        """ValueError (one line, naming `label` and the base) unless the base `takes_reference_images`."""
+        if not self.takes_reference_images:
+            raise ValueError(f"{label}: {self.display_name} takes no reference images (only a Wan2.1-VACE model "
+                             f"does)")
+
+    def prepare_reference_images(
+        self, vae: torch.nn.Module, images: Sequence[Any], size: tuple[int, int], device: torch.device
+    ) -> list[torch.Tensor]:
+        """Reference images (PIL) as the base's pipeline prepares them for a working `size` (height, width):
+        tensors (3, H, W) in [-1, 1] for `encode_conditions`."""
+        self.refuse_reference_images()
+        return []
 
     @torch.no_grad()
     def encode_targets(
