@@ -25,12 +25,13 @@ from vivid.model.transformer import compute_dtype
 @dataclass
 class JointKeyframeOptions:
     """How the joint pass runs: the edit's task and sampling, and AAS's `kv_budget` (None: full extended attention)
-    and `query_group` (query keyframes per attention call). `height`/`width`: the working size (default: the
-    pipeline's choice for the keyframes' size)."""
+    and `keyframe_group` (keyframes run through the transformer at once, each attending to all; None: the most
+    that fit in the free memory). `height`/`width`: the working size (default: the pipeline's choice for the
+    keyframes' size)."""
 
     task: str = "add"
     kv_budget: int | None = None
-    query_group: int = 4
+    keyframe_group: int | None = None
     num_inference_steps: int | None = None
     guidance_scale: float | None = None
     seed: int = 0
@@ -69,17 +70,19 @@ def edit_keyframes_jointly(
     tensors = [pipe._to_model_tensors(i, (height, width), device) for i in inputs]
     conditions = torch.cat([spec.encode_conditions(pipe.vae, masked, mask) for masked, mask in tensors])
     generators = [torch.Generator(device).manual_seed(options.seed + i) for i in range(len(inputs))]
-    attention = JointAttentionOptions(len(inputs), options.kv_budget, options.query_group)
+    attention = JointAttentionOptions(len(inputs), options.kv_budget, options.keyframe_group)
     with torch.no_grad(), joint_keyframe_attention(pipe.transformer, attention) as seen:
         with torch.autocast(device.type, compute_dtype(pipe.transformer), enabled=_mixed(pipe.transformer)):
             latents = spec.sample(pipe.transformer, pipe.scheduler, conditions, prompt_embeds, negative_embeds,
                                   SamplingSettings(steps, guidance, generators))
-        decoded = spec.decode_latents(pipe.vae, latents).float()
+        decoded = torch.cat([_to_uint8(spec.decode_latents(pipe.vae, one)) for one in latents.split(1)])
     if record is not None:
         record.kv_lengths |= seen.kv_lengths
         record.own_lengths |= seen.own_lengths
         record.peak_kv_tokens = max(record.peak_kv_tokens, seen.peak_kv_tokens)
-    decoded = ((decoded[:, :1].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
+        record.peak_rows = max(record.peak_rows, seen.peak_rows)
+        record.keyframe_group = seen.keyframe_group
+    decoded = decoded.numpy()
     dilation = options.paste_back_dilation
     if dilation is None:
         dilation = default_paste_dilation((src_h, src_w), (height, width))
@@ -90,6 +93,12 @@ def edit_keyframes_jointly(
             frame = paste_back(item.frames, frame, item.mask, dilation)
         edited.append(frame[0])
     return edited
+
+
+def _to_uint8(decoded: torch.Tensor) -> torch.Tensor:
+    """The first frame of decoded video (B, F, 3, H, W) in [-1, 1] as (B, 1, H, W, 3) uint8 on the CPU; keyframes
+    are decoded one at a time, so the decoder's activations are one frame's whatever the number of keyframes."""
+    return ((decoded[:, :1].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu()
 
 
 def _mixed(transformer: torch.nn.Module) -> bool:

@@ -36,7 +36,7 @@ def test_keyframes_are_edited_in_one_slimmed_pass(family_pipe):
     frames, masks = _keyframes(3)
     before = dict(family_pipe.transformer.attn_processors)
     record = JointAttentionRecord()
-    options = JointKeyframeOptions(task="modify", kv_budget=2, query_group=2, num_inference_steps=2, height=32,
+    options = JointKeyframeOptions(task="modify", kv_budget=2, keyframe_group=2, num_inference_steps=2, height=32,
                                    width=32)
     edited = edit_keyframes_jointly(family_pipe, frames, masks, ["a red ball"] * 3, options, record)
     assert [e.shape for e in edited] == [(40, 48, 3)] * 3
