@@ -265,7 +265,7 @@ def _sizes(block: torch.nn.Module, processor, options: JointAttentionOptions, ar
         others = min(others, options.kv_budget)
     ffn = getattr(block, "ff", None) or block.ffn  # CogVideoX's and Wan's feed-forward
     inner = max(m.out_features for m in ffn.modules() if isinstance(m, torch.nn.Linear))
-    return BlockSizes(rows=hidden.shape[0], own=text + n, video=n, width=hidden.shape[2], ffn=inner,
+    return BlockSizes(keyframes=options.n_keyframes, rows=hidden.shape[0], own=text + n, video=n, width=hidden.shape[2], ffn=inner,
                       heads=block.attn1.heads, others=others, element=hidden.element_size(),
                       scores=hidden.device.type != "cuda")
 
@@ -280,7 +280,7 @@ def _block_runner(options: JointAttentionOptions, record: JointAttentionRecord):
             if group is None:
                 hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
                 budget = options.memory_bytes or FREE_MEMORY_SHARE * free_memory(hidden.device)
-                group = group_for_memory(options.n_keyframes, _sizes(block, processor, options, args, kwargs), budget)
+                group = group_for_memory(_sizes(block, processor, options, args, kwargs), budget)
             record.keyframe_group = min(group, options.n_keyframes)
         return run_in_groups(forward, processor.attend.state, options.n_keyframes, record.keyframe_group, args,
                              kwargs)

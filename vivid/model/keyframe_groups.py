@@ -59,11 +59,13 @@ class GroupPass:
 
 @dataclass(frozen=True)
 class BlockSizes:
-    """What one block of the joint pass holds: `rows` batch rows of `own` tokens (those the self-attention reads
-    per keyframe), `video` of them video tokens, width `width`, FFN width `ffn`, `heads` heads, each query keyframe
-    attending to `own + others` keys; `element` bytes per value; `scores`: whether the attention materialises
-    its score matrix (the math kernel, not a fused one)."""
+    """What one block of the joint pass holds: `rows` batch rows for `keyframes` keyframes (a row per keyframe and
+    guidance half), each of `own` tokens (those the self-attention reads per keyframe), `video` of them video tokens,
+    width `width`, FFN width `ffn`, `heads` heads, each query keyframe attending to `own + others` keys; `element`
+    bytes per value; `scores`: whether the attention materialises its score matrix (the math kernel, not a fused
+    one)."""
 
+    keyframes: int
     rows: int
     own: int
     video: int
@@ -74,14 +76,16 @@ class BlockSizes:
     element: int
     scores: bool
 
-    def per_keyframe_row(self) -> int:
-        """Bytes one keyframe row adds to a group: the block's largest live set, residual + norm output + the
-        FFN's inner activation and its GELU, (3 D + 2 F) per token, beside its gathered keys and values and its
-        score matrix where the kernel keeps one (fp32)."""
-        layer = self.own * (3 * self.width + 2 * self.ffn) * self.element
-        kv = 2 * (self.own + self.others) * self.width * self.element
-        scores = self.heads * self.own * (self.own + self.others) * 4 if self.scores else 0
-        return layer + kv + scores
+    def group_bytes(self, group: int) -> int:
+        """Bytes a group of `group` keyframes holds at once in a block: per row the block's largest live set,
+        residual + norm output + the FFN's inner activation and its GELU, (3 D + 2 F) per token; per query keyframe
+        of one attention call its gathered keys and values, and its score matrix where the kernel keeps one
+        (fp32)."""
+        per_row = self.own * (3 * self.width + 2 * self.ffn) * self.element
+        per_query = 2 * (self.own + self.others) * self.width * self.element
+        if self.scores:
+            per_query += self.heads * self.own * (self.own + self.others) * 4
+        return group * (self.rows // self.keyframes * per_row + per_query)
 
     def resident(self) -> int:
         """Bytes every row keeps while a block runs in groups: input, output, keys and values of its own tokens,
@@ -89,11 +93,13 @@ class BlockSizes:
         return self.rows * (4 * self.own + self.video) * self.width * self.element
 
 
-def group_for_memory(n_keyframes: int, sizes: BlockSizes, budget_bytes: float) -> int:
-    """The most keyframes per group (1..K) whose rows fit in `budget_bytes` beside what all rows keep."""
-    rows_per_keyframe = max(1, sizes.rows // n_keyframes)
+def group_for_memory(sizes: BlockSizes, budget_bytes: float) -> int:
+    """All keyframes when one batch fits in `budget_bytes`, else the most per group (at least 1) that fit beside
+    what every row keeps."""
+    if sizes.group_bytes(sizes.keyframes) <= budget_bytes:
+        return sizes.keyframes
     spare = budget_bytes - sizes.resident()
-    return max(1, min(n_keyframes, int(spare // (rows_per_keyframe * sizes.per_keyframe_row()))))
+    return max(1, min(sizes.keyframes, int(spare // sizes.group_bytes(1))))
 
 
 def free_memory(device: torch.device) -> int:

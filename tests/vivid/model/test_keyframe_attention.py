@@ -134,10 +134,12 @@ def test_keyframe_group_is_chosen_from_the_memory_budget(base):
 
 
 def test_group_for_memory_fits_the_group_beside_what_every_keyframe_keeps():
-    sizes = BlockSizes(rows=16, own=100, video=90, width=8, ffn=32, heads=2, others=90, element=2, scores=False)
-    per_keyframe = sizes.per_keyframe_row()
-    assert per_keyframe == 100 * (3 * 8 + 2 * 32) * 2 + 2 * 190 * 8 * 2
-    assert sizes.resident() == 16 * (4 * 100 + 90) * 8 * 2
-    assert group_for_memory(16, sizes, sizes.resident() + 3 * per_keyframe) == 3
-    assert group_for_memory(16, sizes, sizes.resident() + 3 * per_keyframe - 1) == 2
-    assert group_for_memory(16, sizes, 0) == 1 and group_for_memory(16, sizes, 1e15) == 16
+    sizes = BlockSizes(keyframes=16, rows=32, own=100, video=90, width=8, ffn=32, heads=2, others=90, element=2,
+                       scores=False)
+    one = sizes.group_bytes(1)
+    assert one == 2 * 100 * (3 * 8 + 2 * 32) * 2 + 2 * 190 * 8 * 2  # two rows (guidance), one query keyframe
+    assert sizes.group_bytes(16) == 16 * one and sizes.resident() == 32 * (4 * 100 + 90) * 8 * 2
+    assert group_for_memory(sizes, sizes.resident() + 3 * one) == 3
+    assert group_for_memory(sizes, sizes.resident() + 3 * one - 1) == 2
+    assert group_for_memory(sizes, 0) == 1
+    assert group_for_memory(sizes, 16 * one) == 16  # one batch fits: no groups, nothing kept beside them
