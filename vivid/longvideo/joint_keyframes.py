@@ -9,7 +9,7 @@ pipeline's one-frame edit with that seed, exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from vivid.conditioning.preprocess import default_paste_dilation, model_size, pa
 from vivid.io.edit_inputs import load_edit_inputs
 from vivid.io.resize import resize_frames
 from vivid.model.keyframe_attention import JointAttentionOptions, JointAttentionRecord, joint_keyframe_attention
-from vivid.model.spec import SamplingSettings
+from vivid.model.spec import SamplingSettings, StepHooks
 from vivid.model.transformer import compute_dtype
 
 
@@ -44,17 +44,16 @@ class JointKeyframeOptions:
 
 def edit_keyframes_jointly(
     pipe, keyframes: Sequence[np.ndarray], masks: Sequence[np.ndarray], prompts: Sequence[str],
-    options: JointKeyframeOptions, record: JointAttentionRecord | None = None,
+    options: JointKeyframeOptions, record: JointAttentionRecord | None = None, given: Sequence[np.ndarray] = (),
 ) -> list[np.ndarray]:
     """The edited keyframes (H, W, 3) uint8 of `keyframes` (each (H, W, 3) uint8, one size) inside `masks` (each
-    (H, W)), keyframe i showing `prompts[i]`. `pipe` is a VIVIDPipeline; its attention processors are restored
-    afterwards. `record`, when given, receives what the joint attention saw (key/value lengths, peak tokens)."""
-    if not (len(keyframes) == len(masks) == len(prompts)) or not keyframes:
-        raise ValueError(f"give as many masks and prompts as keyframes (>= 1), got {len(keyframes)} keyframes, "
-                         f"{len(masks)} masks, {len(prompts)} prompts")
-    sizes = {np.asarray(k).shape[:2] for k in keyframes}
-    if len(sizes) != 1:
-        raise ValueError(f"keyframes must share one size, got {sorted(sizes)}")
+    (H, W)), keyframe i showing `prompts[i]`, followed by the `given` keyframes exactly as given. `given`: keyframes
+    already edited (the user's `--keyframe`), of the same size: members of the pass whose tokens the others attend
+    to, prompted as keyframe 0; at every step a given keyframe's latent is its own, noised to the step's timestep
+    (RePaint-style: its own prediction is discarded). `pipe` is a VIVIDPipeline; its attention processors are
+    restored afterwards. `record`, when given, receives what the joint attention saw (key/value lengths, peak
+    tokens and rows, the keyframe group)."""
+    _check_keyframes(keyframes, masks, prompts, given)
     inputs = [load_edit_inputs(np.asarray(k)[None], np.asarray(m)[None], p, options.task)
               for k, m, p in zip(keyframes, masks, prompts)]
     src_h, src_w = inputs[0].frames.shape[1:3]
@@ -66,23 +65,28 @@ def edit_keyframes_jointly(
         buckets = pipe.vivid_config.buckets if pipe.vivid_config is not None else None
         height, width = model_size(src_h, src_w, pipe.native_area, buckets)
     prompt_embeds, negative_embeds = pipe.encode_prompt(
-        [i.prompt for i in inputs], options.negative_prompt, guidance > 1.0, device=device)
+        [i.prompt for i in inputs] + [inputs[0].prompt] * len(given), options.negative_prompt, guidance > 1.0,
+        device=device)
     tensors = [pipe._to_model_tensors(i, (height, width), device) for i in inputs]
-    conditions = torch.cat([spec.encode_conditions(pipe.vae, masked, mask) for masked, mask in tensors])
-    generators = [torch.Generator(device).manual_seed(options.seed + i) for i in range(len(inputs))]
-    attention = JointAttentionOptions(len(inputs), options.kv_budget, options.keyframe_group)
+    given_video = _given_video(given, (height, width), device)
+    conditions = torch.cat([spec.encode_conditions(pipe.vae, masked, mask) for masked, mask in tensors] + (
+        [spec.encode_conditions(pipe.vae, given_video, torch.zeros_like(given_video[:, :, :1]))] if given else []))
+    count = len(inputs) + len(given)
+    settings = SamplingSettings(steps, guidance, [torch.Generator(device).manual_seed(options.seed + i)
+                                                  for i in range(count)])
+    attention = JointAttentionOptions(count, options.kv_budget, options.keyframe_group)
     with torch.no_grad(), joint_keyframe_attention(pipe.transformer, attention) as seen:
+        settings, hooks = _keep_given(pipe, given_video, settings, conditions.shape) if given else (settings, None)
         with torch.autocast(device.type, compute_dtype(pipe.transformer), enabled=_mixed(pipe.transformer)):
             latents = spec.sample(pipe.transformer, pipe.scheduler, conditions, prompt_embeds, negative_embeds,
-                                  SamplingSettings(steps, guidance, generators))
-        decoded = torch.cat([_to_uint8(spec.decode_latents(pipe.vae, one)) for one in latents.split(1)])
+                                  settings, hooks)
+        decoded = [_to_uint8(spec.decode_latents(pipe.vae, one))[0].numpy() for one in latents[: len(inputs)].split(1)]
     if record is not None:
         record.kv_lengths |= seen.kv_lengths
         record.own_lengths |= seen.own_lengths
         record.peak_kv_tokens = max(record.peak_kv_tokens, seen.peak_kv_tokens)
         record.peak_rows = max(record.peak_rows, seen.peak_rows)
         record.keyframe_group = seen.keyframe_group
-    decoded = decoded.numpy()
     dilation = options.paste_back_dilation
     if dilation is None:
         dilation = default_paste_dilation((src_h, src_w), (height, width))
@@ -92,7 +96,60 @@ def edit_keyframes_jointly(
         if options.paste_back_source:
             frame = paste_back(item.frames, frame, item.mask, dilation)
         edited.append(frame[0])
-    return edited
+    return edited + [np.asarray(g) for g in given]
+
+
+def _check_keyframes(keyframes: Sequence[np.ndarray], masks: Sequence[np.ndarray], prompts: Sequence[str],
+                     given: Sequence[np.ndarray]) -> None:
+    if not (len(keyframes) == len(masks) == len(prompts)) or not keyframes:
+        raise ValueError(f"give as many masks and prompts as keyframes (>= 1), got {len(keyframes)} keyframes, "
+                         f"{len(masks)} masks, {len(prompts)} prompts")
+    sizes = {np.asarray(k).shape[:2] for k in keyframes}
+    if len(sizes) != 1:
+        raise ValueError(f"keyframes must share one size, got {sorted(sizes)}")
+    for g in given:
+        if np.asarray(g).shape != (*next(iter(sizes)), 3) or np.asarray(g).dtype != np.uint8:
+            raise ValueError(f"a given keyframe must be uint8 (H, W, 3) of the keyframes' size "
+                             f"{next(iter(sizes))}, got {np.asarray(g).dtype} {np.asarray(g).shape}")
+
+
+def _given_video(given: Sequence[np.ndarray], size: tuple[int, int], device: torch.device) -> torch.Tensor | None:
+    """The given keyframes at the working size as one-frame videos (G, 1, 3, h, w) in [-1, 1] (None: none given):
+    both their conditions (a KIVE keyframe: nothing masked) and the clean latents they are kept at."""
+    if not given:
+        return None
+    frames = resize_frames(np.stack([np.asarray(g) for g in given]), size)
+    return torch.from_numpy(frames).permute(0, 3, 1, 2)[:, None].float().div(127.5).sub(1.0).to(device)
+
+
+def _keep_given(pipe, given_video: torch.Tensor, settings: SamplingSettings, shape: torch.Size
+                ) -> tuple[SamplingSettings, StepHooks]:
+    """Sampling settings and hooks that hold the last G rows (the given keyframes) at their clean latents noised
+    to the timestep of each step: the start noise drawn as the sampler draws it (same generators), then the rows
+    replaced before the first step and after every step."""
+    spec, scheduler = pipe.spec, pipe.scheduler
+    device = given_video.device
+    timesteps = spec.sampler_timesteps(scheduler, settings.num_inference_steps, device)
+    b, t, _, h, w = shape
+    noise = spec.prepare_latents(scheduler, (b, t, spec.latent_channels, h, w), device,
+                                 compute_dtype(pipe.transformer), settings.generator)
+    rows = slice(b - given_video.shape[0], b)
+    clean = spec.encode_video(pipe.vae, given_video).to(noise.dtype)
+
+    def noised(step: int) -> torch.Tensor:
+        return scheduler.add_noise(clean, noise[rows], timesteps[step : step + 1].expand(clean.shape[0]))
+
+    start = noise.clone()
+    start[rows] = noised(0).to(start.dtype)
+
+    def on_step(i: int, step_t: torch.Tensor, tensors: dict) -> dict | None:
+        if i + 1 >= len(timesteps):
+            return None
+        latents = tensors["latents"].clone()
+        latents[rows] = noised(i + 1).to(latents.dtype)
+        return {"latents": latents}
+
+    return replace(settings, latents=start), StepHooks(on_step=on_step)
 
 
 def _to_uint8(decoded: torch.Tensor) -> torch.Tensor:

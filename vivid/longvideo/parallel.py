@@ -114,7 +114,8 @@ def edit_joint_keyframes(pipe: Any, request: Any, plan: ClipPlan, sampling: dict
     """Write the joint keyframes of `plan` into the work folder, unless all are there (a resumed edit). They are
     edited in one joint pass (keyframe j of those with a mask sampled with seed + j), so a partly written set is
     edited again whole: the same keyframes (bit for bit with the same `keyframe_group`: groups of another size
-    round differently). A keyframe frame without mask is the source frame."""
+    round differently). The user's keyframe, where a clip starts from it, is a member of the pass (the others
+    attend to it; it stays as given). A keyframe frame without mask is the source frame."""
     work, frames, kv_budget = request.work, joint_frames(plan), request.options.kv_budget
     if all(keyframe_file(work, f).is_file() for f in frames):
         return
@@ -129,8 +130,9 @@ def edit_joint_keyframes(pipe: Any, request: Any, plan: ClipPlan, sampling: dict
         paste_back_source=sampling["paste_back_source"], paste_back_dilation=sampling["paste_back_dilation"])
     logger.info("editing %d keyframes jointly (frames %s)%s", len(edit), ", ".join(str(frames[i]) for i in edit),
                 f", {kv_budget} key/value tokens per keyframe" if kv_budget else "")
+    given = [request.keyframe] if request.keyframe is not None and any(c.key == "given" for c in plan.clips) else []
     edited = edit_keyframes_jointly(pipe, [sources[i] for i in edit], [masks[i] for i in edit],
-                                    [request.prompt] * len(edit), options) if edit else []
+                                    [request.prompt] * len(edit), options, given=given) if edit else []
     results = [np.asarray(f) for f in sources]
     for i, frame in zip(edit, edited):
         results[i] = frame

@@ -47,6 +47,24 @@ def test_keyframes_are_edited_in_one_slimmed_pass(family_pipe):
     assert all(after[name] is before[name] for name in before)
 
 
+def test_a_given_keyframe_is_attended_by_the_others_and_stays_as_given(family_pipe):
+    """The user's keyframe is a member of the joint pass: the other keyframes' edits change with it, and it comes
+    back exactly as given."""
+    frames, masks = _keyframes(2)
+    rng = np.random.default_rng(1)
+    given_a, given_b = (rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) for _ in range(2))
+    options = JointKeyframeOptions(task="modify", num_inference_steps=2, height=32, width=32)
+    record = JointAttentionRecord()
+    with_a = edit_keyframes_jointly(family_pipe, frames, masks, ["a red ball"] * 2, options, record, given=[given_a])
+    with_b = edit_keyframes_jointly(family_pipe, frames, masks, ["a red ball"] * 2, options, given=[given_b])
+    assert len(with_a) == 3 and record.peak_rows >= 3  # the given keyframe ran in the pass
+    np.testing.assert_array_equal(with_a[2], given_a)
+    np.testing.assert_array_equal(with_b[2], given_b)
+    assert not np.array_equal(with_a[0], with_b[0]) and not np.array_equal(with_a[1], with_b[1])
+    with pytest.raises(ValueError, match="given keyframe must be uint8"):
+        edit_keyframes_jointly(family_pipe, frames, masks, ["a"] * 2, options, given=[given_a[:20]])
+
+
 def test_mismatched_inputs_are_rejected_before_model_work(family_pipe):
     frames, masks = _keyframes(2)
     with pytest.raises(ValueError, match="as many masks and prompts"):
