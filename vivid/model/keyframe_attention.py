@@ -265,9 +265,9 @@ def _sizes(block: torch.nn.Module, processor, options: JointAttentionOptions, ar
         others = min(others, options.kv_budget)
     ffn = getattr(block, "ff", None) or block.ffn  # CogVideoX's and Wan's feed-forward
     inner = max(m.out_features for m in ffn.modules() if isinstance(m, torch.nn.Linear))
-    return BlockSizes(keyframes=options.n_keyframes, rows=hidden.shape[0], own=text + n, video=n, width=hidden.shape[2], ffn=inner,
-                      heads=block.attn1.heads, others=others, element=hidden.element_size(),
-                      scores=hidden.device.type != "cuda")
+    return BlockSizes(keyframes=options.n_keyframes, rows=hidden.shape[0], own=text + n, video=n,
+                      width=hidden.shape[2], ffn=inner, heads=block.attn1.heads, others=others,
+                      element=hidden.element_size(), scores=hidden.device.type != "cuda")
 
 
 def _block_runner(options: JointAttentionOptions, record: JointAttentionRecord):
