@@ -13,6 +13,10 @@ keyframes that fit in `--gib` GiB, with and without AAS (formula in `joint_pass_
 
     python benchmarks/bench_joint_keyframes.py --family cogvideox --keyframes 8 16 32 64 --size 256
     python benchmarks/bench_joint_keyframes.py --analytic
+    python benchmarks/bench_joint_keyframes.py --full-size 5b --family cogvideox --keyframes 16 --height 480 --width 720
+
+Full size (--full-size, the GPU suite's row): the VIVID transformer of CogVideoX-5B or Wan2.1 with random weights in
+bf16, one joint forward of K keyframes per mode after a warm-up: its time and peak CUDA memory.
 """
 
 from __future__ import annotations
@@ -163,6 +167,68 @@ def analytic(gib: float, group: int) -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- full size, random weights (GPU)
+def _vivid_transformer(family: str, size: str, device: torch.device):
+    """The VIVID transformer of `family` at `size` (tiny, 5b for CogVideoX; tiny, 1.3b, 14b for Wan), random
+    weights materialised on `device` in bf16, widened patch embedding and rank-32 LoRA, as the GPU benchmarks
+    build them."""
+    from bench_wan_gpu import build, cast_trainable_
+    from common import new_transformer
+
+    from vivid.model.registry import spec_by_name
+
+    spec = spec_by_name(family)
+    if family == "cogvideox":
+        transformer = new_transformer(size, device, torch.bfloat16, seed=0)
+    else:
+        transformer = build(size, device)["transformer"]
+    spec.make_vivid(transformer).eval()
+    cast_trainable_(transformer, torch.bfloat16)
+    return spec, transformer
+
+
+def full_size(args: argparse.Namespace) -> dict:
+    """Time and peak memory of one joint denoising forward (one guidance half) of `--keyframes` one-frame keyframes
+    at `--height` x `--width` per mode, after a warm-up forward of the same mode."""
+    from common import clock_name, peak_memory, sync, timer
+
+    from vivid.model.keyframe_attention import JointAttentionOptions, joint_keyframe_attention
+    from vivid.model.transformer import compute_dtype
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    spec, transformer = _vivid_transformer(args.family, args.full_size, device)
+    k = args.keyframes[0]
+    dtype, g = compute_dtype(transformer), torch.Generator().manual_seed(0)
+    shape = spec.latent_shape(k, 1, args.height, args.width)
+    noisy = torch.randn(shape, generator=g).to(device, dtype)
+    conditions = torch.randn((*shape[:2], spec.condition_channels, *shape[3:]), generator=g).to(device, dtype)
+    text = transformer.config.get("max_text_seq_length", 512)  # CogVideoX's 226; Wan's UMT5 512
+    prompts = torch.randn(k, text, spec.text_embedding_dim(transformer), generator=g).to(device, dtype)
+    timesteps = torch.full((k,), 500, dtype=torch.long, device=device)
+    _, ph, pw = spec.patch_size(transformer)
+    budget = args.budget or (shape[3] // ph) * (shape[4] // pw)
+    clock, rows = timer(device), []
+    for mode in args.modes:
+        options = JointAttentionOptions(k, None if mode.startswith("full") else budget,
+                                        args.keyframe_group if mode.endswith("groups") else k)
+        row: dict = {"name": mode, "keyframes": k, "kv_budget": options.kv_budget,
+                     "keyframe_group": options.keyframe_group}
+        with torch.no_grad(), joint_keyframe_attention(transformer, options) as record:
+            spec.predict(transformer, noisy, conditions, prompts, timesteps)  # warm-up
+            sync(device)
+            with peak_memory(device, row):
+                t0 = clock()
+                spec.predict(transformer, noisy, conditions, prompts, timesteps)
+                sync(device)
+                row["forward_s"] = clock() - t0
+        row.update(peak_kv_tokens=record.peak_kv_tokens, peak_rows=record.peak_rows)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    return {"benchmark": "joint keyframe pass", "family": args.family, "size": args.full_size,
+            "shape": f"{k}x{args.height}x{args.width}", "clock": clock_name(device),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device), "results": rows}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--family", choices=("cogvideox", "wan"), default="cogvideox")
@@ -173,10 +239,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=128, help="keyframe pixels (square) for the tiny model")
     parser.add_argument("--analytic", action="store_true", help="CogVideoX-5B and Wan2.1 at 480p instead")
     parser.add_argument("--gib", type=float, default=80 * 1e9 / GIB, help="memory to fit (default 80 GB)")
+    parser.add_argument("--full-size", choices=("tiny", "5b", "1.3b", "14b"), default=None,
+                        help="time and peak memory of one joint forward of the VIVID transformer at this size "
+                             "(random weights) for --keyframes[0] keyframes, instead of the tiny-model table")
+    parser.add_argument("--device", default=None, help="--full-size: default cuda when present")
+    parser.add_argument("--height", type=int, default=480, help="--full-size: keyframe height")
+    parser.add_argument("--width", type=int, default=720, help="--full-size: keyframe width")
+    parser.add_argument("--json", action="store_true", help="--full-size: print one JSON object")
     parser.add_argument("--one", nargs=3, metavar=("MODEL_DIR", "K", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.analytic:
         analytic(args.gib, args.keyframe_group)
+        return
+    if args.full_size:
+        out = full_size(args)
+        print(json.dumps(out) if args.json else json.dumps(out, indent=2))
         return
     if args.one:
         model_dir, k, mode = args.one
