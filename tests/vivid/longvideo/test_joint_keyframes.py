@@ -65,6 +65,37 @@ def test_a_given_keyframe_is_attended_by_the_others_and_stays_as_given(family_pi
         edit_keyframes_jointly(family_pipe, frames, masks, ["a"] * 2, options, given=[given_a[:20]])
 
 
+def test_a_given_keyframe_enters_every_step_as_its_own_latent_noised(family_pipe, monkeypatch):
+    """RePaint-style: the given keyframe's row that each denoising forward reads is a * its clean latent + b * one
+    fixed noise, the share of the clean latent growing as the steps go."""
+    import torch
+
+    from vivid.longvideo.joint_keyframes import _given_video
+
+    frames, masks = _keyframes(1)
+    given = np.random.default_rng(2).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    spec = family_pipe.spec
+    seen = []
+    model_output = type(spec).model_output
+
+    def recording(self, loop, step, latents, *args):
+        seen.append(self.from_loop_layout(latents)[1].float().flatten())
+        return model_output(self, loop, step, latents, *args)
+
+    monkeypatch.setattr(type(spec), "model_output", recording)
+    options = JointKeyframeOptions(task="modify", num_inference_steps=3, guidance_scale=1.0, height=32, width=32)
+    edit_keyframes_jointly(family_pipe, frames, masks, ["a red ball"], options, given=[given])
+    with torch.no_grad():
+        clean = spec.encode_video(family_pipe.vae, _given_video([given], (32, 32), torch.device("cpu")))
+    basis = torch.stack([clean.float().flatten(), seen[0]], dim=1)  # step 0: (almost) pure noise
+    shares = []
+    for row in seen:
+        coef = torch.linalg.lstsq(basis, row[:, None]).solution.flatten()
+        assert (row - basis @ coef).norm() <= 1e-4 * row.norm()  # exactly clean and that noise
+        shares.append(float(coef[0]))
+    assert len(seen) == 3 and shares[0] < shares[1] < shares[2] and shares[2] > 0.3
+
+
 def test_mismatched_inputs_are_rejected_before_model_work(family_pipe):
     frames, masks = _keyframes(2)
     with pytest.raises(ValueError, match="as many masks and prompts"):
