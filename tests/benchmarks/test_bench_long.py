@@ -47,8 +47,8 @@ def test_bench_long_parallel_in_more_processes_than_gpus_is_one_skipped_line():
 
     if torch.cuda.device_count() >= 2:
         pytest.skip("2 GPUs here: the run would happen")
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_long.py"), "--size", "5b", "--frames", "193",
-                           "--long-mode", "parallel", "--processes", "2", "--json"],
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_long.py"), "--size", "5b", "--frames",
+                           "193", "--long-mode", "parallel", "--processes", "2", "--json"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
