@@ -297,9 +297,10 @@ def joint_keyframe_attention(transformer: torch.nn.Module, options: JointAttenti
     original = dict(transformer.attn_processors)
     record = JointAttentionRecord()
     transformer.set_attn_processor(joint_processors(original, options, record))
-    blocks = getattr(transformer, "transformer_blocks", None) or transformer.blocks  # CogVideoX's, Wan's
-    blocks = [b for b in blocks if isinstance(getattr(b.attn1, "processor", None),
-                                              (CogVideoXJointKeyframeProcessor, WanJointKeyframeProcessor))]
+    blocks = [b for name in ("transformer_blocks", "blocks", "vace_blocks")  # CogVideoX's, Wan's, VACE's
+              for b in getattr(transformer, name, None) or ()
+              if isinstance(getattr(b.attn1, "processor", None),
+                            (CogVideoXJointKeyframeProcessor, WanJointKeyframeProcessor))]
     try:
         with blocks_in_groups(blocks, _block_runner(options, record)):
             yield record

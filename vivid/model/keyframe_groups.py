@@ -21,10 +21,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-# the block arguments that have one row per batch item (CogVideoX passes them by name, Wan by position)
-_BATCHED_NAMES = ("hidden_states", "encoder_hidden_states", "temb")
-
-
 class KeysCollected(Exception):
     """Raised by a joint processor in the collect phase once it has stored its group's keys and values: the rest of
     the block is not needed until the attend phase."""
@@ -119,14 +115,14 @@ def _batch_of(args: tuple, kwargs: dict) -> int:
 
 
 def _rows_of(args: tuple, kwargs: dict, rows: slice, batch: int) -> tuple[tuple, dict]:
-    """The block's arguments for batch rows `rows`: the per-row tensors sliced, the rest (rotary embeddings,
-    attention kwargs) as given."""
+    """The block's arguments for batch rows `rows`: every tensor with one row per batch item sliced (hidden
+    states, text, time embedding, VACE's control states), the rest (rotary embedding tuples, attention kwargs) as
+    given."""
 
     def cut(value):
         return value[rows] if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == batch else value
 
-    args = tuple(cut(a) if i < len(_BATCHED_NAMES) else a for i, a in enumerate(args))
-    return args, {k: cut(v) if k in _BATCHED_NAMES else v for k, v in kwargs.items()}
+    return tuple(cut(a) for a in args), {k: cut(v) for k, v in kwargs.items()}
 
 
 def _concat(outputs: list):
