@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vivid.conditioning.preprocess import default_paste_dilation, model_size, paste_back
-from vivid.io.edit_inputs import load_edit_inputs
+from vivid.io.edit_inputs import EditInputs, load_edit_inputs
 from vivid.io.resize import resize_frames
 from vivid.model.keyframe_attention import JointAttentionOptions, JointAttentionRecord, joint_keyframe_attention
 from vivid.model.spec import SamplingSettings, StepHooks
@@ -40,6 +40,7 @@ class JointKeyframeOptions:
     width: int | None = None
     paste_back_source: bool = True
     paste_back_dilation: int | None = None  # pixels (default: one latent cell at the source's scale)
+    reference_images: tuple[np.ndarray, ...] = ()  # what to generate, for a base that takes them (VACE's)
 
 
 def edit_keyframes_jointly(
@@ -54,7 +55,8 @@ def edit_keyframes_jointly(
     restored afterwards. `record`, when given, receives what the joint attention saw (key/value lengths, peak
     tokens and rows, the keyframe group)."""
     _check_keyframes(keyframes, masks, prompts, given)
-    inputs = [load_edit_inputs(np.asarray(k)[None], np.asarray(m)[None], p, options.task)
+    references = list(options.reference_images) or None
+    inputs = [load_edit_inputs(np.asarray(k)[None], np.asarray(m)[None], p, options.task, reference_images=references)
               for k, m, p in zip(keyframes, masks, prompts)]
     src_h, src_w = inputs[0].frames.shape[1:3]
     spec, device = pipe.spec, pipe._execution_device
@@ -67,20 +69,22 @@ def edit_keyframes_jointly(
     prompt_embeds, negative_embeds = pipe.encode_prompt(
         [i.prompt for i in inputs] + [inputs[0].prompt] * len(given), options.negative_prompt, guidance > 1.0,
         device=device)
-    tensors = [pipe._to_model_tensors(i, (height, width), device) for i in inputs]
-    given_video = _given_video(given, (height, width), device)
-    conditions = torch.cat([spec.encode_conditions(pipe.vae, masked, mask) for masked, mask in tensors] + (
-        [spec.encode_conditions(pipe.vae, given_video, torch.zeros_like(given_video[:, :, :1]))] if given else []))
-    count = len(inputs) + len(given)
+    # a given keyframe's conditions: the frame, nothing masked (as a KIVE keyframe's)
+    known = [EditInputs(np.asarray(g)[None], np.zeros((1, *np.asarray(g).shape[:2]), bool), None, inputs[0].prompt,
+                        options.task, reference_images=inputs[0].reference_images) for g in given]
+    encoded = [pipe._encode_conditions(i, (height, width), device, 1) for i in inputs + known]
+    conditions, reference_frames = torch.cat([c for c, _ in encoded]), encoded[0][1]
     settings = SamplingSettings(steps, guidance, [torch.Generator(device).manual_seed(options.seed + i)
-                                                  for i in range(count)])
-    attention = JointAttentionOptions(count, options.kv_budget, options.keyframe_group)
+                                                  for i in range(len(encoded))])
+    attention = JointAttentionOptions(len(encoded), options.kv_budget, options.keyframe_group)
     with torch.no_grad(), joint_keyframe_attention(pipe.transformer, attention) as seen:
-        settings, hooks = _keep_given(pipe, given_video, settings, conditions.shape) if given else (settings, None)
+        settings, hooks = (_keep_given(pipe, _given_video(given, (height, width), device), settings,
+                                       conditions.shape, reference_frames) if given else (settings, None))
         with torch.autocast(device.type, compute_dtype(pipe.transformer), enabled=_mixed(pipe.transformer)):
             latents = spec.sample(pipe.transformer, pipe.scheduler, conditions, prompt_embeds, negative_embeds,
                                   settings, hooks)
-        decoded = [_to_uint8(spec.decode_latents(pipe.vae, one))[0].numpy() for one in latents[: len(inputs)].split(1)]
+        decoded = [_to_uint8(spec.decode_latents(pipe.vae, one[:, reference_frames:]))[0].numpy()  # references first
+                   for one in latents[: len(inputs)].split(1)]
     if record is not None:
         record.kv_lengths |= seen.kv_lengths
         record.own_lengths |= seen.own_lengths
@@ -122,18 +126,19 @@ def _given_video(given: Sequence[np.ndarray], size: tuple[int, int], device: tor
     return torch.from_numpy(frames).permute(0, 3, 1, 2)[:, None].float().div(127.5).sub(1.0).to(device)
 
 
-def _keep_given(pipe, given_video: torch.Tensor, settings: SamplingSettings, shape: torch.Size
-                ) -> tuple[SamplingSettings, StepHooks]:
+def _keep_given(pipe, given_video: torch.Tensor, settings: SamplingSettings, shape: torch.Size,
+                reference_frames: int = 0) -> tuple[SamplingSettings, StepHooks]:
     """Sampling settings and hooks that hold the last G rows (the given keyframes) at their clean latents noised
     to the timestep of each step: the start noise drawn as the sampler draws it (same generators), then the rows
-    replaced before the first step and after every step."""
+    replaced before the first step and after every step (their frame, after any reference images' latent
+    frames, which are sampled)."""
     spec, scheduler = pipe.spec, pipe.scheduler
     device = given_video.device
     timesteps = spec.sampler_timesteps(scheduler, settings.num_inference_steps, device)
     b, t, _, h, w = shape
     noise = spec.prepare_latents(scheduler, (b, t, spec.latent_channels, h, w), device,
                                  compute_dtype(pipe.transformer), settings.generator)
-    rows = slice(b - given_video.shape[0], b)
+    rows = (slice(b - given_video.shape[0], b), slice(reference_frames, None))
     clean = spec.encode_video(pipe.vae, given_video).to(noise.dtype)
 
     def noised(step: int) -> torch.Tensor:

@@ -127,7 +127,8 @@ def edit_joint_keyframes(pipe: Any, request: Any, plan: ClipPlan, sampling: dict
         num_inference_steps=sampling["num_inference_steps"],
         guidance_scale=sampling["guidance_scale"], seed=sampling["seed"],
         negative_prompt=sampling["negative_prompt"] or "", height=sampling["height"], width=sampling["width"],
-        paste_back_source=sampling["paste_back_source"], paste_back_dilation=sampling["paste_back_dilation"])
+        paste_back_source=sampling["paste_back_source"], paste_back_dilation=sampling["paste_back_dilation"],
+        reference_images=request.reference_images)
     logger.info("editing %d keyframes jointly (frames %s)%s", len(edit), ", ".join(str(frames[i]) for i in edit),
                 f", {kv_budget} key/value tokens per keyframe" if kv_budget else "")
     given = [request.keyframe] if request.keyframe is not None and any(c.key == "given" for c in plan.clips) else []
