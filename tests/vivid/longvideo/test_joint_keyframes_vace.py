@@ -23,3 +23,15 @@ def test_vace_keyframes_in_groups_and_a_given_keyframe(tiny_vace_pipe):
     for one_batch, in_groups in zip(edits[0], edits[1]):
         assert np.abs(one_batch.astype(int) - in_groups).max() <= 1  # the same edit, up to float rounding
     np.testing.assert_array_equal(edits[1][3], given)
+
+
+def test_vace_given_keyframe_beside_reference_images(tiny_vace_pipe):
+    """With reference images (their latent frames first in every row) the given keyframe's frame is the one held."""
+    frames, masks = _keyframes(2)
+    rng = np.random.default_rng(4)
+    given, reference = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8), rng.integers(0, 256, (40, 40, 3), np.uint8)
+    options = JointKeyframeOptions(task="modify", keyframe_group=2, num_inference_steps=2, height=32, width=32,
+                                   reference_images=(reference,))
+    edited = edit_keyframes_jointly(tiny_vace_pipe, frames, masks, ["a red ball"] * 2, options, given=[given])
+    assert [e.shape for e in edited] == [(40, 48, 3)] * 3
+    np.testing.assert_array_equal(edited[2], given)
