@@ -47,6 +47,21 @@ def test_keyframes_are_edited_in_one_slimmed_pass(family_pipe):
     assert all(after[name] is before[name] for name in before)
 
 
+def test_keyframes_in_groups_are_the_one_batch_edit_with_guidance(family_pipe):
+    """Through the sampler with guidance (CogVideoX: both guidance halves in one batch, each its own set of
+    keyframes): blocks in groups of 2 give the one-batch edit, up to float rounding."""
+    frames, masks = _keyframes(3)
+    edits, records = [], []
+    for group in (3, 2):
+        records.append(JointAttentionRecord())
+        options = JointKeyframeOptions(task="modify", kv_budget=4, keyframe_group=group, guidance_scale=5.0,
+                                       num_inference_steps=2, height=32, width=32)
+        edits.append(edit_keyframes_jointly(family_pipe, frames, masks, ["a red ball"] * 3, options, records[-1]))
+    assert records[0].peak_rows in (3, 6) and records[1].peak_rows == 2
+    for one_batch, in_groups in zip(*edits):
+        assert np.abs(one_batch.astype(int) - in_groups).max() <= 1
+
+
 def test_a_given_keyframe_is_attended_by_the_others_and_stays_as_given(family_pipe):
     """The user's keyframe is a member of the joint pass: the other keyframes' edits change with it, and it comes
     back exactly as given."""
