@@ -137,7 +137,7 @@ def _run_parallel(
     per clip run here.)"""
     work = request.work
     if ranks.main:
-        edit_joint_keyframes(pipe, request, plan, sampling, request.options.kv_budget)
+        edit_joint_keyframes(pipe, request, plan, sampling)
     ranks.barrier()
     mine = [clip for g, run in enumerate(chains(plan)) if g % ranks.world == ranks.rank for clip in run]
     todo = [clip for clip in mine if clip_problem(work, clip) is not None]
