@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--long-mode", choices=["chain", "parallel"], default="chain")
     p.add_argument("--processes", type=int, default=1, help="parallel: processes (accelerate launch)")
     p.add_argument("--kv-budget", type=int, default=None, help="parallel: AAS tokens per keyframe (default: all)")
+    p.add_argument("--keyframe-group", type=int, default=None,
+                   help="parallel: keyframes through the model at once in the joint pass (default: what fits)")
+    p.add_argument("--lossless", action="store_true", help="write the output losslessly (its hash: the frames made)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: edit this source video and report
     p.add_argument("--out-dir", default=None, help=argparse.SUPPRESS)  # internal: the edit's output folder
@@ -93,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("source_height", "source_width"):
         if getattr(args, name) < 16 or getattr(args, name) % 2:
             p.error(f"--{name.replace('_', '-')} must be even and at least 16, got {getattr(args, name)}")
+    if args.keyframe_group is not None and args.keyframe_group < 1:
+        p.error(f"--keyframe-group must be >= 1, got {args.keyframe_group}")
     if args.steps < 1:
         p.error(f"--steps must be >= 1, got {args.steps}")
     if args.processes < 1 or (args.processes > 1 and args.long_mode != "parallel"):
@@ -237,7 +242,7 @@ def run_one(args: argparse.Namespace) -> dict:
             options=EditOptions(clip_frames=args.clip_frames, boundaries=args.boundaries,
                                 num_inference_steps=args.steps, guidance_scale=args.guidance, seed=0,
                                 height=args.height, width=args.width, long_mode=args.long_mode,
-                                kv_budget=args.kv_budget),
+                                kv_budget=args.kv_budget, keyframe_group=args.keyframe_group, lossless=args.lossless),
         )
         result = chain_edit(pipe, request)
         sync(device)
@@ -277,6 +282,10 @@ def child_command(args: argparse.Namespace, source: Path, out_dir: Path) -> list
         cmd += ["--device", args.device]
     if args.kv_budget:
         cmd += ["--kv-budget", str(args.kv_budget)]
+    if args.keyframe_group:
+        cmd += ["--keyframe-group", str(args.keyframe_group)]
+    if args.lossless:
+        cmd += ["--lossless"]
     return cmd
 
 
@@ -324,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "long-video chain_edit", "size": args.size, "source": args.source, "steps": args.steps, "guidance": args.guidance,
         "working_size": f"{args.height}x{args.width}", "source_size": f"{args.source_height}x{args.source_width}",
         "boundaries": args.boundaries, "peak_memory": key, "long_mode": args.long_mode, "processes": args.processes,
+        "keyframe_group": args.keyframe_group, "lossless": args.lossless,
     }
     if args.json:
         print(json.dumps({**info, "results": rows}, indent=2))

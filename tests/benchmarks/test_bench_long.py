@@ -37,7 +37,7 @@ def test_bench_long_tiny_two_lengths():
 
 def test_bench_long_refuses_bad_arguments():
     for bad in (["--frames", "1"], ["--frames", "a,b"], ["--height", "30"], ["--clip-frames", "8"],
-                ["--processes", "2"]):
+                ["--processes", "2"], ["--keyframe-group", "0"]):
         proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_long.py"), *bad],
                               cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and "error:" in proc.stderr, (bad, proc.stderr[-500:])
@@ -95,12 +95,13 @@ def test_bench_long_bikes_source_parallel_reports_the_output_hash():
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_long.py"), "--size", "tiny", "--source", "bikes",
          "--frames", "12", "--steps", "1", "--guidance", "1", "--height", "32", "--width", "64",
-         "--long-mode", "parallel", "--json"],
+         "--long-mode", "parallel", "--keyframe-group", "2", "--lossless", "--json"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert out["source"] == "bikes" and out["long_mode"] == "parallel"
+    assert out["keyframe_group"] == 2 and out["lossless"] is True
     (row,) = out["results"]
     assert row["frames"] == 12 and row["clips"] == 2 and row["clips_between_two_keyframes"] is True
     assert len(row["output_sha256"]) == 64 and int(row["output_sha256"], 16) >= 0
