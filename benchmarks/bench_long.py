@@ -184,7 +184,10 @@ def box_mask(height: int, width: int) -> np.ndarray:
 
 
 def build_pipeline(size: str, device, dtype):
-    """A VIVID pipeline with random weights: `build_components` + widened patch embedding + the rank-32 LoRA."""
+    """A VIVID pipeline with random weights: `build_components` + widened patch embedding + the rank-32 LoRA, every
+    module in eval mode (else dropout draws on the process's random state: outputs would depend on what the
+    process ran before, and 1 and N processes would differ)."""
+    import torch
     from common import build_components
 
     from vivid.pipeline import VIVIDPipeline
@@ -193,6 +196,9 @@ def build_pipeline(size: str, device, dtype):
     pipe = VIVIDPipeline(**comps)
     pipe.transformer.add_adapter(pipe.spec.lora_config())
     pipe.to(device=device, dtype=dtype)
+    for module in pipe.components.values():  # built, not loaded: in training mode, the tiny T5's dropout active
+        if isinstance(module, torch.nn.Module):
+            module.eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -105,3 +105,17 @@ def test_bench_long_bikes_source_parallel_reports_the_output_hash():
     (row,) = out["results"]
     assert row["frames"] == 12 and row["clips"] == 2 and row["clips_between_two_keyframes"] is True
     assert len(row["output_sha256"]) == 64 and int(row["output_sha256"], 16) >= 0
+
+
+def test_bench_long_pipeline_runs_in_eval_mode():
+    """Dropout active in a built (not loaded) module makes an edit depend on the process's random state, so the
+    1- and 2-process outputs differed."""
+    import torch
+
+    pipe = _bench_module().build_pipeline("tiny", torch.device("cpu"), torch.float32)
+    modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
+    assert modules and not any(sub.training for m in modules for sub in m.modules())
+    ids = pipe.tokenizer("a red ball", return_tensors="pt").input_ids
+    with torch.no_grad():
+        first, second = pipe.text_encoder(ids)[0], pipe.text_encoder(ids)[0]
+    assert torch.equal(first, second)
