@@ -154,8 +154,11 @@ def edit_keyframes_first(pipe: Any, request: EditRequest) -> list[tuple[int, np.
             if state.get("made_work"):
                 with contextlib.suppress(OSError):
                     work.rmdir()
-        raise ValueError(f"{labels['video']} is one clip of the model (clips of {max_frames} frames): it has no "
-                         f"keyframes to edit jointly; edit it directly")
+        one_clip = sum(not c.anchor_only for c in plan.clips) <= 1
+        reason = (f"{labels['video']} is one clip of the model (clips of {max_frames} frames)" if one_clip else
+                  f"the weights take no last keyframe (trained without last-frame KIVE) and the one segment starts "
+                  f"at {labels['keyframe']}")
+        raise ValueError(f"no keyframes to edit jointly: {reason}; run the edit directly")
     edit_joint_keyframes(pipe, request, plan, sampling, opts.kv_budget)
     keyframes = {f: read_image(keyframe_file(work, f), "joint keyframe") for f in joint_frames(plan)}
     if request.keyframe is not None:

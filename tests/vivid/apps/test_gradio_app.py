@@ -119,7 +119,7 @@ def test_the_model_events_share_one_concurrency_group(tmp_path):
 
     demo = build_app(VividApp(pipe=None, workdir=tmp_path))
     fns = {fn.name: fn for fn in demo.fns.values()}
-    for name in ("on_preview", "on_propagate"):  # the two events that run the model
+    for name in ("on_preview", "on_propagate", "on_keyframes", "on_accept"):  # the events that run the model
         assert (fns[name].concurrency_id, fns[name].concurrency_limit) == (MODEL_CONCURRENCY_ID, 1), name
     assert fns["on_video"].concurrency_id != MODEL_CONCURRENCY_ID  # loading a video waits for no edit
     assert "on_unload" in fns
@@ -320,6 +320,67 @@ def preview_and_propagate(pipe, tmp_path):
     candidates = app.preview(session, {"layers": [layer]}, "static", None, "add", "a red ball", 2, 0)
     assert len(candidates) == 2 and all(read_image(c).shape == (64, 96, 3) for c in candidates)
     return frames, app.propagate(session, "add", "a red ball", 0)
+
+
+def test_the_app_shows_a_parallel_edits_keyframes_to_accept_with_either_base(family_pipe, tmp_path, monkeypatch):
+    from vivid.model.weights import VIVIDWeightsConfig
+
+    monkeypatch.setattr(family_pipe, "vivid_config", VIVIDWeightsConfig(kive_last_frame_prob=0.5))  # clips between
+    keyframes_then_accept(family_pipe, tmp_path, monkeypatch)
+
+
+def keyframes_then_accept(pipe, tmp_path, monkeypatch):
+    """In the page: a 17-frame video (more than one clip of each tiny base), a box painted on frame 0, two
+    candidates previewed; the keyframes of a parallel edit from the first edited jointly and shown as a strip
+    (frame 0 the candidate; a new preview drops it), edited again with another seed (the new strip replaces the
+    old, its work folder gone), then accepted: the clips run without editing the keyframes again, and the output is the one-shot parallel
+    edit's, bit for bit. The app on any base's tiny pipeline that takes a last keyframe."""
+    from vivid.apps.gradio_app import build_app
+    from vivid.io.images import read_image
+    from vivid.io.video import read_video
+    from vivid.longvideo import parallel
+    from vivid.longvideo.request import EditOptions, edit_request
+    from vivid.longvideo.runner import chain_edit
+
+    passes = []
+    joint = parallel.edit_keyframes_jointly
+    monkeypatch.setattr(parallel, "edit_keyframes_jointly", lambda *a, **k: passes.append(1) or joint(*a, **k))
+    app = VividApp(pipe=pipe, workdir=tmp_path, steps=1, guidance=1.0)
+    demo = build_app(app)
+    ids, handlers = _components(demo), _handlers(demo)
+    frames, _ = _square_video(n=17)
+    video = write_video(tmp_path / "v.mp4", frames, 8, lossless=True)
+    layer = np.zeros((64, 96, 4), np.uint8)
+    layer[20:44, 8:32, 3] = 255
+    session = app.new_session("local")
+    app.load_video(session, str(video))
+    no_progress = lambda *a, **k: None  # noqa: E731
+    assert handlers["on_accept"](session, progress=no_progress) == {
+        ids["status"]: "Error: edit the keyframes jointly first, then accept them"}
+    preview = [session, {"layers": [layer]}, "static", None, "add", "a red ball", 2, 0]
+    app.preview(*preview)
+    handlers["on_keyframes"](session, "add", "a red ball", 2, progress=no_progress)
+    dropped = session.strip["work_dir"]
+    assert handlers["on_preview"](*preview, progress=no_progress)[ids["keyframe-strip"]] is None  # a new mask
+    assert session.strip is None and not dropped.exists()
+    handlers["on_keyframes"](session, "add", "a red ball", 1, progress=no_progress)
+    replaced = session.strip["work_dir"]
+    shown = handlers["on_keyframes"](session, "add", "a red ball", 0, progress=no_progress)
+    strip = shown[ids["keyframe-strip"]]
+    assert not replaced.exists() and session.strip["work_dir"].is_dir() and len(passes) == 3
+    assert [caption for _, caption in strip][0] == "frame 0" and strip[-1][1] == "frame 16" and len(strip) >= 3
+    np.testing.assert_array_equal(strip[0][0], read_image(session.candidates[0]))  # the chosen candidate
+    assert shown[ids["status"]].startswith(f"{len(strip)} keyframes: accept them")
+    done = handlers["on_accept"](session, progress=no_progress)
+    accepted = Path(done[ids["result"]])
+    assert done[ids["status"]] == f"Done: {accepted.name}" and done[ids["keyframe-strip"]] is None
+    assert len(passes) == 3 and session.strip is None  # the keyframes were not edited again
+    one_shot = chain_edit(pipe, edit_request(
+        str(video), session.mask_video, "a red ball", "add", tmp_path / "one-shot.mp4",
+        keyframe=str(session.candidates[0]),
+        options=EditOptions(num_inference_steps=1, guidance_scale=1.0, seed=0, long_mode="parallel")))
+    assert len(passes) == 4
+    np.testing.assert_array_equal(read_video(accepted)[0], read_video(one_shot.path)[0])
 
 
 # ----------------------------------------------------------------------------- masks, errors and choices in the page

@@ -7,7 +7,7 @@ import numpy as np
 
 from vivid.io.video import read_video, video_info
 
-from tests.vivid.apps.test_gradio_app import preview_and_propagate
+from tests.vivid.apps.test_gradio_app import keyframes_then_accept, preview_and_propagate
 
 
 def test_the_app_previews_and_propagates_a_vace_edit(tiny_vace_pipe, tmp_path):
@@ -17,3 +17,7 @@ def test_the_app_previews_and_propagates_a_vace_edit(tiny_vace_pipe, tmp_path):
     edited, _ = read_video(out)
     error = np.abs(edited.astype(int) - frames).mean(axis=(0, 3))  # lossy H.264 of a noise texture: about 14
     assert 4 * error[:, 48:].mean() < error[20:44, 8:32].mean()  # the source pasted back far from the mask
+
+
+def test_the_app_shows_a_parallel_vace_edits_keyframes_to_accept(tiny_vace_pipe, tmp_path, monkeypatch):
+    keyframes_then_accept(tiny_vace_pipe, tmp_path, monkeypatch)  # VACE keeps a given last frame: clips between
