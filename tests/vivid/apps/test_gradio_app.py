@@ -252,8 +252,8 @@ def test_the_app_serves_what_it_returns_and_no_other_file(served, tmp_path):
     app, demo, url, video, mask = served
     client = Client(url + "/", auth=("me", "pw"), verbose=False, download_files=str(tmp_path))
     client.predict(handle_file(str(video)), api_name="/on_video")
-    gallery, chosen, status = client.predict(None, "static", [handle_file(str(mask))], "add", "a ball", 2, 0,
-                                             api_name="/on_preview")
+    gallery, chosen, _, status = client.predict(None, "static", [handle_file(str(mask))], "add", "a ball", 2, 0,
+                                                api_name="/on_preview")
     assert len(gallery) == 2 and chosen == "Chosen: candidate 1 of 2" and status == ""  # returned files reach it
     assert Path(gallery[0]["image"]).stat().st_size > 0
     written = sorted(app.sessions_dir.glob("session-*/candidate-*.png"))
@@ -415,8 +415,8 @@ def test_png_and_image_folder_masks_are_accepted_as_in_the_cli(served, tmp_path)
     client.predict(handle_file(str(video)), api_name="/on_video")
     session = app._sessions[client.session_hash][-1]
     for upload in ([png], frames[::-1]):
-        gallery, chosen, status = client.predict(None, "static", [handle_file(str(f)) for f in upload], "add",
-                                                 "a ball", 2, 0, api_name="/on_preview")
+        gallery, chosen, _, status = client.predict(None, "static", [handle_file(str(f)) for f in upload], "add",
+                                                    "a ball", 2, 0, api_name="/on_preview")
         assert (len(gallery), chosen, status) == (2, "Chosen: candidate 1 of 2", ""), upload[0].name
         assert (read_mask(session.mask_video) == read_mask(upload[0] if len(upload) == 1 else folder)).all()
     *_, status = client.predict(None, "static", [handle_file(str(f)) for f in frames[:3]], "add", "a ball", 2, 0,
