@@ -383,6 +383,44 @@ def keyframes_then_accept(pipe, tmp_path, monkeypatch):
     np.testing.assert_array_equal(read_video(accepted)[0], read_video(one_shot.path)[0])
 
 
+def test_a_failed_accept_keeps_the_strip_to_accept_again(tiny_pipe, tmp_path, monkeypatch):
+    """The model fails in the second clip after the keyframes were accepted: the strip and its work folder (the
+    keyframes, the finished clip) stay, and accepting again finishes the edit without editing the keyframes again."""
+    from vivid.io.video import video_info
+    from vivid.longvideo import parallel
+    from vivid.model.weights import VIVIDWeightsConfig
+    from vivid.pipeline import VIVIDPipeline
+
+    monkeypatch.setattr(tiny_pipe, "vivid_config", VIVIDWeightsConfig(kive_last_frame_prob=0.5))
+    passes, calls = [], []
+    joint, original = parallel.edit_keyframes_jointly, VIVIDPipeline.__call__
+    monkeypatch.setattr(parallel, "edit_keyframes_jointly", lambda *a, **k: passes.append(1) or joint(*a, **k))
+
+    def fails_in_the_second_clip(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory")
+        return original(self, *args, **kwargs)
+
+    app = VividApp(pipe=tiny_pipe, workdir=tmp_path, steps=1, guidance=1.0)
+    frames, _ = _square_video(n=17)  # two clips of the tiny model
+    layer = np.zeros((64, 96, 4), np.uint8)
+    layer[20:44, 8:32, 3] = 255
+    session = app.new_session("local")
+    app.load_video(session, str(write_video(tmp_path / "v.mp4", frames, 8, lossless=True)))
+    app.preview(session, {"layers": [layer]}, "static", None, "add", "a red ball", 1, 0)
+    app.edit_keyframes(session, "add", "a red ball", 0)
+    monkeypatch.setattr(VIVIDPipeline, "__call__", fails_in_the_second_clip)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        app.accept_keyframes(session)
+    work = session.strip["work_dir"]
+    assert sorted(p.name for p in work.glob("*.png")) == [  # frame 0's keyframe is the candidate
+        "clip_00000_last.png", "keyframe_000008.png", "keyframe_000016.png"]
+    out = app.accept_keyframes(session)
+    assert len(passes) == 1 and len(calls) == 3 and not work.exists()  # the second clip alone ran again
+    assert video_info(out)[0] == 17
+
+
 # ----------------------------------------------------------------------------- masks, errors and choices in the page
 def _components(demo) -> dict:
     """The app's components by their elem_id."""
