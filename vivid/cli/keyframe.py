@@ -152,8 +152,11 @@ def run_joint_keyframes(args: argparse.Namespace) -> int:
 
 def accepting_edit(args: argparse.Namespace, out: str) -> str:
     """The `vivid edit` command of the same edit as `args` (a `vivid keyframe --long-mode parallel`) in its work
-    folder, writing `out`: it finds the keyframes edited and runs the clips."""
+    folder, writing `out`: it finds the keyframes edited and runs the clips (with the same speed options and
+    input limits)."""
     import shlex
+
+    from vivid.io.limits import DEFAULT_MAX_FRAME_PIXELS, DEFAULT_MAX_PIXELS
 
     words = ["vivid", "edit"]
     values = [("--model", args.model), ("--weights", args.weights), ("--dtype", args.dtype),
@@ -165,10 +168,15 @@ def accepting_edit(args: argparse.Namespace, out: str) -> str:
               ("--height", args.height), ("--width", args.width), ("--clip-frames", args.clip_frames),
               ("--boundaries", args.boundaries), ("--min-similarity", args.min_similarity),
               ("--cut-similarity", args.cut_similarity), ("--long-mode", "parallel"), ("--kv-budget", args.kv_budget),
-              ("--work-dir", args.work_dir), ("--out", out)]
+              ("--work-dir", args.work_dir), ("--out", out), ("--memory", None if args.memory == "none" else args.memory),
+              ("--attention-backend", args.attention_backend), ("--cache", args.cache),
+              ("--max-frame-pixels", None if args.max_frame_pixels == DEFAULT_MAX_FRAME_PIXELS else args.max_frame_pixels),
+              ("--max-pixels", None if args.max_pixels == DEFAULT_MAX_PIXELS else args.max_pixels)]
     for flag, value in values:
         if value is not None:
             words += [flag, str(value)]
-    if not args.paste_back:
-        words.append("--no-paste-back")
-    return shlex.join(words)
+    switches = [("--no-paste-back", not args.paste_back), ("--vae-tiling", args.vae_tiling),
+                ("--vae-slicing", args.vae_slicing), ("--fuse-lora", args.fuse_lora),
+                ("--fuse-qkv-projections", args.fuse_qkv_projections),
+                ("--compile-repeated-blocks", args.compile_repeated_blocks)]
+    return shlex.join(words + [flag for flag, given in switches if given])

@@ -109,3 +109,32 @@ def test_parallel_keyframes_are_a_strip_that_the_printed_edit_accepts(tiny_model
     edit = ["edit", *common, "--seed", "1", "--long-mode", "parallel", "--lossless", "--out", str(one_shot)]
     assert main(edit) == 0 and len(passes) == 3
     np.testing.assert_array_equal(read_video(accepted)[0], read_video(one_shot)[0])
+
+
+def test_the_printed_edit_is_the_same_edit_with_the_same_setup():
+    """Every option of `vivid keyframe --long-mode parallel` that makes the edit what it is (and its speed options
+    and input limits) is in the `vivid edit` it prints: the same request options, model, inputs and work folder."""
+    import argparse
+    import shlex
+
+    from vivid.cli import build_parser
+    from vivid.cli.edit import edit_options
+    from vivid.cli.keyframe import accepting_edit
+
+    parser = build_parser()
+    given = ["--model", "m", "--weights", "w", "--dtype", "float32", "--video", "in.mp4", "--mask", "mask.mp4",
+             "--task", "add", "--prompt", "a red ball", "--keyframe", "k.png", "--keyframe-frame", "4", "--steps", "3",
+             "--guidance", "2.5", "--negative-prompt", "blur", "--no-paste-back", "--paste-back-dilation", "5",
+             "--height", "480", "--width", "720", "--clip-frames", "17", "--boundaries", "fixed",
+             "--min-similarity", "0.5", "--cut-similarity", "0.2", "--kv-budget", "64", "--memory", "group",
+             "--vae-tiling", "--cache", "first_block_cache", "--max-pixels", "0", "--work-dir", "W"]
+    keyframe = parser.parse_args(["keyframe", *given, "--seed", "7", "--long-mode", "parallel", "--out", "s.png"])
+    command = shlex.split(accepting_edit(keyframe, "out.mp4"))
+    assert command[:2] == ["vivid", "edit"]
+    edit = parser.parse_args(command[1:])
+    as_edit = argparse.Namespace(**{**vars(keyframe), "seed": 7, "lossless": False, "keep_work": False})
+    assert edit_options(edit) == edit_options(as_edit)
+    for name in ("model", "weights", "dtype", "video", "mask", "task", "keyframe", "work_dir", "memory", "vae_tiling",
+                 "cache", "max_pixels", "max_frame_pixels"):
+        assert getattr(edit, name) == getattr(keyframe, name), name
+    assert (edit.prompt, edit.out, edit.long_mode) == ("a red ball", "out.mp4", "parallel")
