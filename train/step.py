@@ -174,7 +174,10 @@ class TrainStep:
         (the trainer's `accelerator.autocast()`)."""
         latents, conditions = self.encode_batch(batch, generator)
         embeds = self.encode_prompts(batch["prompt"])
+        region = None
+        if not self.conditioned and self.mask_loss_weight:  # the text-to-video objective: the entity's cells
+            region = self.spec.pack_mask(batch["mask"].float()).amax(dim=2, keepdim=True)
         with autocast or contextlib.nullcontext():
             return self.spec.compute_loss(
-                transformer, self.scheduler, latents, conditions, embeds, generator, self.mask_loss_weight
+                transformer, self.scheduler, latents, conditions, embeds, generator, self.mask_loss_weight, region
             )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
@@ -223,6 +224,17 @@ class VIVIDPipeline(DiffusionPipeline):
                 masked, mask_t = kive_substitute(masked, mask_t, key_t, frame)
         return masked.to(device), mask_t.to(device)
 
+    def _encode_conditions(
+        self, inputs: EditInputs, size: tuple[int, int], device: torch.device, copies: int
+    ) -> tuple[torch.Tensor, int]:
+        """The spec's conditions of the inputs at the working `size` (`copies` times along the batch), and how many
+        latent frames of them (the first) are the reference images'."""
+        masked, mask_t = self._to_model_tensors(inputs, size, device)
+        images = [PIL.Image.fromarray(image) for image in inputs.reference_images]
+        references = self.spec.prepare_reference_images(self.vae, images, size, device) if images else []
+        conditions = self.spec.encode_conditions(self.vae, masked, mask_t, references)
+        return conditions.repeat(copies, 1, 1, 1, 1), len(references)
+
     # ---------------------------------------------------------------- call
     def check_inputs(
         self,
@@ -236,9 +248,12 @@ class VIVIDPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs: list[str],
         eta: float = 0.0,
         use_dynamic_cfg: bool = False,
+        reference_images: Any | None = None,
     ) -> None:
         """Reject bad arguments before any model work (bad media are `load_edit_inputs`' to reject)."""
         self.spec.refuse_sampler_options(eta, use_dynamic_cfg)
+        if reference_images is not None:
+            self.spec.refuse_reference_images()
         unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if callback_on_step_end is not None and unknown:
             raise ValueError(f"callback tensor inputs {sorted(unknown)} not in {self._callback_tensor_inputs}")
@@ -262,6 +277,7 @@ class VIVIDPipeline(DiffusionPipeline):
         task: str = "add",
         keyframe: Any | None = None,
         last_keyframe: Any | None = None,
+        reference_images: Any | None = None,
         negative_prompt: str | None = None,
         height: int | None = None,
         width: int | None = None,
@@ -299,6 +315,8 @@ class VIVIDPipeline(DiffusionPipeline):
                 `kive_last_frame_prob` > 0): the clip's last frame of the masked video becomes this frame, its mask
                 empty; with `keyframe` the clip is generated between two edited frames. The output's last frame is
                 this frame itself.
+            reference_images: images of what to generate (path, PIL image or array (H, W, 3), or a list; any size),
+                for Wan2.1-VACE, as WanVACEPipeline takes them (other bases refuse them); the output is the video's.
             num_inference_steps, guidance_scale: default to the base's (CogVideoX: 50 and 6; Wan: 50 and 5).
             use_dynamic_cfg, eta: CogVideoX's sampler options: ramp the guidance scale from 1 at the first step to
                 `guidance_scale` at the last (`dynamic_guidance_scale`); DDIM/DPM's eta.
@@ -312,9 +330,10 @@ class VIVIDPipeline(DiffusionPipeline):
         num_inference_steps = spec.default_num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance_scale = spec.default_guidance_scale if guidance_scale is None else guidance_scale
         self.check_inputs(height, width, num_inference_steps, guidance_scale, num_videos_per_prompt, output_type,
-                          callback_on_step_end, callback_on_step_end_tensor_inputs, eta, use_dynamic_cfg)
+                          callback_on_step_end, callback_on_step_end_tensor_inputs, eta, use_dynamic_cfg,
+                          reference_images)
         inputs = load_edit_inputs(video, mask, prompt, task, keyframe, prompt_required=prompt_embeds is None,
-                                  last_keyframe=last_keyframe)
+                                  last_keyframe=last_keyframe, reference_images=reference_images)
         src_h, src_w = inputs.frames.shape[1:3]
         if height is None:
             buckets = self.vivid_config.buckets if self.vivid_config is not None else None
@@ -336,13 +355,12 @@ class VIVIDPipeline(DiffusionPipeline):
             do_cfg, num_videos_per_prompt=num_videos_per_prompt, prompt_embeds=prompt_embeds,
             negative_prompt_embeds=negative_prompt_embeds, max_sequence_length=max_len, device=device,
         )
-        masked, mask_t = self._to_model_tensors(inputs, (height, width), device)
-        conditions = spec.encode_conditions(self.vae, masked, mask_t)
-        conditions = conditions.repeat(num_videos_per_prompt, 1, 1, 1, 1)
+        conditions, references = self._encode_conditions(inputs, (height, width), device, num_videos_per_prompt)
         settings = SamplingSettings(num_inference_steps, guidance_scale, generator, latents, attention_kwargs, eta,
                                     use_dynamic_cfg)
         latents = self._sample(conditions, prompt_embeds, negative_prompt_embeds, settings,
                                callback_on_step_end, callback_on_step_end_tensor_inputs)
+        latents = latents[:, references:]  # the reference images' latent frames come first: not the video's
         self._current_timestep = None
 
         if output_type == "latent":

@@ -1165,9 +1165,39 @@ def test_text_to_video_step_encodes_the_target_alone():
     assert SPEC.transformer_input(latents, conditions).shape == latents.shape
 
 
+def test_text_to_video_mask_loss_weight_weights_the_entity_cells():
+    """With the text-to-video objective the weighted region is the record's mask (the entity the caption names):
+    an empty mask leaves the base's loss as it is, a mask reweights it the way `region` does in compute_loss."""
+    from vivid.model.tiny import build_tiny_components
+
+    c = build_tiny_components(seed=0)
+    vae = c["vae"].eval()
+    transformer = c["transformer"].eval()
+    mask = torch.zeros(1, 5, 1, 32, 48)
+    mask[:, :, :, 8:24, 16:40] = 1
+    batch = {"video": torch.randint(0, 255, (1, 5, 3, 32, 48), dtype=torch.uint8), "mask": mask, "prompt": ["a"]}
+
+    def loss(weight, b=batch):
+        step = TrainStep(SPEC, vae, c["scheduler"], torch.device("cpu"), conditioned=False, mask_loss_weight=weight,
+                         captions=lambda prompts, device: torch.zeros(len(prompts), 16, 64))
+        with torch.no_grad():
+            return float(step.loss(transformer, b, torch.Generator().manual_seed(0)))
+
+    assert loss(4.0, dict(batch, mask=torch.zeros_like(mask))) == pytest.approx(loss(0.0), rel=1e-6)
+    weighted = loss(4.0)
+    assert weighted != pytest.approx(loss(0.0), rel=1e-3)
+    generator = torch.Generator().manual_seed(0)  # the posterior sample first, then the timesteps and noise
+    latents, conditions = TrainStep(SPEC, vae, None, torch.device("cpu"), conditioned=False).encode_batch(
+        batch, generator)
+    region = SPEC.pack_mask(mask).amax(dim=2, keepdim=True)
+    with torch.no_grad():
+        expected = float(SPEC.compute_loss(transformer, c["scheduler"], latents, conditions, torch.zeros(1, 16, 64),
+                                           generator, 4.0, region))
+    assert weighted == pytest.approx(expected, rel=1e-6)
+
+
 @pytest.mark.parametrize("override, message", [
     ("validation.every_n_steps=5", "validation edits held-out samples"),
-    ("mask_loss_weight=1.0", "mask_loss_weight weights the edit region"),
 ])
 def test_text_to_video_objective_refuses_edit_only_options(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -53,9 +53,9 @@ def test_a_keyframe_edit_gives_the_keyframe_as_a_kept_frame(tiny_vace_pipe, monk
     seen = {}
     encode = tiny_vace_pipe.spec.encode_conditions
 
-    def spy(vae, masked, mask):
+    def spy(vae, masked, mask, *references):
         seen.update(masked=masked.clone(), mask=mask.clone())
-        return encode(vae, masked, mask)
+        return encode(vae, masked, mask, *references)
 
     monkeypatch.setattr(tiny_vace_pipe.spec, "encode_conditions", spy)
     out = _edit(tiny_vace_pipe, prompt="a red box", task="modify", keyframe=key, height=48, width=64)
@@ -65,3 +65,33 @@ def test_a_keyframe_edit_gives_the_keyframe_as_a_kept_frame(tiny_vace_pipe, monk
     key_model = torch.from_numpy(resize_frames(key[None], (48, 64))[0]).permute(2, 0, 1).float() / 127.5 - 1
     assert torch.allclose(seen["masked"][0, 0], key_model)  # the keyframe's pixels in frame 0 of the video
     assert out.shape == (N, H, W, 3) and np.array_equal(out[0], key)
+
+
+def test_reference_images_keep_size_frames_and_the_source_outside_the_mask(tiny_vace_pipe, tmp_path):
+    """A VACE edit with reference images (a path and an array, of other sizes than the video) gives the video's
+    frames only: its size and frame count, the source outside the mask; the references change what is generated."""
+    import cv2
+
+    frames, mask = _source()
+    rng = np.random.default_rng(3)
+    cv2.imwrite(str(tmp_path / "ref.png"), rng.integers(0, 256, (24, 50, 3), dtype=np.uint8))
+    references = [tmp_path / "ref.png", rng.integers(0, 256, (64, 32, 3), dtype=np.uint8)]
+    out = _edit(tiny_vace_pipe, prompt="a red ball", reference_images=references)
+    assert out.shape == (N, H, W, 3) and out.dtype == np.uint8
+    outside = paste_weights(mask.astype(bool), 8) == 0
+    assert np.array_equal(out[outside], frames[outside])
+    assert not np.array_equal(out, _edit(tiny_vace_pipe, prompt="a red ball"))
+
+
+def test_reference_images_are_refused_by_other_bases_and_bad_files_named(tiny_pipe, tiny_vace_pipe, tmp_path):
+    """Before any input is read (the video here is not even given): a base without reference images refuses them
+    in one line naming the argument and the base; a missing or undecodable file is named."""
+    with pytest.raises(ValueError, match=r"^reference_images: CogVideoX takes no reference images") as err:
+        tiny_pipe(video=None, mask=None, prompt="x", reference_images=[tmp_path / "ref.png"])
+    assert "\n" not in str(err.value)
+    (tmp_path / "not-an-image.png").write_text("hello")
+    for bad, message in ((tmp_path / "missing.png", "missing.png does not exist"),
+                         (tmp_path / "not-an-image.png", "not-an-image.png could not be decoded as an image")):
+        with pytest.raises(ValueError, match=f"reference image .*{message}") as err:
+            _edit(tiny_vace_pipe, prompt="a red ball", reference_images=bad)
+        assert "\n" not in str(err.value)

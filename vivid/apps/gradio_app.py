@@ -33,6 +33,7 @@ from vivid.io.masks import MaskSource, read_mask
 from vivid.io.video import VideoSource
 from vivid.longvideo.request import EditOptions, edit_request
 from vivid.longvideo.runner import chain_edit, edit_keyframes_first
+from vivid.io.edit_inputs import load_reference_images
 from vivid.io.files import MediaError, is_image_path
 from vivid.io.images import write_image
 from vivid.io.limits import PixelLimits, check_pixel_limits
@@ -176,6 +177,7 @@ class EditSession:
         self.tracked_mask: Path | None = None  # its mask video, written by Track
         self.corner: tuple[float, float] | None = None  # a box's first corner, until the second click
         self.compare: Path | None = None  # the input and the result side by side, after a propagate
+        self.reference_images: list[Path] = []  # what to generate (VACE's), copied here by the preview that used them
         self.mask_shape: tuple[str, int] = ("mask", 0)  # the tracked mask's shape and growth, as last tracked
         self.strip: dict[str, Any] | None = None  # the parallel edit whose joint keyframes are shown, until accepted
 
@@ -290,6 +292,24 @@ class VividApp:
             shutil.copyfile(file, folder / name)
         return folder
 
+    def takes_reference_images(self) -> bool:
+        """Whether the model takes reference images (a Wan2.1-VACE model): the page shows their upload then."""
+        return bool(getattr(getattr(self.pipe, "spec", None), "takes_reference_images", False))
+
+    def uploaded_reference_images(self, session: EditSession, upload: str | list[str] | None) -> list[Path]:
+        """The reference images the user uploaded, each checked (size, decodable: `load_reference_images`) and
+        copied into the session folder; refused in one line by a model that takes none."""
+        files = [upload] if isinstance(upload, (str, os.PathLike)) else list(upload or [])
+        if files:
+            self.pipe.spec.refuse_reference_images("reference images")
+        copies = []
+        for i, file in enumerate(files):
+            check_pixel_limits(file, self.limits, "reference image")
+            load_reference_images(file, f"reference image {Path(file).name}")
+            copies.append(session.dir / f"reference-{i}{Path(file).suffix.lower()}")
+            shutil.copyfile(file, copies[-1])
+        return copies
+
     # ------------------------------------------------------------------------------ masks from clicks
     def tracker(self) -> Any:
         """The segmenter's tracker, loaded at the first click and shared (calls hold `model_lock`)."""
@@ -367,10 +387,12 @@ class VividApp:
         return session.mask_video
 
     def preview(self, session: EditSession, editor_value: Any, mode: str, mask_upload: str | list[str] | None, task: str,
-                caption: str, count: int, seed: int) -> list[Path]:
-        """Candidate edits of the first frame (one-frame edits, different seeds)."""
+                caption: str, count: int, seed: int, references: str | list[str] | None = None) -> list[Path]:
+        """Candidate edits of the first frame (one-frame edits, different seeds); `references`: uploaded reference
+        images (a VACE model's), kept for the propagation of the chosen candidate."""
         if task not in TASKS:
             raise ValueError(f"pick a task: {', '.join(TASKS)}")
+        session.reference_images = self.uploaded_reference_images(session, references)
         mask_video = self.make_mask(session, editor_value, mode, mask_upload)
         source = VideoSource(session.video)
         mask0 = MaskSource(mask_video, len(source), source.height, source.width).frames([0])[0]
@@ -381,6 +403,7 @@ class VividApp:
             results = edit_candidates(
                 self.pipe, session.first_frame, mask0, [caption or None], task, seeds, num_inference_steps=self.steps,
                 guidance_scale=self.guidance, height=self.height, width=self.width,
+                **({"reference_images": session.reference_images} if session.reference_images else {}),
             )
         session.candidates = [
             write_image(session.dir / f"candidate-{uuid.uuid4().hex[:6]}-seed{s}.png", img) for _, s, img in results
@@ -410,7 +433,8 @@ class VividApp:
         options = EditOptions(num_inference_steps=self.steps, guidance_scale=self.guidance, seed=int(seed),
                               height=self.height, width=self.width, long_mode=long_mode)
         return dict(video=session.video, mask=session.mask_video, prompt=caption or None, task=task,
-                    keyframe=str(session.candidates[session.chosen]), labels=APP_LABELS, options=options)
+                    keyframe=str(session.candidates[session.chosen]), labels=APP_LABELS, options=options,
+                    reference_images=session.reference_images or None)
 
     def propagate(self, session: EditSession, task: str, caption: str, seed: int,
                   progress: Callable[[int, int], None] | None = None) -> Path:
@@ -669,6 +693,13 @@ INTRO = ("# VIVID: add, modify or delete an entity in a video\n"
          "edit its keyframes jointly from it, look them over and accept them.")
 
 
+def _reference_upload(app: VividApp) -> Any:
+    """The upload of reference images, shown for a model that takes them (Wan2.1-VACE)."""
+    return gr.File(label="Reference images: what to put in the mask (any size; used by the preview and its "
+                         "propagation)", file_count="multiple", visible=app.takes_reference_images(),
+                   elem_id="reference-images")
+
+
 def build_app(app: VividApp):
     """The Gradio Blocks UI over `app`."""
     if gr is None:
@@ -697,6 +728,7 @@ def build_app(app: VividApp):
             with gr.Column():
                 task = gr.Dropdown(list(TASKS), value=TASKS[0], label="Task", elem_id="task")
                 caption = gr.Textbox(label="Caption (what should be in the mask)", elem_id="caption")
+                references = _reference_upload(app)
                 with gr.Row():
                     count = gr.Slider(1, 8, value=4, step=1, label="Candidates", elem_id="count")
                     seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
@@ -706,8 +738,7 @@ def build_app(app: VividApp):
                                      allow_preview=True, object_fit="contain", elem_id="candidates")
                 chosen = gr.Markdown("", elem_id="chosen")
                 propagate_btn = gr.Button("Propagate the chosen keyframe", variant="primary", elem_id="propagate")
-                strip_ui = _strip_section()
-                result, compare, download = _result_section()
+                strip_ui, (result, compare, download) = _strip_section(), _result_section()
         shows_errors = _shows_errors(status)
         _wire_mask_section(app, mask_ui, session, status)
         fresh_out = {"session": session, "editor": editor, "summary": video_summary, "status": status,
@@ -726,12 +757,12 @@ def build_app(app: VividApp):
             return {**values, mask_ui["clicks"]: clicks_v}
 
         @shows_errors
-        def on_preview(state, editor_value, mode, mask_file, task_v, caption_v, count_v, seed_v,
+        def on_preview(state, editor_value, mode, mask_file, task_v, caption_v, count_v, seed_v, references_v=None,
                        progress=gr.Progress()):
             if state is None or state.video is None:
                 raise ValueError("upload a video first")
             progress(0, desc="editing the first frame")
-            paths = app.preview(state, editor_value, mode, mask_file, task_v, caption_v, count_v, seed_v)
+            paths = app.preview(state, editor_value, mode, mask_file, task_v, caption_v, count_v, seed_v, references_v)
             return {gallery: [str(p) for p in paths], chosen: f"Chosen: candidate 1 of {len(paths)}",
                     strip_ui["strip"]: None, status: ""}  # a new preview drops the strip (of the previous mask)
 
@@ -762,8 +793,8 @@ def build_app(app: VividApp):
         # The events that run the model share one concurrency group of size 1: one edit at a time over all
         # browser sessions, the others queued (Gradio shows each its position).
         model = dict(concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1)
-        preview_btn.click(on_preview, [session, editor, mask_mode, mask_upload, task, caption, count, seed],
-                          [gallery, chosen, strip_ui["strip"], status], **model)
+        preview_btn.click(on_preview, [session, editor, mask_mode, mask_upload, task, caption, count, seed,
+                                       references], [gallery, chosen, strip_ui["strip"], status], **model)
         gallery.select(on_select, [session], [chosen, status])
         propagate_btn.click(on_propagate, [session, task, caption, seed], [result, compare, download, status], **model)
         _wire_strip_section(app, strip_ui, [session, task, caption, seed], [result, compare, download], status)

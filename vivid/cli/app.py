@@ -12,8 +12,8 @@ from vivid.cli.edit import (
     guidance_scale,
     load_pipeline,
     pixel_limits,
-    positive_int,
 )
+from vivid.cli.numbers import positive_int
 from vivid.constants import APP_KEEP_HOURS, APP_MAX_UPLOAD_MB
 
 

@@ -69,13 +69,17 @@ class DemoPlan:
 QUICK = DemoPlan(videos=48, images=192, eval_per_task=8, train_steps=1000, train_minutes=2.0, curve_every=150,
                  curve_samples=12)
 
-# The from-scratch recipe's published figures (the whole tiny transformer trained from random weights with
-# model.train_base, 14 minutes; docs/experiments.md): held-out synthetic TA, colour, shape, BP and remnant.
-PREVIOUS_FROM_SCRATCH = {
-    "add": {"n": 32, "bp": 11.26, "synthetic_ta": 0.53, "synthetic_color": 1.00, "synthetic_shape": 0.50},
-    "modify": {"n": 32, "bp": 10.86, "synthetic_ta": 0.44, "synthetic_color": 1.00, "synthetic_shape": 0.36},
-    "delete": {"n": 32, "bp": 6.77, "remnant": 0.000},
+# The full run's published figures (`vivid demo --seed 0` with the defaults, docs/experiments.md): held-out synthetic
+# TA, colour, shape, BP and remnant. A `--quick` smoke run shows them beside its own, which minutes cannot reach.
+FULL_RUN_PUBLISHED = {
+    "add": {"n": 32, "bp": 10.62, "synthetic_ta": 0.56, "synthetic_color": 1.00, "synthetic_shape": 0.53},
+    "modify": {"n": 32, "bp": 10.22, "synthetic_ta": 0.47, "synthetic_color": 1.00, "synthetic_shape": 0.41},
+    "delete": {"n": 32, "bp": 9.13, "remnant": 0.000},
 }
+FULL_RUN_LABEL = "full run (published, seed 0)"
+# What a smoke run judges: the conditions (background kept, deletion complete) and the caption's colour, which the
+# recipe learns within minutes; the caption's shape needs the full run.
+SMOKE_COLOR_GOAL = 0.9
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -186,14 +190,20 @@ def per_shape(report: dict, samples: list) -> dict:
     return out
 
 
-def targets(reports: dict) -> dict:
+def targets(reports: dict, smoke: bool = False) -> dict:
     """The demo's targets: synthetic TA >= 0.8 on add and modify, BP at most half the untrained model's, deletion
-    remnant at most cv2.inpaint's + 0.01; each with its value, goal and whether it is met."""
+    remnant at most cv2.inpaint's + 0.01; each with its value, goal and whether it is met. A `smoke` run (`--quick`)
+    judges the caption's colour (>= SMOKE_COLOR_GOAL) in place of TA, which its minutes of training cannot show."""
     vivid, untrained, inpaint = reports["vivid"], reports["untrained"], reports["inpaint"]
     out = {}
     for task in ("add", "modify"):
-        value = vivid[task]["synthetic_ta"]
-        out[f"synthetic_ta_{task}"] = {"value": value, "goal": ">= 0.8", "met": value >= 0.8}
+        if smoke:
+            value = vivid[task]["synthetic_color"]
+            out[f"synthetic_color_{task}"] = {"value": value, "goal": f">= {SMOKE_COLOR_GOAL}",
+                                              "met": value >= SMOKE_COLOR_GOAL}
+        else:
+            value = vivid[task]["synthetic_ta"]
+            out[f"synthetic_ta_{task}"] = {"value": value, "goal": ">= 0.8", "met": value >= 0.8}
     for task in ("add", "modify", "delete"):
         value, goal = vivid[task]["bp"], 0.5 * untrained[task]["bp"]
         out[f"bp_{task}"] = {"value": value, "goal": f"<= {goal:.2f}", "met": value <= goal}
@@ -223,12 +233,10 @@ def curve_points(train_dir: Path, untrained: dict, trained: dict, final_step: in
 
 
 def format_comparison(reports: dict) -> str:
-    """The demo's table: the trained model, the untrained one, cv2.inpaint, and the from-scratch recipe's
-    published figures."""
+    """The demo's table: the trained model, the untrained one, cv2.inpaint, and the full run's published figures."""
     from vivid.evaluation import format_table
 
-    return format_table({**reports, "from scratch (published)": {"method": "from scratch (published)",
-                                                                  **PREVIOUS_FROM_SCRATCH}})
+    return format_table({**reports, FULL_RUN_LABEL: {"method": FULL_RUN_LABEL, **FULL_RUN_PUBLISHED}})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -311,14 +319,16 @@ def run(args: argparse.Namespace) -> int:
         "plan": plan.__dict__, "seed": args.seed, "trained_steps": result.step, "model": str(model_dir),
         "base": str(TINY_BASE_DIR), "weights": str(weights), "timings_s": timings, "real_video": real,
         "results": {m: {k: v for k, v in r.items() if k in ("add", "modify", "delete")} for m, r in reports.items()},
-        "previous_from_scratch": PREVIOUS_FROM_SCRATCH,
-        "targets": targets(reports),
+        "smoke_run": args.quick,
+        "full_run_published": FULL_RUN_PUBLISHED,
+        "targets": targets(reports, smoke=args.quick),
         "per_shape": per_shape(reports["vivid"], samples),
         "learning_curve": {task: [list(p) for p in pts] for task, pts in points.items()},
         "figures": {"grid": str(grid), "learning_curve": str(curve)},
     }
     write_json_atomic(out / "results.json", summary)
-    write_text_atomic(out / "results.md", "# vivid demo\n\n" + table + "\n")
+    heading = "# vivid demo: smoke run (--quick)" if args.quick else "# vivid demo"
+    write_text_atomic(out / "results.md", f"{heading}\n\n{table}\n")
     print_results(table, summary, out)
     return 0
 
@@ -347,10 +357,18 @@ def evaluate_methods(samples: list, plan: DemoPlan, model_dir: Path, weights: Pa
 
 def print_results(table: str, summary: dict, out: Path) -> None:
     """The demo's closing lines: the table, each target met or not, the figures and the timings."""
-    print("[6/6] results (held-out synthetic eval; BP and remnant: lower is better; PSNR, SSIM of the background)")
+    smoke = summary["smoke_run"]
+    if smoke:
+        print(f"[6/6] SMOKE RUN (--quick, {summary['trained_steps']} training steps): it checks that every stage "
+              f"runs and that training takes hold; the demo's results are the full run's (the '{FULL_RUN_LABEL}' row)")
+    else:
+        print("[6/6] results (held-out synthetic eval; BP and remnant: lower is better; PSNR, SSIM of the background)")
     print(table)
     for name, target in summary["targets"].items():
         print(f"  target {name}: {target['value']:.3f} (goal {target['goal']}) {'met' if target['met'] else 'NOT met'}")
+    if smoke:
+        published = ", ".join(f"{task} {FULL_RUN_PUBLISHED[task]['synthetic_ta']:.2f}" for task in ("add", "modify"))
+        print(f"  not judged in a smoke run: synthetic TA >= 0.8 (the caption's shape; full run: {published})")
     figures, timings = summary["figures"], summary["timings_s"]
     print(f"figures: {figures['grid']}, {figures['learning_curve']}")
     print(f"total {timings['total'] / 60:.1f} min ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())}); "

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from vivid.cli.mask import add_target_arguments, target_mask
+from vivid.cli.numbers import pixels, positive_int
 from vivid.constants import TASKS
 
 logger = logging.getLogger("vivid.edit")
@@ -80,17 +81,6 @@ def speed_options(args: argparse.Namespace, device: str):
     )
 
 
-def positive_int(value: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
-    return number
-
-
 def guidance_scale(value: str) -> float:
     """argparse type: a finite number >= 0 (<= 1 turns classifier-free guidance off)."""
     import math
@@ -112,17 +102,6 @@ def working_side(value: str) -> int:
         return check_side(int(value))
     except (ValueError, EditInputError):
         raise argparse.ArgumentTypeError(f"must be {SIDE_RULE}, got {value!r}") from None
-
-
-def pixels(value: str) -> int:
-    """argparse type: a whole number of pixels >= 0."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of pixels >= 0, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 pixels, got {number}")
-    return number
 
 
 def add_size_arguments(p: argparse.ArgumentParser) -> None:
@@ -177,6 +156,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="output video (.mp4/.mov/.m4v, written as MP4) or, for an image input, an image (.png/.jpg); "
                         "never one of the inputs")
     p.add_argument("--keyframe", default=None, help="edited first frame to propagate (KIVE)")
+    p.add_argument("--reference-image", action="append", default=None, metavar="IMAGE",
+                   help="an image of what to generate, of any size (repeatable): Wan2.1-VACE models only, given to "
+                        "every clip as WanVACEPipeline's reference images")
     add_sampling_arguments(p)
     add_paste_back_arguments(p)
     p.add_argument("--no-audio", action="store_true",
@@ -261,6 +243,20 @@ def model_is_inference_only(model: str | None) -> bool:
         return False
 
 
+def refuse_reference_images(model: str, images: list[str] | None) -> None:
+    """--reference-image with a base that takes none (all but Wan2.1-VACE): refused in one line from the model's
+    config, before anything is read or loaded (a hub id not in the cache: the pipeline refuses them once loaded)."""
+    from vivid.model.registry import spec_for
+
+    if not images:
+        return
+    try:
+        spec = spec_for(model)
+    except (OSError, ValueError):
+        return
+    spec.refuse_reference_images(f"--reference-image with --model {model}")
+
+
 def load_pipeline(args: argparse.Namespace):
     """Build the VIVIDPipeline a CLI command asked for (shared by edit, keyframe, eval, app)."""
     import torch
@@ -296,7 +292,8 @@ def load_pipeline(args: argparse.Namespace):
 # the CLI's words for the request's fields, in the library's messages
 EDIT_LABELS = {"video": "--video", "mask": "--mask", "prompt": "--prompt", "keyframe": "--keyframe", "out": "--out",
                "work_dir": "--work-dir", "restart": "--restart", "clip_frames": "--clip-frames",
-               "keyframe_frame": "--keyframe-frame", "long_mode": "--long-mode", "kv_budget": "--kv-budget"}
+               "keyframe_frame": "--keyframe-frame", "long_mode": "--long-mode", "kv_budget": "--kv-budget",
+               "reference_images": "--reference-image"}
 
 
 def edit_options(args: argparse.Namespace):
@@ -341,13 +338,16 @@ def run(args: argparse.Namespace) -> int:
     from vivid.io.files import is_image_path
     from vivid.io.limits import check_pixel_limits
 
-    for what, path in (("--video", args.video), ("--mask", args.mask), ("--keyframe", args.keyframe)):
+    refuse_reference_images(args.model, args.reference_image)
+    references = [("--reference-image", path) for path in args.reference_image or []]
+    for what, path in (("--video", args.video), ("--mask", args.mask), ("--keyframe", args.keyframe), *references):
         check_pixel_limits(path, pixel_limits(args), what)  # from the header, before anything is decoded
     # --mask as given, or made from the target options (a segmenter's work, before the edit's model loads)
     args.mask = target_mask(args, Path(args.work_dir) if args.work_dir else default_work_dir(Path(args.out)))
     # everything checked and the sources opened, before the model loads
     request = edit_request(args.video, args.mask, args.prompt, args.task, args.out, keyframe=args.keyframe,
-                           options=edit_options(args), work_dir=args.work_dir, labels=EDIT_LABELS)
+                           options=edit_options(args), work_dir=args.work_dir, labels=EDIT_LABELS,
+                           reference_images=args.reference_image)
     if not args.weights and not model_is_inference_only(args.model):
         logger.warning(UNTRAINED)
     pipe = None

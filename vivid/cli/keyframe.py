@@ -49,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--out", default=None, help="parallel: the strip image (.png/.jpg) of the jointly edited keyframes")
     g.add_argument("--keyframe", default=None, help="parallel: your edited frame (of --keyframe-frame), kept as the "
                                                     "first clip's keyframe (e.g. a candidate of the chain mode)")
+    g.add_argument("--reference-image", action="append", default=None, metavar="IMAGE",
+                   help="parallel: an image of what to generate (repeatable; Wan2.1-VACE models only), as vivid edit's")
     add_paste_back_arguments(g)
     p.set_defaults(func=run)
 
@@ -58,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         return run_joint_keyframes(args)
     if args.out_dir is None:
         raise ValueError("give --out-dir, the folder for the candidates (or --long-mode parallel: a strip to --out)")
+    if args.reference_image:
+        raise ValueError("--reference-image is for --long-mode parallel (candidates take none)")
     from vivid.io.edit_inputs import check_edit_options, resolve_prompt
     from vivid.kive import choose_frame, edit_candidates
     from vivid.io.masks import MaskSource
@@ -120,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 def run_joint_keyframes(args: argparse.Namespace) -> int:
     """`--long-mode parallel`: the edit's joint keyframes into --work-dir, their strip to --out, and the
     `vivid edit` that accepts them (the same edit and work folder)."""
-    from vivid.cli.edit import EDIT_LABELS, edit_options, pixel_limits
+    from vivid.cli.edit import EDIT_LABELS, edit_options, pixel_limits, refuse_reference_images
     from vivid.io.edit_inputs import check_outputs
     from vivid.io.limits import check_pixel_limits
     from vivid.longvideo.request import edit_request
@@ -134,14 +138,18 @@ def run_joint_keyframes(args: argparse.Namespace) -> int:
         raise ValueError("--out-dir is the candidates' folder; --long-mode parallel writes its strip to --out")
     if len(args.seed) > 1 or len(args.prompt or []) > 1:
         raise ValueError("--long-mode parallel edits with one --seed and one --prompt, as `vivid edit` does")
-    for what, path in (("--video", args.video), ("--mask", args.mask), ("--keyframe", args.keyframe)):
+    refuse_reference_images(args.model, args.reference_image)
+    references = [("--reference-image", path) for path in args.reference_image or []]
+    for what, path in (("--video", args.video), ("--mask", args.mask), ("--keyframe", args.keyframe), *references):
         check_pixel_limits(path, pixel_limits(args), what)  # from the header, before anything is decoded
-    inputs = {"--video": args.video, "--mask": args.mask, "--keyframe": args.keyframe}
+    inputs = {"--video": args.video, "--mask": args.mask, "--keyframe": args.keyframe,
+              **{f"--reference-image {i + 1}": path for i, (_, path) in enumerate(references)}}
     check_outputs(args.out, True, inputs, names=("--out", "--work-dir"))
     edit_args = argparse.Namespace(**{**vars(args), "seed": args.seed[0], "lossless": False, "keep_work": False})
     prompt = (args.prompt or [None])[0]
     request = edit_request(args.video, args.mask, prompt, args.task, None, keyframe=args.keyframe,
-                           options=edit_options(edit_args), work_dir=args.work_dir, labels=EDIT_LABELS)
+                           options=edit_options(edit_args), work_dir=args.work_dir, labels=EDIT_LABELS,
+                           reference_images=args.reference_image)
     keyframes = edit_keyframes_first(load_pipeline(args), request)
     write_keyframe_strip(args.out, keyframes)
     print(f"wrote {args.out}: {len(keyframes)} keyframes (frames {', '.join(str(f) for f, _ in keyframes)}), edited "
@@ -172,7 +180,7 @@ def accepting_edit(args: argparse.Namespace, out: str) -> str:
               ("--attention-backend", args.attention_backend), ("--cache", args.cache),
               ("--max-frame-pixels", None if args.max_frame_pixels == DEFAULT_MAX_FRAME_PIXELS else args.max_frame_pixels),
               ("--max-pixels", None if args.max_pixels == DEFAULT_MAX_PIXELS else args.max_pixels)]
-    for flag, value in values:
+    for flag, value in values + [("--reference-image", path) for path in args.reference_image or []]:
         if value is not None:
             words += [flag, str(value)]
     switches = [("--no-paste-back", not args.paste_back), ("--vae-tiling", args.vae_tiling),

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vivid.cli.numbers import count, pixels
+
 
 def _point(value: str) -> tuple[float, float]:
     from vivid.segmentation.prompts import PromptError, parse_numbers
@@ -26,20 +28,9 @@ def _box(value: str) -> tuple[float, float, float, float]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _count(value: str) -> int:
-    """argparse type: a whole number >= 0 (frames, instances, pixels; what each must be is checked with the video)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
-    return number
-
-
 def add_prompt_arguments(p: argparse.ArgumentParser, text_flag: str = "--text") -> None:
     """Clicks, boxes or words on one frame; the segmenter and its weights; the mask's shape."""
-    p.add_argument("--frame", type=_count, default=0, help="the frame the points and box are on (default 0)")
+    p.add_argument("--frame", type=count, default=0, help="the frame the points and box are on (default 0)")
     p.add_argument("--point", type=_point, action="append", default=[], metavar="X,Y",
                    help="a click on the object, in pixels (repeatable)")
     p.add_argument("--negative", type=_point, action="append", default=[], metavar="X,Y",
@@ -48,14 +39,14 @@ def add_prompt_arguments(p: argparse.ArgumentParser, text_flag: str = "--text") 
                    help="a box around the object, in pixels")
     p.add_argument(text_flag, dest="text", default=None, metavar="WORDS",
                    help="words naming the object(s): every instance found (sam3)")
-    p.add_argument("--instance", type=_count, default=None, metavar="K",
+    p.add_argument("--instance", type=count, default=None, metavar="K",
                    help="words: only the K-th instance by score (1 = the best)")
-    p.add_argument("--max-instances", type=_count, default=None, metavar="N", help="words: at most the N best")
+    p.add_argument("--max-instances", type=count, default=None, metavar="N", help="words: at most the N best")
     p.add_argument("--segmenter", choices=["sam2", "sam3", "classic"], default=None,
                    help="sam3 for words, sam2 for points and boxes (default); classic: GrabCut + tracking, no weights")
     p.add_argument("--shape", choices=["mask", "hull", "box"], default="mask",
                    help="the mask as segmented, its convex hull, or its bounding box, per frame")
-    p.add_argument("--grow", type=_count, default=0, help="dilate the mask by this many pixels")
+    p.add_argument("--grow", type=pixels, default=0, help="dilate the mask by this many pixels")
     p.add_argument("--segmenter-device", default=None, help="torch device of the segmenter (default: cuda if any)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
@@ -103,15 +94,15 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
                                    ("--negative", _point, "X,Y", "a click on what not to edit (repeatable)"),
                                    ("--box", _box, "X0,Y0,X1,Y1", "a box around what to edit")):
         g.add_argument(flag, type=kind, action="append", default=[], metavar=meta, help=text)
-    g.add_argument("--target-frame", dest="frame", type=_count, default=0, help="the frame the clicks are on")
-    g.add_argument("--instance", type=_count, default=None, metavar="K", help="words: only the K-th instance")
-    g.add_argument("--max-instances", type=_count, default=None, metavar="N", help="words: at most the N best")
+    g.add_argument("--target-frame", dest="frame", type=count, default=0, help="the frame the clicks are on")
+    g.add_argument("--instance", type=count, default=None, metavar="K", help="words: only the K-th instance")
+    g.add_argument("--max-instances", type=count, default=None, metavar="N", help="words: at most the N best")
     g.add_argument("--segmenter", choices=["sam2", "sam3", "classic"], default=None,
                    help="sam3 for words, sam2 for clicks and boxes (default); classic: no weights")
     g.add_argument("--segmenter-model", default=None, help="the segmenter's weights: hub id, folder or 'tiny'")
     g.add_argument("--segmenter-device", default=None, help="torch device of the segmenter")
     g.add_argument("--shape", choices=["mask", "hull", "box"], default="mask", help="mask shape per frame")
-    g.add_argument("--grow", type=_count, default=0, help="dilate the target mask by this many pixels")
+    g.add_argument("--grow", type=pixels, default=0, help="dilate the target mask by this many pixels")
     g.add_argument("--save-mask", default=None, help="keep the mask made here (.mp4, .npz or a new folder)")
 
 

@@ -10,7 +10,7 @@ import logging
 import math
 import numbers
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,7 @@ class EditInputs:
     task: str
     fps: float = 0.0
     last_keyframe: np.ndarray | None = None  # (H, W, 3) uint8: an edited last frame (a clip between two keyframes)
+    reference_images: list[np.ndarray] = field(default_factory=list)  # (H, W, 3) uint8 each, any size (VACE's)
 
 
 def resolve_prompt(prompt: str | None, task: str, required: bool = True, name: str = "prompt") -> str:
@@ -224,14 +225,24 @@ def validate(
     return mask
 
 
-def _keyframe_frame(keyframe: Any) -> np.ndarray:
-    """uint8 (H, W, 3): a keyframe from a path, or an image or array as `as_frames` takes."""
-    key = read_image(keyframe, "keyframe") if isinstance(keyframe, (str, os.PathLike)) else as_frames(keyframe, "keyframe")
+def _keyframe_frame(keyframe: Any, what: str = "keyframe") -> np.ndarray:
+    """uint8 (H, W, 3): a keyframe (or another one-frame input, named `what`) from a path, or an image or array as
+    `as_frames` takes."""
+    key = read_image(keyframe, what) if isinstance(keyframe, (str, os.PathLike)) else as_frames(keyframe, what)
     if key.ndim == 4:
         if key.shape[0] != 1:
-            raise EditInputError(f"keyframe must be one frame, got {key.shape[0]}")
+            raise EditInputError(f"{what} must be one frame, got {key.shape[0]}")
         key = key[0]
     return key
+
+
+def load_reference_images(images: Any, what: str = "reference image") -> list[np.ndarray]:
+    """uint8 (H, W, 3) each, of any size: the reference images of an edit (what to generate, for a base that takes
+    them: Wan2.1-VACE), from one path, PIL image or array (H, W, 3), or a list or tuple of them; [] for None."""
+    if images is None:
+        return []
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
+    return [_keyframe_frame(item, what) for item in items]
 
 
 def load_keyframe(keyframe: Any, height: int, width: int) -> np.ndarray | None:
@@ -249,7 +260,7 @@ def load_keyframe(keyframe: Any, height: int, width: int) -> np.ndarray | None:
 
 def load_edit_inputs(
     video: Any, mask: Any, prompt: str | None, task: str, keyframe: Any | None = None, prompt_required: bool = True,
-    last_keyframe: Any | None = None,
+    last_keyframe: Any | None = None, reference_images: Any | None = None,
 ) -> EditInputs:
     """Read and check every input of an edit. Raises EditInputError / MediaError naming the problem."""
     prompt = resolve_prompt(prompt, task, prompt_required)
@@ -275,4 +286,4 @@ def load_edit_inputs(
     last_key = None if last_keyframe is None else _keyframe_frame(last_keyframe)
     mask_arr = validate(frames, mask_arr, key, last_key)
     return EditInputs(frames=frames, mask=mask_arr, keyframe=key, prompt=prompt, task=task, fps=fps,
-                      last_keyframe=last_key)
+                      last_keyframe=last_key, reference_images=load_reference_images(reference_images))

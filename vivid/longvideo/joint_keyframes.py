@@ -39,6 +39,7 @@ class JointKeyframeOptions:
     width: int | None = None
     paste_back_source: bool = True
     paste_back_dilation: int | None = None  # pixels (default: one latent cell at the source's scale)
+    reference_images: tuple[np.ndarray, ...] = ()  # what to generate, for a base that takes them (VACE's)
 
 
 def edit_keyframes_jointly(
@@ -54,7 +55,8 @@ def edit_keyframes_jointly(
     sizes = {np.asarray(k).shape[:2] for k in keyframes}
     if len(sizes) != 1:
         raise ValueError(f"keyframes must share one size, got {sorted(sizes)}")
-    inputs = [load_edit_inputs(np.asarray(k)[None], np.asarray(m)[None], p, options.task)
+    references = list(options.reference_images) or None
+    inputs = [load_edit_inputs(np.asarray(k)[None], np.asarray(m)[None], p, options.task, reference_images=references)
               for k, m, p in zip(keyframes, masks, prompts)]
     src_h, src_w = inputs[0].frames.shape[1:3]
     spec, device = pipe.spec, pipe._execution_device
@@ -66,15 +68,15 @@ def edit_keyframes_jointly(
         height, width = model_size(src_h, src_w, pipe.native_area, buckets)
     prompt_embeds, negative_embeds = pipe.encode_prompt(
         [i.prompt for i in inputs], options.negative_prompt, guidance > 1.0, device=device)
-    tensors = [pipe._to_model_tensors(i, (height, width), device) for i in inputs]
-    conditions = torch.cat([spec.encode_conditions(pipe.vae, masked, mask) for masked, mask in tensors])
+    encoded = [pipe._encode_conditions(i, (height, width), device, 1) for i in inputs]
+    conditions, reference_frames = torch.cat([c for c, _ in encoded]), encoded[0][1]
     generators = [torch.Generator(device).manual_seed(options.seed + i) for i in range(len(inputs))]
     attention = JointAttentionOptions(len(inputs), options.kv_budget, options.query_group)
     with torch.no_grad(), joint_keyframe_attention(pipe.transformer, attention) as seen:
         with torch.autocast(device.type, compute_dtype(pipe.transformer), enabled=_mixed(pipe.transformer)):
             latents = spec.sample(pipe.transformer, pipe.scheduler, conditions, prompt_embeds, negative_embeds,
                                   SamplingSettings(steps, guidance, generators))
-        decoded = spec.decode_latents(pipe.vae, latents).float()
+        decoded = spec.decode_latents(pipe.vae, latents[:, reference_frames:]).float()  # the references' first
     if record is not None:
         record.kv_lengths |= seen.kv_lengths
         record.own_lengths |= seen.own_lengths

@@ -126,7 +126,8 @@ def edit_joint_keyframes(
         task=request.task, kv_budget=kv_budget, num_inference_steps=sampling["num_inference_steps"],
         guidance_scale=sampling["guidance_scale"], seed=sampling["seed"],
         negative_prompt=sampling["negative_prompt"] or "", height=sampling["height"], width=sampling["width"],
-        paste_back_source=sampling["paste_back_source"], paste_back_dilation=sampling["paste_back_dilation"])
+        paste_back_source=sampling["paste_back_source"], paste_back_dilation=sampling["paste_back_dilation"],
+        reference_images=request.reference_images)
     logger.info("editing %d keyframes jointly (frames %s)%s", len(edit), ", ".join(str(frames[i]) for i in edit),
                 f", {kv_budget} key/value tokens per keyframe" if kv_budget else "")
     edited = edit_keyframes_jointly(pipe, [sources[i] for i in edit], [masks[i] for i in edit],

@@ -24,6 +24,7 @@ from vivid.io.edit_inputs import (
     check_outputs,
     check_sampling,
     load_keyframe,
+    load_reference_images,
     resolve_prompt,
 )
 from vivid.io.files import is_image_path
@@ -40,7 +41,7 @@ BOUNDARY_MODES = ("adaptive", "fixed")
 KEYWORD_LABELS: Mapping[str, str] = {
     "video": "video", "mask": "mask", "prompt": "prompt", "keyframe": "keyframe", "out": "out", "work_dir": "work_dir",
     "restart": "restart=True", "clip_frames": "clip_frames", "keyframe_frame": "keyframe_frame",
-    "long_mode": "long_mode", "kv_budget": "kv_budget",
+    "long_mode": "long_mode", "kv_budget": "kv_budget", "reference_images": "reference_images",
 }
 LONG_MODES = ("chain", "parallel")  # vivid.longvideo.parallel runs the second
 
@@ -83,6 +84,7 @@ class EditRequest:
     mask_input: Any  # what the mask was given as (its path, or the array: part of the edit's identity)
     fps: float | None = None  # the frame rate given for an array source (None: a file's own, else the base's)
     labels: Mapping[str, str] = field(default_factory=lambda: dict(KEYWORD_LABELS))
+    reference_images: tuple[np.ndarray, ...] = ()  # uint8 (H, W, 3) each, any size: what to generate (VACE's)
 
 
 def _is_image(video: Any) -> bool:
@@ -151,6 +153,7 @@ def edit_request(
     work_dir: str | os.PathLike | None = None,
     fps: float | None = None,
     labels: Mapping[str, str] | None = None,
+    reference_images: Any | None = None,
     **option_keywords: Any,
 ) -> EditRequest:
     """Check everything an edit was asked for, open its sources (without decoding the video) and freeze it.
@@ -164,6 +167,8 @@ def edit_request(
         work_dir: finished clips and resume state (default `<out>.work`).
         fps: the frame rate of an array source.
         labels: how messages name the fields (`KEYWORD_LABELS`' keys), e.g. the CLI's flags.
+        reference_images: images of what to generate (paths, PIL images or arrays (H, W, 3), or one of them), for
+            a base that takes them (Wan2.1-VACE; the pipeline refuses them for the others).
         option_keywords: `EditOptions` fields, over `options` (`edit_request(..., clip_frames=9, seed=3)`).
     Raises EditInputError / MediaError naming the problem, before any model work.
     """
@@ -178,13 +183,19 @@ def edit_request(
     out = Path(out) if out is not None else None
     work = Path(work_dir) if work_dir else default_work_dir(out)
     inputs = {labels[k]: v for k, v in (("video", video), ("mask", mask), ("keyframe", keyframe))}
+    given = list(reference_images) if isinstance(reference_images, (list, tuple)) else [reference_images]
+    given = [image for image in given if image is not None]
+    inputs.update((labels["reference_images"] + (f" {i + 1}" if len(given) > 1 else ""), image)
+                  for i, image in enumerate(given))  # the output is never one of them
     check_outputs(out, _is_image(video), inputs, work_dir=work,
                   names=(labels["out"], labels["work_dir"]))
     check_options(options, labels)
     prompt = resolve_prompt(prompt, task, name=labels["prompt"])
     source, masks, key = open_edit_sources(video, mask, keyframe, fps=fps)
+    references = tuple(load_reference_images(reference_images, labels["reference_images"]))
     if looks_like_a_photo(masks.given_values(0)):
         logger.warning("%s %s looks like a photo, not a mask (many grey levels): pixels at half brightness or more "
                        "are edited", labels["mask"], masks.path or "array")
     return EditRequest(source=source, masks=masks, keyframe=key, prompt=prompt, task=task, out=out, work=work,
-                       options=options, mask_input=masks.path if masks.path else mask, fps=fps, labels=labels)
+                       options=options, mask_input=masks.path if masks.path else mask, fps=fps, labels=labels,
+                       reference_images=references)

@@ -229,6 +229,9 @@ def _identity(pipe: Any, request: EditRequest, sampling: dict, max_frames: int) 
     mask = request.mask_input
     # parallel mode's options only where chosen: a chained edit's work folder of an earlier version still resumes
     parallel = {"long_mode": opts.long_mode, "kv_budget": opts.kv_budget} if opts.long_mode != "chain" else {}
+    # reference images only where given: the work folder of an edit without them (of an earlier version) resumes
+    references = {"reference_images": [[list(image.shape), fingerprint(image=image)["image"]]
+                                       for image in request.reference_images]} if request.reference_images else {}
     return fingerprint(
         video=source.path if source.path else source.frames(range(len(source))),
         mask=mask if isinstance(mask, Path) else np.asarray(mask),
@@ -238,7 +241,7 @@ def _identity(pipe: Any, request: EditRequest, sampling: dict, max_frames: int) 
         negative_prompt=opts.negative_prompt, paste_back=opts.paste_back_source, dilation=opts.paste_back_dilation,
         size=[opts.height, opts.width],
         model=str(getattr(pipe, "name_or_path", "")) or type(pipe.transformer).__name__,
-        weights=str(getattr(pipe, "vivid_config", None)), **parallel,
+        weights=str(getattr(pipe, "vivid_config", None)), **parallel, **references,
     )
 
 
@@ -254,7 +257,8 @@ def _start_or_resume(pipe: Any, request: EditRequest, sampling: dict, max_frames
         remove_work_files(work, state)  # only what that edit recorded writing; other files stay
         state = None
     elif state is not None and (state.get("version") != STATE_VERSION or state.get("fingerprint") != identity):
-        differ = sorted(k for k in identity if state.get("fingerprint", {}).get(k) != identity[k])
+        recorded = state.get("fingerprint", {})
+        differ = sorted(k for k in set(identity) | set(recorded) if recorded.get(k) != identity.get(k))
         raise ValueError(
             f"work folder {work} belongs to a different edit (differs in: {', '.join(differ) or 'version'}); "
             f"delete it or restart the edit ({labels['restart']})"
@@ -444,9 +448,11 @@ def _run_clip(
     else:
         generator = torch.Generator(device="cpu").manual_seed(sampling["seed"] + clip.index)
         call = {k: v for k, v in sampling.items() if k not in ("seed", "fps")}
-        ends = {"last_keyframe": last_keyframe} if last_keyframe is not None else {}
+        extra = {"last_keyframe": last_keyframe} if last_keyframe is not None else {}
+        if request.reference_images:  # as given for every clip (a base without them refuses them)
+            extra["reference_images"] = list(request.reference_images)
         edited = pipe(video=frames, mask=mask, prompt=request.prompt, task=request.task, keyframe=keyframe,
-                      generator=generator, output_type="uint8", **ends, **call).frames[0]
+                      generator=generator, output_type="uint8", **extra, **call).frames[0]
     if keyframe is not None:
         edited[0] = keyframe  # KIVE: the keyframe is the edit of its frame, exactly
     if last_keyframe is not None:

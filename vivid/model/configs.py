@@ -188,7 +188,9 @@ TINY_UMT5 = dict(
 
 # Wan2.1-VACE (Wan-AI/Wan2.1-VACE-1.3B-diffusers, -14B-diffusers): the Wan2.1 transformer with VACE's context blocks
 # beside the DiT blocks listed in `vace_layers`, fed 96 context channels (inactive | reactive latents, 16 each, and the
-# 8x8-pixel mask cells, 64).
+# 8x8-pixel mask cells, 64). The values are those diffusers' scripts/convert_wan_to_diffusers.py writes for
+# "Wan-VACE-1.3B" and "Wan-VACE-14B" (`get_transformer_config`): the T2V transformer of the same size, VACE blocks
+# beside every 2nd DiT block of 30 (1.3B) and every 5th of 40 (14B); pinned by tests/vivid/model/test_vace_spec.py.
 WAN21_VACE_1_3B_TRANSFORMER = dict(WAN21_1_3B_TRANSFORMER, vace_layers=list(range(0, 30, 2)), vace_in_channels=96)
 WAN21_VACE_14B_TRANSFORMER = dict(WAN21_14B_TRANSFORMER, vace_layers=list(range(0, 40, 5)), vace_in_channels=96)
 TINY_VACE_TRANSFORMER = dict(TINY_WAN_TRANSFORMER, vace_layers=[0, 2], vace_in_channels=96)

@@ -119,12 +119,14 @@ def weighted_latent_loss(
     conditions: torch.Tensor,
     latent_channels: int,
     mask_loss_weight: float = 0.0,
+    region: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The mean over the batch of each sample's weighted squared error (a scalar).
 
     `weights` (B,) weight whole samples (the objective's timestep weighting); `mask_loss_weight` > 0 weights the
-    latent cells of the edit region (any packed mask channel of `conditions` set) 1 + `mask_loss_weight` times
-    the others, the loss staying a weighted mean, so 0 is the base's own loss exactly.
+    latent cells of the edit region (`region` (B, T, 1, h, w), 1 = weighted; by default any packed mask channel
+    of `conditions` set) 1 + `mask_loss_weight` times the others, the loss staying a weighted mean, so 0 is the
+    base's own loss exactly.
     """
     b = pred.shape[0]
     error = weights.view(b, 1, 1, 1, 1) * (pred - target) ** 2
@@ -132,8 +134,9 @@ def weighted_latent_loss(
         return error.reshape(b, -1).mean(dim=1).mean()
     if mask_loss_weight < 0:
         raise ValueError(f"mask_loss_weight must be >= 0, got {mask_loss_weight}")
-    region = conditions[:, :, latent_channels:].amax(dim=2, keepdim=True).float()  # (B, T, 1, h, w), 1 = edit
-    cell_weights = (1.0 + mask_loss_weight * region).expand_as(error)
+    if region is None:
+        region = conditions[:, :, latent_channels:].amax(dim=2, keepdim=True)  # (B, T, 1, h, w), 1 = edit
+    cell_weights = (1.0 + mask_loss_weight * region.float().to(error.device)).expand_as(error)
     loss = (cell_weights * error).reshape(b, -1).sum(dim=1) / cell_weights.reshape(b, -1).sum(dim=1)
     return loss.mean()
 
@@ -152,6 +155,7 @@ class ModelSpecification(ABC):
     pipeline_class_name: ClassVar[str]  # the stock diffusers pipeline ("CogVideoXPipeline", "WanPipeline")
     default_model_id: ClassVar[str]  # the hub id VIVID's recipe starts from
     inference_only: ClassVar[bool] = False  # a base vivid edits with as published (no VIVID weights, no training)
+    takes_reference_images: ClassVar[bool] = False  # images of what to generate, beside the video (VACE's)
 
     # ---- latent space (checked against the VAE's config by `check_vae`)
     latent_channels: ClassVar[int] = 16
@@ -349,10 +353,31 @@ class ModelSpecification(ABC):
             )
         return torch.cat([masked_latents, mask_latents], dim=2)
 
-    def encode_conditions(self, vae: torch.nn.Module, masked_video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def encode_conditions(
+        self, vae: torch.nn.Module, masked_video: torch.Tensor, mask: torch.Tensor,
+        reference_images: Sequence[torch.Tensor] = (),
+    ) -> torch.Tensor:
         """Condition latents of a masked video (B, F, 3, H, W) in [-1, 1] (erased pixels at -1, any KIVE keyframe
-        in frame 0) and its mask (B, F, 1, H, W) (frame 0 zeroed under KIVE)."""
+        in frame 0) and its mask (B, F, 1, H, W) (frame 0 zeroed under KIVE). `reference_images`: those of
+        `prepare_reference_images`, for a base that `takes_reference_images` (their latent frames come first)."""
+        if len(reference_images):
+            self.refuse_reference_images()
         return self.conditions_from_latents(self.encode_video(vae, masked_video), mask)
+
+    # ================================================================ reference images
+    def refuse_reference_images(self, label: str = "reference_images") -> None:
+        """ValueError (one line, naming `label` and the base) unless the base `takes_reference_images`."""
+        if not self.takes_reference_images:
+            raise ValueError(f"{label}: {self.display_name} takes no reference images (only a Wan2.1-VACE model "
+                             f"does)")
+
+    def prepare_reference_images(
+        self, vae: torch.nn.Module, images: Sequence[Any], size: tuple[int, int], device: torch.device
+    ) -> list[torch.Tensor]:
+        """Reference images (PIL) as the base's pipeline prepares them for a working `size` (height, width):
+        tensors (3, H, W) in [-1, 1] for `encode_conditions`."""
+        self.refuse_reference_images()
+        return []
 
     @torch.no_grad()
     def encode_targets(
@@ -522,15 +547,17 @@ class ModelSpecification(ABC):
         prompt_embeds: torch.Tensor,
         generator: torch.Generator | None = None,
         mask_loss_weight: float = 0.0,
+        region: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The base's training loss (a scalar) for clean normalised `latents` (B, T, C, h, w), their conditions and
         caption embeddings. `transformer` may be wrapped (DDP, DeepSpeed); `generator` draws the timesteps and
-        the noise, so a step is reproducible from its seed alone. See `weighted_latent_loss` for the mask weight."""
+        the noise, so a step is reproducible from its seed alone. See `weighted_latent_loss` for the mask weight
+        and `region`."""
         noisy, noise, timesteps, levels = self.noise_for_training(scheduler, latents, generator)
         output = self.predict(transformer, noisy, conditions, prompt_embeds, timesteps)
         pred, target = self.prediction_and_target(scheduler, output, noisy, latents, noise, timesteps)
         weights = self.loss_weights(scheduler, levels)
-        return weighted_latent_loss(pred, target, weights, conditions, self.latent_channels, mask_loss_weight)
+        return weighted_latent_loss(pred, target, weights, conditions, self.latent_channels, mask_loss_weight, region)
 
     # ================================================================ sampling
     # `sample` is the loop every base shares (timesteps, guidance, the step hooks, interruption, progress); a base

@@ -9,7 +9,11 @@ DiT blocks; the edit's conditions go to those blocks (`control_hidden_states`), 
   video with the edit region filled grey (VACE's fill: 0 in [-1, 1], 127.5 in pixels), split by the mask into the
   inactive part F(1 - M) and the reactive part FM, each VAE-encoded and normalised (16 + 16 channels), then the
   mask folded into 8x8-pixel cells (64 channels) and resampled to the latent frames: 96 channels, (B, T, 96, h, w).
-  The mask polarity is VIVID's: 1 (white) = the region to generate. No reference images.
+  The mask polarity is VIVID's: 1 (white) = the region to generate.
+- Reference images (what to generate, e.g. the new object or character) are VACE's: prepared by diffusers'
+  `WanVACEPipeline.preprocess_conditions` (each scaled to fit the working size, centred on a white canvas),
+  VAE-encoded as one frame each and put before the video's latent frames (their reactive half and mask cells zero);
+  the sampler denoises those frames too, and the pipeline drops them from its output, as WanVACEPipeline does.
 - A keyframe edit gives the edited keyframe as a kept frame: its pixels in frame 0 of the video and the mask 0 there
   (`kive_substitute`, as for the other bases); VACE keeps frames its mask leaves out.
 - Sampling is the shared loop of `ModelSpecification.sample` with WanVACEPipeline's forward: a conditional and an
@@ -26,6 +30,7 @@ from typing import Any, ClassVar
 
 import torch
 from diffusers import WanVACEPipeline
+from diffusers.video_processor import VideoProcessor
 from peft import LoraConfig
 
 from vivid.model.configs import (
@@ -54,6 +59,7 @@ class VACESpec(WanSpec):
     name = "vace"
     display_name = "Wan2.1-VACE"
     inference_only = True
+    takes_reference_images = True
     transformer_class_names = ("WanVACETransformer3DModel",)
     pipeline_class_name = "WanVACEPipeline"
     default_model_id = VACE_1_3B_MODEL_ID
@@ -112,24 +118,45 @@ class VACESpec(WanSpec):
 
     # ---------------------------------------------------------------- conditions (diffusers' VACE preprocessing)
     def _vace_helper(self, vae: torch.nn.Module) -> SimpleNamespace:
-        """What WanVACEPipeline's `prepare_video_latents` and `prepare_masks` read of their pipeline."""
+        """What WanVACEPipeline's `preprocess_conditions`, `prepare_video_latents` and `prepare_masks` read of their
+        pipeline."""
         patch = (1, self.mask_patch, self.mask_patch)
         return SimpleNamespace(vae=vae, transformer=SimpleNamespace(config=SimpleNamespace(patch_size=patch)),
                                transformer_2=None, vae_scale_factor_temporal=self.vae_temporal,
-                               vae_scale_factor_spatial=self.vae_spatial)
+                               vae_scale_factor_spatial=self.vae_spatial,
+                               video_processor=VideoProcessor(vae_scale_factor=self.vae_spatial))
+
+    def prepare_reference_images(
+        self, vae: torch.nn.Module, images: Sequence[Any], size: tuple[int, int], device: torch.device
+    ) -> list[torch.Tensor]:
+        """WanVACEPipeline's preparation of reference images (PIL) for a video of `size` (height, width): each
+        scaled to fit, centred on a white canvas, (3, H, W) in [-1, 1]. (No video is given to
+        `preprocess_conditions`: the working size is vivid's, as the video was already resized to it.)"""
+        if not images:
+            return []
+        height, width = size
+        _, _, references = WanVACEPipeline.preprocess_conditions(
+            self._vace_helper(vae), None, None, list(images), 1, height, width, 1, torch.float32, device)
+        return references[0]
 
     @torch.no_grad()
-    def encode_conditions(self, vae: torch.nn.Module, masked_video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """VACE's conditions (B, T, 96, h, w) of a masked video (B, F, 3, H, W) in [-1, 1] and its mask
-        (B, F, 1, H, W), 1 = generate (frame 0 kept where a keyframe was substituted)."""
+    def encode_conditions(
+        self, vae: torch.nn.Module, masked_video: torch.Tensor, mask: torch.Tensor,
+        reference_images: Sequence[torch.Tensor] = (),
+    ) -> torch.Tensor:
+        """VACE's conditions (B, R + T, 96, h, w) of a masked video (B, F, 3, H, W) in [-1, 1] and its mask
+        (B, F, 1, H, W), 1 = generate (frame 0 kept where a keyframe was substituted), after the R latent frames of
+        the `reference_images` (of `prepare_reference_images`), the same for every video of the batch."""
         helper = self._vace_helper(vae)
+        references = [list(reference_images)]
         out = []
-        # one video at a time, as WanVACEPipeline encodes; `[[]]`: no reference images (as its preprocessing gives)
+        # one video at a time, as WanVACEPipeline encodes
         for video_i, mask_i in zip(masked_video, mask):
             mask_cf = _channels_first(mask_i[None].float())  # (1, 1, F, H, W)
             grey = _channels_first(video_i[None].float()) * (1 - (mask_cf > 0.5).float())  # edit region at 0
-            latents = WanVACEPipeline.prepare_video_latents(helper, grey, mask_cf, [[]], None, masked_video.device)
-            cells = WanVACEPipeline.prepare_masks(helper, mask_cf.to(latents.dtype), [[]], None)
+            latents = WanVACEPipeline.prepare_video_latents(helper, grey, mask_cf, references, None,
+                                                            masked_video.device)
+            cells = WanVACEPipeline.prepare_masks(helper, mask_cf.to(latents.dtype), references, None)
             out.append(torch.cat([latents, cells.to(latents.dtype)], dim=1))
         return _channels_first(torch.cat(out))
 

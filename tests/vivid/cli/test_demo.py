@@ -39,7 +39,7 @@ def _report(method: str, tasks: dict) -> dict:
 
 
 def test_demo_targets_per_shape_misses_and_curve_points(tmp_path):
-    from vivid.cli.demo import curve_points, format_comparison, per_shape, targets
+    from vivid.cli.demo import FULL_RUN_LABEL, FULL_RUN_PUBLISHED, curve_points, format_comparison, per_shape, targets
     from vivid.evaluation import EvalSample
 
     vivid = _report("vivid", {"add": {"n": 2, "bp": 4.0, "synthetic_ta": 0.5}, "modify": {"n": 2, "bp": 4.0,
@@ -72,7 +72,24 @@ def test_demo_targets_per_shape_misses_and_curve_points(tmp_path):
     points = curve_points(tmp_path, untrained, vivid, 10, {"a0", "m0"})
     assert points == {"add": [(0, 0.0), (5, 1.0), (10, 1.0)], "modify": [(0, 0.0), (5, 0.0), (10, 1.0)]}
     table = format_comparison({"vivid": vivid, "untrained": untrained, "inpaint": inpaint})
-    assert "| from scratch (published) | add | 32 | 11.26 |" in table
+    assert f"| {FULL_RUN_LABEL} | add | 32 | {FULL_RUN_PUBLISHED['add']['bp']:.2f} |" in table
+
+
+def test_a_smoke_run_judges_colour_and_conditions_not_shape():
+    """`--quick` judges what minutes of training show (background kept, deletion, the caption's colour); the
+    caption's shape (synthetic TA) is left to the full run."""
+    from vivid.cli.demo import targets
+
+    vivid = _report("vivid", {"add": {"bp": 4.0, "synthetic_ta": 0.3, "synthetic_color": 0.9},
+                              "modify": {"bp": 4.0, "synthetic_ta": 0.2, "synthetic_color": 0.5},
+                              "delete": {"bp": 3.0, "remnant": 0.0}})
+    reports = {"vivid": vivid, "untrained": _report("untrained", {t: {"bp": 10.0} for t in ("add", "modify", "delete")}),
+               "inpaint": _report("inpaint", {"delete": {"remnant": 0.0}})}
+    smoke = targets(reports, smoke=True)
+    assert not any(name.startswith("synthetic_ta") for name in smoke)
+    assert smoke["synthetic_color_add"]["met"] and not smoke["synthetic_color_modify"]["met"]
+    assert smoke["bp_delete"]["met"] and smoke["remnant"]["met"]
+    assert {"synthetic_ta_add", "synthetic_ta_modify"} <= set(targets(reports))
 
 
 def test_learning_curve_png(tmp_path):

@@ -29,7 +29,9 @@ def test_quick_demo_trained_beats_untrained(tmp_path, capsys):
         assert trained[task]["psnr"] > untrained[task]["psnr"] + 3 and trained[task]["ssim"] > untrained[task]["ssim"]
     assert trained["delete"]["remnant"] <= inpaint["delete"]["remnant"] + 0.01
     assert inpaint["delete"]["n"] == trained["delete"]["n"]
-    assert summary["targets"]["remnant"]["met"] and set(summary["per_shape"]) == {"add", "modify"}
+    assert summary["smoke_run"] and "SMOKE RUN" in printed and "not judged in a smoke run" in printed
+    assert all(t["met"] for t in summary["targets"].values()), summary["targets"]  # what minutes can show
+    assert set(summary["per_shape"]) == {"add", "modify"}
     curve = summary["learning_curve"]["add"]
     assert curve[0][0] == 0 and curve[-1][0] == summary["trained_steps"] and len(curve) >= 3
     for figure in summary["figures"].values():

@@ -7,6 +7,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from vivid.cli import main as vivid_main
 from vivid.io.video import video_info, write_video
@@ -62,3 +63,34 @@ def test_vivid_train_with_vace_refuses_before_touching_the_run_folder(tiny_vace_
                        "logging.wandb=disabled"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and REFUSAL in err[0] and not run.exists()
+
+
+def test_vivid_edit_reference_image_with_vace_and_its_refusals(tiny_vace_model_dir, tiny_wan_model_dir, tmp_path,
+                                                               capsys, monkeypatch):
+    """`--reference-image` (repeatable) with VACE keeps frames, size and fps; a missing or unreadable file is named
+    in one line; a base without reference images (Wan2.1) refuses the flag in one line before any model loads."""
+    video, mask = _clip_and_mask(tmp_path)
+    cv2.imwrite(str(tmp_path / "ref.png"), np.full((48, 20, 3), 200, np.uint8))
+    (tmp_path / "text.png").write_text("not an image")
+    args = ["edit", "--video", str(video), "--mask", str(mask), "--task", "add", "--prompt", "a red ball", "--steps",
+            "1"]
+    vace = [*args, "--model", str(tiny_vace_model_dir)]
+    assert vivid_main([*vace, "--out", str(tmp_path / "out.mp4"), "--reference-image", str(tmp_path / "ref.png"),
+                       "--reference-image", str(tmp_path / "ref.png")]) == 0
+    n, fps, h, w = video_info(tmp_path / "out.mp4")
+    assert (n, h, w) == (9, 32, 64) and abs(fps - 10.0) < 1e-3
+    capsys.readouterr()
+    for bad, message in (("missing.png", "missing.png does not exist"),
+                         ("text.png", "text.png could not be decoded as an image")):
+        assert vivid_main([*vace, "--out", str(tmp_path / "bad.mp4"), "--reference-image",
+                           str(tmp_path / bad)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--reference-image" in err[0] and message in err[0], err
+    from vivid.pipeline import VIVIDPipeline
+
+    monkeypatch.setattr(VIVIDPipeline, "from_pretrained", lambda *a, **k: pytest.fail("a model was loaded"))
+    assert vivid_main([*args, "--model", str(tiny_wan_model_dir), "--out", str(tmp_path / "wan.mp4"),
+                       "--reference-image", str(tmp_path / "ref.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--reference-image" in err[0] and "Wan2.1 takes no reference images" in err[0], err
+    assert not (tmp_path / "bad.mp4").exists() and not (tmp_path / "wan.mp4").exists()

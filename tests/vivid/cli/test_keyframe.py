@@ -127,7 +127,8 @@ def test_the_printed_edit_is_the_same_edit_with_the_same_setup():
              "--guidance", "2.5", "--negative-prompt", "blur", "--no-paste-back", "--paste-back-dilation", "5",
              "--height", "480", "--width", "720", "--clip-frames", "17", "--boundaries", "fixed",
              "--min-similarity", "0.5", "--cut-similarity", "0.2", "--kv-budget", "64", "--memory", "group",
-             "--vae-tiling", "--cache", "first_block_cache", "--max-pixels", "0", "--work-dir", "W"]
+             "--vae-tiling", "--cache", "first_block_cache", "--max-pixels", "0", "--work-dir", "W",
+             "--reference-image", "a.png", "--reference-image", "b.png"]
     keyframe = parser.parse_args(["keyframe", *given, "--seed", "7", "--long-mode", "parallel", "--out", "s.png"])
     command = shlex.split(accepting_edit(keyframe, "out.mp4"))
     assert command[:2] == ["vivid", "edit"]
@@ -135,6 +136,6 @@ def test_the_printed_edit_is_the_same_edit_with_the_same_setup():
     as_edit = argparse.Namespace(**{**vars(keyframe), "seed": 7, "lossless": False, "keep_work": False})
     assert edit_options(edit) == edit_options(as_edit)
     for name in ("model", "weights", "dtype", "video", "mask", "task", "keyframe", "work_dir", "memory", "vae_tiling",
-                 "cache", "max_pixels", "max_frame_pixels"):
+                 "cache", "max_pixels", "max_frame_pixels", "reference_image"):
         assert getattr(edit, name) == getattr(keyframe, name), name
     assert (edit.prompt, edit.out, edit.long_mode) == ("a red ball", "out.mp4", "parallel")
