@@ -3,6 +3,7 @@
     python benchmarks/bench_long.py --size tiny --frames 250,1000 --steps 2                  # CPU, the tiny model
     python benchmarks/bench_long.py --size tiny --frames 250,1000 --steps 1 --source-height 288 --source-width 512
     python benchmarks/bench_long.py --size 5b --frames 250,1000 --steps 2 --height 480 --width 720   # one GPU
+    python benchmarks/bench_long.py --size 5b --frames 193 --long-mode parallel --processes 2      # two GPUs
 
 The pipeline is built like `benchmarks/common.py` `build_components` does: the tiny family, or the CogVideoX-5B
 architecture (and T5-XXL) with random weights materialised on the GPU in bfloat16, plus VIVID's widened patch
@@ -15,6 +16,12 @@ Each length runs in its own process, so its peak memory is its own: printed per 
 pipeline call, seconds per clip (median over clips; the first clip, which warms up, separately), the total, and
 peak memory: `torch.cuda.max_memory_allocated` during the edit on a GPU (weights included), and the process's peak
 RSS (on CPU the figure to read; weights, decoders and all). Flat memory means the last column's ratio stays ~1.
+
+`--long-mode parallel` edits the joint keyframes first, then every clip between its two keyframes (the random
+weights are given a config with last-frame KIVE, as trained weights would have); with `--processes N` each length
+runs under `accelerate launch --multi_gpu --num_processes N` (one GPU per process on a GPU; on a CPU, N CPU
+processes), its figures rank 0's (its time waits for every rank). With fewer GPUs than processes it prints one
+`skipped` line and nothing runs.
 """
 
 from __future__ import annotations
@@ -63,8 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clip-frames", type=int, default=None, help="clip length, 4k+1 (default: the model's)")
     p.add_argument("--boundaries", choices=["fixed", "adaptive"], default="fixed")
     p.add_argument("--device", default=None, help="default: cuda for 5b, cpu for tiny")
+    p.add_argument("--long-mode", choices=["chain", "parallel"], default="chain")
+    p.add_argument("--processes", type=int, default=1, help="parallel: processes (accelerate launch)")
+    p.add_argument("--kv-budget", type=int, default=None, help="parallel: AAS tokens per keyframe (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: edit this source video and report
+    p.add_argument("--out-dir", default=None, help=argparse.SUPPRESS)  # internal: the edit's output folder
     args = p.parse_args(argv)
     h, w = SIZES[args.size]
     args.height, args.width = args.height or h, args.width or w
@@ -78,6 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be even and at least 16, got {getattr(args, name)}")
     if args.steps < 1:
         p.error(f"--steps must be >= 1, got {args.steps}")
+    if args.processes < 1 or (args.processes > 1 and args.long_mode != "parallel"):
+        p.error(f"--processes must be >= 1, and above 1 only with --long-mode parallel, got {args.processes}")
     if args.clip_frames is not None and (args.clip_frames < 5 or (args.clip_frames - 1) % 4):
         p.error(f"--clip-frames must be 4k+1 and at least 5, got {args.clip_frames}")
     return args
@@ -137,11 +150,18 @@ def run_one(args: argparse.Namespace) -> dict:
     from vivid.io.video import video_info
 
     device = pick_device(args.size, args.device)
+    if device.type == "cuda" and args.processes > 1:  # one GPU per process
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     dtype = default_dtype(device)
     source = Path(args.one)
     frames = video_info(source)[0]
     pipe = build_pipeline(args.size, device, dtype)
-    row: dict = {"frames": frames}
+    if args.long_mode == "parallel":  # clips between two keyframes, as weights trained with last-frame KIVE run
+        from vivid.model.weights import VIVIDWeightsConfig
+
+        pipe.vivid_config = VIVIDWeightsConfig(kive_last_frame_prob=0.5)
+    row: dict = {"frames": frames, "processes": args.processes}
     if device.type == "cuda":
         sync(device)
         torch.cuda.empty_cache()
@@ -149,18 +169,19 @@ def run_one(args: argparse.Namespace) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     row["rss_before_edit_gb"] = peak_rss_gb()
     with tempfile.TemporaryDirectory(prefix="bench-long-") as tmp:
+        out = Path(args.out_dir or tmp) / "out.mp4"  # ranks share the output's work folder
         t0 = time.perf_counter()
         request = edit_request(
-            source, box_mask(args.source_height, args.source_width), "a red ball rolling on the grass", "add",
-            Path(tmp) / "out.mp4",
+            source, box_mask(args.source_height, args.source_width), "a red ball rolling on the grass", "add", out,
             options=EditOptions(clip_frames=args.clip_frames, boundaries=args.boundaries,
                                 num_inference_steps=args.steps, guidance_scale=args.guidance, seed=0,
-                                height=args.height, width=args.width),
+                                height=args.height, width=args.width, long_mode=args.long_mode,
+                                kv_budget=args.kv_budget),
         )
         result = chain_edit(pipe, request)
         sync(device)
         row["total_s"] = time.perf_counter() - t0
-        if video_info(result.path)[0] != frames:
+        if int(os.environ.get("RANK", "0")) == 0 and video_info(result.path)[0] != frames:
             raise RuntimeError(f"the edit wrote {video_info(result.path)[0]} frames, not {frames}")
     calls = [c for c in result.plan.clips if not c.anchor_only]
     seconds = sorted(result.seconds_per_clip)
@@ -178,8 +199,12 @@ def run_one(args: argparse.Namespace) -> dict:
     return row
 
 
-def child_command(args: argparse.Namespace, source: Path) -> list[str]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(source), "--size", args.size,
+def child_command(args: argparse.Namespace, source: Path, out_dir: Path) -> list[str]:
+    launch = [sys.executable]
+    if args.processes > 1:
+        launch += ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(args.processes)]
+    cmd = launch + [str(Path(__file__).resolve()), "--one", str(source), "--out-dir", str(out_dir),
+           "--long-mode", args.long_mode, "--processes", str(args.processes), "--size", args.size,
            "--steps", str(args.steps), "--guidance", str(args.guidance), "--height", str(args.height),
            "--width", str(args.width), "--source-height", str(args.source_height),
            "--source-width", str(args.source_width), "--boundaries", args.boundaries]
@@ -187,19 +212,40 @@ def child_command(args: argparse.Namespace, source: Path) -> list[str]:
         cmd += ["--clip-frames", str(args.clip_frames)]
     if args.device:
         cmd += ["--device", args.device]
+    if args.kv_budget:
+        cmd += ["--kv-budget", str(args.kv_budget)]
     return cmd
+
+
+def skip_reason(args: argparse.Namespace) -> str | None:
+    """Why this run cannot happen here: more processes than GPUs on a GPU run."""
+    import torch
+
+    wants_gpu = (args.device or ("cuda" if args.size == "5b" else "cpu")).startswith("cuda")
+    if args.processes > 1 and wants_gpu and torch.cuda.device_count() < args.processes:
+        return (f"{args.processes} processes need {args.processes} GPUs (one each), "
+                f"{torch.cuda.device_count()} present")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.one:
-        print("RESULT " + json.dumps(run_one(args)), flush=True)
+        row = run_one(args)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print("RESULT " + json.dumps(row), flush=True)
+        return 0
+    reason = skip_reason(args)
+    if reason:
+        skipped = {"benchmark": "long-video chain_edit", "skipped": reason}
+        print(json.dumps(skipped) if args.json else f"skipped: {reason}")
         return 0
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-long-src-") as tmp:
         for n in args.frames:
             source = write_source(Path(tmp) / f"source_{n}.mp4", n, args.source_height, args.source_width)
-            proc = subprocess.run(child_command(args, source), capture_output=True, text=True,
+            (Path(tmp) / f"out_{n}").mkdir()
+            proc = subprocess.run(child_command(args, source, Path(tmp) / f"out_{n}"), capture_output=True, text=True,
                                   env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
             line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
             if proc.returncode != 0 or line is None:
@@ -213,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     info = {
         "benchmark": "long-video chain_edit", "size": args.size, "steps": args.steps, "guidance": args.guidance,
         "working_size": f"{args.height}x{args.width}", "source_size": f"{args.source_height}x{args.source_width}",
-        "boundaries": args.boundaries, "peak_memory": key,
+        "boundaries": args.boundaries, "peak_memory": key, "long_mode": args.long_mode, "processes": args.processes,
     }
     if args.json:
         print(json.dumps({**info, "results": rows}, indent=2))

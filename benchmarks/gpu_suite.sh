@@ -3,6 +3,7 @@
 #
 #   benchmarks/gpu_suite.sh [--quick] [--out FILE]     # on the GPU machine, from the repository root
 #   benchmarks/gpu_suite.sh --dry-run [--out FILE]     # on a CPU: the same runs at the tiny size (CI)
+#   benchmarks/gpu_suite.sh ... --only REGEX           # only the rows whose name matches (bash regex)
 #
 # The CogVideoX-5B architecture with random weights (no downloads): timings and memory are the real model's,
 # outputs are noise. Runs, in order: 49x480x720 inference with guidance (stock CogVideoXPipeline and VIVID,
@@ -17,7 +18,11 @@
 # Wan2.1 (benchmarks/bench_edit_options.py: the path, not a figure). A Wan edit (the tiny Wan, loaded by `vivid
 # edit`'s code) under model and under sequential CPU offload, beside the plain one, in the dry run too
 # (benchmarks/bench_wan_offload.py). Then the training paths only a GPU takes (benchmarks/check_training_gpu_paths.py):
-# 20 fp16 steps with one forced gradient overflow, `vivid data embed-captions` on cuda for both bases. --quick keeps
+# 20 fp16 steps with one forced gradient overflow, `vivid data embed-captions` on cuda for both bases. The joint
+# keyframe pass of `--long-mode parallel` at full size (benchmarks/bench_joint_keyframes.py --full-size: one forward of
+# 16 keyframes of CogVideoX-5B at 480x720 and Wan2.1-1.3B at 480x832, random weights, full extended attention and
+# AAS, one batch and in groups of 4: time and peak memory), and a 2-process `--long-mode parallel` edit
+# (benchmarks/bench_long.py under accelerate launch, one GPU each; one `skipped` line below 2 GPUs). --quick keeps
 # the first two, the training step, one long length, the Wan, VACE and mask rows and the training paths, with fewer
 # steps.
 #
@@ -29,12 +34,14 @@ cd "$(dirname "$0")/.."
 
 mode=full
 out=gpu_suite.json
+only=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) mode=quick ;;
         --dry-run) mode=dry ;;
         --out) out="$2"; shift ;;
-        *) echo "unknown argument: $1 (use --quick, --dry-run, --out FILE)" >&2; exit 2 ;;
+        --only) only="$2"; shift ;;
+        *) echo "unknown argument: $1 (use --quick, --dry-run, --out FILE, --only REGEX)" >&2; exit 2 ;;
     esac
     shift
 done
@@ -61,6 +68,9 @@ if [ "$mode" = dry ]; then
     declare -A wan_size=([1.3b]=tiny [14b]=tiny)  # both Wan rows run the tiny Wan
     offload_device=cpu  # accelerate's hooks with the CPU as execution device (sequential: weights on meta)
     masks=(--model tiny --device cpu --frames 6)  # the tiny SAM 2 / SAM 3 of vivid.segmentation.tiny
+    joint=(--device cpu --keyframes 6 --keyframe-group 4 --height 32 --width 48)
+    declare -A joint_size=([cogvideox]=tiny [wan]=tiny)
+    long_parallel=(--size tiny --device cpu --frames 17 --height 64 --width 96 --clip-frames 9)
     steps=1
     train_steps=1
 else
@@ -70,6 +80,9 @@ else
     declare -A wan_size=([1.3b]=1.3b [14b]=14b)
     offload_device=cuda
     masks=(--model full-random --frames 250 1000)  # SAM 2.1 hiera-large / SAM 3 architectures, random weights
+    joint=(--keyframes 16 --keyframe-group 4 --height 480)
+    declare -A joint_size=([cogvideox]=5b [wan]=1.3b)
+    long_parallel=(--size 5b --frames 193 --height 480 --width 720)
     steps=4
     train_steps=2
     [ "$mode" = quick ] && steps=2 && long=(--size 5b --frames 97 --height 480 --width 720)
@@ -83,6 +96,7 @@ failed=0
 run() {  # run NAME ARGS...: one benchmark's JSON into $tmp/NAME.json, its seconds into $tmp/NAME.seconds
     # a failing run is recorded (its last error line) and the suite goes on: one broken row loses no others
     local name=$1; shift
+    if [ -n "$only" ] && ! [[ $name =~ $only ]]; then return 0; fi
     local t0=$SECONDS
     echo "== $name: $*" >&2
     if "$PY" "$@" --json > "$tmp/$name.out" 2> >(tee "$tmp/$name.err" >&2); then
@@ -111,6 +125,17 @@ train_size=("${size[@]}")
 run training benchmarks/bench_train.py "${train_size[@]}" --steps "$train_steps" --gradient-checkpointing \
     --no-isolate
 run long_edit benchmarks/bench_long.py "${long[@]}" --steps "$steps" --guidance 6
+# the joint keyframe pass of --long-mode parallel: one forward of K keyframes, full / AAS, one batch / groups
+for family in cogvideox wan; do
+    joint_width=(--width 720)
+    [ "$family" = wan ] && joint_width=(--width 832)
+    [ "$mode" = dry ] && joint_width=()
+    run "joint_keyframes_${family}_${joint_size[$family]}" benchmarks/bench_joint_keyframes.py --family "$family" \
+        --full-size "${joint_size[$family]}" "${joint[@]}" "${joint_width[@]}"
+done
+# --long-mode parallel in 2 processes (accelerate launch, one GPU each; a `skipped` line below 2 GPUs)
+run long_edit_parallel_2_processes benchmarks/bench_long.py "${long_parallel[@]}" --steps "$steps" --guidance 6 \
+    --long-mode parallel --processes 2
 for wan in 1.3b 14b; do
     wan_args=(benchmarks/bench_wan_gpu.py --size "${wan_size[$wan]}" "${wan_shape[@]}")
     run "inference_wan2.1_${wan}_guidance" "${wan_args[@]}" --mode inference --steps "$steps" --guidance 5

@@ -22,11 +22,17 @@ from vivid.evaluation.text_to_video import score_text_to_video
 from vivid.synthetic_world import COLORS, SHAPES
 
 
-def roundtrip(vae: torch.nn.Module, video: np.ndarray) -> np.ndarray:
-    """(F, H, W, 3) uint8 -> the same through the VAE's posterior mode and decoder."""
+def roundtrip(vae: torch.nn.Module, video: np.ndarray, latent_noise: float = 0.0,
+              generator: torch.Generator | None = None) -> np.ndarray:
+    """(F, H, W, 3) uint8 -> the same through the VAE's posterior mode and decoder; `latent_noise` adds Gaussian
+    noise of that standard deviation to the normalised latents (what a diffusion model sees, unit variance) before
+    decoding: how exact must a latent model's output be for the shape to survive?"""
     x = torch.from_numpy(video).float().permute(3, 0, 1, 2)[None] / 127.5 - 1
     with torch.no_grad():
-        y = vae.decode(vae.encode(x).latent_dist.mode()).sample
+        z = vae.encode(x).latent_dist.mode()
+        if latent_noise:
+            z = z + latent_noise / vae.config.scaling_factor * torch.randn(z.shape, generator=generator)
+        y = vae.decode(z).sample
     return ((y[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
@@ -39,12 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--latent-noise", type=float, default=0.0,
+                   help="std of Gaussian noise added to the normalised latents before decoding (default 0)")
     args = p.parse_args(argv)
     from diffusers import AutoencoderKLCogVideoX
 
     torch.set_num_threads(args.threads)
     vae = AutoencoderKLCogVideoX.from_pretrained(args.vae).eval()
     rng = np.random.default_rng(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
     counts = {s: {"clips": 0, "source": 0, "reconstruction": 0} for s in SHAPES}
     for i in range(args.clips):
         shape, color = SHAPES[i % len(SHAPES)], list(COLORS)[(i // len(SHAPES)) % len(COLORS)]
@@ -52,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         video = render(background(rng, args.frames, args.height, args.width), [entity])
         counts[shape]["clips"] += 1
         counts[shape]["source"] += bool(score_text_to_video(video, color, shape)["shape_match"])
-        counts[shape]["reconstruction"] += bool(score_text_to_video(roundtrip(vae, video), color, shape)["shape_match"])
+        counts[shape]["reconstruction"] += bool(score_text_to_video(roundtrip(vae, video, args.latent_noise, generator), color, shape)["shape_match"])
     report = {s: {"clips": c["clips"], "source": c["source"] / c["clips"],
                   "reconstruction": c["reconstruction"] / c["clips"]} for s, c in counts.items()}
     print(json.dumps(report, indent=2))

@@ -35,7 +35,21 @@ def test_bench_long_tiny_two_lengths():
 
 
 def test_bench_long_refuses_bad_arguments():
-    for bad in (["--frames", "1"], ["--frames", "a,b"], ["--height", "30"], ["--clip-frames", "8"]):
+    for bad in (["--frames", "1"], ["--frames", "a,b"], ["--height", "30"], ["--clip-frames", "8"],
+                ["--processes", "2"]):
         proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_long.py"), *bad],
                               cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and "error:" in proc.stderr, (bad, proc.stderr[-500:])
+
+
+def test_bench_long_parallel_in_more_processes_than_gpus_is_one_skipped_line():
+    import torch
+
+    if torch.cuda.device_count() >= 2:
+        pytest.skip("2 GPUs here: the run would happen")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_long.py"), "--size", "5b", "--frames",
+                           "193", "--long-mode", "parallel", "--processes", "2", "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["skipped"] == f"2 processes need 2 GPUs (one each), {torch.cuda.device_count()} present"

@@ -202,7 +202,11 @@ def add_long_video_arguments(p: argparse.ArgumentParser, long_mode_help: str = L
     g.add_argument("--kv-budget", type=int, default=None,
                    help="parallel: tokens of the other keyframes each keyframe attends to in the joint pass "
                         "(default: all)")
-    g.add_argument("--work-dir", default=None, help="finished clips and resume state (default: OUT.work beside vivid edit's --out)")
+    g.add_argument("--keyframe-group", type=int, default=None,
+                   help="parallel: keyframes run through the model at once in the joint pass, each attending to all "
+                        "(default: the most that fit in the free memory)")
+    g.add_argument("--work-dir", default=None,
+                   help="finished clips and resume state (default: OUT.work beside vivid edit's --out)")
     g.add_argument("--restart", action="store_true", help="discard a previous unfinished run of this edit")
     if keep_work:
         g.add_argument("--keep-work", action="store_true", help="keep the work folder after success")
@@ -293,7 +297,7 @@ def load_pipeline(args: argparse.Namespace):
 EDIT_LABELS = {"video": "--video", "mask": "--mask", "prompt": "--prompt", "keyframe": "--keyframe", "out": "--out",
                "work_dir": "--work-dir", "restart": "--restart", "clip_frames": "--clip-frames",
                "keyframe_frame": "--keyframe-frame", "long_mode": "--long-mode", "kv_budget": "--kv-budget",
-               "reference_images": "--reference-image"}
+               "keyframe_group": "--keyframe-group", "reference_images": "--reference-image"}
 
 
 def edit_options(args: argparse.Namespace):
@@ -310,6 +314,7 @@ def edit_options(args: argparse.Namespace):
         paste_back_source=args.paste_back, paste_back_dilation=args.paste_back_dilation, height=args.height,
         width=args.width, lossless=args.lossless, restart=args.restart, keep_work=args.keep_work,
         long_mode=getattr(args, "long_mode", "chain"), kv_budget=getattr(args, "kv_budget", None),
+        keyframe_group=getattr(args, "keyframe_group", None),
     )
 
 

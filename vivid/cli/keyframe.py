@@ -176,6 +176,7 @@ def accepting_edit(args: argparse.Namespace, out: str) -> str:
               ("--height", args.height), ("--width", args.width), ("--clip-frames", args.clip_frames),
               ("--boundaries", args.boundaries), ("--min-similarity", args.min_similarity),
               ("--cut-similarity", args.cut_similarity), ("--long-mode", "parallel"), ("--kv-budget", args.kv_budget),
+              ("--keyframe-group", args.keyframe_group),
               ("--work-dir", args.work_dir), ("--out", out), ("--memory", None if args.memory == "none" else args.memory),
               ("--attention-backend", args.attention_backend), ("--cache", args.cache),
               ("--max-frame-pixels", None if args.max_frame_pixels == DEFAULT_MAX_FRAME_PIXELS else args.max_frame_pixels),

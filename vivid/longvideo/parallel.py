@@ -110,28 +110,30 @@ def chains(plan: ClipPlan) -> list[list[Clip]]:
     return runs
 
 
-def edit_joint_keyframes(
-    pipe: Any, request: Any, plan: ClipPlan, sampling: dict, kv_budget: int | None
-) -> None:
+def edit_joint_keyframes(pipe: Any, request: Any, plan: ClipPlan, sampling: dict) -> None:
     """Write the joint keyframes of `plan` into the work folder, unless all are there (a resumed edit). They are
     edited in one joint pass (keyframe j of those with a mask sampled with seed + j), so a partly written set is
-    edited again whole: the same keyframes, bit for bit. A keyframe frame without mask is the source frame."""
-    work, frames = request.work, joint_frames(plan)
+    edited again whole: the same keyframes (bit for bit with the same `keyframe_group`: groups of another size
+    round differently). The user's keyframe, where a clip starts from it, is a member of the pass (the others
+    attend to it; it stays as given). A keyframe frame without mask is the source frame."""
+    work, frames, kv_budget = request.work, joint_frames(plan), request.options.kv_budget
     if all(keyframe_file(work, f).is_file() for f in frames):
         return
     sources = request.source.frames(frames)
     masks = request.masks.frames(frames)
     edit = [i for i in range(len(frames)) if masks[i].any()]
     options = JointKeyframeOptions(
-        task=request.task, kv_budget=kv_budget, num_inference_steps=sampling["num_inference_steps"],
+        task=request.task, kv_budget=kv_budget, keyframe_group=request.options.keyframe_group,
+        num_inference_steps=sampling["num_inference_steps"],
         guidance_scale=sampling["guidance_scale"], seed=sampling["seed"],
         negative_prompt=sampling["negative_prompt"] or "", height=sampling["height"], width=sampling["width"],
         paste_back_source=sampling["paste_back_source"], paste_back_dilation=sampling["paste_back_dilation"],
         reference_images=request.reference_images)
     logger.info("editing %d keyframes jointly (frames %s)%s", len(edit), ", ".join(str(frames[i]) for i in edit),
                 f", {kv_budget} key/value tokens per keyframe" if kv_budget else "")
+    given = [request.keyframe] if request.keyframe is not None and any(c.key == "given" for c in plan.clips) else []
     edited = edit_keyframes_jointly(pipe, [sources[i] for i in edit], [masks[i] for i in edit],
-                                    [request.prompt] * len(edit), options) if edit else []
+                                    [request.prompt] * len(edit), options, given=given) if edit else []
     results = [np.asarray(f) for f in sources]
     for i, frame in zip(edit, edited):
         results[i] = frame

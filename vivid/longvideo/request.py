@@ -41,7 +41,8 @@ BOUNDARY_MODES = ("adaptive", "fixed")
 KEYWORD_LABELS: Mapping[str, str] = {
     "video": "video", "mask": "mask", "prompt": "prompt", "keyframe": "keyframe", "out": "out", "work_dir": "work_dir",
     "restart": "restart=True", "clip_frames": "clip_frames", "keyframe_frame": "keyframe_frame",
-    "long_mode": "long_mode", "kv_budget": "kv_budget", "reference_images": "reference_images",
+    "long_mode": "long_mode", "kv_budget": "kv_budget", "keyframe_group": "keyframe_group",
+    "reference_images": "reference_images",
 }
 LONG_MODES = ("chain", "parallel")  # vivid.longvideo.parallel runs the second
 
@@ -67,6 +68,7 @@ class EditOptions:
     keep_work: bool = False  # keep the work folder after success
     long_mode: str = "chain"  # "chain": clip after clip; "parallel": joint keyframes, then clips between two
     kv_budget: int | None = None  # parallel: other keyframes' tokens each keyframe attends to (None: all)
+    keyframe_group: int | None = None  # parallel: keyframes run through the model at once (None: what fits)
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,10 @@ def check_options(options: EditOptions, labels: Mapping[str, str] = KEYWORD_LABE
         raise EditInputError(f"boundaries must be one of {', '.join(BOUNDARY_MODES)}, got {options.boundaries!r}")
     if options.long_mode not in LONG_MODES:
         raise EditInputError(f"{labels['long_mode']} must be one of {', '.join(LONG_MODES)}, got {options.long_mode!r}")
-    budget = options.kv_budget
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
-        raise EditInputError(f"{labels['kv_budget']} must be a whole number of tokens >= 1, got {budget!r}")
+    for name, what in (("kv_budget", "tokens"), ("keyframe_group", "keyframes")):
+        value = getattr(options, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise EditInputError(f"{labels[name]} must be a whole number of {what} >= 1, got {value!r}")
     if options.num_inference_steps is not None or options.guidance_scale is not None:
         check_sampling(1 if options.num_inference_steps is None else options.num_inference_steps,
                        1.0 if options.guidance_scale is None else options.guidance_scale)

@@ -159,7 +159,7 @@ def edit_keyframes_first(pipe: Any, request: EditRequest) -> list[tuple[int, np.
                   f"the weights take no last keyframe (trained without last-frame KIVE) and the one segment starts "
                   f"at {labels['keyframe']}")
         raise ValueError(f"no keyframes to edit jointly: {reason}; run the edit directly")
-    edit_joint_keyframes(pipe, request, plan, sampling, opts.kv_budget)
+    edit_joint_keyframes(pipe, request, plan, sampling)
     keyframes = {f: read_image(keyframe_file(work, f), "joint keyframe") for f in joint_frames(plan)}
     if request.keyframe is not None:
         keyframes.update({c.order[0]: request.keyframe for c in plan.clips if c.key == "given"})
@@ -176,7 +176,7 @@ def _run_parallel(
     per clip run here.)"""
     work = request.work
     if ranks.main:
-        edit_joint_keyframes(pipe, request, plan, sampling, request.options.kv_budget)
+        edit_joint_keyframes(pipe, request, plan, sampling)
     ranks.barrier()
     mine = [clip for g, run in enumerate(chains(plan)) if g % ranks.world == ranks.rank for clip in run]
     todo = [clip for clip in mine if clip_problem(work, clip) is not None]

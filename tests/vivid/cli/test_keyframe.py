@@ -126,7 +126,7 @@ def test_the_printed_edit_is_the_same_edit_with_the_same_setup():
              "--task", "add", "--prompt", "a red ball", "--keyframe", "k.png", "--keyframe-frame", "4", "--steps", "3",
              "--guidance", "2.5", "--negative-prompt", "blur", "--no-paste-back", "--paste-back-dilation", "5",
              "--height", "480", "--width", "720", "--clip-frames", "17", "--boundaries", "fixed",
-             "--min-similarity", "0.5", "--cut-similarity", "0.2", "--kv-budget", "64", "--memory", "group",
+             "--min-similarity", "0.5", "--cut-similarity", "0.2", "--kv-budget", "64", "--keyframe-group", "2", "--memory", "group",
              "--vae-tiling", "--cache", "first_block_cache", "--max-pixels", "0", "--work-dir", "W",
              "--reference-image", "a.png", "--reference-image", "b.png"]
     keyframe = parser.parse_args(["keyframe", *given, "--seed", "7", "--long-mode", "parallel", "--out", "s.png"])

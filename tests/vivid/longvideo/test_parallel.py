@@ -165,27 +165,50 @@ def test_the_joint_pass_gets_the_edits_options_and_keeps_frames_without_mask(cli
 
     seen = {}
 
-    def joint(pipe, keyframes, masks, prompts, options):
-        seen.update(options=options, count=len(keyframes))
-        return [np.full_like(k, 7) for k in keyframes]
+    def joint(pipe, keyframes, masks, prompts, options, given=()):
+        seen.update(options=options, count=len(keyframes), given=list(given))
+        return [np.full_like(k, 7) for k in keyframes] + list(given)
 
     monkeypatch.setattr(parallel, "edit_keyframes_jointly", joint)
     mask = box_mask(FRAMES, 144, 176, 40, 60, 50, 60)
     mask[16] = False
-    request = _request(clip33, tmp_path / "o.mp4")
+    request = _request(clip33, tmp_path / "o.mp4", kv_budget=64, keyframe_group=3)
     request = dataclasses.replace(request, masks=MaskSource(mask, FRAMES, 144, 176))
     plan = parallel_plan(plan_clips(FRAMES, 9, BoundaryPlan()), True, False)
     sampling = dict(num_inference_steps=3, guidance_scale=2.0, seed=5, negative_prompt=None, height=None, width=None,
                     paste_back_source=True, paste_back_dilation=4)
     request.work.mkdir()
-    parallel.edit_joint_keyframes(None, request, plan, sampling, kv_budget=64)
+    parallel.edit_joint_keyframes(None, request, plan, sampling)
     options = seen["options"]
     assert (options.num_inference_steps, options.guidance_scale, options.seed, options.kv_budget,
-            options.paste_back_dilation, options.task) == (3, 2.0, 5, 64, 4, "modify")
+            options.keyframe_group, options.paste_back_dilation, options.task) == (3, 2.0, 5, 64, 3, 4, "modify")
     assert seen["count"] == 4  # frames 0, 8, 24, 32: frame 16 has no mask
     source, _ = read_video(clip33)
     np.testing.assert_array_equal(read_video(keyframe_file(request.work, 16))[0][0], source[16])
     assert (read_video(keyframe_file(request.work, 8))[0][0] == 7).all()
+    assert seen["given"] == []  # no --keyframe
+
+
+def test_the_users_keyframe_is_a_member_of_the_joint_pass(clip33, tmp_path, monkeypatch):
+    from vivid.longvideo import parallel
+
+    seen = {}
+
+    def joint(pipe, keyframes, masks, prompts, options, given=()):
+        seen.update(count=len(keyframes), given=list(given))
+        return [np.full_like(k, 7) for k in keyframes] + list(given)
+
+    monkeypatch.setattr(parallel, "edit_keyframes_jointly", joint)
+    key = np.full((144, 176, 3), 200, np.uint8)
+    request = _request(clip33, tmp_path / "o.mp4", keyframe=key)
+    plan = parallel_plan(plan_clips(FRAMES, 9, BoundaryPlan(), keyframe_given=True), True, True)
+    sampling = dict(num_inference_steps=2, guidance_scale=2.0, seed=0, negative_prompt=None, height=None, width=None,
+                    paste_back_source=True, paste_back_dilation=None)
+    request.work.mkdir()
+    parallel.edit_joint_keyframes(None, request, plan, sampling)
+    assert seen["count"] == 4  # frames 8, 16, 24, 32: frame 0 is the user's keyframe
+    assert len(seen["given"]) == 1 and np.array_equal(seen["given"][0], key)
+    assert not keyframe_file(request.work, 0).exists()  # the user's keyframe is not written as a joint one
 
 
 def test_bad_long_mode_and_kv_budget_are_refused_naming_the_flag(clip33, tmp_path):
@@ -196,6 +219,8 @@ def test_bad_long_mode_and_kv_budget_are_refused_naming_the_flag(clip33, tmp_pat
         _request(clip33, tmp_path / "o.mp4", long_mode="fast", labels=EDIT_LABELS)
     with pytest.raises(EditInputError, match="--kv-budget must be a whole number of tokens >= 1, got 0"):
         _request(clip33, tmp_path / "o.mp4", kv_budget=0, labels=EDIT_LABELS)
+    with pytest.raises(EditInputError, match="--keyframe-group must be a whole number of keyframes >= 1, got 0"):
+        _request(clip33, tmp_path / "o.mp4", keyframe_group=0, labels=EDIT_LABELS)
 
 
 def _weights_with_last_frame_kive(model_dir: Path, out: Path) -> Path:

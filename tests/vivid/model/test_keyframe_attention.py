@@ -10,6 +10,7 @@ from vivid.model.keyframe_attention import (
     joint_keyframe_attention,
     matched_tokens,
 )
+from vivid.model.keyframe_groups import BlockSizes, group_for_memory
 
 
 def test_matched_tokens_keep_the_budget_never_own_tokens_best_matches_first():
@@ -53,7 +54,7 @@ def test_budget_bounds_what_each_keyframe_attends(base):
     spec, transformer = base
     n = _tokens_per_frame(spec, transformer)
     budget = max(1, n // 2)
-    options = JointAttentionOptions(n_keyframes=5, kv_budget=budget, query_group=2)
+    options = JointAttentionOptions(n_keyframes=5, kv_budget=budget, keyframe_group=2)
     with joint_keyframe_attention(transformer, options) as record:
         _forward(spec, transformer, 5)
     (own,) = record.own_lengths
@@ -76,9 +77,9 @@ def test_budget_covering_every_token_is_full_extended_attention(base):
     n = _tokens_per_frame(spec, transformer)
     with joint_keyframe_attention(transformer, JointAttentionOptions(n_keyframes=3)):
         full = _forward(spec, transformer, 3)
-    with joint_keyframe_attention(transformer, JointAttentionOptions(3, kv_budget=2 * n, query_group=1)):
+    with joint_keyframe_attention(transformer, JointAttentionOptions(3, kv_budget=2 * n, keyframe_group=1)):
         slim = _forward(spec, transformer, 3)
-    with joint_keyframe_attention(transformer, JointAttentionOptions(3, kv_budget=1, query_group=1)):
+    with joint_keyframe_attention(transformer, JointAttentionOptions(3, kv_budget=1, keyframe_group=1)):
         tight = _forward(spec, transformer, 3)
     torch.testing.assert_close(slim, full, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(tight, full, rtol=1e-5, atol=1e-6)  # the comparison can fail
@@ -105,3 +106,40 @@ def test_one_keyframe_is_the_base_attention_and_processors_come_back(base):
     after = transformer.attn_processors
     assert all(after[name] is before[name] for name in before)
 
+
+
+@pytest.mark.parametrize("budget", [None, 3])
+def test_keyframe_groups_give_the_one_batch_result(base, budget):
+    """Blocks run two keyframes at a time, each group attending to the keys/values of all five: the same output as
+    all five at once (up to float rounding), with no self-attention call given more than two rows."""
+    spec, transformer = base
+    with joint_keyframe_attention(transformer, JointAttentionOptions(5, kv_budget=budget, keyframe_group=5)) as whole:
+        one_batch = _forward(spec, transformer, 5)
+    with joint_keyframe_attention(transformer, JointAttentionOptions(5, kv_budget=budget, keyframe_group=2)) as grouped:
+        in_groups = _forward(spec, transformer, 5)
+    torch.testing.assert_close(in_groups, one_batch, rtol=1e-5, atol=1e-6)
+    assert whole.peak_rows == 5 and grouped.peak_rows == 2
+    assert grouped.keyframe_group == 2 and grouped.kv_lengths == whole.kv_lengths
+    assert all("forward" not in block.__dict__ for block in transformer.modules())  # the blocks' forwards are back
+
+
+def test_keyframe_group_is_chosen_from_the_memory_budget(base):
+    spec, transformer = base
+    with joint_keyframe_attention(transformer, JointAttentionOptions(4, kv_budget=3, memory_bytes=1)) as tight:
+        _forward(spec, transformer, 4)
+    with joint_keyframe_attention(transformer, JointAttentionOptions(4, kv_budget=3, memory_bytes=2**40)) as roomy:
+        _forward(spec, transformer, 4)
+    assert (tight.keyframe_group, tight.peak_rows) == (1, 1)
+    assert (roomy.keyframe_group, roomy.peak_rows) == (4, 4)
+
+
+def test_group_for_memory_fits_the_group_beside_what_every_keyframe_keeps():
+    sizes = BlockSizes(keyframes=16, rows=32, own=100, video=90, width=8, ffn=32, heads=2, others=90, element=2,
+                       scores=False)
+    one = sizes.group_bytes(1)
+    assert one == 2 * 100 * (3 * 8 + 2 * 32) * 2 + 2 * 190 * 8 * 2  # two rows (guidance), one query keyframe
+    assert sizes.group_bytes(16) == 16 * one and sizes.resident() == 32 * (4 * 100 + 90) * 8 * 2
+    assert group_for_memory(sizes, sizes.resident() + 3 * one) == 3
+    assert group_for_memory(sizes, sizes.resident() + 3 * one - 1) == 2
+    assert group_for_memory(sizes, 0) == 1
+    assert group_for_memory(sizes, 16 * one) == 16  # one batch fits: no groups, nothing kept beside them
