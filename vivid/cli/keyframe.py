@@ -30,6 +30,9 @@ LONG_MODE_HELP = ("chain (default): candidate edits of one frame (--out-dir), to
                   "there: --restart here edits them anew)")
 
 
+DEFAULT_CANDIDATES = 4
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("keyframe", help="edit one frame several times and write candidate keyframes")
     add_model_arguments(p)
@@ -39,10 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="local caption; repeat for several captions (optional for delete)")
     p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--out-dir", default=None, help="folder for the candidate PNGs and candidates.json")
-    p.add_argument("--candidates", type=int, default=4,
-                   help="candidates per caption, from one --seed (seed, seed+1, ...)")
-    p.add_argument("--frame", default="0", help="frame index to edit, or 'auto': the most representative frame "
-                                                "of the first clip")
+    p.add_argument("--candidates", type=int, default=None,
+                   help=f"candidates per caption, from one --seed (seed, seed+1, ...; default {DEFAULT_CANDIDATES})")
+    p.add_argument("--frame", default=None, help="frame index to edit, or 'auto': the most representative frame "
+                                                 "of the first clip (default 0)")
     add_sampling_arguments(p, several_seeds=True)  # --steps, --guidance, --seed (one, or one per candidate), ...
     add_size_arguments(p)
     g = add_long_video_arguments(p, LONG_MODE_HELP, keep_work=False)
@@ -57,7 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.long_mode == "parallel":
+        given = [flag for flag, value in (("--frame", args.frame), ("--candidates", args.candidates)) if value is not None]
+        if given:
+            raise ValueError(f"{' and '.join(given)}: candidates of one frame; --long-mode parallel edits the "
+                             "keyframes the plan chooses, jointly")
         return run_joint_keyframes(args)
+    args.frame = "0" if args.frame is None else args.frame
+    args.candidates = DEFAULT_CANDIDATES if args.candidates is None else args.candidates
     if args.out_dir is None:
         raise ValueError("give --out-dir, the folder for the candidates (or --long-mode parallel: a strip to --out)")
     if args.reference_image:

@@ -6,6 +6,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.vivid.longvideo.test_runner import H, W, _pattern
 from vivid.cli import main
@@ -139,3 +140,17 @@ def test_the_printed_edit_is_the_same_edit_with_the_same_setup():
                  "cache", "max_pixels", "max_frame_pixels", "reference_image"):
         assert getattr(edit, name) == getattr(keyframe, name), name
     assert (edit.prompt, edit.out, edit.long_mode) == ("a red ball", "out.mp4", "parallel")
+
+
+@pytest.mark.parametrize("flags", [["--frame", "3"], ["--candidates", "2"], ["--frame", "auto", "--candidates", "2"]])
+def test_parallel_keyframes_refuse_the_candidate_options(tmp_path, capsys, flags):
+    """--frame and --candidates choose candidates of one frame; with --long-mode parallel they are refused in one
+    line naming them, before anything is read, not ignored."""
+    command = ["keyframe", "--model", str(tmp_path / "no-model"), "--video", str(tmp_path / "v.mp4"), "--mask",
+               str(tmp_path / "m.png"), "--task", "add", "--prompt", "a red circle", "--long-mode", "parallel",
+               "--work-dir", str(tmp_path / "w"), "--out", str(tmp_path / "strip.png"), *flags]
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert " and ".join(f for f in flags if f.startswith("--")) + ": candidates of one frame" in error
+    assert len(error.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
