@@ -51,7 +51,7 @@ def test_parallel_says_whether_its_clips_ran_between_keyframes_and_keyframes_com
     from vivid.pipeline import VIVIDPipeline
 
     pipe = VIVIDPipeline.from_pretrained(tiny_model_dir)
-    frames, masks = bench.synthetic_long_video(17, 32, 48, seed=0)
+    frames, masks = bench.synthetic_long_video(17, 64, 96, seed=0)
     video = write_video(tmp_path / "source.mp4", frames, 24.0, lossless=True)
     args = argparse.Namespace(prompt="a red square", steps=1, guidance=1.0, seed=0, kv_budget=None, out_dir=tmp_path)
     fallback = bench.run_mode(pipe, "parallel", video, masks, tmp_path, args)
