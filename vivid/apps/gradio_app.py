@@ -3,8 +3,9 @@
 Upload a video; paint the mask on its first frame (carried through the video by optical flow, OpenCV's
 Farneback, or kept static) or upload a mask in any encoding `vivid edit --mask` reads; pick the task and caption;
 preview several candidate edits of the first frame (one-frame edits: seconds); choose one and propagate it through
-the video (clip by clip, vivid.longvideo, with a progress bar); watch and download the result. An error shows as
-one line in the page's status box and leaves the session as it was.
+the video (clip by clip, vivid.longvideo, with a progress bar), or edit the keyframes of a parallel long edit
+jointly from it, look at them as a strip and accept them to run the clips between them; watch and download the
+result. An error shows as one line in the page's status box and leaves the session as it was.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from vivid.kive import edit_candidates
 from vivid.io.masks import MaskSource, read_mask
 from vivid.io.video import VideoSource
 from vivid.longvideo.request import EditOptions, edit_request
-from vivid.longvideo.runner import chain_edit
+from vivid.longvideo.runner import chain_edit, edit_keyframes_first
 from vivid.io.edit_inputs import load_reference_images
 from vivid.io.files import MediaError, is_image_path
 from vivid.io.images import write_image
@@ -178,6 +179,7 @@ class EditSession:
         self.compare: Path | None = None  # the input and the result side by side, after a propagate
         self.reference_images: list[Path] = []  # what to generate (VACE's), copied here by the preview that used them
         self.mask_shape: tuple[str, int] = ("mask", 0)  # the tracked mask's shape and growth, as last tracked
+        self.strip: dict[str, Any] | None = None  # the parallel edit whose joint keyframes are shown, until accepted
 
 
 def _last_change(folder: Path) -> float:
@@ -407,6 +409,7 @@ class VividApp:
             write_image(session.dir / f"candidate-{uuid.uuid4().hex[:6]}-seed{s}.png", img) for _, s, img in results
         ]
         session.chosen = 0
+        self._drop_strip(session)  # its keyframes are of the previous mask and candidates
         return session.candidates
 
     def choose(self, session: EditSession, index: Any) -> int:
@@ -420,26 +423,60 @@ class VividApp:
         session.chosen = index
         return index
 
-    def propagate(self, session: EditSession, task: str, caption: str, seed: int,
-                  progress: Callable[[int, int], None] | None = None) -> Path:
-        """Propagate the chosen candidate through the whole video (KIVE chaining)."""
+    def _edit(self, session: EditSession, task: str, caption: str, seed: int, long_mode: str = "chain") -> dict:
+        """The edit of the chosen candidate as `edit_request`'s arguments (without its output and work folder)."""
         if session.video is None:
             raise ValueError("upload a video first")
         if not session.candidates or session.chosen is None or session.mask_video is None:
             raise ValueError("preview keyframe candidates and choose one first")
         self.choose(session, session.chosen)
+        options = EditOptions(num_inference_steps=self.steps, guidance_scale=self.guidance, seed=int(seed),
+                              height=self.height, width=self.width, long_mode=long_mode)
+        return dict(video=session.video, mask=session.mask_video, prompt=caption or None, task=task,
+                    keyframe=str(session.candidates[session.chosen]), labels=APP_LABELS, options=options,
+                    reference_images=session.reference_images or None)
+
+    def propagate(self, session: EditSession, task: str, caption: str, seed: int,
+                  progress: Callable[[int, int], None] | None = None) -> Path:
+        """Propagate the chosen candidate through the whole video (KIVE chaining)."""
+        edit = self._edit(session, task, caption, seed)
         out = session.dir / f"vivid-edit-{uuid.uuid4().hex[:6]}.mp4"
         with self.model_lock, _removed_on_failure(default_work_dir(out)):
-            request = edit_request(
-                session.video, session.mask_video, caption or None, task, out,
-                keyframe=str(session.candidates[session.chosen]), labels=APP_LABELS,
-                options=EditOptions(num_inference_steps=self.steps, guidance_scale=self.guidance, seed=int(seed),
-                                    height=self.height, width=self.width),
-                reference_images=session.reference_images or None,
-            )
-            chain_edit(self.pipe, request, progress=progress)
+            chain_edit(self.pipe, edit_request(out=out, **edit), progress=progress)
         session.compare = write_side_by_side(session.video, out, session.dir / f"before-after-{out.stem}.mp4")
         return out
+
+    def edit_keyframes(self, session: EditSession, task: str, caption: str,
+                       seed: int) -> list[tuple[int, np.ndarray]]:
+        """A parallel long edit from the chosen candidate, its first step: the keyframes at the clips' ends edited
+        jointly (the candidate among them) into a work folder of the session, replacing the strip shown before;
+        (source frame, keyframe) in frame order. `accept_keyframes` runs the clips between them."""
+        edit = self._edit(session, task, caption, seed, long_mode="parallel")
+        work = session.dir / f"parallel-{uuid.uuid4().hex[:6]}.work"
+        with self.model_lock, _removed_on_failure(work):
+            keyframes = edit_keyframes_first(self.pipe, edit_request(out=None, work_dir=work, **edit))
+        self._drop_strip(session)
+        session.strip = {**edit, "work_dir": work}
+        return keyframes
+
+    def accept_keyframes(self, session: EditSession, progress: Callable[[int, int], None] | None = None) -> Path:
+        """Run the clips between the keyframes of the strip shown (the same edit, in their work folder: they are
+        not edited again); the output, as `propagate`'s. A failed run keeps the strip, to accept again."""
+        if session.strip is None:
+            raise ValueError("edit the keyframes jointly first, then accept them")
+        out = session.dir / f"vivid-edit-{uuid.uuid4().hex[:6]}.mp4"
+        with self.model_lock:
+            chain_edit(self.pipe, edit_request(out=out, **session.strip), progress=progress)
+        session.strip = None  # its work folder went with the finished edit
+        session.compare = write_side_by_side(session.video, out, session.dir / f"before-after-{out.stem}.mp4")
+        return out
+
+    @staticmethod
+    def _drop_strip(session: EditSession) -> None:
+        """Forget the strip shown and remove its work folder (a fresh name in the session: all in it is the app's)."""
+        if session.strip is not None:
+            shutil.rmtree(session.strip["work_dir"], ignore_errors=True)
+            session.strip = None
 
 
 # ---------------------------------------------------------------------------------------------- UI
@@ -532,6 +569,58 @@ def _mask_section(app: VividApp) -> dict[str, Any]:
     return ui
 
 
+def _result_section() -> tuple[Any, Any, Any]:
+    """The edited video, the input and it side by side, and its download."""
+    return (gr.Video(label="Result", elem_id="result", interactive=False),
+            gr.Video(label="Before | after", elem_id="before-after", interactive=False),
+            gr.File(label="Download", elem_id="download", interactive=False))
+
+
+def _strip_section() -> dict[str, Any]:
+    """A parallel long edit from the chosen candidate: its keyframes edited jointly, shown as a strip, accepted."""
+    ui: dict[str, Any] = {}
+    with gr.Group():
+        ui["edit"] = gr.Button("...or edit the keyframes of a long video jointly (clips then run between them)",
+                               elem_id="joint-keyframes")
+        ui["strip"] = gr.Gallery(label="Jointly edited keyframes, by source frame", columns=6, rows=1,
+                                 allow_preview=True, object_fit="contain", elem_id="keyframe-strip")
+        ui["accept"] = gr.Button("Accept the keyframes and run the clips", variant="primary",
+                                 elem_id="accept-keyframes")
+    return ui
+
+
+def _wire_strip_section(app: VividApp, ui: dict[str, Any], edit: list[Any], outputs: list[Any], status: Any) -> None:
+    """The strip's events: edit the keyframes jointly (`edit`: the session, task, caption and seed components),
+    accept them into `outputs` (the result, before-after and download components)."""
+    shows_errors = _shows_errors(status)
+    strip = ui["strip"]
+
+    @shows_errors
+    def on_keyframes(state, task_v, caption_v, seed_v, progress=gr.Progress()):
+        if state is None:
+            raise ValueError("upload a video first")
+        progress(0, desc="editing the keyframes jointly")
+        keyframes = app.edit_keyframes(state, task_v, caption_v, seed_v)
+        return {strip: [(image, f"frame {frame}") for frame, image in keyframes],
+                status: f"{len(keyframes)} keyframes: accept them to run the clips between them, or edit them "
+                        f"again (another seed or caption)"}
+
+    @shows_errors
+    def on_accept(state, progress=gr.Progress()):
+        if state is None:
+            raise ValueError("upload a video first")
+        progress(0, desc="clips between the keyframes")
+        out = app.accept_keyframes(state, progress=lambda done, total: progress((done, total), desc="clips",
+                                                                                unit="clip"))
+        result, compare, download = outputs
+        return {result: str(out), compare: str(state.compare), download: str(out), strip: None,
+                status: f"Done: {out.name}"}
+
+    model = dict(concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1)
+    ui["edit"].click(on_keyframes, edit, [strip, status], **model)
+    ui["accept"].click(on_accept, edit[:1], [*outputs, strip, status], **model)
+
+
 def _wire_mask_section(app: VividApp, ui: dict[str, Any], session: Any, status: Any) -> None:
     """The mask section's events: a click or Show mask segments the shown frame; Track tracks; a new frame, shape
     or growth redraws the frame."""
@@ -600,7 +689,8 @@ def _new_video(app: VividApp, video: Any, request: Any, out: dict[str, Any]) -> 
 INTRO = ("# VIVID: add, modify or delete an entity in a video\n"
          "1. Upload a video (or start from an example). 2. Click the object on any frame (or type words, or click "
          "two box corners) and Track it; or paint on the first frame (the brush also touches up a tracked mask), or "
-         "upload a mask. 3. Preview keyframe candidates. 4. Choose one and propagate it.")
+         "upload a mask. 3. Preview keyframe candidates. 4. Choose one and propagate it; or, for a long video, "
+         "edit its keyframes jointly from it, look them over and accept them.")
 
 
 def _reference_upload(app: VividApp) -> Any:
@@ -648,9 +738,7 @@ def build_app(app: VividApp):
                                      allow_preview=True, object_fit="contain", elem_id="candidates")
                 chosen = gr.Markdown("", elem_id="chosen")
                 propagate_btn = gr.Button("Propagate the chosen keyframe", variant="primary", elem_id="propagate")
-                result = gr.Video(label="Result", elem_id="result", interactive=False)
-                compare = gr.Video(label="Before | after", elem_id="before-after", interactive=False)
-                download = gr.File(label="Download", elem_id="download", interactive=False)
+                strip_ui, (result, compare, download) = _strip_section(), _result_section()
         shows_errors = _shows_errors(status)
         _wire_mask_section(app, mask_ui, session, status)
         fresh_out = {"session": session, "editor": editor, "summary": video_summary, "status": status,
@@ -675,7 +763,8 @@ def build_app(app: VividApp):
                 raise ValueError("upload a video first")
             progress(0, desc="editing the first frame")
             paths = app.preview(state, editor_value, mode, mask_file, task_v, caption_v, count_v, seed_v, references_v)
-            return {gallery: [str(p) for p in paths], chosen: f"Chosen: candidate 1 of {len(paths)}", status: ""}
+            return {gallery: [str(p) for p in paths], chosen: f"Chosen: candidate 1 of {len(paths)}",
+                    strip_ui["strip"]: None, status: ""}  # a new preview drops the strip (of the previous mask)
 
         @shows_errors
         def on_select(state, evt: gr.SelectData):
@@ -705,9 +794,10 @@ def build_app(app: VividApp):
         # browser sessions, the others queued (Gradio shows each its position).
         model = dict(concurrency_id=MODEL_CONCURRENCY_ID, concurrency_limit=1)
         preview_btn.click(on_preview, [session, editor, mask_mode, mask_upload, task, caption, count, seed,
-                                       references], [gallery, chosen, status], **model)
+                                       references], [gallery, chosen, strip_ui["strip"], status], **model)
         gallery.select(on_select, [session], [chosen, status])
         propagate_btn.click(on_propagate, [session, task, caption, seed], [result, compare, download, status], **model)
+        _wire_strip_section(app, strip_ui, [session, task, caption, seed], [result, compare, download], status)
         demo.unload(on_unload)
     return demo
 

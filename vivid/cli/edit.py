@@ -160,9 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="an image of what to generate, of any size (repeatable): Wan2.1-VACE models only, given to "
                         "every clip as WanVACEPipeline's reference images")
     add_sampling_arguments(p)
-    p.add_argument("--no-paste-back", dest="paste_back", action="store_false",
-                   help="keep the generated pixels everywhere instead of the source outside the dilated mask")
-    p.add_argument("--paste-back-dilation", type=pixels, default=None, help="pixels (default: one latent cell)")
+    add_paste_back_arguments(p)
     p.add_argument("--no-audio", action="store_true",
                    help="write the frames only (default: the source video's audio is copied into the output, cut to "
                         "the edited frames)")
@@ -174,7 +172,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_long_video_arguments(p: argparse.ArgumentParser) -> None:
+def add_paste_back_arguments(p: argparse.ArgumentParser) -> None:
+    """--no-paste-back, --paste-back-dilation (shared by edit and keyframe's parallel mode)."""
+    p.add_argument("--no-paste-back", dest="paste_back", action="store_false",
+                   help="keep the generated pixels everywhere instead of the source outside the dilated mask")
+    p.add_argument("--paste-back-dilation", type=pixels, default=None, help="pixels (default: one latent cell)")
+
+
+LONG_MODE_HELP = ("chain: each clip starts from the previous clip's last edited frame; parallel: the keyframes (one at "
+                  "each end of every clip) are edited together first, then every clip between its two keyframes, "
+                  "independently (under `accelerate launch --num_processes N`, processes take clips in turn)")
+
+
+def add_long_video_arguments(p: argparse.ArgumentParser, long_mode_help: str = LONG_MODE_HELP,
+                             keep_work: bool = True) -> argparse._ArgumentGroup:
+    """The long-video options (shared by edit and keyframe, whose parallel mode runs the edit's keyframe pass and
+    keeps its work folder: no --keep-work there); the group, for a command's own options of the kind."""
     g = p.add_argument_group("long videos (more frames than one clip)")
     g.add_argument("--clip-frames", type=int, default=None,
                    help="frames per clip, 4k+1 (default: the base's clip length)")
@@ -185,20 +198,19 @@ def add_long_video_arguments(p: argparse.ArgumentParser) -> None:
                         "frame of the first clip, edited first when no --keyframe is given")
     g.add_argument("--min-similarity", type=float, default=None, help="adaptive: cut below this mean similarity")
     g.add_argument("--cut-similarity", type=float, default=None, help="adaptive: hard cut below this histogram overlap")
-    g.add_argument("--long-mode", choices=["chain", "parallel"], default="chain",
-                   help="chain: each clip starts from the previous clip's last edited frame; parallel: the keyframes "
-                        "(one at each end of every clip) are edited together first, then every clip between its "
-                        "two keyframes, independently (under `accelerate launch --num_processes N`, processes take "
-                        "clips in turn)")
+    g.add_argument("--long-mode", choices=["chain", "parallel"], default="chain", help=long_mode_help)
     g.add_argument("--kv-budget", type=int, default=None,
                    help="parallel: tokens of the other keyframes each keyframe attends to in the joint pass "
                         "(default: all)")
     g.add_argument("--keyframe-group", type=int, default=None,
                    help="parallel: keyframes run through the model at once in the joint pass, each attending to all "
                         "(default: the most that fit in the free memory)")
-    g.add_argument("--work-dir", default=None, help="finished clips and resume state (default: OUT.work)")
+    g.add_argument("--work-dir", default=None,
+                   help="finished clips and resume state (default: OUT.work beside vivid edit's --out)")
     g.add_argument("--restart", action="store_true", help="discard a previous unfinished run of this edit")
-    g.add_argument("--keep-work", action="store_true", help="keep the work folder after success")
+    if keep_work:
+        g.add_argument("--keep-work", action="store_true", help="keep the work folder after success")
+    return g
 
 
 def parse_keyframe_frame(value: str) -> int | str:

@@ -169,18 +169,21 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_outputs(
-    out: str | os.PathLike, image: bool, inputs: dict[str, Any], work_dir: str | os.PathLike | None = None,
+    out: str | os.PathLike | None, image: bool, inputs: dict[str, Any], work_dir: str | os.PathLike | None = None,
     names: tuple[str, str] = ("out", "work_dir"),
-) -> Path:
+) -> Path | None:
     """Refuse an output that would overwrite or change an input: `out` (or the long edit's `work_dir`) the same
     file as an input (`inputs`: name -> path, e.g. {"video": ...}; non-paths are skipped), or inside an input
     folder (a mask folder would gain a frame); and an extension that is not what is written (`check_out_suffix`).
-    `names`: how messages name the output and the work folder (the caller's words for them)."""
-    out = Path(out)
-    if out.is_dir():
+    `names`: how messages name the output and the work folder (the caller's words for them). `out` None: the
+    work folder alone (a parallel edit's keyframes, edited before its output is named)."""
+    out = Path(out) if out is not None else None
+    if out is not None and out.is_dir():
         raise EditInputError(f"{names[0]} {out} is a folder; give a file name")
-    check_out_suffix(out, image, names[0])
-    written = [(names[0], out)] + ([(names[1], Path(work_dir))] if work_dir is not None else [])
+    if out is not None:
+        check_out_suffix(out, image, names[0])
+    written = ([(names[0], out)] if out is not None else []) + (
+        [(names[1], Path(work_dir))] if work_dir is not None else [])
     for name, given in inputs.items():
         if not isinstance(given, (str, os.PathLike)):
             continue

@@ -80,7 +80,7 @@ class EditRequest:
     keyframe: np.ndarray | None  # uint8 (H, W, 3), of the source's size
     prompt: str  # resolved (deletion's caption when none is given)
     task: str
-    out: Path
+    out: Path | None  # None: the keyframes of a parallel edit only (`vivid.longvideo.runner.edit_keyframes_first`)
     work: Path
     options: EditOptions
     mask_input: Any  # what the mask was given as (its path, or the array: part of the edit's identity)
@@ -149,7 +149,7 @@ def edit_request(
     mask: str | os.PathLike | np.ndarray,
     prompt: str | None,
     task: str,
-    out: str | os.PathLike,
+    out: str | os.PathLike | None,
     *,
     keyframe: Any | None = None,
     options: EditOptions | None = None,
@@ -165,6 +165,8 @@ def edit_request(
         video: a video file, an image (then an image is written) or frames (F, H, W, 3) uint8.
         mask: a mask video, folder of images, one image, .npy/.npz, or an array.
         keyframe: an edited frame (path or uint8 (H, W, 3)) showing source frame `options.keyframe_frame`.
+        out: the output file; None with a `work_dir`: a request for the joint keyframes of a parallel edit alone,
+            which a request of the same edit with an output then resumes.
         work_dir: finished clips and resume state (default `<out>.work`).
         fps: the frame rate of an array source.
         labels: how messages name the fields (`KEYWORD_LABELS`' keys), e.g. the CLI's flags.
@@ -179,7 +181,9 @@ def edit_request(
     if unknown:
         raise TypeError(f"edit_request() got unknown options {', '.join(unknown)}")
     options = replace(options, **option_keywords)
-    out = Path(out)
+    if out is None and not work_dir:
+        raise EditInputError(f"give {labels['out']} or {labels['work_dir']}")
+    out = Path(out) if out is not None else None
     work = Path(work_dir) if work_dir else default_work_dir(out)
     inputs = {labels[k]: v for k, v in (("video", video), ("mask", mask), ("keyframe", keyframe))}
     given = list(reference_images) if isinstance(reference_images, (list, tuple)) else [reference_images]

@@ -34,6 +34,8 @@ from vivid.longvideo.parallel import (
     chains,
     clip_keyframes,
     edit_joint_keyframes,
+    joint_frames,
+    keyframe_file,
     keyframe_names,
     last_frame_kive,
     parallel_plan,
@@ -87,6 +89,8 @@ def chain_edit(
     unless `options.keep_work`. `progress` is called with (finished clips, total clips) after each clip.
     """
     opts = request.options
+    if request.out is None:
+        raise ValueError(f"give {request.labels['out']}: this request edits the keyframes only (edit_keyframes_first)")
     sampling = base_sampling(pipe, opts)
     fps = output_fps(pipe, request)
     max_frames = opts.clip_frames or model_clip_frames(pipe.transformer)
@@ -125,6 +129,41 @@ def chain_edit(
             with contextlib.suppress(OSError):  # not empty: it holds files this edit did not write
                 work.rmdir()
     return LongEditResult(request.out, n, fps, plan, done, seconds)
+
+
+def edit_keyframes_first(pipe: Any, request: EditRequest) -> list[tuple[int, np.ndarray]]:
+    """Parallel mode's first step alone, to look at before the clips run: plan the edit in its work folder (or
+    resume it there) and edit its joint keyframes as `chain_edit` does, so that `chain_edit` of the same edit in
+    the same work folder then runs only the clips (the keyframes are not edited again; an edit that differs in
+    anything is refused by the folder's state, as for any resumed edit). Returns the keyframes at the clips' ends
+    as (source frame, uint8 (H, W, 3) image) in frame order, the user's keyframe among them where given."""
+    opts, labels, work = request.options, request.labels, request.work
+    if opts.long_mode != "parallel":
+        raise ValueError(f"keyframes are edited before the clips with {labels['long_mode']} parallel only, "
+                         f"got {opts.long_mode!r}")
+    sampling = base_sampling(pipe, opts)
+    max_frames = opts.clip_frames or model_clip_frames(pipe.transformer)
+    fresh = opts.restart or not (work / STATE_NAME).exists()
+    state = _start_or_resume(pipe, request, sampling, max_frames)
+    for name in state_files(state):
+        remove_stale_temporaries(work / name)
+    plan = ClipPlan.from_json(state["plan"])
+    if not any(c.key == JOINT for c in plan.clips):
+        if fresh:  # what this call wrote: nothing of it is left
+            remove_work_files(work, state)
+            if state.get("made_work"):
+                with contextlib.suppress(OSError):
+                    work.rmdir()
+        one_clip = sum(not c.anchor_only for c in plan.clips) <= 1
+        reason = (f"{labels['video']} is one clip of the model (clips of {max_frames} frames)" if one_clip else
+                  f"the weights take no last keyframe (trained without last-frame KIVE) and the one segment starts "
+                  f"at {labels['keyframe']}")
+        raise ValueError(f"no keyframes to edit jointly: {reason}; run the edit directly")
+    edit_joint_keyframes(pipe, request, plan, sampling)
+    keyframes = {f: read_image(keyframe_file(work, f), "joint keyframe") for f in joint_frames(plan)}
+    if request.keyframe is not None:
+        keyframes.update({c.order[0]: request.keyframe for c in plan.clips if c.key == "given"})
+    return sorted(keyframes.items())
 
 
 def _run_parallel(

@@ -119,7 +119,7 @@ def test_the_model_events_share_one_concurrency_group(tmp_path):
 
     demo = build_app(VividApp(pipe=None, workdir=tmp_path))
     fns = {fn.name: fn for fn in demo.fns.values()}
-    for name in ("on_preview", "on_propagate"):  # the two events that run the model
+    for name in ("on_preview", "on_propagate", "on_keyframes", "on_accept"):  # the events that run the model
         assert (fns[name].concurrency_id, fns[name].concurrency_limit) == (MODEL_CONCURRENCY_ID, 1), name
     assert fns["on_video"].concurrency_id != MODEL_CONCURRENCY_ID  # loading a video waits for no edit
     assert "on_unload" in fns
@@ -252,8 +252,8 @@ def test_the_app_serves_what_it_returns_and_no_other_file(served, tmp_path):
     app, demo, url, video, mask = served
     client = Client(url + "/", auth=("me", "pw"), verbose=False, download_files=str(tmp_path))
     client.predict(handle_file(str(video)), api_name="/on_video")
-    gallery, chosen, status = client.predict(None, "static", [handle_file(str(mask))], "add", "a ball", 2, 0,
-                                             api_name="/on_preview")
+    gallery, chosen, _, status = client.predict(None, "static", [handle_file(str(mask))], "add", "a ball", 2, 0,
+                                                api_name="/on_preview")
     assert len(gallery) == 2 and chosen == "Chosen: candidate 1 of 2" and status == ""  # returned files reach it
     assert Path(gallery[0]["image"]).stat().st_size > 0
     written = sorted(app.sessions_dir.glob("session-*/candidate-*.png"))
@@ -322,6 +322,105 @@ def preview_and_propagate(pipe, tmp_path):
     return frames, app.propagate(session, "add", "a red ball", 0)
 
 
+def test_the_app_shows_a_parallel_edits_keyframes_to_accept_with_either_base(family_pipe, tmp_path, monkeypatch):
+    from vivid.model.weights import VIVIDWeightsConfig
+
+    monkeypatch.setattr(family_pipe, "vivid_config", VIVIDWeightsConfig(kive_last_frame_prob=0.5))  # clips between
+    keyframes_then_accept(family_pipe, tmp_path, monkeypatch)
+
+
+def keyframes_then_accept(pipe, tmp_path, monkeypatch):
+    """In the page: a 17-frame video (more than one clip of each tiny base), a box painted on frame 0, two
+    candidates previewed; the keyframes of a parallel edit from the first edited jointly and shown as a strip
+    (frame 0 the candidate; a new preview drops it), edited again with another seed (the new strip replaces the
+    old, its work folder gone), then accepted: the clips run without editing the keyframes again, and the output is the one-shot parallel
+    edit's, bit for bit. The app on any base's tiny pipeline that takes a last keyframe."""
+    from vivid.apps.gradio_app import build_app
+    from vivid.io.images import read_image
+    from vivid.io.video import read_video
+    from vivid.longvideo import parallel
+    from vivid.longvideo.request import EditOptions, edit_request
+    from vivid.longvideo.runner import chain_edit
+
+    passes = []
+    joint = parallel.edit_keyframes_jointly
+    monkeypatch.setattr(parallel, "edit_keyframes_jointly", lambda *a, **k: passes.append(1) or joint(*a, **k))
+    app = VividApp(pipe=pipe, workdir=tmp_path, steps=1, guidance=1.0)
+    demo = build_app(app)
+    ids, handlers = _components(demo), _handlers(demo)
+    frames, _ = _square_video(n=17)
+    video = write_video(tmp_path / "v.mp4", frames, 8, lossless=True)
+    layer = np.zeros((64, 96, 4), np.uint8)
+    layer[20:44, 8:32, 3] = 255
+    session = app.new_session("local")
+    app.load_video(session, str(video))
+    no_progress = lambda *a, **k: None  # noqa: E731
+    assert handlers["on_accept"](session, progress=no_progress) == {
+        ids["status"]: "Error: edit the keyframes jointly first, then accept them"}
+    preview = [session, {"layers": [layer]}, "static", None, "add", "a red ball", 2, 0]
+    app.preview(*preview)
+    handlers["on_keyframes"](session, "add", "a red ball", 2, progress=no_progress)
+    dropped = session.strip["work_dir"]
+    assert handlers["on_preview"](*preview, progress=no_progress)[ids["keyframe-strip"]] is None  # a new mask
+    assert session.strip is None and not dropped.exists()
+    handlers["on_keyframes"](session, "add", "a red ball", 1, progress=no_progress)
+    replaced = session.strip["work_dir"]
+    shown = handlers["on_keyframes"](session, "add", "a red ball", 0, progress=no_progress)
+    strip = shown[ids["keyframe-strip"]]
+    assert not replaced.exists() and session.strip["work_dir"].is_dir() and len(passes) == 3
+    assert [caption for _, caption in strip][0] == "frame 0" and strip[-1][1] == "frame 16" and len(strip) >= 3
+    np.testing.assert_array_equal(strip[0][0], read_image(session.candidates[0]))  # the chosen candidate
+    assert shown[ids["status"]].startswith(f"{len(strip)} keyframes: accept them")
+    done = handlers["on_accept"](session, progress=no_progress)
+    accepted = Path(done[ids["result"]])
+    assert done[ids["status"]] == f"Done: {accepted.name}" and done[ids["keyframe-strip"]] is None
+    assert len(passes) == 3 and session.strip is None  # the keyframes were not edited again
+    one_shot = chain_edit(pipe, edit_request(
+        str(video), session.mask_video, "a red ball", "add", tmp_path / "one-shot.mp4",
+        keyframe=str(session.candidates[0]),
+        options=EditOptions(num_inference_steps=1, guidance_scale=1.0, seed=0, long_mode="parallel")))
+    assert len(passes) == 4
+    np.testing.assert_array_equal(read_video(accepted)[0], read_video(one_shot.path)[0])
+
+
+def test_a_failed_accept_keeps_the_strip_to_accept_again(tiny_pipe, tmp_path, monkeypatch):
+    """The model fails in the second clip after the keyframes were accepted: the strip and its work folder (the
+    keyframes, the finished clip) stay, and accepting again finishes the edit without editing the keyframes again."""
+    from vivid.io.video import video_info
+    from vivid.longvideo import parallel
+    from vivid.model.weights import VIVIDWeightsConfig
+    from vivid.pipeline import VIVIDPipeline
+
+    monkeypatch.setattr(tiny_pipe, "vivid_config", VIVIDWeightsConfig(kive_last_frame_prob=0.5))
+    passes, calls = [], []
+    joint, original = parallel.edit_keyframes_jointly, VIVIDPipeline.__call__
+    monkeypatch.setattr(parallel, "edit_keyframes_jointly", lambda *a, **k: passes.append(1) or joint(*a, **k))
+
+    def fails_in_the_second_clip(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory")
+        return original(self, *args, **kwargs)
+
+    app = VividApp(pipe=tiny_pipe, workdir=tmp_path, steps=1, guidance=1.0)
+    frames, _ = _square_video(n=17)  # two clips of the tiny model
+    layer = np.zeros((64, 96, 4), np.uint8)
+    layer[20:44, 8:32, 3] = 255
+    session = app.new_session("local")
+    app.load_video(session, str(write_video(tmp_path / "v.mp4", frames, 8, lossless=True)))
+    app.preview(session, {"layers": [layer]}, "static", None, "add", "a red ball", 1, 0)
+    app.edit_keyframes(session, "add", "a red ball", 0)
+    monkeypatch.setattr(VIVIDPipeline, "__call__", fails_in_the_second_clip)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        app.accept_keyframes(session)
+    work = session.strip["work_dir"]
+    assert sorted(p.name for p in work.glob("*.png")) == [  # frame 0's keyframe is the candidate
+        "clip_00000_last.png", "keyframe_000008.png", "keyframe_000016.png"]
+    out = app.accept_keyframes(session)
+    assert len(passes) == 1 and len(calls) == 3 and not work.exists()  # the second clip alone ran again
+    assert video_info(out)[0] == 17
+
+
 # ----------------------------------------------------------------------------- masks, errors and choices in the page
 def _components(demo) -> dict:
     """The app's components by their elem_id."""
@@ -354,8 +453,8 @@ def test_png_and_image_folder_masks_are_accepted_as_in_the_cli(served, tmp_path)
     client.predict(handle_file(str(video)), api_name="/on_video")
     session = app._sessions[client.session_hash][-1]
     for upload in ([png], frames[::-1]):
-        gallery, chosen, status = client.predict(None, "static", [handle_file(str(f)) for f in upload], "add",
-                                                 "a ball", 2, 0, api_name="/on_preview")
+        gallery, chosen, _, status = client.predict(None, "static", [handle_file(str(f)) for f in upload], "add",
+                                                    "a ball", 2, 0, api_name="/on_preview")
         assert (len(gallery), chosen, status) == (2, "Chosen: candidate 1 of 2", ""), upload[0].name
         assert (read_mask(session.mask_video) == read_mask(upload[0] if len(upload) == 1 else folder)).all()
     *_, status = client.predict(None, "static", [handle_file(str(f)) for f in frames[:3]], "add", "a ball", 2, 0,

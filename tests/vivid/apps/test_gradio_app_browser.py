@@ -1,7 +1,8 @@
 """`vivid app` driven end to end in headless Chromium on the tiny model: an error before any upload (a line in
 the page), upload a video, paint the mask, preview keyframe candidates, upload a PNG mask instead and preview
 again, open a candidate large and choose it, a propagate that fails (the session goes on), choose another,
-propagate, download the result. A screenshot of each step goes to $VIVID_APP_SCREENSHOTS (default: the test's
+propagate, download the result; a long edit's keyframes edited jointly as a strip, again with another seed, and
+accepted. A screenshot of each step goes to $VIVID_APP_SCREENSHOTS (default: the test's
 temporary folder).
 
 Needs Debian's chromium and Playwright for Python (never `playwright install`):
@@ -306,3 +307,60 @@ def test_app_example_click_track_fix_edit_download(served_app, face_clip, tmp_pa
         finally:
             browser.close()
     assert video_info(out)[0] == 14 and video_info(out)[2:] == (144, 176)
+
+
+def test_app_keyframe_strip_edited_again_then_accepted(served_app, moving_video, tmp_path, screenshot):
+    """A long edit in parallel in the page: a candidate previewed, the keyframes at the clips' ends edited jointly
+    from it and shown as a strip by frame, edited again with another seed (the strip replaced), accepted: the clips
+    between them run and the result plays."""
+    from vivid.io.images import write_image
+    from vivid.model.weights import VIVIDWeightsConfig
+
+    app, app_url = served_app
+    app.pipe.vivid_config = VIVIDWeightsConfig(kive_last_frame_prob=0.5)  # the wrapper's: clips between keyframes
+    square = np.zeros((64, 96, 3), np.uint8)
+    square[18:46, 8:60] = 255
+    png_mask = write_image(tmp_path / "square-mask.png", square)
+    status = "#status textarea"
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1800})
+                page.goto(app_url, timeout=120_000)
+                page.locator("#video-in input[type=file]").set_input_files(str(moving_video))
+                sync_api.expect(page.locator("#video-info")).to_contain_text("14 frames", timeout=120_000)
+                page.locator("#mask-upload input[type=file]").set_input_files(str(png_mask))
+                sync_api.expect(page.locator("#mask-upload")).to_contain_text("square-mask.png", timeout=60_000)
+                page.locator("#caption textarea").fill("a red ball")
+                page.locator("#count input[type=number]").fill("1")
+                page.locator("#count input[type=number]").press("Enter")
+                page.locator("#preview").click()
+                sync_api.expect(page.locator("#chosen")).to_contain_text("candidate 1 of 1", timeout=180_000)
+
+                page.locator("#joint-keyframes").click()
+                ready = re.compile(r"^\d+ keyframes: accept them")
+                sync_api.expect(page.locator(status)).to_have_value(ready, timeout=300_000)
+                strip = page.locator("#keyframe-strip .grid-container img")
+                shown = strip.count()
+                assert shown >= 3, shown  # frame 0 (the candidate) and both ends of the clips after it
+                sources = [strip.nth(i).get_attribute("src") for i in range(shown)]
+                screenshot(page, "keyframe-strip")
+
+                page.locator("#seed input[type=number]").fill("5")
+                page.locator("#joint-keyframes").click()  # the last keyframe, edited anew, replaces the one shown
+                sync_api.expect(strip.nth(shown - 1)).not_to_have_attribute("src", sources[-1], timeout=300_000)
+                sync_api.expect(strip).to_have_count(shown, timeout=60_000)
+                sync_api.expect(page.locator(status)).to_have_value(ready)
+                screenshot(page, "keyframe-strip-again")
+
+                page.locator("#accept-keyframes").click()
+                page.locator("#download a").first.wait_for(timeout=300_000)
+                sync_api.expect(page.locator(status)).to_have_value(re.compile(r"^Done: vivid-edit-.*\.mp4$"))
+                assert page.locator("#result video").count() == 1
+                _error_free(page)
+                screenshot(page, "keyframes-accepted")
+            finally:
+                browser.close()
+    finally:
+        del app.pipe.vivid_config

@@ -8,7 +8,7 @@ import pytest
 
 from vivid.io.video import read_video, video_info, write_video
 
-from tests.vivid.apps.test_gradio_app import preview_and_propagate
+from tests.vivid.apps.test_gradio_app import keyframes_then_accept, preview_and_propagate
 
 
 def test_the_app_previews_and_propagates_a_vace_edit(tiny_vace_pipe, tmp_path):
@@ -62,3 +62,7 @@ def test_the_app_gives_a_vace_edit_the_uploaded_reference_images(tiny_vace_pipe,
     with pytest.raises(ValueError, match="^reference images: CogVideoX takes no reference images") as err:
         cog.preview(other, {"layers": [layer]}, "static", None, "add", "a red ball", 1, 0, [str(upload)])
     assert "\n" not in str(err.value) and not calls
+
+
+def test_the_app_shows_a_parallel_vace_edits_keyframes_to_accept(tiny_vace_pipe, tmp_path, monkeypatch):
+    keyframes_then_accept(tiny_vace_pipe, tmp_path, monkeypatch)  # VACE keeps a given last frame: clips between

@@ -123,6 +123,41 @@ def test_a_killed_runs_clips_are_redone_and_only_those(last_frame_pipe, clip33, 
     np.testing.assert_array_equal(read_video(result.path)[0], whole)
 
 
+def test_keyframes_edited_first_are_the_edits_keyframes_not_edited_again(last_frame_pipe, clip33, tmp_path,
+                                                                          monkeypatch):
+    """`edit_keyframes_first` runs the joint pass alone into the work folder; the edit of the same request then
+    reuses those keyframes (one joint pass in all) and writes what a one-shot parallel edit writes, bit for bit;
+    an edit that differs (another seed) is refused there instead of reusing keyframes that are not its own."""
+    from vivid.longvideo import parallel
+    from vivid.longvideo.runner import chain_edit, edit_keyframes_first
+
+    passes = []
+    joint = parallel.edit_keyframes_jointly
+    monkeypatch.setattr(parallel, "edit_keyframes_jointly", lambda *a, **k: passes.append(1) or joint(*a, **k))
+    work = tmp_path / "work"
+    keyframes = edit_keyframes_first(last_frame_pipe, _request(clip33, None, work_dir=work))
+    assert [f for f, _ in keyframes] == [0, 8, 16, 24, 32] and len(passes) == 1
+    with pytest.raises(ValueError, match=r"belongs to a different edit \(differs in: seed\)"):
+        chain_edit(last_frame_pipe, _request(clip33, tmp_path / "other.mp4", work_dir=work, seed=1))
+    accepted = chain_edit(last_frame_pipe, _request(clip33, tmp_path / "a.mp4", work_dir=work))
+    assert len(passes) == 1 and accepted.resumed_clips == 0
+    out = read_video(accepted.path)[0]
+    for frame, image in keyframes:
+        np.testing.assert_array_equal(out[frame], image)
+    one_shot = chain_edit(last_frame_pipe, _request(clip33, tmp_path / "b.mp4"))
+    assert len(passes) == 2
+    np.testing.assert_array_equal(read_video(one_shot.path)[0], out)
+
+
+def test_keyframes_first_refuses_a_one_clip_video_and_leaves_nothing(last_frame_pipe, clip33, tmp_path):
+    from vivid.longvideo.runner import edit_keyframes_first
+
+    work = tmp_path / "work"
+    with pytest.raises(ValueError, match="no keyframes to edit jointly: video is one clip of the model"):
+        edit_keyframes_first(last_frame_pipe, _request(clip33, None, work_dir=work, clip_frames=33))
+    assert not work.exists()
+
+
 def test_the_joint_pass_gets_the_edits_options_and_keeps_frames_without_mask(clip33, tmp_path, monkeypatch):
     """The keyframes are edited as the clips are (steps, guidance, seed, paste-back, --kv-budget); a keyframe frame
     whose mask is empty is the source frame."""
