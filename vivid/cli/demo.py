@@ -57,9 +57,9 @@ class DemoPlan:
     # mask, gives the shape, as in the eval's add and modify edits.
     augment_weights: tuple[float, ...] = (0.25, 0.25, 0.5, 3.0, 0.5, 3.0)  # data_loaders.config.AUGMENT_TYPES order
     mask_loss_weight: float = MASK_LOSS_WEIGHT
-    # vivid's configs add last-frame KIVE (clips between two keyframes); the demo keeps the paper's first-frame-only
-    # recipe until its edits use a last keyframe (`--long-mode parallel` is not built yet), so its figures still hold
-    kive_last_frame_prob: float = 0.0
+    # vivid's addition to the recipe, as in vivid's configs: last-frame KIVE (the clip's last frame given, so that
+    # `--long-mode parallel` can edit each clip between two keyframes); 0 is the paper's first-frame-only recipe
+    kive_last_frame_prob: float = 0.5
     # the learning curve: the trainer's validation every this many steps, on the first `curve_samples` held-out
     # records (a third per task)
     curve_every: int = 500
@@ -90,6 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-minutes", type=float, default=None,
                    help=f"stop training after this many minutes even if steps remain (default {DemoPlan.train_minutes:g}, "
                         f"--quick {QUICK.train_minutes:g}; 0: no limit)")
+    p.add_argument("--kive-last-frame-prob", type=float, default=None,
+                   help=f"last-frame KIVE probability, vivid's addition (default {DemoPlan.kive_last_frame_prob:g}; "
+                        "0: the paper's first-frame-only recipe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help=f"torch CPU threads (default {DEFAULT_THREADS}; on a CPU other jobs are using, fewer can be "
@@ -108,13 +111,17 @@ def plan_for(args: argparse.Namespace) -> DemoPlan:
         if args.train_minutes < 0:
             raise ValueError(f"--train-minutes must be >= 0 (0: no limit), got {args.train_minutes}")
         plan = DemoPlan(**{**plan.__dict__, "train_minutes": args.train_minutes})
+    if args.kive_last_frame_prob is not None:
+        if not 0 <= args.kive_last_frame_prob <= 1:
+            raise ValueError(f"--kive-last-frame-prob must be in [0, 1], got {args.kive_last_frame_prob}")
+        plan = DemoPlan(**{**plan.__dict__, "kive_last_frame_prob": args.kive_last_frame_prob})
     return plan
 
 
 def train_config(plan: DemoPlan, model_dir: Path, data_dir: Path, out_dir: Path, seed: int):
     """The demo's TrainConfig: VIVID's recipe on the pretrained tiny base at 64x96, 9 frames: base frozen, LoRA +
-    widened patch embedding trained, deletion 1 in 4 and KIVE at the recipe's values, images:videos and mask
-    augmentation as the plan says; the trainer's validation scores a held-out subset every `curve_every` steps."""
+    widened patch embedding trained, deletion 1 in 4 and KIVE at the recipe's values, last-frame KIVE (vivid's
+    addition), images:videos and mask augmentation as the plan says; the trainer's validation scores a held-out subset every `curve_every` steps."""
     from data_loaders.config import AUGMENT_TYPES
     from train.config import config_from_dict
 

@@ -11,6 +11,24 @@ import pytest
 import torch
 
 
+def _args(**given) -> argparse.Namespace:
+    return argparse.Namespace(**{"quick": False, "steps": None, "train_minutes": None, "kive_last_frame_prob": None,
+                                 **given})
+
+
+def test_demo_trains_with_last_frame_kive_by_default_and_zero_gives_the_papers_recipe(tmp_path):
+    from vivid.cli.demo import QUICK, DemoPlan, plan_for, train_config
+
+    for plan in (DemoPlan(), QUICK, plan_for(_args()), plan_for(_args(quick=True))):
+        cfg = train_config(plan, tmp_path / "m", tmp_path / "d", tmp_path / "t", seed=0)
+        assert cfg.data.kive_last_frame_prob == 0.5 and cfg.data.kive_prob == 0.5  # vivid's configs' values
+    paper = plan_for(_args(kive_last_frame_prob=0.0))
+    assert train_config(paper, tmp_path / "m", tmp_path / "d", tmp_path / "t", seed=0).data.kive_last_frame_prob == 0
+    assert paper == DemoPlan(kive_last_frame_prob=0.0)  # nothing else changes
+    with pytest.raises(ValueError, match=r"--kive-last-frame-prob must be in \[0, 1\], got 1.5"):
+        plan_for(_args(kive_last_frame_prob=1.5))
+
+
 def test_demo_train_config_is_the_recipe_on_the_frozen_base(tmp_path):
     from vivid.cli.demo import QUICK, DemoPlan, plan_for, train_config
     from vivid.model.cogvideox_spec import CogVideoXSpec
@@ -24,14 +42,14 @@ def test_demo_train_config_is_the_recipe_on_the_frozen_base(tmp_path):
     assert cfg.model.pretrained == str(tmp_path / "m") and cfg.optim.max_steps == DemoPlan().train_steps
     assert cfg.optim.max_minutes == DemoPlan().train_minutes > 0  # the time budget holds on a busy CPU too
     assert cfg.validation.every_n_steps == DemoPlan().curve_every and cfg.validation.num_samples > 0
-    quick = plan_for(argparse.Namespace(quick=True, steps=None, train_minutes=None))
+    quick = plan_for(_args(quick=True))
     assert quick == QUICK and quick.train_minutes < DemoPlan().train_minutes
-    assert plan_for(argparse.Namespace(quick=False, steps=7, train_minutes=None)).train_steps == 7
-    assert plan_for(argparse.Namespace(quick=False, steps=None, train_minutes=0)).train_minutes == 0
+    assert plan_for(_args(steps=7)).train_steps == 7
+    assert plan_for(_args(train_minutes=0)).train_minutes == 0
     with pytest.raises(ValueError, match="--steps"):
-        plan_for(argparse.Namespace(quick=False, steps=0, train_minutes=None))
+        plan_for(_args(steps=0))
     with pytest.raises(ValueError, match="--train-minutes must be >= 0"):
-        plan_for(argparse.Namespace(quick=False, steps=None, train_minutes=-1.0))
+        plan_for(_args(train_minutes=-1.0))
 
 
 def _report(method: str, tasks: dict) -> dict:
