@@ -106,8 +106,8 @@ def build_wan_components(transformer_class: type, configs: dict, build_tiny, siz
 
     if size == "tiny":
         comps = build_tiny(seed)
-        transformer = keep_fp32_modules_(comps["transformer"].to(device, torch.bfloat16))
-        return dict(transformer=transformer, vae=comps["vae"].to(device), scheduler=comps["scheduler"])
+        transformer = keep_fp32_modules_(comps["transformer"].to(device, torch.bfloat16).eval())
+        return dict(transformer=transformer, vae=comps["vae"].to(device).eval(), scheduler=comps["scheduler"])
     config = configs[size]
     transformer = _materialise(lambda: transformer_class(**config), device, torch.bfloat16, seed)
     # the rotary tables are computed in __init__ (non-persistent buffers), which `to_empty` left uninitialised

@@ -144,8 +144,8 @@ def build_components(size: str, device: torch.device, dtype: torch.dtype, text_e
 
     if size == "tiny":
         comps = build_tiny_components(seed)
-        for name in ("text_encoder", "vae", "transformer"):
-            comps[name] = comps[name].to(device=device, dtype=dtype)
+        for name in ("text_encoder", "vae", "transformer"):  # eval: the tiny T5's dropout would draw random numbers
+            comps[name] = comps[name].to(device=device, dtype=dtype).eval()
         if not text_encoder:
             comps["text_encoder"] = None
         return comps

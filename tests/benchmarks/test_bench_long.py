@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import REPO_ROOT as ROOT
 
@@ -119,3 +120,16 @@ def test_bench_long_pipeline_runs_in_eval_mode():
     with torch.no_grad():
         first, second = pipe.text_encoder(ids)[0], pipe.text_encoder(ids)[0]
     assert torch.equal(first, second)
+
+
+def test_the_benchmarks_tiny_components_are_in_eval_mode():
+    """The shared builders hand the benchmarks modules in eval mode (the tiny T5's dropout would otherwise draw
+    random numbers at every prompt encoding, so timings and outputs would depend on what ran before)."""
+    from benchmarks.bench_wan_gpu import build_wan_components
+    from benchmarks.common import build_components
+    from vivid.model.tiny_wan import build_tiny_wan_components
+
+    comps = build_components("tiny", torch.device("cpu"), torch.float32)
+    wan = build_wan_components(object, {}, build_tiny_wan_components, "tiny", torch.device("cpu"))
+    for module in (comps["text_encoder"], comps["vae"], comps["transformer"], wan["vae"], wan["transformer"]):
+        assert not any(m.training for m in module.modules())
