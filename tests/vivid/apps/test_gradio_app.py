@@ -305,18 +305,25 @@ def test_the_app_previews_and_propagates_an_edit_with_either_base(family_pipe, t
     assert video_info(out)[0] == 9 and video_info(out)[2:] == (64, 96)
 
 
+def session_with_video(app, tmp_path, n: int):
+    """A session of `app` with an n-frame 64x96 video loaded, and the painted box layer the tests preview with:
+    (session, the video's path, its frames, the layer)."""
+    frames, _ = _square_video(n=n)
+    video = write_video(tmp_path / "v.mp4", frames, 8, lossless=True)
+    layer = np.zeros((64, 96, 4), np.uint8)
+    layer[20:44, 8:32, 3] = 255
+    session = app.new_session("local")
+    app.load_video(session, str(video))
+    return session, video, frames, layer
+
+
 def preview_and_propagate(pipe, tmp_path):
     """A 9-frame 64x96 video, a box painted on frame 0, two candidates previewed (checked), the first propagated:
     (the source frames, the output path). The app on any base's tiny pipeline."""
     from vivid.io.images import read_image
 
     app = VividApp(pipe=pipe, workdir=tmp_path, steps=1, guidance=1.0)
-    frames, _ = _square_video(n=9)
-    video = write_video(tmp_path / "v.mp4", frames, 8, lossless=True)
-    layer = np.zeros((64, 96, 4), np.uint8)
-    layer[20:44, 8:32, 3] = 255
-    session = app.new_session("local")
-    app.load_video(session, str(video))
+    session, _, frames, layer = session_with_video(app, tmp_path, 9)
     candidates = app.preview(session, {"layers": [layer]}, "static", None, "add", "a red ball", 2, 0)
     assert len(candidates) == 2 and all(read_image(c).shape == (64, 96, 3) for c in candidates)
     return frames, app.propagate(session, "add", "a red ball", 0)
@@ -348,12 +355,7 @@ def keyframes_then_accept(pipe, tmp_path, monkeypatch):
     app = VividApp(pipe=pipe, workdir=tmp_path, steps=1, guidance=1.0)
     demo = build_app(app)
     ids, handlers = _components(demo), _handlers(demo)
-    frames, _ = _square_video(n=17)
-    video = write_video(tmp_path / "v.mp4", frames, 8, lossless=True)
-    layer = np.zeros((64, 96, 4), np.uint8)
-    layer[20:44, 8:32, 3] = 255
-    session = app.new_session("local")
-    app.load_video(session, str(video))
+    session, video, frames, layer = session_with_video(app, tmp_path, 17)
     no_progress = lambda *a, **k: None  # noqa: E731
     assert handlers["on_accept"](session, progress=no_progress) == {
         ids["status"]: "Error: edit the keyframes jointly first, then accept them"}

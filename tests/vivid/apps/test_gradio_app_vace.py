@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vivid.io.video import read_video, video_info, write_video
+from vivid.io.video import read_video, video_info
 
 from tests.vivid.apps.test_gradio_app import keyframes_then_accept, preview_and_propagate
 
@@ -29,7 +29,7 @@ def test_the_app_gives_a_vace_edit_the_uploaded_reference_images(tiny_vace_pipe,
     from vivid.apps.gradio_app import VividApp, build_app
     from vivid.pipeline import VIVIDPipeline
 
-    from tests.vivid.apps.test_gradio_app import _components, _square_video
+    from tests.vivid.apps.test_gradio_app import _components, session_with_video
 
     upload = tmp_path / "upload" / "corgi.png"
     upload.parent.mkdir()
@@ -38,12 +38,7 @@ def test_the_app_gives_a_vace_edit_the_uploaded_reference_images(tiny_vace_pipe,
     original = VIVIDPipeline.__call__
     monkeypatch.setattr(VIVIDPipeline, "__call__", lambda self, **kw: calls.append(kw) or original(self, **kw))
     app = VividApp(pipe=tiny_vace_pipe, workdir=tmp_path / "work", steps=1, guidance=1.0)
-    frames, _ = _square_video(n=9)
-    video = write_video(tmp_path / "v.mp4", frames, 8, lossless=True)
-    layer = np.zeros((64, 96, 4), np.uint8)
-    layer[20:44, 8:32, 3] = 255
-    session = app.new_session("local")
-    app.load_video(session, str(video))
+    session, video, _, layer = session_with_video(app, tmp_path, 9)
     app.preview(session, {"layers": [layer]}, "static", None, "add", "a red ball", 2, 0, [str(upload)])
     assert [p.parent for p in session.reference_images] == [session.dir]
     out = app.propagate(session, "add", "a red ball", 0)
