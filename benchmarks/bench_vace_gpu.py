@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bench_inference import edit_inputs, timed_run
-from bench_wan_gpu import TEXT_TOKENS, build_wan_components, pick_device
+from bench_wan_gpu import TEXT_TOKENS, add_size_arguments, build_wan_components, pick_device
 from common import clock_name, print_timings
 
 from vivid.model.configs import TINY_VACE_TRANSFORMER, WAN21_VACE_1_3B_TRANSFORMER, WAN21_VACE_14B_TRANSFORMER
@@ -32,11 +32,7 @@ SHAPES = {"1.3b": (81, 480, 832), "14b": (81, 480, 832), "tiny": (9, 64, 96)}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=sorted(TRANSFORMERS), default="tiny")
-    p.add_argument("--frames", type=int, default=None, help="4k+1 (default: 81 for 1.3b/14b, 9 for tiny)")
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--device", default=None, help="default: cuda for 1.3b/14b, cpu for tiny")
+    add_size_arguments(p, TRANSFORMERS)
     p.add_argument("--steps", type=int, default=4, help="denoising steps per edit")
     p.add_argument("--guidance", type=float, default=5.0, help="guidance scale (1: one forward per step)")
     p.add_argument("--json", action="store_true")

@@ -45,13 +45,18 @@ SHAPES = {"1.3b": (81, 480, 832), "14b": (81, 480, 832), "tiny": (9, 64, 96)}
 TEXT_TOKENS = {"1.3b": 512, "14b": 512, "tiny": 16}  # UMT5's max_sequence_length in WanPipeline; the tiny family's
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=sorted(TRANSFORMERS), default="tiny")
+def add_size_arguments(p: argparse.ArgumentParser, sizes: dict) -> None:
+    """--size (a key of `sizes`), --frames, --height, --width, --device: the Wan-family benchmarks' shared flags."""
+    p.add_argument("--size", choices=sorted(sizes), default="tiny")
     p.add_argument("--frames", type=int, default=None, help="4k+1 (default: 81 for 1.3b/14b, 9 for tiny)")
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--device", default=None, help="default: cuda for 1.3b/14b, cpu for tiny")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_size_arguments(p, TRANSFORMERS)
     p.add_argument("--mode", choices=["inference", "training"], default="inference")
     p.add_argument("--steps", type=int, default=4, help="denoising steps per edit (inference)")
     p.add_argument("--guidance", type=float, default=5.0, help="guidance scale (1: no guidance, one forward)")
