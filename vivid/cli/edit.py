@@ -204,7 +204,7 @@ def add_long_video_arguments(p: argparse.ArgumentParser, long_mode_help: str = L
                         "(default: all)")
     g.add_argument("--keyframe-group", type=int, default=None,
                    help="parallel: keyframes run through the model at once in the joint pass, each attending to all "
-                        "(default: the most that fit in the free memory)")
+                        "(default: as many as a clip has latent frames: a group holds about one clip's tokens)")
     g.add_argument("--work-dir", default=None,
                    help="finished clips and resume state (default: OUT.work beside vivid edit's --out)")
     g.add_argument("--restart", action="store_true", help="discard a previous unfinished run of this edit")

@@ -43,6 +43,7 @@ class JointKeyframeOptions:
     reference_images: tuple[np.ndarray, ...] = ()  # what to generate, for a base that takes them (VACE's)
 
 
+@torch.no_grad()
 def edit_keyframes_jointly(
     pipe, keyframes: Sequence[np.ndarray], masks: Sequence[np.ndarray], prompts: Sequence[str],
     options: JointKeyframeOptions, record: JointAttentionRecord | None = None, given: Sequence[np.ndarray] = (),
@@ -53,7 +54,8 @@ def edit_keyframes_jointly(
     to, prompted as keyframe 0; at every step a given keyframe's latent is its own, noised to the step's timestep
     (RePaint-style: its own prediction is discarded). `pipe` is a VIVIDPipeline; its attention processors are
     restored afterwards. `record`, when given, receives what the joint attention saw (key/value lengths, peak
-    tokens and rows, the keyframe group)."""
+    tokens and rows, the keyframe group). No autograd graph is built, also where the weights require gradients
+    (as loaded): every keyframe's encoder graph would otherwise live until the end of the pass."""
     _check_keyframes(keyframes, masks, prompts, given)
     references = list(options.reference_images) or None
     inputs = [load_edit_inputs(np.asarray(k)[None], np.asarray(m)[None], p, options.task, reference_images=references)
@@ -77,7 +79,7 @@ def edit_keyframes_jointly(
     settings = SamplingSettings(steps, guidance, [torch.Generator(device).manual_seed(options.seed + i)
                                                   for i in range(len(encoded))])
     attention = JointAttentionOptions(len(encoded), options.kv_budget, options.keyframe_group)
-    with torch.no_grad(), joint_keyframe_attention(pipe.transformer, attention) as seen:
+    with joint_keyframe_attention(pipe.transformer, attention) as seen:
         settings, hooks = (_keep_given(pipe, _given_video(given, (height, width), device), settings,
                                        conditions.shape, reference_frames) if given else (settings, None))
         with torch.autocast(device.type, compute_dtype(pipe.transformer), enabled=_mixed(pipe.transformer)):

@@ -113,8 +113,8 @@ def chains(plan: ClipPlan) -> list[list[Clip]]:
 def edit_joint_keyframes(pipe: Any, request: Any, plan: ClipPlan, sampling: dict) -> None:
     """Write the joint keyframes of `plan` into the work folder, unless all are there (a resumed edit). They are
     edited in one joint pass (keyframe j of those with a mask sampled with seed + j), so a partly written set is
-    edited again whole: the same keyframes (bit for bit with the same `keyframe_group`: groups of another size
-    round differently). The user's keyframe, where a clip starts from it, is a member of the pass (the others
+    edited again whole: the same keyframes (bit for bit with the same `joint_keyframe_group`: groups of another
+    size round differently). The user's keyframe, where a clip starts from it, is a member of the pass (the others
     attend to it; it stays as given). A keyframe frame without mask is the source frame."""
     work, frames, kv_budget = request.work, joint_frames(plan), request.options.kv_budget
     if all(keyframe_file(work, f).is_file() for f in frames):
@@ -123,7 +123,7 @@ def edit_joint_keyframes(pipe: Any, request: Any, plan: ClipPlan, sampling: dict
     masks = request.masks.frames(frames)
     edit = [i for i in range(len(frames)) if masks[i].any()]
     options = JointKeyframeOptions(
-        task=request.task, kv_budget=kv_budget, keyframe_group=request.options.keyframe_group,
+        task=request.task, kv_budget=kv_budget, keyframe_group=joint_keyframe_group(pipe, request, plan),
         num_inference_steps=sampling["num_inference_steps"],
         guidance_scale=sampling["guidance_scale"], seed=sampling["seed"],
         negative_prompt=sampling["negative_prompt"] or "", height=sampling["height"], width=sampling["width"],
@@ -139,6 +139,14 @@ def edit_joint_keyframes(pipe: Any, request: Any, plan: ClipPlan, sampling: dict
         results[i] = frame
     for frame, image in zip(frames, results):
         write_image(keyframe_file(work, frame), image)
+
+
+def joint_keyframe_group(pipe: Any, request: Any, plan: ClipPlan) -> int:
+    """Keyframes per group in the joint pass: the user's `--keyframe-group`, else as many as a clip has latent
+    frames, so that a group holds about one clip's tokens and the pass needs no more activation memory than a
+    clip's edit (the long edit's peak then does not grow with the number of keyframes), whatever memory is free;
+    being fixed by the plan, it also gives the same keyframes on every run."""
+    return request.options.keyframe_group or pipe.spec.latent_frames(plan.max_frames)
 
 
 def clip_keyframes(

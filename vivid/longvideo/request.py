@@ -68,7 +68,7 @@ class EditOptions:
     keep_work: bool = False  # keep the work folder after success
     long_mode: str = "chain"  # "chain": clip after clip; "parallel": joint keyframes, then clips between two
     kv_budget: int | None = None  # parallel: other keyframes' tokens each keyframe attends to (None: all)
-    keyframe_group: int | None = None  # parallel: keyframes run through the model at once (None: what fits)
+    keyframe_group: int | None = None  # parallel: keyframes through the model at once (None: a clip's latent frames)
 
 
 @dataclass(frozen=True)

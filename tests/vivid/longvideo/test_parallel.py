@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from vivid.io.video import read_video, write_video
 from vivid.longvideo.boundaries import BoundaryPlan
 from vivid.longvideo.parallel import JOINT, chains, joint_frames, keyframe_file, parallel_plan
 from vivid.longvideo.plan import plan_clips
+from vivid.model.cogvideox_spec import CogVideoXSpec
 
 FRAMES = 33  # four clips of the tiny models (9 frames), sharing their end frames
 
@@ -195,7 +197,7 @@ def test_the_users_keyframe_is_a_member_of_the_joint_pass(clip33, tmp_path, monk
     seen = {}
 
     def joint(pipe, keyframes, masks, prompts, options, given=()):
-        seen.update(count=len(keyframes), given=list(given))
+        seen.update(count=len(keyframes), given=list(given), group=options.keyframe_group)
         return [np.full_like(k, 7) for k in keyframes] + list(given)
 
     monkeypatch.setattr(parallel, "edit_keyframes_jointly", joint)
@@ -205,8 +207,9 @@ def test_the_users_keyframe_is_a_member_of_the_joint_pass(clip33, tmp_path, monk
     sampling = dict(num_inference_steps=2, guidance_scale=2.0, seed=0, negative_prompt=None, height=None, width=None,
                     paste_back_source=True, paste_back_dilation=None)
     request.work.mkdir()
-    parallel.edit_joint_keyframes(None, request, plan, sampling)
+    parallel.edit_joint_keyframes(SimpleNamespace(spec=CogVideoXSpec()), request, plan, sampling)
     assert seen["count"] == 4  # frames 8, 16, 24, 32: frame 0 is the user's keyframe
+    assert seen["group"] == 3  # by default a clip's latent frames (9 frames: 3)
     assert len(seen["given"]) == 1 and np.array_equal(seen["given"][0], key)
     assert not keyframe_file(request.work, 0).exists()  # the user's keyframe is not written as a joint one
 
