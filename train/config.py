@@ -112,6 +112,12 @@ class TrainConfig:
     # extra loss weight of the edit region's latent cells (0: CogVideoX's loss); with model.objective=text_to_video
     # the region is the record's mask (the entity the caption names)
     mask_loss_weight: float = 0.0
+    # vivid's addition for `--long-mode parallel`: the share of video batches trained as their frames'
+    # `joint_keyframes` one-frame edits under the joint keyframe attention (each frame attending to the others of
+    # its video, as the long edit's joint pass does), so that the model learns to read the other keyframes
+    # instead of being disturbed by them; 0: never (the paper's recipe)
+    joint_keyframe_prob: float = 0.0
+    joint_keyframes: int = 4
 
     @property
     def output_dir(self) -> Path:
@@ -145,6 +151,11 @@ def validate(config: TrainConfig) -> None:
         (o.max_grad_norm > 0, "optim.max_grad_norm must be > 0"),
         (config.max_bad_steps >= 1, "max_bad_steps must be >= 1"),
         (config.mask_loss_weight >= 0, f"mask_loss_weight must be >= 0, got {config.mask_loss_weight}"),
+        (0 <= config.joint_keyframe_prob <= 1,
+         f"joint_keyframe_prob must be in [0, 1], got {config.joint_keyframe_prob}"),
+        (config.joint_keyframes >= 2, f"joint_keyframes must be >= 2, got {config.joint_keyframes}"),
+        (config.model.objective == "edit" or config.joint_keyframe_prob == 0,
+         "joint_keyframe_prob trains joint keyframe edits: with model.objective=text_to_video set it to 0"),
         (config.text_cache_max_items >= 1, "text_cache_max_items must be >= 1"),
         (config.vae_cache_max_items >= 1, "vae_cache_max_items must be >= 1"),
         (config.checkpoint.every_n_steps >= 0, "checkpoint.every_n_steps must be >= 0"),

@@ -167,7 +167,8 @@ def start_run(config: TrainConfig, resume: str | None, overwrite: bool) -> Train
         models.spec, models.vae, models.scheduler, device, models.tokenizer, models.text_encoder,
         models.max_text_len, captions=store.get if store is not None else None, latent_cache=latent_cache,
         text_cache=text_cache, mask_loss_weight=config.mask_loss_weight, offload_encoders=config.offload_encoders,
-        conditioned=config.model.objective == "edit",
+        conditioned=config.model.objective == "edit", joint_keyframe_prob=config.joint_keyframe_prob,
+        joint_keyframes=config.joint_keyframes,
     )
     return TrainingRun(
         config=config, accelerator=accelerator, rank=rank, world=world, models=models, pretrained=pretrained,

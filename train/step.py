@@ -117,6 +117,9 @@ class TrainStep:
     offload_encoders: bool = False
     # False: the text-to-video objective: the target video alone is encoded and the conditions have no channels
     conditioned: bool = True
+    # the share of video batches trained as joint keyframe edits (`keyframe_batch`, `joint_training_attention`)
+    joint_keyframe_prob: float = 0.0
+    joint_keyframes: int = 4
 
     def posterior(self, vae: torch.nn.Module, videos_uint8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The spec's VAE posterior (mean, std) of uint8 videos; with `latent_cache`, the VAE encodes only the
@@ -171,13 +174,60 @@ class TrainStep:
         autocast: contextlib.AbstractContextManager | None = None,
     ) -> torch.Tensor:
         """The spec's training loss (a scalar) of one loader batch; the transformer's forward runs under `autocast`
-        (the trainer's `accelerator.autocast()`)."""
+        (the trainer's `accelerator.autocast()`). A video batch drawn for joint keyframe training (probability
+        `joint_keyframe_prob`, drawn from `generator`) is trained as its frames' one-frame edits, each attending to
+        the others of its video."""
+        joint = self.joint_keyframes_of(batch, generator)
+        if joint:
+            batch = keyframe_batch(batch, joint)
         latents, conditions = self.encode_batch(batch, generator)
         embeds = self.encode_prompts(batch["prompt"])
         region = None
         if not self.conditioned and self.mask_loss_weight:  # the text-to-video objective: the entity's cells
             region = self.spec.pack_mask(batch["mask"].float()).amax(dim=2, keepdim=True)
-        with autocast or contextlib.nullcontext():
+        with autocast or contextlib.nullcontext(), \
+                joint_training_attention(transformer, joint) if joint else contextlib.nullcontext():
             return self.spec.compute_loss(
                 transformer, self.scheduler, latents, conditions, embeds, generator, self.mask_loss_weight, region
             )
+
+    def joint_keyframes_of(self, batch: dict[str, Any], generator: torch.Generator | None) -> int:
+        """Keyframes per video if this batch trains as joint keyframe edits, else 0. Nothing is drawn unless
+        `joint_keyframe_prob` is set (runs without it keep their random streams)."""
+        frames = batch["video"].shape[1]
+        if not (self.conditioned and self.joint_keyframe_prob > 0 and frames >= 2):
+            return 0
+        drawn = float(torch.rand((), generator=generator, device=generator.device if generator else "cpu"))
+        return min(self.joint_keyframes, frames) if drawn < self.joint_keyframe_prob else 0
+
+
+def keyframe_batch(batch: dict[str, Any], keyframes: int) -> dict[str, Any]:
+    """A video batch (B videos of F frames) as B x `keyframes` one-frame samples, video b's frames in rows
+    b K .. b K + K - 1: frames evenly spaced from the first to the last (the ends of a clip, where a long edit's
+    joint keyframes lie; a KIVE-given first or last frame stays given, as the user's keyframe is in the joint
+    pass), each with its video's caption."""
+    frames = batch["video"].shape[1]
+    index = torch.linspace(0, frames - 1, keyframes).round().long()
+    out = dict(batch)
+    for name in ("video", "masked_video", "mask"):
+        out[name] = batch[name][:, index].flatten(0, 1).unsqueeze(1)
+    out["prompt"] = [p for p in batch["prompt"] for _ in range(keyframes)]
+    return out
+
+
+@contextlib.contextmanager
+def joint_training_attention(transformer: torch.nn.Module, keyframes: int):
+    """The joint keyframe attention (full, one group) over sets of `keyframes` consecutive batch rows, for one
+    training forward. Gradient checkpointing is off meanwhile: its backward would recompute the blocks after the
+    processors are restored, with the base's attention instead of the one the loss was computed with."""
+    from vivid.model.keyframe_attention import JointAttentionOptions, joint_keyframe_attention
+    from vivid.model.transformer import unwrap
+
+    model = unwrap(transformer)
+    checkpointing = getattr(model, "gradient_checkpointing", False)
+    model.gradient_checkpointing = False
+    try:
+        with joint_keyframe_attention(model, JointAttentionOptions(keyframes, keyframe_group=keyframes)):
+            yield
+    finally:
+        model.gradient_checkpointing = checkpointing

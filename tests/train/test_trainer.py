@@ -1204,3 +1204,66 @@ def test_text_to_video_objective_refuses_edit_only_options(override, message):
         load_config(TINY_YAML, ["model.objective=text_to_video", "validation.every_n_steps=0", override])
     with pytest.raises(ConfigError, match="objective"):
         load_config(TINY_YAML, ["model.objective=inpaint"])
+
+
+def test_keyframe_batch_is_each_videos_frames_from_first_to_last_in_rows_of_its_own():
+    from train.step import keyframe_batch
+
+    batch = _hand_batch(frames=9)
+    batch = {k: torch.cat([v, v.flip(1) if torch.is_tensor(v) else v]) if torch.is_tensor(v) else v * 2
+             for k, v in batch.items()}
+    out = keyframe_batch(batch, 4)
+    assert out["video"].shape == (8, 1, 3, 32, 64) and out["mask"].shape == (8, 1, 1, 32, 64)
+    for b in range(2):
+        for j, f in enumerate([0, 3, 5, 8]):  # evenly spaced, both ends included
+            assert torch.equal(out["video"][4 * b + j, 0], batch["video"][b, f])
+            assert torch.equal(out["masked_video"][4 * b + j, 0], batch["masked_video"][b, f])
+    assert out["prompt"] == ["a red ball"] * 8 and batch["video"].shape[1] == 9  # the batch itself unchanged
+
+
+def test_joint_keyframe_training_attends_across_a_videos_frames_with_the_same_gradients_checkpointed():
+    """A video batch drawn for joint keyframe training is its frames' one-frame edits under the joint attention:
+    its loss is not those edits' loss without it, gradients reach the LoRA, the base's processors come back, and
+    gradient checkpointing (whose backward would recompute the blocks with the base's attention) changes nothing."""
+    from train.step import keyframe_batch
+    from vivid.model.tiny import build_tiny_components
+
+    c = build_tiny_components(seed=0)
+    transformer = SPEC.make_vivid(c["transformer"], rank=8, alpha=8)
+    c["vae"].requires_grad_(False)
+    c["text_encoder"].eval()
+    batch = _hand_batch(frames=9)
+    processors = dict(transformer.attn_processors)
+    transformer.enable_gradient_checkpointing()  # then off or on per call below
+
+    def loss_and_grads(step, b, checkpointing=False):
+        transformer.gradient_checkpointing = checkpointing
+        transformer.zero_grad(set_to_none=True)
+        loss = step.loss(transformer, b, torch.Generator().manual_seed(5))
+        loss.backward()
+        transformer.gradient_checkpointing = False
+        grads = {n: p.grad.clone() for n, p in transformer.named_parameters() if p.grad is not None}
+        return float(loss.detach()), grads
+
+    joint, grads = loss_and_grads(_tiny_train_step(c, joint_keyframe_prob=1.0), batch)
+    assert all(transformer.attn_processors[n] is p for n, p in processors.items())
+    assert any("lora" in n and g.abs().sum() > 0 for n, g in grads.items())
+    generator = torch.Generator().manual_seed(5)
+    torch.rand((), generator=generator)  # what the joint step drew to decide
+    apart = _tiny_train_step(c).loss(transformer, keyframe_batch(batch, 4), generator)
+    assert joint != pytest.approx(float(apart.detach()), rel=1e-4)
+    checkpointed, grads_checkpointed = loss_and_grads(_tiny_train_step(c, joint_keyframe_prob=1.0), batch, True)
+    assert checkpointed == pytest.approx(joint, rel=1e-6)
+    for name, g in grads.items():
+        torch.testing.assert_close(grads_checkpointed[name], g, rtol=1e-4, atol=1e-6)
+    assert _tiny_train_step(c, joint_keyframe_prob=1.0).joint_keyframes_of(_hand_batch(frames=1), None) == 0
+
+
+def test_joint_keyframe_options_are_checked():
+    with pytest.raises(ConfigError, match="joint_keyframe_prob must be in"):
+        load_config(TINY_YAML, ["joint_keyframe_prob=1.5"])
+    with pytest.raises(ConfigError, match="joint_keyframes must be >= 2"):
+        load_config(TINY_YAML, ["joint_keyframes=1"])
+    with pytest.raises(ConfigError, match="text_to_video"):
+        load_config(TINY_YAML, ["model.objective=text_to_video", "validation.every_n_steps=0",
+                                "joint_keyframe_prob=0.5"])
