@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                      generator=torch.Generator().manual_seed(0), callback_on_step_end=on_step_end, **common)
 
     rows = [timed_run("stock WanVACEPipeline", stock_call, device, 1)]
-    del stock
+    del stock_call, stock  # the GPU memory of the stock pipeline, before vivid's is built
     pipe = VIVIDPipeline(tokenizer=None, text_encoder=None, **comps)
     pipe.set_progress_bar_config(disable=True)
 

@@ -1267,3 +1267,24 @@ def test_joint_keyframe_options_are_checked():
     with pytest.raises(ConfigError, match="text_to_video"):
         load_config(TINY_YAML, ["model.objective=text_to_video", "validation.every_n_steps=0",
                                 "joint_keyframe_prob=0.5"])
+
+
+def test_joint_keyframe_training_runs_on_wan():
+    """Wan's self-attention takes the joint processor in training too: finite loss, LoRA gradients, the base's
+    processors back afterwards."""
+    from vivid.model.tiny_wan import build_tiny_wan_components
+    from vivid.model.wan_spec import WanSpec
+
+    spec = WanSpec()
+    c = build_tiny_wan_components(0)
+    transformer = spec.make_vivid(c["transformer"], rank=8, alpha=8)
+    c["vae"].requires_grad_(False)
+    c["text_encoder"].eval()
+    processors = dict(transformer.attn_processors)
+    step = TrainStep(spec, c["vae"], c["scheduler"], torch.device("cpu"), c["tokenizer"], c["text_encoder"],
+                     spec.max_text_length(c["tokenizer"], transformer), joint_keyframe_prob=1.0)
+    loss = step.loss(transformer, _hand_batch(frames=9), torch.Generator().manual_seed(5))
+    loss.backward()
+    assert math.isfinite(float(loss))
+    assert any("lora" in n and p.grad is not None and p.grad.abs().sum() > 0 for n, p in transformer.named_parameters())
+    assert all(transformer.attn_processors[n] is p for n, p in processors.items())

@@ -33,18 +33,10 @@ from diffusers import WanVACEPipeline
 from diffusers.video_processor import VideoProcessor
 from peft import LoraConfig
 
-from vivid.model.configs import (
-    TINY_UMT5,
-    TINY_VACE_TRANSFORMER,
-    TINY_WAN_VAE,
-    UMT5_XXL,
-    WAN21_VACE_1_3B_TRANSFORMER,
-    WAN21_VACE_14B_TRANSFORMER,
-    WAN21_VAE,
-)
+from vivid.model.configs import TINY_VACE_TRANSFORMER, WAN21_VACE_1_3B_TRANSFORMER, WAN21_VACE_14B_TRANSFORMER
 from vivid.model.spec import SamplingLoop
 from vivid.model.transformer import unwrap
-from vivid.model.wan_spec import WAN_MAX_TEXT_LENGTH, WanSpec, _cache_context_of
+from vivid.model.wan_spec import WanSpec, _cache_context_of, wan_architectures
 
 VACE_1_3B_MODEL_ID = "Wan-AI/Wan2.1-VACE-1.3B-diffusers"
 VACE_14B_MODEL_ID = "Wan-AI/Wan2.1-VACE-14B-diffusers"
@@ -65,14 +57,9 @@ class VACESpec(WanSpec):
     default_model_id = VACE_1_3B_MODEL_ID
     mask_patch: ClassVar[int] = 2  # the transformer's spatial patch, which `prepare_masks` rounds sizes down to
     objective = "none: Wan2.1-VACE's published weights, used as they are (inference only)"
-    architectures = {
-        "1.3b": dict(model_id=VACE_1_3B_MODEL_ID, transformer=WAN21_VACE_1_3B_TRANSFORMER, vae=WAN21_VAE,
-                     text_encoder=UMT5_XXL, text_tokens=WAN_MAX_TEXT_LENGTH),
-        "14b": dict(model_id=VACE_14B_MODEL_ID, transformer=WAN21_VACE_14B_TRANSFORMER, vae=WAN21_VAE,
-                    text_encoder=UMT5_XXL, text_tokens=WAN_MAX_TEXT_LENGTH),
-        "tiny": dict(model_id=None, transformer=TINY_VACE_TRANSFORMER, vae=TINY_WAN_VAE, text_encoder=TINY_UMT5,
-                     text_tokens=16),
-    }
+    architectures = wan_architectures(
+        {"1.3b": VACE_1_3B_MODEL_ID, "14b": VACE_14B_MODEL_ID},
+        {"1.3b": WAN21_VACE_1_3B_TRANSFORMER, "14b": WAN21_VACE_14B_TRANSFORMER, "tiny": TINY_VACE_TRANSFORMER})
 
     def __init__(self, conditioning_scale: float = 1.0) -> None:
         """`conditioning_scale`: WanVACEPipeline's weight of the context blocks' hints, on every VACE layer."""

@@ -67,6 +67,16 @@ def _channels_first(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 1, 3, 4)
 
 
+def wan_architectures(model_ids: dict[str, str], transformers: dict[str, dict]) -> dict[str, dict]:
+    """`ModelSpecification.architectures` of a Wan2.1 family: per size ("1.3b", "14b", "tiny") its hub id and
+    transformer config, beside what every Wan2.1 shares (the VAE, UMT5-XXL, 512 text tokens; the tiny family's
+    VAE, UMT5 and its tokenizer's 16 tokens, vivid/model/tiny_wan.py)."""
+    full = dict(vae=WAN21_VAE, text_encoder=UMT5_XXL, text_tokens=WAN_MAX_TEXT_LENGTH)
+    tiny = dict(vae=TINY_WAN_VAE, text_encoder=TINY_UMT5, text_tokens=16)
+    return {size: dict(model_id=model_ids.get(size), transformer=transformer, **(tiny if size == "tiny" else full))
+            for size, transformer in transformers.items()}
+
+
 class WanSpec(ModelSpecification):
     name = "wan"
     display_name = "Wan2.1"
@@ -81,15 +91,9 @@ class WanSpec(ModelSpecification):
     batched_guidance = False  # WanPipeline: a conditional and an unconditional forward per step
     objective = ("Wan2.1's flow matching as finetrainers trains Wan: the velocity noise - x0 at noise levels "
                  "shifted by the sampler's shift.")
-    architectures = {
-        "1.3b": dict(model_id=WAN21_1_3B_MODEL_ID, transformer=WAN21_1_3B_TRANSFORMER, vae=WAN21_VAE,
-                     text_encoder=UMT5_XXL, text_tokens=WAN_MAX_TEXT_LENGTH),
-        "14b": dict(model_id=WAN21_14B_MODEL_ID, transformer=WAN21_14B_TRANSFORMER, vae=WAN21_VAE,
-                    text_encoder=UMT5_XXL, text_tokens=WAN_MAX_TEXT_LENGTH),
-        # text_tokens: the tiny tokenizer's model_max_length (vivid/model/tiny_wan.py)
-        "tiny": dict(model_id=None, transformer=TINY_WAN_TRANSFORMER, vae=TINY_WAN_VAE, text_encoder=TINY_UMT5,
-                     text_tokens=16),
-    }
+    architectures = wan_architectures(
+        {"1.3b": WAN21_1_3B_MODEL_ID, "14b": WAN21_14B_MODEL_ID},
+        {"1.3b": WAN21_1_3B_TRANSFORMER, "14b": WAN21_14B_TRANSFORMER, "tiny": TINY_WAN_TRANSFORMER})
 
     def __init__(
         self,
