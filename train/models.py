@@ -139,6 +139,7 @@ def weights_config(config: TrainConfig, pretrained: str) -> VIVIDWeightsConfig:
         base_trained=config.model.train_base,
         buckets=[list(b) for b in config.data.buckets],
         kive_last_frame_prob=config.data.kive_last_frame_prob,
+        joint_keyframe_prob=config.joint_keyframe_prob,
     )
 
 

@@ -218,16 +218,37 @@ def keyframe_batch(batch: dict[str, Any], keyframes: int) -> dict[str, Any]:
 @contextlib.contextmanager
 def joint_training_attention(transformer: torch.nn.Module, keyframes: int):
     """The joint keyframe attention (full, one group) over sets of `keyframes` consecutive batch rows, for one
-    training forward. Gradient checkpointing is off meanwhile: its backward would recompute the blocks after the
-    processors are restored, with the base's attention instead of the one the loss was computed with."""
+    training forward. Under gradient checkpointing each block is checkpointed with the processors it has now, so
+    that the backward's recompute, which runs after they are restored, recomputes what the loss was computed with."""
     from vivid.model.keyframe_attention import JointAttentionOptions, joint_keyframe_attention
     from vivid.model.transformer import unwrap
 
     model = unwrap(transformer)
-    checkpointing = getattr(model, "gradient_checkpointing", False)
-    model.gradient_checkpointing = False
-    try:
-        with joint_keyframe_attention(model, JointAttentionOptions(keyframes, keyframe_group=keyframes)):
+    checkpoint = getattr(model, "_gradient_checkpointing_func", None)
+    with joint_keyframe_attention(model, JointAttentionOptions(keyframes, keyframe_group=keyframes)):
+        if checkpoint is not None:
+            model._gradient_checkpointing_func = lambda block, *args: checkpoint(_WithProcessorsOfNow(block), *args)
+        try:
             yield
-    finally:
-        model.gradient_checkpointing = checkpointing
+        finally:
+            if checkpoint is not None:
+                model._gradient_checkpointing_func = checkpoint
+
+
+class _WithProcessorsOfNow:
+    """A transformer block that, whenever it is called (also by checkpointing's recompute in backward), runs with
+    the attention processors it has at construction, restoring the ones it then finds."""
+
+    def __init__(self, block: torch.nn.Module):
+        self.block = block
+        self.processors = [(m, m.processor) for m in block.modules() if hasattr(m, "set_processor")]
+
+    def __call__(self, *args, **kwargs):
+        found = [(m, m.processor) for m, _ in self.processors]
+        for module, processor in self.processors:
+            module.set_processor(processor)
+        try:
+            return self.block(*args, **kwargs)
+        finally:
+            for module, processor in found:
+                module.set_processor(processor)

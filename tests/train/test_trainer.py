@@ -1288,3 +1288,14 @@ def test_joint_keyframe_training_runs_on_wan():
     assert math.isfinite(float(loss))
     assert any("lora" in n and p.grad is not None and p.grad.abs().sum() > 0 for n, p in transformer.named_parameters())
     assert all(transformer.attn_processors[n] is p for n, p in processors.items())
+
+
+def test_saved_weights_record_the_long_video_training_options():
+    """vivid_config.json says whether clips can run between two keyframes and whether the joint pass was trained
+    for: parallel mode reads both."""
+    from train.models import weights_config
+
+    config = load_config(TINY_YAML, ["data.kive_last_frame_prob=0.5", "joint_keyframe_prob=0.25"])
+    saved = weights_config(config, "tiny")
+    assert (saved.kive_last_frame_prob, saved.joint_keyframe_prob) == (0.5, 0.25)
+    assert weights_config(load_config(TINY_YAML, ["joint_keyframe_prob=0"]), "tiny").joint_keyframe_prob == 0

@@ -60,6 +60,9 @@ class DemoPlan:
     # vivid's addition to the recipe, as in vivid's configs: last-frame KIVE (the clip's last frame given, so that
     # `--long-mode parallel` can edit each clip between two keyframes); 0 is the paper's first-frame-only recipe
     kive_last_frame_prob: float = 0.5
+    # vivid's addition for `--long-mode parallel`: half the video batches trained as joint keyframe edits (each
+    # frame attending to the others of its video, as the joint pass runs them); 0 is the paper's recipe
+    joint_keyframe_prob: float = 0.5
     # the learning curve: the trainer's validation every this many steps, on the first `curve_samples` held-out
     # records (a third per task)
     curve_every: int = 500
@@ -94,6 +97,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--kive-last-frame-prob", type=float, default=None,
                    help=f"last-frame KIVE probability, vivid's addition (default {DemoPlan.kive_last_frame_prob:g}; "
                         "0: the paper's first-frame-only recipe)")
+    p.add_argument("--joint-keyframe-prob", type=float, default=None,
+                   help=f"share of video batches trained as joint keyframe edits, vivid's addition for --long-mode "
+                        f"parallel (default {DemoPlan.joint_keyframe_prob:g}; 0: the paper's recipe)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help=f"torch CPU threads (default {DEFAULT_THREADS}; on a CPU other jobs are using, fewer can be "
@@ -112,17 +118,21 @@ def plan_for(args: argparse.Namespace) -> DemoPlan:
         if args.train_minutes < 0:
             raise ValueError(f"--train-minutes must be >= 0 (0: no limit), got {args.train_minutes}")
         plan = DemoPlan(**{**plan.__dict__, "train_minutes": args.train_minutes})
-    if args.kive_last_frame_prob is not None:
-        if not 0 <= args.kive_last_frame_prob <= 1:
-            raise ValueError(f"--kive-last-frame-prob must be in [0, 1], got {args.kive_last_frame_prob}")
-        plan = DemoPlan(**{**plan.__dict__, "kive_last_frame_prob": args.kive_last_frame_prob})
+    for flag, name in (("--kive-last-frame-prob", "kive_last_frame_prob"),
+                       ("--joint-keyframe-prob", "joint_keyframe_prob")):
+        value = getattr(args, name, None)
+        if value is not None:
+            if not 0 <= value <= 1:
+                raise ValueError(f"{flag} must be in [0, 1], got {value}")
+            plan = DemoPlan(**{**plan.__dict__, name: value})
     return plan
 
 
 def train_config(plan: DemoPlan, model_dir: Path, data_dir: Path, out_dir: Path, seed: int):
     """The demo's TrainConfig: VIVID's recipe on the pretrained tiny base at 64x96, 9 frames: base frozen, LoRA +
-    widened patch embedding trained, deletion 1 in 4 and KIVE at the recipe's values, last-frame KIVE (vivid's
-    addition), images:videos and mask augmentation as the plan says; the trainer's validation scores a held-out subset every `curve_every` steps."""
+    widened patch embedding trained, deletion 1 in 4 and KIVE at the recipe's values, last-frame KIVE and joint
+    keyframe training (vivid's additions), images:videos and mask augmentation as the plan says; the trainer's
+    validation scores a held-out subset every `curve_every` steps."""
     from data_loaders.config import AUGMENT_TYPES
     from train.config import config_from_dict
 
@@ -146,6 +156,7 @@ def train_config(plan: DemoPlan, model_dir: Path, data_dir: Path, out_dir: Path,
         cache_text_embeddings=True,
         cache_vae_latents=True,  # the data set is small and revisited: most VAE encodes become lookups
         mask_loss_weight=plan.mask_loss_weight,
+        joint_keyframe_prob=plan.joint_keyframe_prob,
         seed=seed,
     ))
 

@@ -66,6 +66,16 @@ def last_frame_kive(pipe: Any) -> bool:
     return bool(config is not None and getattr(config, "kive_last_frame_prob", 0.0) > 0)
 
 
+def joint_trained(pipe: Any) -> bool:
+    """Whether the pipeline's weights were trained with joint keyframe training, or need none (an inference-only
+    base, VACE, used as published; no VIVID weights config: nothing to say)."""
+    spec = getattr(pipe, "spec", None)
+    config = getattr(pipe, "vivid_config", None)
+    if (spec is not None and spec.inference_only) or config is None:
+        return True
+    return getattr(config, "joint_keyframe_prob", 0.0) > 0
+
+
 def parallel_plan(plan: ClipPlan, between_keyframes: bool, keyframe_given: bool) -> ClipPlan:
     """`plan` (a chained edit's) for parallel mode: no one-frame anchor clip (the anchor is a joint keyframe), each
     clip's first frame a joint keyframe (the user's keyframe where given), and with `between_keyframes` its last
@@ -129,6 +139,10 @@ def edit_joint_keyframes(pipe: Any, request: Any, plan: ClipPlan, sampling: dict
         negative_prompt=sampling["negative_prompt"] or "", height=sampling["height"], width=sampling["width"],
         paste_back_source=sampling["paste_back_source"], paste_back_dilation=sampling["paste_back_dilation"],
         reference_images=request.reference_images)
+    if len(edit) > 1 and not joint_trained(pipe):
+        logger.warning("these weights were trained without joint keyframe training (joint_keyframe_prob 0): the "
+                       "joint pass's attention to the other keyframes is new to them, and its keyframes may agree "
+                       "less than keyframes edited one by one (docs/long_videos.md)")
     logger.info("editing %d keyframes jointly (frames %s)%s", len(edit), ", ".join(str(frames[i]) for i in edit),
                 f", {kv_budget} key/value tokens per keyframe" if kv_budget else "")
     given = [request.keyframe] if request.keyframe is not None and any(c.key == "given" for c in plan.clips) else []

@@ -88,6 +88,9 @@ class VIVIDWeightsConfig:
     # trained with last-frame KIVE (`data.kive_last_frame_prob`): clips can be generated between two keyframes;
     # absent (older weights) = 0
     kive_last_frame_prob: float = 0.0
+    # trained with joint keyframe training (`joint_keyframe_prob`): the joint keyframe pass's attention was seen in
+    # training; absent (older weights) = 0
+    joint_keyframe_prob: float = 0.0
 
     def __post_init__(self) -> None:
         self.buckets = [list(b) for b in check_buckets(self.buckets or [], f"{VIVID_CONFIG_NAME} buckets")]

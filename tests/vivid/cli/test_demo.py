@@ -13,7 +13,7 @@ import torch
 
 def _args(**given) -> argparse.Namespace:
     return argparse.Namespace(**{"quick": False, "steps": None, "train_minutes": None, "kive_last_frame_prob": None,
-                                 **given})
+                                 "joint_keyframe_prob": None, **given})
 
 
 def test_demo_trains_with_last_frame_kive_by_default_and_zero_gives_the_papers_recipe(tmp_path):
@@ -27,6 +27,18 @@ def test_demo_trains_with_last_frame_kive_by_default_and_zero_gives_the_papers_r
     assert paper == DemoPlan(kive_last_frame_prob=0.0)  # nothing else changes
     with pytest.raises(ValueError, match=r"--kive-last-frame-prob must be in \[0, 1\], got 1.5"):
         plan_for(_args(kive_last_frame_prob=1.5))
+
+
+def test_demo_trains_joint_keyframes_by_default_and_zero_gives_the_papers_recipe(tmp_path):
+    from vivid.cli.demo import QUICK, DemoPlan, plan_for, train_config
+
+    for plan in (DemoPlan(), QUICK, plan_for(_args()), plan_for(_args(quick=True))):
+        assert train_config(plan, tmp_path / "m", tmp_path / "d", tmp_path / "t", seed=0).joint_keyframe_prob == 0.5
+    paper = plan_for(_args(joint_keyframe_prob=0.0, kive_last_frame_prob=0.0))
+    assert train_config(paper, tmp_path / "m", tmp_path / "d", tmp_path / "t", seed=0).joint_keyframe_prob == 0
+    assert paper == DemoPlan(joint_keyframe_prob=0.0, kive_last_frame_prob=0.0)  # nothing else changes
+    with pytest.raises(ValueError, match=r"--joint-keyframe-prob must be in \[0, 1\], got -0.1"):
+        plan_for(_args(joint_keyframe_prob=-0.1))
 
 
 def test_demo_train_config_is_the_recipe_on_the_frozen_base(tmp_path):

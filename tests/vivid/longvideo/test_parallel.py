@@ -214,6 +214,26 @@ def test_the_users_keyframe_is_a_member_of_the_joint_pass(clip33, tmp_path, monk
     assert not keyframe_file(request.work, 0).exists()  # the user's keyframe is not written as a joint one
 
 
+@pytest.mark.parametrize("joint_keyframe_prob, warned", [(0.0, True), (0.5, False)])
+def test_weights_without_joint_keyframe_training_are_warned_about(clip33, tmp_path, monkeypatch, caplog,
+                                                                   joint_keyframe_prob, warned):
+    from vivid.longvideo import parallel
+    from vivid.model.weights import VIVIDWeightsConfig
+
+    monkeypatch.setattr(parallel, "edit_keyframes_jointly",
+                        lambda pipe, keyframes, *a, given=(), **k: [np.full_like(f, 7) for f in keyframes])
+    pipe = SimpleNamespace(spec=CogVideoXSpec(), vivid_config=VIVIDWeightsConfig(
+        kive_last_frame_prob=0.5, joint_keyframe_prob=joint_keyframe_prob))
+    request = _request(clip33, tmp_path / "o.mp4")
+    sampling = dict(num_inference_steps=2, guidance_scale=2.0, seed=0, negative_prompt=None, height=None, width=None,
+                    paste_back_source=True, paste_back_dilation=None)
+    request.work.mkdir()
+    with caplog.at_level(logging.WARNING):
+        parallel.edit_joint_keyframes(pipe, request, parallel_plan(plan_clips(FRAMES, 9, BoundaryPlan()), True, False),
+                                      sampling)
+    assert ("joint_keyframe_prob 0" in caplog.text) == warned
+
+
 def test_bad_long_mode_and_kv_budget_are_refused_naming_the_flag(clip33, tmp_path):
     from vivid.io.edit_inputs import EditInputError
     from vivid.cli.edit import EDIT_LABELS
