@@ -119,12 +119,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=4.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--height", type=int, default=64, help="sample height in pixels (default 64, the tiny base's)")
+    p.add_argument("--width", type=int, default=96, help="sample width in pixels (default 96)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = p.parse_args(argv)
+    for name in ("height", "width"):
+        if getattr(args, name) < 16 or getattr(args, name) % 16:
+            p.error(f"--{name} must be a positive multiple of 16, got {getattr(args, name)}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    report, videos = evaluate_text_to_video(args.model, per_caption=args.per_caption, steps=args.steps,
-                                            guidance=args.guidance, seed=args.seed)
+    report, videos = evaluate_text_to_video(args.model, per_caption=args.per_caption, height=args.height,
+                                            width=args.width, steps=args.steps, guidance=args.guidance,
+                                            seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "text_to_video.json", report)

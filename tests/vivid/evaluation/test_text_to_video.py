@@ -35,3 +35,21 @@ def test_committed_base_draws_the_caption_and_a_random_one_does_not(pretrained_b
     assert untrained["overall"]["color_match"] <= 0.2
     grid = grid_image(videos, scale=1)
     assert grid.shape == (len(COLORS) * 66, len(SHAPES) * 98 + (len(SHAPES) - 1) * 4, 3)
+
+
+def test_the_command_samples_at_the_size_given_and_refuses_other_sizes(monkeypatch, tmp_path, capsys):
+    from vivid.evaluation import text_to_video
+
+    seen = {}
+    frames = np.full((1, 32, 48, 3), 128, np.uint8)
+
+    def evaluate(model, **kwargs):
+        seen.update(kwargs)
+        return {"overall": {}, "per_shape": {}}, {(c, s): [frames] for c in COLORS for s in SHAPES}
+
+    monkeypatch.setattr(text_to_video, "evaluate_text_to_video", evaluate)
+    assert text_to_video.main(["M", "--out", str(tmp_path), "--height", "128", "--width", "192"]) == 0
+    assert (seen["height"], seen["width"]) == (128, 192) and (tmp_path / "text_to_video.json").is_file()
+    with pytest.raises(SystemExit):
+        text_to_video.main(["M", "--out", str(tmp_path), "--height", "100"])
+    assert "--height must be a positive multiple of 16, got 100" in capsys.readouterr().err
