@@ -1285,7 +1285,7 @@ def test_joint_keyframe_training_runs_on_wan():
                      spec.max_text_length(c["tokenizer"], transformer), joint_keyframe_prob=1.0)
     loss = step.loss(transformer, _hand_batch(frames=9), torch.Generator().manual_seed(5))
     loss.backward()
-    assert math.isfinite(float(loss))
+    assert math.isfinite(loss.item())
     assert any("lora" in n and p.grad is not None and p.grad.abs().sum() > 0 for n, p in transformer.named_parameters())
     assert all(transformer.attn_processors[n] is p for n, p in processors.items())
 
