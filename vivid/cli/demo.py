@@ -73,8 +73,8 @@ QUICK = DemoPlan(videos=48, images=192, eval_per_task=8, train_steps=1000, train
                  curve_samples=12)
 
 # The full run's published figures (`vivid demo --seed 0 --kive-last-frame-prob 0 --joint-keyframe-prob 0`, the
-# defaults before vivid's additions; docs/experiments.md): held-out synthetic TA, colour, shape, BP and remnant. A `--quick` smoke run shows them
-# beside its own, which minutes cannot reach.
+# defaults before vivid's additions; docs/experiments.md): held-out synthetic TA, colour, shape, BP and remnant.
+# A `--quick` smoke run shows them beside its own, which minutes cannot reach.
 FULL_RUN_PUBLISHED = {
     "add": {"n": 32, "bp": 10.62, "synthetic_ta": 0.56, "synthetic_color": 1.00, "synthetic_shape": 0.53},
     "modify": {"n": 32, "bp": 10.22, "synthetic_ta": 0.47, "synthetic_color": 1.00, "synthetic_shape": 0.41},
