@@ -80,7 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--processes", type=int, default=1, help="parallel: processes (accelerate launch)")
     p.add_argument("--kv-budget", type=int, default=None, help="parallel: AAS tokens per keyframe (default: all)")
     p.add_argument("--keyframe-group", type=int, default=None,
-                   help="parallel: keyframes through the model at once in the joint pass (default: what fits)")
+                   help="parallel: keyframes through the model at once in the joint pass "
+                        "(default: a clip's latent frames)")
     p.add_argument("--lossless", action="store_true", help="write the output losslessly (its hash: the frames made)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: edit this source video and report
@@ -336,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         r["peak_ratio_vs_shortest"] = r[key] / rows[0][key]
     info = {
-        "benchmark": "long-video chain_edit", "size": args.size, "source": args.source, "steps": args.steps, "guidance": args.guidance,
+        "benchmark": "long-video chain_edit", "size": args.size, "source": args.source, "steps": args.steps,
+        "guidance": args.guidance,
         "working_size": f"{args.height}x{args.width}", "source_size": f"{args.source_height}x{args.source_width}",
         "boundaries": args.boundaries, "peak_memory": key, "long_mode": args.long_mode, "processes": args.processes,
         "keyframe_group": args.keyframe_group, "lossless": args.lossless,
