@@ -7,7 +7,10 @@ diffusers' CogVideoX LoRA example (stock 16-channel transformer, same LoRA, pre-
 Rows: stock LoRA step (latents and prompt embeddings precomputed, as the example does with its cached
 tensors); VIVID step on pre-encoded latents + conditions (the spec's loss: the same work plus 20 condition
 channels); the trainer's full step (`TrainStep.loss`: VAE encodes of the video and the masked video inside the
-step), then backward, clipping and the optimizer step as the trainer's accelerator does them on one process.
+step), then backward, clipping and the optimizer step as the trainer's accelerator does them on one process;
+and the trainer's step on the same batch drawn for joint keyframe training (`joint_keyframe_prob` 1: 4 of its
+frames as one-frame edits under the joint keyframe attention, checkpointed with it under
+--gradient-checkpointing).
 Prompt embeddings are precomputed (random, T5 is not loaded: the trainer's `caption_embeddings` mode). MFU = analytic model FLOPs of the transformer's
 forward + backward (vivid.flops.cogvideox.transformer_train_flops, no recomputation counted) / step time / matmul FLOP/s.
 On CPU each configuration runs in its own Python process (--no-isolate to share one), so that its peak memory
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 import torch
 
@@ -63,14 +67,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-CONFIGS = ("stock", "vivid-pre-encoded", "vivid-full-step")
+CONFIGS = ("stock", "vivid-pre-encoded", "vivid-full-step", "vivid-joint-keyframes")
 
 
 def selected_configs(args: argparse.Namespace) -> list[str]:
     """The configurations this run measures, in order (the first, stock, is the baseline of the ratios)."""
     if args.only is not None:
         return [args.only]
-    return [c for c in CONFIGS if c != "vivid-full-step" or args.full_step]
+    return [c for c in CONFIGS if c not in ("vivid-full-step", "vivid-joint-keyframes") or args.full_step]
 
 
 def make_optimizer(params, kind: str):
@@ -173,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     prompt_embeds = torch.randn(b, tr_config["max_text_seq_length"], tr_config["text_embed_dim"], device=device,
                                 dtype=dtype, generator=gen)
     # the trainer's step with precomputed caption embeddings (its `caption_embeddings` mode)
-    train_step = TrainStep(SPEC, vae, scheduler, device, captions=lambda prompts, device: prompt_embeds)
+    # (a joint keyframe step asks for each video's caption once per keyframe, in the batch's order)
+    train_step = TrainStep(SPEC, vae, scheduler, device,
+                           captions=lambda prompts, device: prompt_embeds.repeat_interleave(len(prompts) // b, 0))
     latents, conditions = train_step.encode_batch(batch, gen)  # the pre-encoded tensors of the first two rows
     rows = []
 
@@ -190,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[-1]["mfu"] = stock_flops / rows[-1]["step_s"] / peak
         del stock, opt
 
-    if "vivid-pre-encoded" in configs or "vivid-full-step" in configs:
+    if any(c.startswith("vivid") for c in configs):
         vivid = prepare(new_transformer(args.size, device, dtype, 20), args, device, vivid=True)
         opt = make_optimizer([p for p in vivid.parameters() if p.requires_grad], args.optimizer)
 
@@ -205,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             loss = SPEC.compute_loss(vivid, scheduler, latents, conditions, prompt_embeds, gen)
         backward_and_step(loss)
 
-    def trainer_step():
+    def trainer_step(step=train_step):
         amp = torch.autocast(device.type, dtype=autocast, enabled=autocast is not None)
-        backward_and_step(train_step.loss(vivid, batch, gen, amp))
+        backward_and_step(step.loss(vivid, batch, gen, amp))
 
     if "vivid-pre-encoded" in configs:
         rows.append(timed_steps("vivid step (pre-encoded latents)", vivid_pre_encoded, device, args.steps))
@@ -215,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     if "vivid-full-step" in configs:
         rows.append(timed_steps("vivid trainer step (+ VAE encode)", trainer_step, device, args.steps))
         rows[-1]["mfu"] = vivid_flops / rows[-1]["step_s"] / peak  # VAE FLOPs not counted
+    if "vivid-joint-keyframes" in configs:
+        joint_step = replace(train_step, joint_keyframe_prob=1.0)
+        rows.append(timed_steps("vivid joint keyframe step", lambda: trainer_step(joint_step), device,
+                                args.steps))
+        # as 4 b one-frame samples: the attention to the other keyframes' keys is not counted
+        joint_flops = transformer_train_flops(tr_config, 1, height, width, 4 * b, lora_rank=args.lora_rank)["total"]
+        rows[-1]["mfu"] = joint_flops / rows[-1]["step_s"] / peak
     extra = {
         "size": args.size, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
         "dtype": str(dtype).replace("torch.", ""), "shape": f"{b}x{frames}x{height}x{width}",

@@ -8,7 +8,8 @@
 # The CogVideoX-5B architecture with random weights (no downloads): timings and memory are the real model's,
 # outputs are noise. Runs, in order: 49x480x720 inference with guidance (stock CogVideoXPipeline and VIVID,
 # same process), without guidance, with the fast options, the 24 GB memory mode, each cache; one LoRA training
-# step (stock vs VIVID, gradient checkpointing, MFU); a long edit at two lengths. Then Wan2.1-1.3B and -14B
+# step (stock vs VIVID, gradient checkpointing, MFU; also a joint keyframe training step, bf16 autocast, its blocks
+# checkpointed with the joint attention); a long edit at two lengths. Then Wan2.1-1.3B and -14B
 # (benchmarks/bench_wan_gpu.py, random weights, through the Wan specification) at 81x480x832: inference with and
 # without guidance (stock WanPipeline and VIVID, same process), one LoRA training step with gradient
 # checkpointing. Then Wan2.1-VACE-1.3B at 81x480x832 (random weights): vivid's edit beside the stock WanVACEPipeline

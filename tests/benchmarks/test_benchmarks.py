@@ -52,7 +52,7 @@ def test_bench_train_tiny():
     out = run_bench("bench_train.py", "--steps", "1", "--no-isolate", *SMALL)
     names = [r["name"] for r in out["results"]]
     assert names == ["stock CogVideoX LoRA step", "vivid step (pre-encoded latents)",
-                     "vivid trainer step (+ VAE encode)"]
+                     "vivid trainer step (+ VAE encode)", "vivid joint keyframe step"]
     assert out["isolated"] is False
     assert all("upper bound" in r["peak_memory_kind"] for r in out["results"])
 
